@@ -10,7 +10,9 @@ API and the dashboard alike:
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,3 +38,14 @@ class AlphastreamSettings(BaseSettings):
     )
     api_url: str = Field(default="http://127.0.0.1:8000", description="REST API base URL.")
     api_key: str | None = Field(default=None, description="API key; unset disables auth.")
+
+
+def mask_dsn(dsn: str) -> str:
+    """The DSN with any password replaced by ***, safe for logs and summaries."""
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        if parts.password:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+            return urlunsplit(parts._replace(netloc=netloc))
+        return dsn
+    return re.sub(r"(password\s*=\s*)(\S+)", r"\1***", dsn)

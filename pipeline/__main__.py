@@ -1,0 +1,136 @@
+"""``python -m pipeline``: run the alphastream pipeline.
+
+With no arguments: one trading day of the synthetic market, in batch on the DirectRunner,
+bars into ./data/lake and into the embedded local PostgreSQL. ``--help`` lists every flag;
+the same flags work with ``--runner DataflowRunner``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import signal
+import sys
+import threading
+import time
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    GoogleCloudOptions,
+    PipelineOptions,
+    SetupOptions,
+    StandardOptions,
+    WorkerOptions,
+)
+
+from alphastream.settings import AlphastreamSettings, mask_dsn
+from pipeline.graph import build_graph
+from pipeline.options import AlphastreamOptions, resolved_date, resolved_db_url
+from pipeline.summary import summarise
+
+log = logging.getLogger("pipeline")
+
+DESCRIPTION = (
+    "alphastream: market ticks -> OHLCV bars (with VWAP and trade counts) in a Parquet lake and "
+    "PostgreSQL, in batch or streaming, on any Beam runner. With no flags: a seeded synthetic "
+    "trading day on the DirectRunner, written to ./data/lake and the embedded local database."
+)
+# Beam's flag groups worth showing in --help; Beam accepts all of its other flags too.
+_BEAM_OPTION_GROUPS = (StandardOptions, GoogleCloudOptions, SetupOptions, WorkerOptions, DirectOptions)
+
+
+def help_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=DESCRIPTION,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    AlphastreamOptions._add_argparse_args(parser)
+    for options_class in _BEAM_OPTION_GROUPS:
+        group = parser.add_argument_group(f"Beam: {options_class.__name__}")
+        options_class._add_argparse_args(group)
+    return parser
+
+
+def _is_direct_runner(options: PipelineOptions) -> bool:
+    runner = options.view_as(StandardOptions).runner
+    return runner is None or "direct" in str(runner).lower() or "prism" in str(runner).lower()
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1_000
+
+
+def resolve_database(options: PipelineOptions, opts: AlphastreamOptions) -> str | None:
+    """The DSN to write to: --db_url / $ALPHASTREAM_DB_URL, else the embedded local database
+    (DirectRunner only), or None with --no_db."""
+    settings = AlphastreamSettings()
+    db_url = resolved_db_url(opts, settings)
+    if opts.no_db:
+        return None
+    from pipeline.db import localdb, migrate
+
+    if db_url is None:
+        if not _is_direct_runner(options):
+            raise SystemExit("error: a remote runner cannot reach the embedded local database: "
+                             "pass --db_url (e.g. Cloud SQL) or --no_db")
+        log.info("no --db_url: starting the embedded local PostgreSQL (python -m pipeline.db stop to stop it)")
+        db_url = localdb.LocalDatabase.from_settings(settings).ensure_running()
+    if _is_direct_runner(options):
+        migrate.migrate(db_url)
+    return db_url
+
+
+def _run_streaming(pipeline: beam.Pipeline, max_duration: float | None):
+    """Run until --max_duration or Ctrl-C, then cancel cleanly (the DirectRunner does not
+    support wait_until_finish(duration=...))."""
+    result = pipeline.run()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("streaming; stop with Ctrl-C%s", f" (or after {max_duration:.0f} s)" if max_duration else "")
+    stop.wait(timeout=max_duration)
+    log.info("stopping the streaming pipeline...")
+    result.cancel()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        help_parser().print_help()
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("apache_beam", "urllib3", "google"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    options = PipelineOptions(argv)
+    opts = options.view_as(AlphastreamOptions)
+    streaming = options.view_as(StandardOptions).streaming
+    options.view_as(SetupOptions).save_main_session = False
+    db_url = resolve_database(options, opts)
+    day = resolved_date(opts, dt.datetime.now(dt.timezone.utc).date())
+    if opts.source == "synthetic" and not streaming:
+        log.info("synthetic market: %d symbols x %s ticks on %s (seed %d)",
+                 opts.symbols, f"{opts.ticks_per_symbol:,}", day, opts.seed)
+
+    started = time.monotonic()
+    pipeline = beam.Pipeline(options=options)
+    build_graph(pipeline, opts, streaming=streaming, now_us=_now_us, day=day, db_url=db_url)
+    if streaming:
+        result = _run_streaming(pipeline, opts.max_duration)
+    else:
+        result = pipeline.run()
+        result.wait_until_finish()
+    elapsed = time.monotonic() - started
+
+    if options.view_as(StandardOptions).runner and not _is_direct_runner(options):
+        print(f"submitted to {options.view_as(StandardOptions).runner} in {elapsed:.1f} s")
+        return 0
+    summary = summarise(result)
+    print(f"\nalphastream run finished in {elapsed:.1f} s")
+    for line in summary.lines(opts.output, mask_dsn(db_url) if db_url else None):
+        print("  " + line)
+    return 0 if summary.accounted else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The pipeline graph: read | parse | dedup | bars | sinks, the same in batch and streaming.
+
+Batch keeps ticks columnar (Arrow tables) from the source to the bars, which is what makes
+it fast; streaming moves one tick at a time through event-time windows. Both produce the same
+Bars for the same ticks (tests/test_batch_equals_streaming.py). Labels are stable: Dataflow
+uses them to match steps when a streaming job is updated.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Callable
+
+import apache_beam as beam
+from apache_beam.pvalue import PCollection
+
+from alphastream.synthetic import MarketSpec
+from pipeline.lake import WriteBarsToLake, WriteDeadLettersToLake
+from pipeline.options import AlphastreamOptions, dedup_horizon_seconds
+from pipeline.sources import ReadLiveSyntheticMarket, ReadSyntheticMarket, ReadTickFiles
+from transforms.bars import StreamingBars
+from transforms.batch_bars import BatchBars
+from transforms.dedup import DedupTrades
+from transforms.parse import DEAD_LETTERS, TICKS, ParseTicks
+from transforms.tick_tables import ValidateTickTables, ticks_to_table
+from transforms.validation import ValidationPolicy
+
+NowFn = Callable[[], int]
+RECORDS_PER_TABLE = 50_000
+
+
+@dataclass
+class GraphOutputs:
+    bars: PCollection
+    dead_letters: PCollection
+
+
+def _policy(opts: AlphastreamOptions) -> ValidationPolicy:
+    return ValidationPolicy(max_future_us=opts.max_future_seconds * 1_000_000)
+
+
+def _default_source(opts: AlphastreamOptions) -> str:
+    return {"files": "file", "pubsub": "pubsub", "kafka": "kafka"}.get(opts.source, opts.source)
+
+
+def read_batch(p, opts: AlphastreamOptions, now_us: NowFn, day: dt.date) -> tuple[PCollection, list[PCollection]]:
+    """Batch sources -> (canonical tick tables, [dead-letter PCollections])."""
+    policy, default_source = _policy(opts), _default_source(opts)
+    if opts.source == "synthetic":
+        spec = MarketSpec(day=day, symbols=opts.symbols, ticks_per_symbol=opts.ticks_per_symbol, seed=opts.seed,
+                          duplicate_rate=opts.duplicate_rate, out_of_order_rate=opts.out_of_order_rate)
+        raw_tables = p | "ReadSyntheticMarket" >> ReadSyntheticMarket(spec)
+        validated = raw_tables | "ValidateTickTables" >> ValidateTickTables(now_us, default_source, policy)
+        return validated[TICKS], [validated[DEAD_LETTERS]]
+    if opts.source == "files":
+        if not opts.input:
+            raise ValueError("--source files needs --input PATH_OR_GLOB (local or gs://)")
+        files = p | "ReadTickFiles" >> ReadTickFiles(opts.input, opts.input_format)
+        validated = files["tables"] | "ValidateTickTables" >> ValidateTickTables(now_us, default_source, policy)
+        parsed = files["records"] | "ParseTicks" >> ParseTicks(now_us, default_source, policy)
+        record_tables = (
+            parsed[TICKS]
+            | "BatchTicks" >> beam.BatchElements(min_batch_size=1_000, max_batch_size=RECORDS_PER_TABLE)
+            | "TicksToTables" >> beam.Map(ticks_to_table)
+        )
+        tables = (validated[TICKS], record_tables) | "FlattenTickTables" >> beam.Flatten()
+        return tables, [validated[DEAD_LETTERS], parsed[DEAD_LETTERS]]
+    raise ValueError(f"--source {opts.source} is a streaming source: add --streaming")
+
+
+def read_stream(p, opts: AlphastreamOptions) -> PCollection:
+    """Streaming sources -> (origin, JSON payload) timestamped with event time."""
+    if opts.source == "synthetic":
+        return p | "ReadLiveSyntheticMarket" >> ReadLiveSyntheticMarket(
+            opts.symbols, opts.rate, opts.seed, opts.max_duration)
+    if opts.source in ("pubsub", "kafka"):
+        from pipeline.streaming_sources import ReadTicksFromKafka, ReadTicksFromPubSub
+
+        reader = ReadTicksFromPubSub.from_options(opts) if opts.source == "pubsub" else ReadTicksFromKafka.from_options(opts)
+        return p | f"Read{opts.source.capitalize()}" >> reader
+    raise ValueError(f"--source {opts.source} is not a streaming source (use it without --streaming)")
+
+
+def build_graph(p, opts: AlphastreamOptions, *, streaming: bool, now_us: NowFn, day: dt.date,
+                db_url: str | None) -> GraphOutputs:
+    """Assemble the whole pipeline on ``p``; returns the bars and dead letters it writes."""
+    if streaming:
+        payloads = read_stream(p, opts)
+        parsed = payloads | "ParseTicks" >> ParseTicks(now_us, _default_source(opts), _policy(opts))
+        unique = parsed[TICKS] | "DedupTrades" >> DedupTrades(dedup_horizon_seconds(opts))
+        bars = unique | "Bars" >> StreamingBars(opts.intervals, opts.allowed_lateness, opts.early_firing_seconds)
+        dead_sources = [parsed[DEAD_LETTERS]]
+    else:
+        tables, dead_sources = read_batch(p, opts, now_us, day)
+        bars = tables | "Bars" >> BatchBars(opts.intervals)
+
+    if db_url:
+        from pipeline.db.sink import WriteBarsToPostgres
+
+        dead_sources.append(bars | "WriteBarsToPostgres" >> WriteBarsToPostgres(db_url))
+    dead_letters = dead_sources | "FlattenDeadLetters" >> beam.Flatten()
+
+    if not streaming:
+        _ = bars | "WriteBarsToLake" >> WriteBarsToLake(opts.output)
+        _ = dead_letters | "WriteDeadLettersToLake" >> WriteDeadLettersToLake(opts.output)
+    if db_url:
+        from pipeline.db.sink import WriteDeadLettersToPostgres
+
+        _ = dead_letters | "WriteDeadLettersToPostgres" >> WriteDeadLettersToPostgres(db_url)
+    return GraphOutputs(bars=bars, dead_letters=dead_letters)

@@ -1,0 +1,125 @@
+"""Command-line flags of the pipeline, in Beam's style: one PipelineOptions subclass.
+
+The same flags work on every runner (``--runner DataflowRunner`` included); Beam's own flags
+(--runner, --streaming, --project, --region, --temp_location, --setup_file...) come with it.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from alphastream.intervals import DEFAULT_INTERVALS, parse_intervals
+from alphastream.settings import AlphastreamSettings
+from alphastream.synthetic import last_weekday_before
+
+SOURCES = ("synthetic", "files", "pubsub", "kafka")
+FILE_FORMATS = ("auto", "csv", "jsonl", "parquet")
+DEFAULT_OUTPUT = "data/lake"
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad date {text!r}: expected YYYY-MM-DD") from None
+
+
+def _intervals(text: str) -> tuple[str, ...]:
+    try:
+        return parse_intervals(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+class AlphastreamOptions(PipelineOptions):
+    """alphastream's own flags (see also Beam's: --runner, --streaming, --project, ...)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
+        src = parser.add_argument_group("source")
+        src.add_argument("--source", choices=SOURCES, default="synthetic",
+                         help="Where ticks come from: a seeded synthetic market (default), historical "
+                              "files (--input), Pub/Sub (--subscription or --topic) or Kafka (--kafka_topic).")
+        src.add_argument("--input", default=None,
+                         help="Files source: a path or glob, local or gs:// (e.g. 'gs://b/ticks/*.parquet'). "
+                              "Tick format: see README 'Tick format'.")
+        src.add_argument("--input_format", choices=FILE_FORMATS, default="auto",
+                         help="Files source: format; 'auto' goes by extension (.csv, .jsonl/.json/.ndjson, .parquet).")
+        src.add_argument("--symbols", type=_positive_int, default=20,
+                         help="Synthetic market: number of symbols.")
+        src.add_argument("--ticks_per_symbol", type=_positive_int, default=10_000,
+                         help="Synthetic market (batch): trades per symbol over the session.")
+        src.add_argument("--date", type=_date, default=None,
+                         help="Synthetic market (batch): trading day YYYY-MM-DD "
+                              "(default: the last weekday before today, UTC).")
+        src.add_argument("--seed", type=int, default=42, help="Synthetic market: random seed.")
+        src.add_argument("--duplicate_rate", type=float, default=0.002,
+                         help="Synthetic market: share of trades delivered twice (exercises dedup).")
+        src.add_argument("--out_of_order_rate", type=float, default=0.01,
+                         help="Synthetic market: share of trades delivered out of order.")
+        src.add_argument("--rate", type=float, default=1000.0,
+                         help="Synthetic market with --streaming: ticks per second.")
+        src.add_argument("--subscription", default=None,
+                         help="Pub/Sub source: projects/P/subscriptions/S (preferred: survives restarts).")
+        src.add_argument("--topic", default=None,
+                         help="Pub/Sub source: projects/P/topics/T (a temporary subscription is created).")
+        src.add_argument("--kafka_bootstrap_servers", default=None, help="Kafka source: host:port[,host:port].")
+        src.add_argument("--kafka_topic", default=None, help="Kafka source: topic of JSON ticks.")
+        src.add_argument("--expansion_service", default=None,
+                         help="Kafka source: address (host:port) of a running Java expansion service for "
+                              "ReadFromKafka; default lets Beam start one from the Maven jar (needs Java and "
+                              "network access to Maven Central).")
+
+        rules = parser.add_argument_group("event time and validation")
+        rules.add_argument("--intervals", type=_intervals, default=DEFAULT_INTERVALS,
+                           help="Bar intervals, comma-separated, each dividing the largest (default 1m,5m,1h).")
+        rules.add_argument("--allowed_lateness", type=int, default=300,
+                           help="Streaming: seconds after a window closes that late ticks still update its bar.")
+        rules.add_argument("--early_firing_seconds", type=float, default=5.0,
+                           help="Streaming: processing-time seconds between live partial bars (0: none).")
+        rules.add_argument("--max_future_seconds", type=int, default=60,
+                           help="Ticks more than this many seconds ahead of the clock are dead-lettered.")
+        rules.add_argument("--dedup_horizon_seconds", type=int, default=None,
+                           help="Streaming: event-time seconds a trade id is remembered for dedup "
+                                "(default: allowed lateness + the largest interval).")
+
+        out = parser.add_argument_group("outputs")
+        out.add_argument("--output", default=DEFAULT_OUTPUT,
+                         help="Parquet lake root, local path or gs://bucket/prefix "
+                              "(bars/interval=I/date=D/, dead_letters/date=D/).")
+        out.add_argument("--db_url", default=None,
+                         help="PostgreSQL DSN for bars and dead letters (default: $ALPHASTREAM_DB_URL; "
+                              "on the DirectRunner, if unset, the embedded local database is started).")
+        out.add_argument("--no_db", action="store_true", help="Write the Parquet lake only.")
+        out.add_argument("--write_ticks", action="store_true",
+                         help="Also store deduplicated raw ticks in the database's ticks table.")
+        out.add_argument("--max_duration", type=float, default=None,
+                         help="Streaming: stop cleanly after this many seconds (default: until Ctrl-C).")
+
+
+def resolved_date(options: AlphastreamOptions, today: dt.date) -> dt.date:
+    return options.date or last_weekday_before(today)
+
+
+def resolved_db_url(options: AlphastreamOptions, settings: AlphastreamSettings) -> str | None:
+    """The DSN to write to, or None for the embedded local database (or --no_db)."""
+    if options.no_db:
+        return None
+    return options.db_url or settings.db_url
+
+
+def dedup_horizon_seconds(options: AlphastreamOptions) -> int:
+    from alphastream.intervals import interval_seconds
+
+    if options.dedup_horizon_seconds is not None:
+        return options.dedup_horizon_seconds
+    return options.allowed_lateness + max(interval_seconds(i) for i in options.intervals)

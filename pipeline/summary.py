@@ -1,0 +1,57 @@
+"""The run summary: what was read, written, dead-lettered and dropped as duplicates.
+
+Counts come from the Beam metrics the transforms increment, so the summary also proves the
+accounting rule: every tick read is either unique (turned into bars), a duplicate, or a dead
+letter.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from apache_beam.metrics.metric import MetricsFilter
+
+from transforms.parse import METRICS_NAMESPACE
+
+
+@dataclass
+class RunSummary:
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def get(self, name: str) -> int:
+        return self.counters.get(name, 0)
+
+    @property
+    def accounted(self) -> bool:
+        """ticks read == unique + duplicates + dead-lettered (sink failures are not ticks)."""
+        return self.get("ticks_read") == (
+            self.get("ticks_unique") + self.get("ticks_duplicate") + self.get("ticks_dead_lettered")
+        )
+
+    def lines(self, output: str, db: str | None) -> list[str]:
+        bars = {k.removeprefix("bars_"): v for k, v in sorted(self.counters.items()) if k.startswith("bars_")}
+        lines = [
+            f"ticks read        {self.get('ticks_read'):>12,}",
+            f"  unique          {self.get('ticks_unique'):>12,}",
+            f"  duplicates      {self.get('ticks_duplicate'):>12,}",
+            f"  dead-lettered   {self.get('ticks_dead_lettered'):>12,}",
+            "  accounting      " + ("OK: read = unique + duplicates + dead-lettered" if self.accounted
+                                    else "MISMATCH: some ticks are not accounted for"),
+            "bars              " + ", ".join(f"{k}: {v:,}" for k, v in bars.items()) if bars else "bars              none",
+            f"lake              {output} ({self.get('lake_bar_rows'):,} bar rows, "
+            f"{self.get('lake_deadletter_rows'):,} dead letters)",
+        ]
+        if db:
+            lines.append(f"database          {db} ({self.get('db_bar_rows'):,} bar rows upserted, "
+                         f"{self.get('db_dead_letter_rows'):,} dead letters, "
+                         f"{self.get('db_rows_dead_lettered'):,} rows failed)")
+        return lines
+
+
+def summarise(result) -> RunSummary:
+    """Collect the alphastream counters of a finished (or cancelled) run."""
+    query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    counters: dict[str, int] = {}
+    for counter in query["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        counters[counter.key.metric.name] = counters.get(counter.key.metric.name, 0) + (value or 0)
+    return RunSummary(counters)

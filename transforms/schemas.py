@@ -1,0 +1,12 @@
+"""Registers the project's records (alphastream.records) as Beam schemas.
+
+Beam infers a schema from a typed NamedTuple; registering RowCoder makes every PCollection of
+these records use the compact, portable schema coder instead of pickling, which is what
+Dataflow and cross-language transforms expect.
+"""
+import apache_beam as beam
+
+from alphastream.records import Bar, DeadLetter, Tick
+
+for _record in (Tick, Bar, DeadLetter):
+    beam.coders.registry.register_coder(_record, beam.coders.RowCoder)
