@@ -145,6 +145,13 @@ class StreamingBars(beam.PTransform):
                 )
                 | f"Combine{interval}" >> beam.CombinePerKey(OhlcvCombineFn())
                 | f"ToBar{interval}" >> beam.ParDo(_WindowedBarDoFn(interval)).with_output_types(Bar)
+                # Each bar carries its bucket and pane now; one common windowing lets the
+                # intervals be flattened, and every pane passes straight on to the sinks.
+                | f"Rewindow{interval}" >> beam.WindowInto(
+                    window.GlobalWindows(),
+                    trigger=trigger.Repeatedly(trigger.AfterCount(1)),
+                    accumulation_mode=trigger.AccumulationMode.DISCARDING,
+                )
             )
             per_interval.append(bars)
         return per_interval | "FlattenIntervals" >> beam.Flatten().with_output_types(Bar)

@@ -1,0 +1,50 @@
+"""An independent pandas computation of bars, used as the oracle in tests and benchmarks.
+
+Written from the definitions (not from the pipeline's code): drop repeated (source,
+trade_id) keeping the earliest in trade order, bucket by epoch-aligned interval, open/close by
+(ts_us, trade_id, source) order, VWAP = sum(p*s)/sum(s) or the mean price when volume is 0.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from alphastream.intervals import interval_micros
+
+
+def pandas_bars(ticks: pd.DataFrame, intervals: tuple[str, ...]) -> pd.DataFrame:
+    """Columns: symbol, interval, bucket_start_us, open, high, low, close, volume, vwap, trades."""
+    ordered = ticks.sort_values(["ts_us", "trade_id", "source"], kind="mergesort")
+    unique = ordered.drop_duplicates(subset=["source", "trade_id"], keep="first")
+    frames = []
+    for interval in intervals:
+        width = interval_micros(interval)
+        df = unique.assign(bucket_start_us=unique["ts_us"] // width * width, notional=unique["price"] * unique["size"])
+        grouped = df.groupby(["symbol", "bucket_start_us"], sort=True)
+        out = grouped.agg(
+            open=("price", "first"), high=("price", "max"), low=("price", "min"), close=("price", "last"),
+            volume=("size", "sum"), notional=("notional", "sum"), price_sum=("price", "sum"), trades=("price", "size"),
+        ).reset_index()
+        out["vwap"] = (out["notional"] / out["volume"]).where(out["volume"] > 0, out["price_sum"] / out["trades"])
+        out["interval"] = interval
+        frames.append(out)
+    columns = ["symbol", "interval", "bucket_start_us", "open", "high", "low", "close", "volume", "vwap", "trades"]
+    result = pd.concat(frames, ignore_index=True)[columns]
+    return result.sort_values(["interval", "symbol", "bucket_start_us"]).reset_index(drop=True)
+
+
+def bars_frame(bars) -> pd.DataFrame:
+    """Bars (records) as a frame comparable with pandas_bars (timing and pane dropped)."""
+    columns = ["symbol", "interval", "bucket_start_us", "open", "high", "low", "close", "volume", "vwap", "trades"]
+    df = pd.DataFrame([b._asdict() for b in bars], columns=list(bars[0]._fields) if bars else columns)[columns]
+    return df.sort_values(["interval", "symbol", "bucket_start_us"]).reset_index(drop=True)
+
+
+def assert_same_bars(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """Exact for keys, prices and counts; float sums (volume, vwap) to 1e-9 relative."""
+    exact = ["symbol", "interval", "bucket_start_us", "open", "high", "low", "close", "trades"]
+    assert len(actual) == len(expected), f"{len(actual)} bars, expected {len(expected)}"
+    pd.testing.assert_frame_equal(actual[exact].reset_index(drop=True), expected[exact].reset_index(drop=True),
+                                  check_dtype=False)
+    pd.testing.assert_frame_equal(actual[["volume", "vwap"]].reset_index(drop=True),
+                                  expected[["volume", "vwap"]].reset_index(drop=True),
+                                  check_dtype=False, rtol=1e-9, atol=1e-9)

@@ -1,0 +1,125 @@
+"""BatchBars (the columnar batch path) against an independent pandas computation, and
+against StreamingBars on the same ticks: batch and streaming must give identical bars."""
+import datetime as dt
+
+import apache_beam as beam
+import pandas as pd
+import pyarrow as pa
+import pytest
+from apache_beam.options.pipeline_options import StandardOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Timestamp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from alphastream.records import Tick
+from alphastream.synthetic import MarketSpec, market_ticks
+from transforms.bars import StreamingBars
+from transforms.batch_bars import BatchBars, check_intervals_nest, dedup_in_trade_order, split_by_symbol_bucket
+from transforms.dedup import DedupTrades
+from transforms.tick_tables import table_to_ticks, ticks_to_table
+from tests.beam_helpers import Collected
+from tests.reference import assert_same_bars, bars_frame, pandas_bars
+
+T0 = 1_704_205_800_000_000
+INTERVALS = ("1m", "5m", "1h")
+
+
+def run_batch(tables: list[pa.Table], intervals=INTERVALS) -> list:
+    with TestPipeline() as p:
+        got = Collected(p | beam.Create(tables, reshuffle=False) | BatchBars(intervals))
+    return got.items
+
+
+def run_streaming(ticks: list[Tick], intervals=INTERVALS) -> list:
+    """Final (last) pane of every bar from the streaming path, all ticks on time."""
+    first_us = min(t.ts_us for t in ticks)
+    # TestStream watermarks must be whole milliseconds.
+    stream = TestStream().advance_watermark_to(Timestamp(micros=first_us - first_us % 1000))
+    stream = stream.add_elements([TimestampedValue(t, Timestamp(micros=t.ts_us)) for t in ticks])
+    stream = stream.advance_watermark_to_infinity()
+    options = TestPipeline().options
+    options.view_as(StandardOptions).streaming = True
+    with TestPipeline(options=options) as p:
+        got = Collected(p | stream | DedupTrades(horizon_seconds=10**6) | StreamingBars(intervals, 0, 0))
+    return got.items
+
+
+def ticks_frame(ticks: list[Tick]) -> pd.DataFrame:
+    return pd.DataFrame(ticks, columns=Tick._fields)
+
+
+tick_rows = st.lists(
+    st.tuples(
+        st.sampled_from(["AAPL", "MSFT", "BTC-USD"]),
+        st.integers(0, 3 * 3600 * 1_000_000),          # within three hours
+        st.sampled_from([1.0, 99.5, 100.0, 100.25, 101.0, 250.0]),  # repeated prices: ties in high/low
+        st.sampled_from([0.0, 1.0, 5.0, 100.0]),         # zero sizes: the VWAP fallback
+        st.integers(0, 40),                              # small id space: duplicates happen
+        st.sampled_from(["feedA", "feedB"]),
+    ),
+    min_size=1, max_size=80,
+)
+
+
+def to_ticks(rows) -> list[Tick]:
+    # A repeated (source, trade_id) is a redelivery: same trade, identical fields.
+    first = {}
+    for symbol, offset, price, size, trade, source in rows:
+        first.setdefault((source, trade), Tick(symbol, T0 + offset, price, size, f"t{trade}", source))
+    return [first[(source, trade)] for *_, trade, source in rows]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tick_rows, st.integers(1, 4))
+def test_batch_bars_equal_pandas(rows, splits):
+    ticks = to_ticks(rows)
+    chunk = max(1, len(ticks) // splits)
+    tables = [ticks_to_table(ticks[i:i + chunk]) for i in range(0, len(ticks), chunk)]
+    assert_same_bars(bars_frame(run_batch(tables)), pandas_bars(ticks_frame(ticks), INTERVALS))
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tick_rows)
+def test_batch_and_streaming_give_identical_bars(rows):
+    ticks = to_ticks(rows)
+    batch = bars_frame(run_batch([ticks_to_table(ticks)]))
+    streaming = bars_frame(run_streaming(ticks))
+    assert_same_bars(streaming, batch)
+
+
+def test_batch_and_streaming_identical_on_synthetic_market():
+    spec = MarketSpec(day=dt.date(2024, 1, 2), symbols=3, ticks_per_symbol=400, seed=7)
+    table = market_ticks(spec)
+    ticks = table_to_ticks(table)
+    batch = bars_frame(run_batch([table]))
+    assert_same_bars(batch, pandas_bars(ticks_frame(ticks), INTERVALS))
+    assert_same_bars(bars_frame(run_streaming(ticks)), batch)
+    assert len(ticks) > batch.query("interval == '1h'")["trades"].sum()  # duplicates were dropped
+
+
+def test_split_covers_every_row_once():
+    spec = MarketSpec(day=dt.date(2024, 1, 2), symbols=4, ticks_per_symbol=300)
+    table = market_ticks(spec)
+    parts = list(split_by_symbol_bucket(table, 3600 * 1_000_000))
+    assert sum(t.num_rows for _, t in parts) == table.num_rows
+    for (symbol, bucket), part in parts:
+        assert set(part.column("symbol").to_pylist()) == {symbol}
+        ts = part.column("ts_us").to_numpy()
+        assert ((ts - ts % 3_600_000_000) == bucket).all()
+
+
+def test_dedup_keeps_one_per_source_and_trade_id():
+    ticks = [Tick("A", T0 + 5, 1.0, 1.0, "x", "s1"), Tick("A", T0 + 5, 1.0, 1.0, "x", "s1"),
+             Tick("A", T0 + 5, 2.0, 1.0, "x", "s2"), Tick("A", T0 + 1, 3.0, 1.0, "y", "s1")]
+    unique = dedup_in_trade_order(ticks_to_table(ticks))
+    assert unique.column("trade_id").to_pylist() == ["y", "x", "x"]
+    assert unique.column("source").to_pylist() == ["s1", "s1", "s2"]
+
+
+def test_intervals_must_nest():
+    check_intervals_nest(("1m", "5m", "1h", "1d"))
+    with pytest.raises(ValueError, match="7m"):
+        check_intervals_nest(("1m", "7m", "1h"))
