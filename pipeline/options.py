@@ -10,7 +10,7 @@ import datetime as dt
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from alphastream.intervals import DEFAULT_INTERVALS, parse_intervals
+from alphastream.intervals import DEFAULT_INTERVALS, interval_seconds, parse_intervals
 from alphastream.settings import AlphastreamSettings
 from alphastream.synthetic import last_weekday_before
 
@@ -19,9 +19,11 @@ FILE_FORMATS = ("auto", "csv", "jsonl", "parquet")
 DEFAULT_OUTPUT = "data/lake"
 
 
-def _date(text: str) -> dt.date:
+def _date(text: str) -> str:
+    # Kept as text: option values must stay JSON-serialisable (Beam ships them to workers).
     try:
-        return dt.date.fromisoformat(text)
+        dt.date.fromisoformat(text)
+        return text
     except ValueError:
         raise argparse.ArgumentTypeError(f"bad date {text!r}: expected YYYY-MM-DD") from None
 
@@ -107,7 +109,7 @@ class AlphastreamOptions(PipelineOptions):
 
 
 def resolved_date(options: AlphastreamOptions, today: dt.date) -> dt.date:
-    return options.date or last_weekday_before(today)
+    return dt.date.fromisoformat(options.date) if options.date else last_weekday_before(today)
 
 
 def resolved_db_url(options: AlphastreamOptions, settings: AlphastreamSettings) -> str | None:
@@ -118,8 +120,6 @@ def resolved_db_url(options: AlphastreamOptions, settings: AlphastreamSettings) 
 
 
 def dedup_horizon_seconds(options: AlphastreamOptions) -> int:
-    from alphastream.intervals import interval_seconds
-
     if options.dedup_horizon_seconds is not None:
         return options.dedup_horizon_seconds
     return options.allowed_lateness + max(interval_seconds(i) for i in options.intervals)

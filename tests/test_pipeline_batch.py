@@ -1,0 +1,124 @@
+"""`python -m pipeline` in batch, end to end into the Parquet lake (no database here: the
+database path is tested in tests/test_db_*)."""
+import datetime as dt
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from alphastream.records import BAR_FIELDS, storage_columns
+from alphastream.synthetic import MarketSpec, market_ticks
+from pipeline.__main__ import main
+from tests.reference import assert_same_bars, pandas_bars
+
+DAY = dt.date(2024, 1, 2)
+INTERVALS = ("1m", "5m", "1h")
+
+
+def lake_bars(root) -> pd.DataFrame:
+    table = ds.dataset(str(root / "bars"), format="parquet", partitioning="hive").to_table()
+    df = table.to_pandas()
+    df["bucket_start_us"] = df["bucket_start"].astype("int64") // 1000 if df["bucket_start"].dt.unit == "ns" \
+        else df["bucket_start"].astype("int64")
+    df["interval"] = df["interval"].astype(str)
+    return df.sort_values(["interval", "symbol", "bucket_start_us"]).reset_index(drop=True)
+
+
+def run(argv, capsys) -> tuple[int, str]:
+    code = main(argv)
+    return code, capsys.readouterr().out
+
+
+def test_synthetic_run_writes_lake_equal_to_pandas_and_rerun_replaces(tmp_path, capsys):
+    argv = ["--no_db", "--output", str(tmp_path), "--symbols", "3", "--ticks_per_symbol", "2000",
+            "--date", DAY.isoformat(), "--intervals", ",".join(INTERVALS)]
+    code, out = run(argv, capsys)
+    assert code == 0, out
+    assert "accounting      OK" in out
+    spec = MarketSpec(day=DAY, symbols=3, ticks_per_symbol=2000)
+    ticks = market_ticks(spec).to_pandas()
+    expected = pandas_bars(ticks, INTERVALS)
+    assert_same_bars(lake_bars(tmp_path), expected)
+    assert f"ticks read        {len(ticks):>12,}" in out
+    assert f"duplicates      {len(ticks) - len(ticks.drop_duplicates(['source', 'trade_id'])):>12,}" in out
+
+    files_before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.parquet"))
+    assert [str(f) for f in files_before] == [
+        f"bars/interval={i}/date={DAY}/bars.parquet" for i in ("1h", "1m", "5m")]
+    code, _ = run(argv, capsys)  # a re-run replaces each partition instead of adding to it
+    assert code == 0
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.parquet")) == files_before
+    assert_same_bars(lake_bars(tmp_path), expected)
+
+
+def test_lake_columns_follow_the_records(tmp_path, capsys):
+    code, _ = run(["--no_db", "--output", str(tmp_path), "--symbols", "1", "--ticks_per_symbol", "50",
+                   "--date", DAY.isoformat()], capsys)
+    assert code == 0
+    schema = pq.read_schema(next(tmp_path.rglob("bars.parquet")))
+    assert tuple(schema.names) == storage_columns(BAR_FIELDS)
+    assert schema.field("bucket_start").type == pa.timestamp("us", tz="UTC")
+
+
+GOOD_ROWS = [
+    {"symbol": "AAPL", "ts_us": 1704205805000000, "price": 100.0, "size": 10, "trade_id": "a1", "source": "x"},
+    {"symbol": "AAPL", "ts_us": 1704205865000000, "price": 101.0, "size": 5, "trade_id": "a2", "source": "x"},
+    {"symbol": "MSFT", "ts_us": 1704205810000000, "price": 370.0, "size": 1, "trade_id": "m1", "source": "x"},
+]
+
+
+def test_files_source_csv_jsonl_parquet_with_bad_records(tmp_path, capsys):
+    data = tmp_path / "in"
+    data.mkdir()
+    pq.write_table(pa.Table.from_pylist(GOOD_ROWS[:2] + [dict(GOOD_ROWS[0], trade_id="p-bad", price=-5.0)]),
+                   data / "a.parquet")
+    lines = [json.dumps(GOOD_ROWS[2]), json.dumps(GOOD_ROWS[2]), "{broken", "",
+             json.dumps(dict(GOOD_ROWS[2], trade_id="m9", symbol="not a symbol"))]
+    (data / "b.jsonl").write_text("\n".join(lines) + "\n")
+    (data / "c.csv").write_text(
+        "symbol,ts,price,size,trade_id,source\n"
+        "AAPL,2024-01-02T14:30:30Z,102.5,2,c1,x\n"
+        "AAPL,2024-01-02T14:30:31Z,,2,c2,x\n"
+        "AAPL,too,many,columns,here,x,y\n"
+        "AAPL,2024-01-02T14:30:32Z,99,-1,c3,x\n")
+    out_dir = tmp_path / "lake"
+    code, out = run(["--source", "files", "--input", str(data / "*"), "--no_db", "--output", str(out_dir),
+                     "--intervals", "1m"], capsys)
+    assert code == 0, out
+    assert "ticks read                  11" in out  # blank lines are not records
+    assert "duplicates                 1" in out
+    assert "dead-lettered              6" in out
+
+    dead = ds.dataset(str(out_dir / "dead_letters"), format="parquet", partitioning="hive").to_table().to_pandas()
+    assert sorted(dead["reason"]) == ["bad_json", "bad_json", "bad_price", "bad_size", "bad_symbol", "missing_field"]
+    origins = set(dead["origin"])
+    assert any(o.endswith("a.parquet") for o in origins)
+    assert any(o.endswith("c.csv:3") for o in origins)  # line numbers for CSV rows
+    assert "{broken" in set(dead["raw"])
+
+    bars = lake_bars(out_dir)
+    got = {(r.symbol, r.bucket_start_us): (r.open, r.close, r.trades) for r in bars.itertuples()}
+    assert got == {("AAPL", 1704205800000000): (100.0, 102.5, 2), ("AAPL", 1704205860000000): (101.0, 101.0, 1),
+                   ("MSFT", 1704205800000000): (370.0, 370.0, 1)}
+
+
+def test_files_source_without_input_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="--input"):
+        main(["--source", "files", "--no_db", "--output", str(tmp_path)])
+
+
+def test_missing_input_files_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="matches no file"):
+        main(["--source", "files", "--input", str(tmp_path / "nothing*.csv"), "--no_db", "--output", str(tmp_path)])
+
+
+def test_help_documents_every_flag():
+    out = subprocess.run([sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True, check=True).stdout
+    for flag in ("--source", "--input", "--symbols", "--intervals", "--allowed_lateness", "--output", "--db_url",
+                 "--no_db", "--runner", "--streaming", "--setup_file"):
+        assert flag in out
