@@ -1,0 +1,213 @@
+"""The dashboard's only door to the data: a small client of the alphastream REST API.
+
+Everything the dashboard knows about URLs, query parameters, response shapes and field names
+of the API lives here, so a change in the API is a change in this one module. Responses are
+returned as plain JSON-able values (lists of dicts with ISO-8601 UTC times), which is what
+Dash stores in the browser; ``views.bars_frame`` turns bars into a DataFrame for the figures.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from alphastream.records import BAR_FIELDS, DEAD_LETTER_FIELDS, storage_columns
+
+BAR_COLUMNS: tuple[str, ...] = storage_columns(BAR_FIELDS)  # symbol, interval, bucket_start, ...
+DEAD_LETTER_COLUMNS: tuple[str, ...] = storage_columns(DEAD_LETTER_FIELDS)  # ..., seen_at
+API_KEY_HEADER = "X-API-Key"
+
+# Keys a paginated response may keep its rows and its next-page cursor under.
+_ITEM_KEYS = ("items", "data", "bars", "dead_letters", "symbols", "quotes", "results")
+_CURSOR_KEYS = ("next_cursor", "cursor", "next")
+# Safety stop for cursor pagination: a dashboard view never needs more rows than this.
+MAX_ROWS = 20_000
+PAGE_LIMIT = 5_000
+
+
+class ApiError(RuntimeError):
+    """The API answered with an error, or an answer the dashboard cannot read."""
+
+    def __init__(self, message: str, *, url: str, status: int | None = None):
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+
+class ApiUnavailable(ApiError):
+    """The API could not be reached at all (not running, wrong URL, timeout)."""
+
+
+@dataclass(frozen=True)
+class SymbolInfo:
+    """One symbol the store has bars for, as listed by ``GET /v1/symbols``."""
+
+    symbol: str
+    first_bar: str | None  # ISO-8601 UTC time of the symbol's oldest bar
+    last_bar: str | None  # ISO-8601 UTC time of the symbol's newest bar (its bucket start)
+    last_price: float | None
+
+
+class ApiClient:
+    """Typed access to the REST API. Thread-safe: one HTTP session per thread."""
+
+    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 5.0):
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+        self._local = threading.local()
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            if self.api_key:
+                session.headers[API_KEY_HEADER] = self.api_key
+            self._local.session = session
+        return session
+
+    def _get(self, path: str, params: dict[str, Any] | None = None, *, text: bool = False) -> Any:
+        url = f"{self.base_url}{path}"
+        clean = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
+        try:
+            response = self._session().get(url, params=clean, timeout=self.timeout)
+        except requests.ConnectionError as err:
+            raise ApiUnavailable(
+                f"REST API unreachable at {self.base_url}: is it running? "
+                f"(set ALPHASTREAM_API_URL or --api-url if it runs elsewhere) [{type(err).__name__}]",
+                url=url,
+            ) from err
+        except requests.Timeout as err:
+            raise ApiUnavailable(
+                f"REST API at {self.base_url} did not answer {path} within {self.timeout:g} s", url=url
+            ) from err
+        if response.status_code >= 400:
+            raise ApiError(
+                f"REST API {path} answered HTTP {response.status_code}: {_error_detail(response)}",
+                url=response.url, status=response.status_code,
+            )
+        if text:
+            return response.text
+        try:
+            return response.json()
+        except ValueError as err:
+            raise ApiError(f"REST API {path} answered something that is not JSON", url=url) from err
+
+    def _paged(self, path: str, params: dict[str, Any], *, max_rows: int = MAX_ROWS) -> list[dict]:
+        """All rows of a cursor-paginated endpoint (or of a plain list answer)."""
+        rows: list[dict] = []
+        params = dict(params)
+        while True:
+            payload = self._get(path, params)
+            items, cursor = _split_page(payload, path)
+            rows.extend(items)
+            if not cursor or not items or len(rows) >= max_rows:
+                return rows[:max_rows]
+            params["cursor"] = cursor
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    def health(self) -> dict:
+        """``GET /healthz``: the API process is up."""
+        return self._get("/healthz")
+
+    def ready(self) -> dict:
+        """``GET /readyz``: the API can reach its database."""
+        return self._get("/readyz")
+
+    def symbols(self) -> list[SymbolInfo]:
+        """``GET /v1/symbols``: every symbol with the range of its bars and its last price."""
+        payload = self._get("/v1/symbols")
+        items, _ = _split_page(payload, "/v1/symbols")
+        return [_symbol_info(item) for item in items]
+
+    def bars(self, symbol: str, interval: str, *, start: str | None = None, end: str | None = None,
+             limit: int | None = None) -> list[dict]:
+        """``GET /v1/bars``: bars of one symbol and interval in [start, end), oldest first."""
+        params = {"symbol": symbol, "interval": interval, "start": start, "end": end,
+                  "limit": min(limit or PAGE_LIMIT, PAGE_LIMIT)}
+        rows = self._paged("/v1/bars", params, max_rows=limit or MAX_ROWS)
+        bars = [_bar(row) for row in rows]
+        bars.sort(key=lambda bar: bar["bucket_start"])
+        return bars
+
+    def latest_quotes(self, symbols: Iterable[str]) -> list[dict]:
+        """``GET /v1/quotes/latest``: the newest price of each symbol."""
+        names = ",".join(symbols)
+        if not names:
+            return []
+        payload = self._get("/v1/quotes/latest", {"symbols": names})
+        items, _ = _split_page(payload, "/v1/quotes/latest")
+        return items
+
+    def dead_letters(self, *, since: str | None = None, reason: str | None = None,
+                     limit: int = MAX_ROWS) -> list[dict]:
+        """``GET /v1/dead-letters``: rejected records (reason, detail, raw, origin, seen_at)."""
+        return self._paged("/v1/dead-letters", {"since": since, "reason": reason,
+                                                 "limit": min(limit, PAGE_LIMIT)}, max_rows=limit)
+
+    def metrics_text(self) -> str:
+        """``GET /metrics``: the API's Prometheus exposition text."""
+        return self._get("/metrics", text=True)
+
+    def counters(self) -> dict[str, float]:
+        """Every counter of ``/metrics``, summed over its labels: {sample name: value}."""
+        return counter_totals(self.metrics_text())
+
+
+def counter_totals(exposition: str) -> dict[str, float]:
+    """Counter samples of a Prometheus exposition, summed over labels (``*_total`` names)."""
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(exposition):
+        # "# TYPE x counter" followed by "x_total" samples parses as an "unknown" family.
+        if family.type not in ("counter", "unknown"):
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                totals[sample.name] = totals.get(sample.name, 0.0) + float(sample.value)
+    return totals
+
+
+# -- response shapes ---------------------------------------------------------------------------
+
+
+def _split_page(payload: Any, path: str) -> tuple[list[dict], str | None]:
+    """Rows and next cursor of a response that is a list or an object holding one."""
+    if isinstance(payload, list):
+        return payload, None
+    if isinstance(payload, dict):
+        for key in _ITEM_KEYS:
+            if isinstance(payload.get(key), list):
+                cursor = next((payload[k] for k in _CURSOR_KEYS if payload.get(k)), None)
+                return payload[key], cursor
+    raise ApiError(f"REST API {path}: expected a list of rows, got {type(payload).__name__}", url=path)
+
+
+def _symbol_info(item: dict) -> SymbolInfo:
+    price = item.get("last_price")
+    return SymbolInfo(
+        symbol=item["symbol"],
+        first_bar=item.get("first_bar") or item.get("first_bar_start"),
+        last_bar=item.get("last_bar") or item.get("last_bar_start"),
+        last_price=float(price) if price is not None else None,
+    )
+
+
+def _bar(row: dict) -> dict:
+    """A bar row with exactly the storage column names the dashboard uses (missing -> None)."""
+    return {column: row.get(column) for column in BAR_COLUMNS}
+
+
+def _error_detail(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason
+    if isinstance(body, dict) and "detail" in body:
+        return str(body["detail"])[:300]
+    return str(body)[:300]

@@ -1,0 +1,205 @@
+"""Dashboard view logic without a browser: windows, live merging, watchlist, health, client."""
+from __future__ import annotations
+
+import datetime as dt
+import socket
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dash_app import views
+from dash_app.__main__ import parse_args
+from dash_app.api_client import ApiClient, ApiError, ApiUnavailable, SymbolInfo, _split_page, counter_totals
+from dash_app.callbacks import overlays_from_inputs, watchlist_table
+from dash_app.settings import DashSettings
+
+SESSION_OPEN = pd.Timestamp("2026-11-23T14:30:00Z")
+
+
+def make_bars(n: int, start: pd.Timestamp = SESSION_OPEN, interval: str = "1m", symbol: str = "AAPL",
+              seed: int = 7) -> list[dict]:
+    """``n`` consecutive bars of a seeded random walk, shaped like the API's bars."""
+    rng = np.random.default_rng(seed)
+    step = pd.Timedelta(seconds=views.interval_seconds(interval))
+    price, bars = 100.0, []
+    for i in range(n):
+        close = price * float(np.exp(rng.normal(0, 0.002)))
+        bars.append({
+            "symbol": symbol, "interval": interval, "bucket_start": views.iso(start + i * step),
+            "open": price, "high": max(price, close) * 1.001, "low": min(price, close) * 0.999,
+            "close": close, "volume": float(rng.integers(100, 5000)), "vwap": (price + close) / 2,
+            "trades": int(rng.integers(1, 50)), "timing": "ON_TIME", "pane_index": 0,
+        })
+        price = close
+    return bars
+
+
+# -- windows ---------------------------------------------------------------------------------
+
+
+def test_relative_range_ends_after_newest_bar_not_at_wall_clock():
+    newest = "2026-11-23T20:59:00Z"  # the demo's last 1m bar of a past session
+    now = pd.Timestamp("2026-11-24T06:00:00Z")
+    window = views.resolve_window("1d", "1m", newest, now)
+    assert window.end == "2026-11-23T21:00:00.000000Z"
+    assert window.start == "2026-11-22T21:00:00.000000Z"
+    hour = views.resolve_window("1h", "5m", newest, now)
+    assert (hour.start, hour.end) == ("2026-11-23T20:00:00.000000Z", "2026-11-23T21:00:00.000000Z")
+
+
+def test_relative_range_without_bars_uses_the_clock():
+    now = pd.Timestamp("2026-11-24T06:00:30Z")
+    window = views.resolve_window("1h", "1m", None, now)
+    assert window.end == "2026-11-24T06:01:00.000000Z"
+
+
+def test_custom_range_takes_whole_days_and_rejects_bad_input():
+    window = views.resolve_window("custom", "1h", None, SESSION_OPEN, "2026-11-20", "2026-11-23")
+    assert (window.start, window.end) == ("2026-11-20T00:00:00.000000Z", "2026-11-24T00:00:00.000000Z")
+    with pytest.raises(ValueError, match="both a start and an end"):
+        views.resolve_window("custom", "1h", None, SESSION_OPEN, "2026-11-20", None)
+    with pytest.raises(ValueError, match="before start"):
+        views.resolve_window("custom", "1h", None, SESSION_OPEN, "2026-11-23", "2026-11-20")
+    with pytest.raises(ValueError, match="unknown range"):
+        views.resolve_window("1y", "1h", None, SESSION_OPEN)
+
+
+# -- live merging ----------------------------------------------------------------------------
+
+
+def test_merge_bars_updates_the_open_bar_in_place_and_appends_new_ones():
+    held = make_bars(3)
+    updated_last = {**held[-1], "close": 123.0, "high": 123.0, "pane_index": 2, "timing": "EARLY"}
+    new = make_bars(1, start=SESSION_OPEN + pd.Timedelta(minutes=3), seed=9)[0]
+    merged = views.merge_bars(held, [updated_last, new])
+    assert [b["bucket_start"] for b in merged] == [b["bucket_start"] for b in held] + [new["bucket_start"]]
+    assert merged[2]["close"] == 123.0
+    assert merged[:2] == held[:2]
+
+
+def test_merge_bars_matches_times_spelled_differently():
+    held = make_bars(1)
+    same_time_other_spelling = {**held[0], "bucket_start": "2026-11-23T14:30:00+00:00", "close": 1.0}
+    assert views.merge_bars(held, [same_time_other_spelling]) == [same_time_other_spelling]
+
+
+def test_trim_to_span_keeps_the_window_width():
+    bars = make_bars(90)
+    kept = views.trim_to_span(bars, dt.timedelta(hours=1), "1m")
+    assert len(kept) == 60
+    assert kept[-1] == bars[-1]
+    assert views.trim_to_span(bars, None, "1m") == bars
+
+
+def test_live_fetch_starts_at_the_newest_bar_held():
+    window = views.Window("2026-11-23T00:00:00Z", "2026-11-24T00:00:00Z")
+    bars = make_bars(5)
+    assert views.live_fetch_start(bars, window) == bars[-1]["bucket_start"]
+    assert views.live_fetch_start([], window) == window.start
+
+
+def test_bars_frame_parses_times_and_numbers():
+    bars = make_bars(3)
+    bars[0] = {**bars[0], "open": "101.5"}  # a decimal serialised as a string
+    frame = views.bars_frame(list(reversed(bars)))
+    assert frame["bucket_start"].is_monotonic_increasing
+    assert str(frame["bucket_start"].dt.tz) == "UTC"
+    assert frame.loc[0, "open"] == 101.5
+
+
+# -- watchlist -------------------------------------------------------------------------------
+
+
+def test_watchlist_marks_stale_symbols_and_computes_change():
+    now = pd.Timestamp("2026-11-23T21:00:30Z")
+    symbols = [SymbolInfo("AAPL", "2026-11-23T14:30:00Z", "2026-11-23T21:00:00Z", 110.0),
+               SymbolInfo("MSFT", "2026-11-23T14:30:00Z", "2026-11-23T20:00:00Z", 50.0),
+               SymbolInfo("NODATA", None, None, None)]
+    quotes = [{"symbol": "AAPL", "price": 110.0, "day_open": 100.0, "day_volume": 12345}]
+    rows = {r.symbol: r for r in views.watchlist_rows(symbols, quotes, now, stale_seconds=120)}
+    assert rows["AAPL"].change_pct == pytest.approx(10.0)
+    assert rows["AAPL"].volume == 12345
+    assert rows["AAPL"].age_seconds == 30 and not rows["AAPL"].stale
+    assert rows["MSFT"].stale and rows["MSFT"].age_seconds == 3630 and rows["MSFT"].last_price == 50.0
+    assert rows["NODATA"].stale and rows["NODATA"].age_seconds is None
+
+    table = watchlist_table(list(rows.values()), selected="AAPL")
+    text = str(table)
+    assert text.count("badge-stale") == 2
+    assert "+10.00%" in text and "selected" in text
+
+
+@pytest.mark.parametrize("seconds,text", [(None, "no data"), (42, "42 s"), (150, "2 min"),
+                                          (7200, "2 h"), (3 * 86400, "3 d")])
+def test_format_age(seconds, text):
+    assert views.format_age(seconds) == text
+
+
+def test_overlays_from_inputs_falls_back_on_bad_windows():
+    overlays = overlays_from_inputs(["sma", "bollinger"], "30", None, 1, "x", "5m", "AAPL")
+    assert overlays.sma == (30,) and overlays.ema == ()
+    assert overlays.bollinger == 20 and overlays.volatility == 20 and not overlays.vwap
+
+
+# -- pipeline health -------------------------------------------------------------------------
+
+
+def test_dead_letter_counts_by_reason_and_bucket():
+    dead = [{"reason": "bad_price", "seen_at": "2026-11-23T14:31:10Z"},
+            {"reason": "bad_price", "seen_at": "2026-11-23T14:31:50Z"},
+            {"reason": "bad_json", "seen_at": "2026-11-23T14:35:00Z"}]
+    counts = views.dead_letter_counts(dead, views.health_bucket(dead))
+    assert views.health_bucket(dead) == "1m"
+    assert counts.loc[pd.Timestamp("2026-11-23T14:31Z"), "bad_price"] == 2
+    assert counts["bad_json"].sum() == 1
+    assert views.dead_letter_counts([]).empty
+
+
+def test_throughput_rates_from_counter_samples():
+    exposition = (
+        "# TYPE alphastream_ticks_received counter\n"
+        'alphastream_ticks_received_total{source="a"} 100\n'
+        'alphastream_ticks_received_total{source="b"} 20\n'
+        "# TYPE alphastream_bars_written counter\nalphastream_bars_written_total 6\n"
+        "# TYPE http_requests counter\nhttp_requests_total 999\n"
+    )
+    counters = counter_totals(exposition)
+    assert counters["alphastream_ticks_received_total"] == 120
+    t0 = pd.Timestamp("2026-11-23T15:00:00Z")
+    samples = views.add_metric_sample([], counters, t0)
+    later = {**counters, "alphastream_ticks_received_total": 180, "alphastream_bars_written_total": 9}
+    samples = views.add_metric_sample(samples, later, t0 + pd.Timedelta(seconds=30))
+    rates = views.throughput_rates(samples)
+    assert rates["ticks"].iloc[-1] == pytest.approx(120.0)  # 60 ticks in half a minute
+    assert rates["bars"].iloc[-1] == pytest.approx(6.0)
+    assert views.throughput_rates(samples[:1]).empty
+
+
+# -- API client and command line ---------------------------------------------------------------
+
+
+def test_split_page_reads_lists_and_cursor_pages():
+    assert _split_page([{"a": 1}], "/x") == ([{"a": 1}], None)
+    assert _split_page({"items": [{"a": 1}], "next_cursor": "abc"}, "/x") == ([{"a": 1}], "abc")
+    with pytest.raises(ApiError, match="expected a list"):
+        _split_page({"unexpected": 1}, "/x")
+
+
+def test_client_reports_an_unreachable_api_with_its_url():
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = ApiClient(f"http://127.0.0.1:{port}/", timeout=2)
+    with pytest.raises(ApiUnavailable, match=f"unreachable at http://127.0.0.1:{port}"):
+        client.symbols()
+
+
+def test_command_line_overrides_environment(monkeypatch):
+    monkeypatch.setenv("ALPHASTREAM_API_URL", "http://10.0.0.1:9000")
+    monkeypatch.setenv("ALPHASTREAM_DASH_PORT", "8123")
+    defaults = DashSettings()
+    assert parse_args([], defaults).api_url == "http://10.0.0.1:9000"
+    assert parse_args([], defaults).port == 8123
+    args = parse_args(["--api-url", "http://127.0.0.1:1", "--port", "9"], defaults)
+    assert (args.api_url, args.port) == ("http://127.0.0.1:1", 9)
