@@ -1,0 +1,1 @@
+"""Where ticks go: Pub/Sub (the default), Kafka, or stdout (JSON lines, for a quick look)."""
