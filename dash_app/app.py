@@ -6,6 +6,7 @@ from functools import partial
 from dash import Dash
 
 from dash_app.api_client import ApiClient
+from dash_app.figures import warm_up
 from dash_app.callbacks import Clock, register_callbacks, utc_now
 from dash_app.layout import build_layout
 from dash_app.settings import DashSettings
@@ -23,4 +24,5 @@ def create_app(settings: DashSettings | None = None, clock: Clock = utc_now) -> 
     # A function, not a value: each page load asks the API for the current symbol list.
     app.layout = partial(build_layout, client, settings)
     register_callbacks(app, client, settings, clock)
+    warm_up()
     return app

@@ -13,7 +13,7 @@ import pandas as pd
 from dash import Dash, Input, Output, State, ctx, html, no_update
 
 from dash_app import views
-from dash_app.api_client import ApiClient, ApiError, ApiUnavailable
+from dash_app.api_client import ApiClient, ApiError, ApiUnavailable, SymbolInfo
 from dash_app.figures import Overlays, candles_figure, dead_letters_figure, message_figure, throughput_figure
 from dash_app.layout import DEFAULT_WINDOWS, default_symbol, symbol_options
 from dash_app.settings import DashSettings
@@ -149,13 +149,13 @@ def register_callbacks(app: Dash, client: ApiClient, settings: DashSettings, clo
                 *chart_status(symbol, interval, bars, "on" in (live or []), now))
 
     @app.callback(
-        Output("symbol", "options"), Output("symbol", "value"), Output("symbols-store", "data"),
         Output("watchlist", "children"), Output("api-status", "children"),
         Output("api-status", "className"), Output("page-error", "children"),
-        Output("page-error", "style"),
-        Input("slow-poll", "n_intervals"), State("symbol", "value"),
+        Output("page-error", "style"), Output("symbols-store", "data"),
+        Input("side-panels-start", "n_intervals"), Input("slow-poll", "n_intervals"),
+        State("symbol", "value"), prevent_initial_call=True,
     )
-    def refresh_overview(_tick, symbol):
+    def refresh_overview(_start, _tick, symbol):
         try:
             symbols = client.symbols()
             shown = symbols[: settings.dash_watchlist_size]
@@ -163,21 +163,42 @@ def register_callbacks(app: Dash, client: ApiClient, settings: DashSettings, clo
             ready = _readiness(client)
         except ApiError as err:
             log.warning("overview: %s", err)
-            return (no_update, no_update, no_update, watchlist_message(str(err)),
+            return (watchlist_message(str(err)),
                     "API unreachable" if isinstance(err, ApiUnavailable) else "API error",
-                    "pill pill-down", str(err), {})
+                    "pill pill-down", str(err), {}, no_update)
         rows = views.watchlist_rows(shown, quotes, clock(), settings.dash_stale_seconds)
         pill = ("API ok", "pill pill-ok") if ready is None else (f"API up · {ready}", "pill pill-warn")
-        value = symbol if symbol else default_symbol(symbols)
-        return (symbol_options(symbols), value, [s.__dict__ for s in symbols],
-                watchlist_table(rows, selected=value), *pill, None, HIDDEN)
+        return (watchlist_table(rows, selected=symbol), *pill, None, HIDDEN,
+                [s.__dict__ for s in symbols])
+
+    # Not on page load: the layout already filled the picker, and the first chart must not wait
+    # for this callback (Dash holds a callback until every callback feeding its inputs has run,
+    # so this one is fed by the timer alone, not by the symbols store).
+    @app.callback(
+        Output("symbol", "options"), Output("symbol", "value"),
+        Input("slow-poll", "n_intervals"), State("symbol", "value"), State("symbol", "options"),
+        prevent_initial_call=True,
+    )
+    def refresh_symbol_picker(_tick, symbol, options):
+        try:
+            infos = client.symbols()
+        except ApiError as err:  # refresh_overview reports it on the page
+            log.warning("symbol picker: %s", err)
+            return no_update, no_update
+        if not infos:
+            return no_update, no_update
+        fresh = symbol_options(infos)
+        # Setting a prop, even to the same value, re-runs the callbacks that read it.
+        return (fresh if fresh != options else no_update,
+                no_update if symbol else default_symbol(infos))
 
     @app.callback(
         Output("dead-letters-chart", "figure"), Output("throughput-chart", "figure"),
         Output("health-summary", "children"), Output("metrics-store", "data"),
-        Input("slow-poll", "n_intervals"), State("metrics-store", "data"),
+        Input("side-panels-start", "n_intervals"), Input("slow-poll", "n_intervals"),
+        State("metrics-store", "data"), prevent_initial_call=True,
     )
-    def refresh_health(_tick, samples):
+    def refresh_health(_start, _tick, samples):
         try:
             dead = client.dead_letters()
             counters = client.counters()

@@ -2,10 +2,16 @@
 
 ``candles_figure(bars, overlays)`` is the main chart: candlesticks with the chosen overlays,
 volume beneath and a volatility panel at the bottom, all sharing one time axis.
+
+Builders return the figure as a plotly JSON dict (``{"data": [...], "layout": {...}}``), which
+``dcc.Graph`` takes as is and ``go.Figure(d)`` reads back. Traces are validated plotly objects;
+each chart's layout (subplots, template, axes) is built and validated once and reused: validating
+the template again for every live refresh cost more than everything else in a callback.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Sequence
 
 import pandas as pd
@@ -32,6 +38,8 @@ REASON_COLORS = {
     "bad_symbol": "#8b5cf6", "sink_failed": "#111827",
 }
 ROW_HEIGHTS = (0.62, 0.18, 0.20)  # price, volume, volatility
+SMALL_CHART_HEIGHT = 230
+Figure = dict  # plotly figure JSON: {"data": [trace dicts], "layout": {...}}
 # A quiet stretch longer than this many bars (and than MIN_GAP) is cut out of the time axis:
 # nights and weekends would otherwise flatten an intraday chart into a few thin slivers.
 GAP_BARS = 5
@@ -66,14 +74,24 @@ def _base_layout(fig: go.Figure) -> None:
     )
 
 
-def message_figure(message: str) -> go.Figure:
-    """An empty chart that says why it is empty (no data, API down...)."""
+def _figure(traces: Sequence[go.BaseTraceType], layout: dict, **overrides) -> Figure:
+    """Figure JSON from validated traces and a cached layout (shallow-copied, then overridden)."""
+    return {"data": [t.to_plotly_json() for t in traces], "layout": {**layout, **overrides}}
+
+
+@lru_cache(maxsize=1)
+def _message_layout() -> dict:
     fig = go.Figure()
     _base_layout(fig)
     fig.update_layout(xaxis=dict(visible=False), yaxis=dict(visible=False), margin=dict(t=8, b=8))
-    fig.add_annotation(text=message, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
-                       font=dict(size=14, color="#6b7280"))
-    return fig
+    return fig.to_plotly_json()["layout"]
+
+
+def message_figure(message: str) -> Figure:
+    """An empty chart that says why it is empty (no data, API down...)."""
+    return _figure([], _message_layout(), annotations=[dict(
+        text=message, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
+        font=dict(size=14, color="#6b7280"))])
 
 
 def gap_breaks(times: pd.Series, interval: str) -> list[dict]:
@@ -88,106 +106,135 @@ def gap_breaks(times: pd.Series, interval: str) -> list[dict]:
     return [dict(values=[starts[i]], dvalue=gaps[i].total_seconds() * 1000) for i in big]
 
 
-def candles_figure(bars: Sequence[dict] | pd.DataFrame, overlays: Overlays = Overlays()) -> go.Figure:
+@lru_cache(maxsize=1)
+def _candles_layout() -> dict:
+    """Three panels (price, volume, volatility) on one shared time axis, styled."""
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.025,
+                        row_heights=list(ROW_HEIGHTS))
+    _base_layout(fig)
+    fig.update_layout(bargap=0.15)
+    fig.update_xaxes(showgrid=True, gridcolor=GRID_COLOR, rangeslider_visible=False, showspikes=True,
+                     spikemode="across", spikethickness=1, spikecolor="#9ca3af")
+    fig.update_xaxes(title_text="time (UTC)", row=3, col=1)
+    fig.update_yaxes(showgrid=True, gridcolor=GRID_COLOR, zeroline=False)
+    fig.update_yaxes(title_text="price", row=1, col=1)
+    fig.update_yaxes(title_text="volume", row=2, col=1)
+    fig.update_yaxes(row=3, col=1, rangemode="tozero")
+    return fig.to_plotly_json()["layout"]
+
+
+def candles_figure(bars: Sequence[dict] | pd.DataFrame, overlays: Overlays = Overlays()) -> Figure:
     """Candlesticks with overlays, volume beneath and a volatility panel, one time axis."""
     frame = bars_frame(bars)
     if frame.empty:
         return message_figure("No bars in this time range")
     # plotly.js has no time zones: hand it naive UTC times and say so on the axis.
     x = frame["bucket_start"].dt.tz_convert("UTC").dt.tz_localize(None)
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.025,
-                        row_heights=list(ROW_HEIGHTS))
-    fig.add_trace(go.Candlestick(
+    traces: list[go.BaseTraceType] = [go.Candlestick(
         x=x, open=frame["open"], high=frame["high"], low=frame["low"], close=frame["close"],
         name=overlays.title or "price",
         increasing=dict(line=dict(color=UP_COLOR, width=1), fillcolor=UP_COLOR),
         decreasing=dict(line=dict(color=DOWN_COLOR, width=1), fillcolor=DOWN_COLOR),
-        showlegend=False,
-    ), row=1, col=1)
-    _add_price_overlays(fig, frame, x, overlays)
-
+        showlegend=False, xaxis="x", yaxis="y",
+    )]
+    traces += _price_overlays(frame, x, overlays)
     up = frame["close"] >= frame["open"]
-    fig.add_trace(go.Bar(
-        x=x, y=frame["volume"], name="volume", showlegend=False,
+    traces.append(go.Bar(
+        x=x, y=frame["volume"], name="volume", showlegend=False, xaxis="x2", yaxis="y2",
         marker=dict(color=up.map({True: UP_COLOR, False: DOWN_COLOR}).tolist(), opacity=0.55,
                     line=dict(width=0)),
         hovertemplate="%{y:,.0f}<extra>volume</extra>",
-    ), row=2, col=1)
-    vol = indicators.volatility(frame, overlays.volatility)
-    fig.add_trace(go.Scatter(
-        x=x, y=vol, name=f"volatility ({overlays.volatility})", mode="lines", showlegend=False,
+    ))
+    traces.append(go.Scatter(
+        x=x, y=indicators.volatility(frame, overlays.volatility), name=f"volatility ({overlays.volatility})",
+        mode="lines", showlegend=False, xaxis="x3", yaxis="y3",
         line=dict(color="#9333ea", width=1.4), fill="tozeroy", fillcolor="rgba(147, 51, 234, 0.08)",
         hovertemplate="%{y:.3f}%<extra>volatility</extra>",
-    ), row=3, col=1)
+    ))
 
-    _base_layout(fig)
-    fig.update_layout(bargap=0.15, **overlays.extra)
-    fig.update_xaxes(showgrid=True, gridcolor=GRID_COLOR, rangeslider_visible=False,
-                     rangebreaks=gap_breaks(frame["bucket_start"], overlays.interval),
-                     showspikes=True, spikemode="across", spikethickness=1, spikecolor="#9ca3af")
-    fig.update_xaxes(title_text="time (UTC)", row=3, col=1)
-    fig.update_yaxes(showgrid=True, gridcolor=GRID_COLOR, zeroline=False)
-    fig.update_yaxes(title_text="price", row=1, col=1)
-    fig.update_yaxes(title_text="volume", row=2, col=1)
-    fig.update_yaxes(title_text=f"σ % ({overlays.volatility})", row=3, col=1, rangemode="tozero")
-    if overlays.title:
-        fig.update_layout(title=dict(text=overlays.title, x=0.0, xanchor="left", y=0.99,
-                                     font=dict(size=14)))
-    return fig
+    layout = _candles_layout()
+    breaks = gap_breaks(frame["bucket_start"], overlays.interval)
+    axes = {name: {**layout[name], "rangebreaks": breaks} for name in ("xaxis", "xaxis2", "xaxis3")}
+    axes["yaxis3"] = {**layout["yaxis3"], "title": {"text": f"σ % ({overlays.volatility})"}}
+    title = ({"title": dict(text=overlays.title, x=0.0, xanchor="left", y=0.99, font=dict(size=14))}
+             if overlays.title else {})
+    return _figure(traces, layout, **axes, **title, **overlays.extra)
 
 
-def _add_price_overlays(fig: go.Figure, frame: pd.DataFrame, x: pd.Series, overlays: Overlays) -> None:
+def _price_overlays(frame: pd.DataFrame, x: pd.Series, overlays: Overlays) -> list[go.Scatter]:
+    """Lines drawn over the candles: Bollinger bands, SMAs, EMAs, session VWAP."""
+    traces = []
     colors = iter(LINE_COLORS * 4)
+    line = dict(mode="lines", xaxis="x", yaxis="y")
     if overlays.bollinger:
         middle, upper, lower = indicators.bollinger(frame, overlays.bollinger)
         label = f"BB({overlays.bollinger}, 2σ)"
-        fig.add_trace(go.Scatter(x=x, y=upper, name=label, legendgroup="bb", mode="lines",
-                                 line=dict(color=BAND_COLOR, width=1, dash="dot")), row=1, col=1)
-        fig.add_trace(go.Scatter(x=x, y=lower, name=label, legendgroup="bb", showlegend=False,
-                                 mode="lines", line=dict(color=BAND_COLOR, width=1, dash="dot"),
-                                 fill="tonexty", fillcolor=BAND_FILL), row=1, col=1)
-        fig.add_trace(go.Scatter(x=x, y=middle, name=label, legendgroup="bb", showlegend=False,
-                                 mode="lines", line=dict(color=BAND_COLOR, width=1)), row=1, col=1)
+        band = dict(name=label, legendgroup="bb", **line)
+        traces += [
+            go.Scatter(x=x, y=upper, line=dict(color=BAND_COLOR, width=1, dash="dot"), **band),
+            go.Scatter(x=x, y=lower, showlegend=False, line=dict(color=BAND_COLOR, width=1, dash="dot"),
+                       fill="tonexty", fillcolor=BAND_FILL, **band),
+            go.Scatter(x=x, y=middle, showlegend=False, line=dict(color=BAND_COLOR, width=1), **band),
+        ]
     for window in overlays.sma:
-        fig.add_trace(go.Scatter(x=x, y=indicators.sma(frame, window), name=f"SMA {window}",
-                                 mode="lines", line=dict(color=next(colors), width=1.5)), row=1, col=1)
+        traces.append(go.Scatter(x=x, y=indicators.sma(frame, window), name=f"SMA {window}",
+                                 line=dict(color=next(colors), width=1.5), **line))
     for window in overlays.ema:
-        fig.add_trace(go.Scatter(x=x, y=indicators.ema(frame, window), name=f"EMA {window}",
-                                 mode="lines", line=dict(color=next(colors), width=1.5, dash="dash")),
-                      row=1, col=1)
+        traces.append(go.Scatter(x=x, y=indicators.ema(frame, window), name=f"EMA {window}",
+                                 line=dict(color=next(colors), width=1.5, dash="dash"), **line))
     if overlays.vwap:
-        fig.add_trace(go.Scatter(x=x, y=indicators.session_vwap(frame), name="VWAP (session)",
-                                 mode="lines", line=dict(color=VWAP_COLOR, width=1.8)), row=1, col=1)
+        traces.append(go.Scatter(x=x, y=indicators.session_vwap(frame), name="VWAP (session)",
+                                 line=dict(color=VWAP_COLOR, width=1.8), **line))
+    return traces
 
 
-def dead_letters_figure(counts: pd.DataFrame) -> go.Figure:
+@lru_cache(maxsize=1)
+def _small_layout() -> dict:
+    fig = go.Figure()
+    _base_layout(fig)
+    fig.update_layout(margin=dict(l=44, r=8, t=28, b=24), height=SMALL_CHART_HEIGHT,
+                      legend=dict(font=dict(size=10)))
+    fig.update_yaxes(gridcolor=GRID_COLOR, rangemode="tozero")
+    return fig.to_plotly_json()["layout"]
+
+
+def dead_letters_figure(counts: pd.DataFrame) -> Figure:
     """Dead letters per time bucket, stacked by reason (``views.dead_letter_counts``)."""
     if counts.empty:
         return message_figure("No dead letters: every record was usable")
-    fig = go.Figure()
     x = counts.index.tz_convert("UTC").tz_localize(None)
-    for reason in counts.columns:
-        fig.add_trace(go.Bar(x=x, y=counts[reason], name=str(reason),
-                             marker_color=REASON_COLORS.get(str(reason), "#64748b")))
-    _base_layout(fig)
-    fig.update_layout(barmode="stack", margin=dict(l=40, r=8, t=28, b=24), height=230,
-                      legend=dict(font=dict(size=10)))
-    fig.update_yaxes(title_text="records", gridcolor=GRID_COLOR)
-    return fig
+    traces = [go.Bar(x=x, y=counts[reason], name=str(reason),
+                     marker_color=REASON_COLORS.get(str(reason), "#64748b")) for reason in counts.columns]
+    layout = _small_layout()
+    return _figure(traces, layout, barmode="stack",
+                   yaxis={**layout["yaxis"], "title": {"text": "records"}})
 
 
-def throughput_figure(rates: pd.DataFrame) -> go.Figure:
+def throughput_figure(rates: pd.DataFrame) -> Figure:
     """Ticks and bars per minute over time (columns ``ticks`` and ``bars``, time index)."""
     if rates.empty:
         return message_figure("No throughput figures yet")
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
     x = rates.index.tz_convert("UTC").tz_localize(None)
-    fig.add_trace(go.Scatter(x=x, y=rates["ticks"], name="ticks/min", mode="lines",
-                             line=dict(color="#2563eb", width=1.6)), secondary_y=False)
-    fig.add_trace(go.Scatter(x=x, y=rates["bars"], name="bars/min", mode="lines",
-                             line=dict(color="#f59e0b", width=1.6)), secondary_y=True)
-    _base_layout(fig)
-    fig.update_layout(margin=dict(l=48, r=40, t=28, b=24), height=230, legend=dict(font=dict(size=10)))
-    fig.update_yaxes(title_text="ticks/min", gridcolor=GRID_COLOR, secondary_y=False, rangemode="tozero")
-    fig.update_yaxes(title_text="bars/min", showgrid=False, secondary_y=True, rangemode="tozero")
-    return fig
+    traces = [
+        go.Scatter(x=x, y=rates["ticks"], name="ticks/min", mode="lines",
+                   line=dict(color="#2563eb", width=1.6)),
+        go.Scatter(x=x, y=rates["bars"], name="bars/min", mode="lines", yaxis="y2",
+                   line=dict(color="#f59e0b", width=1.6)),
+    ]
+    layout = _small_layout()
+    return _figure(traces, layout, margin={**layout["margin"], "r": 40},
+                   yaxis={**layout["yaxis"], "title": {"text": "ticks/min"}},
+                   yaxis2=dict(title=dict(text="bars/min"), overlaying="y", side="right",
+                               showgrid=False, rangemode="tozero"))
+
+
+def warm_up() -> None:
+    """Build and cache the layouts and load plotly's validators before the first page load."""
+    start = pd.Timestamp("2000-01-03T14:30:00Z")
+    bars = [{"symbol": "WARM", "interval": "1m", "bucket_start": start + pd.Timedelta(minutes=i),
+             "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0, "vwap": 1.0,
+             "trades": 1, "timing": "ON_TIME", "pane_index": 0} for i in range(3)]
+    candles_figure(bars, Overlays(sma=(2,), ema=(2,), vwap=True, bollinger=2, volatility=2))
+    dead_letters_figure(pd.DataFrame({"bad_json": [1]}, index=pd.DatetimeIndex([start])))
+    throughput_figure(pd.DataFrame({"ticks": [1.0], "bars": [1.0]}, index=pd.DatetimeIndex([start])))
+    message_figure("")

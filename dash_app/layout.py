@@ -18,6 +18,9 @@ DEFAULT_WINDOWS = {"sma-window": 20, "ema-window": 50, "bb-window": 20, "vol-win
 WINDOW_LABELS = {"sma-window": "SMA", "ema-window": "EMA", "bb-window": "BB", "vol-window": "σ"}
 MAX_WINDOW = 500
 SPINNER_DELAY_MS = 400  # live refreshes are faster than this: no spinner flicker
+# The watchlist and health panels first load this long after the page, so their requests do
+# not compete with the first chart's (the dashboard server and the API share two cores here).
+SIDE_PANELS_DELAY_MS = 700
 DEFAULT_SYMBOL = "AAPL"
 
 
@@ -128,6 +131,7 @@ def build_layout(client: ApiClient, settings: DashSettings) -> html.Div:
         html.Footer(f"Data: {client.base_url} · times in UTC", className="footer"),
         dcc.Interval(id="live-poll", interval=int(settings.dash_poll_seconds * 1000)),
         dcc.Interval(id="slow-poll", interval=int(settings.dash_health_poll_seconds * 1000)),
+        dcc.Interval(id="side-panels-start", interval=SIDE_PANELS_DELAY_MS, max_intervals=1),
         dcc.Store(id="bars-store"),
         dcc.Store(id="symbols-store", data=[s.__dict__ for s in symbols]),
         dcc.Store(id="metrics-store", data=[]),

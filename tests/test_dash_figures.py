@@ -5,13 +5,24 @@ import math
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import pytest
 
-from dash_app import indicators
-from dash_app.figures import (Overlays, candles_figure, dead_letters_figure, gap_breaks,
-                              message_figure, throughput_figure)
+from dash_app import figures, indicators
+from dash_app.figures import Overlays, gap_breaks
 from dash_app.views import bars_frame, dead_letter_counts
 from tests.test_dash_views import SESSION_OPEN, make_bars
+
+
+def _validated(builder):
+    """The builder's figure JSON read back by plotly, which also validates it."""
+    return lambda *args, **kwargs: go.Figure(builder(*args, **kwargs))
+
+
+candles_figure = _validated(figures.candles_figure)
+dead_letters_figure = _validated(figures.dead_letters_figure)
+throughput_figure = _validated(figures.throughput_figure)
+message_figure = _validated(figures.message_figure)
 
 
 def _trace(fig, name):
@@ -49,6 +60,15 @@ def test_overlays_add_their_traces():
     assert names.count("BB(20, 2σ)") == 3  # upper, lower (filled between) and middle
     plain = [t.name for t in candles_figure(bars, Overlays()).data]
     assert not {"SMA 10", "EMA 30", "VWAP (session)"} & set(plain)
+
+
+def test_cached_layout_is_not_changed_by_a_figure():
+    bars = make_bars(30) + make_bars(30, start=SESSION_OPEN + pd.Timedelta(days=1))
+    with_breaks = candles_figure(bars, Overlays(title="AAPL", extra={"uirevision": "k"}))
+    assert len(with_breaks.layout.xaxis.rangebreaks) == 1 and with_breaks.layout.uirevision == "k"
+    again = candles_figure(make_bars(30), Overlays())
+    assert not again.layout.xaxis.rangebreaks and again.layout.uirevision is None
+    assert not again.layout.title.text
 
 
 def test_empty_bars_give_a_figure_that_says_so():
