@@ -38,7 +38,6 @@ REASON_COLORS = {
     "bad_symbol": "#8b5cf6", "sink_failed": "#111827",
 }
 ROW_HEIGHTS = (0.62, 0.18, 0.20)  # price, volume, volatility
-SMALL_CHART_HEIGHT = 230
 Figure = dict  # plotly figure JSON: {"data": [trace dicts], "layout": {...}}
 # A quiet stretch longer than this many bars (and than MIN_GAP) is cut out of the time axis:
 # nights and weekends would otherwise flatten an intraday chart into a few thin slivers.
@@ -71,6 +70,7 @@ def _base_layout(fig: go.Figure) -> None:
         hovermode="x unified",
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0,
                     bgcolor="rgba(0,0,0,0)"),
+        modebar=dict(bgcolor="rgba(255,255,255,0.7)", color="#9ca3af", activecolor="#2563eb"),
     )
 
 
@@ -192,8 +192,8 @@ def _price_overlays(frame: pd.DataFrame, x: pd.Series, overlays: Overlays) -> li
 def _small_layout() -> dict:
     fig = go.Figure()
     _base_layout(fig)
-    fig.update_layout(margin=dict(l=44, r=8, t=28, b=24), height=SMALL_CHART_HEIGHT,
-                      legend=dict(font=dict(size=10)))
+    # No height: the chart fills its CSS box (dcc.Graph is responsive), narrow screens too.
+    fig.update_layout(margin=dict(l=44, r=8, t=24, b=24), legend=dict(font=dict(size=10)))
     fig.update_yaxes(gridcolor=GRID_COLOR, rangemode="tozero")
     return fig.to_plotly_json()["layout"]
 

@@ -83,7 +83,8 @@ def _chart_card() -> html.Section:
                  children="Loading bars…"),
         dcc.Loading(
             dcc.Graph(id="price-chart", className="price-chart",
-                      config={"displaylogo": False, "scrollZoom": False, "responsive": True}),
+                      responsive=True, config={"displaylogo": False, "scrollZoom": False,
+                              "modeBarButtonsToRemove": ["select2d", "lasso2d"]}),
             delay_show=SPINNER_DELAY_MS, type="dot", color="#2563eb",
         ),
     ], className="card chart-card")
@@ -99,10 +100,10 @@ def _side_panels() -> html.Div:
             html.H2("Pipeline health"),
             html.Div(id="health-summary", className="health-summary"),
             html.H3("Dead letters by reason"),
-            dcc.Graph(id="dead-letters-chart", config={"displayModeBar": False, "responsive": True},
+            dcc.Graph(id="dead-letters-chart", responsive=True, config={"displayModeBar": False},
                       className="small-chart"),
             html.H3("Throughput"),
-            dcc.Graph(id="throughput-chart", config={"displayModeBar": False, "responsive": True},
+            dcc.Graph(id="throughput-chart", responsive=True, config={"displayModeBar": False},
                       className="small-chart"),
         ], className="card health-card"),
     ], className="side")

@@ -192,6 +192,9 @@ def dead_letter_counts(dead_letters: Sequence[dict], bucket: str = "1h") -> pd.D
                              fill_value=0).sort_index()
 
 
+HEALTH_MAX_BUCKETS = 60  # bars of the dead-letter chart: readable in a 380 px wide panel
+
+
 def health_bucket(dead_letters: Sequence[dict]) -> str:
     """A bucket width giving a readable number of bars over the dead letters' time span."""
     if len(dead_letters) < 2:
@@ -199,7 +202,7 @@ def health_bucket(dead_letters: Sequence[dict]) -> str:
     times = [parse_time(d["seen_at"]) for d in dead_letters]
     span = (max(times) - min(times)).total_seconds()
     for name in ("1m", "5m", "15m", "1h"):
-        if span / interval_seconds(name) <= 120:
+        if span / interval_seconds(name) <= HEALTH_MAX_BUCKETS:
             return name
     return "1d"
 

@@ -2,9 +2,10 @@
 
 Measured on this machine kind, Beam's FixedWindows on the DirectRunner in batch costs time
 quadratic in windows per key. So batch does not window: ticks stay columnar, are split by
-(symbol, coarse bucket) where the coarse bucket is the largest interval (every interval must
+(symbol, coarse bucket) where the coarse bucket is a multiple of the largest interval (every interval must
 divide it, so no bar straddles two groups), grouped in the global window, and each group is
-deduplicated and turned into bars for every interval with numpy.
+deduplicated and turned into bars for every interval with numpy. (Groups span at least an
+hour, whatever the intervals, to keep the per-group overhead small.)
 
 The result equals ``StreamingBars`` over the same ticks (tests/test_batch_equals_streaming.py
 proves it): the same total trade order (ts_us, trade_id, source) picks open and close, and
@@ -25,6 +26,9 @@ from alphastream.records import Bar, PaneTiming
 from transforms.parse import METRICS_NAMESPACE
 
 TRADE_ORDER = [("ts_us", "ascending"), ("trade_id", "ascending"), ("source", "ascending")]
+# Groups span at least this long: each group costs a fixed ~1 ms of Beam overhead, so
+# one-minute groups (for --intervals 1m) would make that overhead dominate.
+MIN_GROUP_SECONDS = 3600
 
 
 def check_intervals_nest(intervals: tuple[str, ...]) -> None:
@@ -36,6 +40,13 @@ def check_intervals_nest(intervals: tuple[str, ...]) -> None:
             f"intervals {', '.join(odd)} do not divide the largest interval ({max(intervals, key=interval_seconds)}); "
             "choose intervals that nest, e.g. 1m,5m,15m,1h"
         )
+
+
+def coarse_bucket_micros(intervals: tuple[str, ...]) -> int:
+    """The group width: the smallest multiple of the largest interval spanning MIN_GROUP_SECONDS."""
+    largest = max(interval_micros(i) for i in intervals)
+    multiple = max(1, -(-MIN_GROUP_SECONDS * 1_000_000 // largest))
+    return largest * multiple
 
 
 def split_by_symbol_bucket(table: pa.Table, coarse_us: int) -> Iterator[tuple[tuple[str, int], pa.Table]]:
@@ -53,7 +64,9 @@ def split_by_symbol_bucket(table: pa.Table, coarse_us: int) -> Iterator[tuple[tu
     ends = np.concatenate((change, [keyed.num_rows]))
     keyed = keyed.drop_columns(["_coarse"])
     for start, end in zip(starts, ends):
-        yield (str(symbols[start]), int(buckets[start])), keyed.slice(start, end - start)
+        # take(), not slice(): a slice shares the whole table's buffers, and pickling it for
+        # the shuffle would serialise all of them once per group.
+        yield (str(symbols[start]), int(buckets[start])), keyed.take(pa.array(np.arange(start, end)))
 
 
 def dedup_in_trade_order(table: pa.Table) -> pa.Table:
@@ -127,7 +140,7 @@ class BatchBars(beam.PTransform):
         super().__init__()
         check_intervals_nest(intervals)
         self._intervals = intervals
-        self._coarse_us = max(interval_micros(i) for i in intervals)
+        self._coarse_us = coarse_bucket_micros(intervals)
 
     def expand(self, tables):
         return (
