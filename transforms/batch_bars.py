@@ -7,7 +7,7 @@ divide it, so no bar straddles two groups), grouped in the global window, and ea
 deduplicated and turned into bars for every interval with numpy. (Groups span at least an
 hour, whatever the intervals, to keep the per-group overhead small.)
 
-The result equals ``StreamingBars`` over the same ticks (tests/test_batch_equals_streaming.py
+The result equals ``StreamingBars`` over the same ticks (tests/test_batch_bars.py
 proves it): the same total trade order (ts_us, trade_id, source) picks open and close, and
 duplicates (same source and trade_id) are dropped keeping the earliest delivery by that order.
 """
