@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from alphastream.records import BAR_FIELDS, DEAD_LETTER_FIELDS, storage_columns
 
@@ -136,41 +135,11 @@ class ApiClient:
         bars.sort(key=lambda bar: bar["bucket_start"])
         return bars
 
-    def latest_quotes(self, symbols: Iterable[str]) -> list[dict]:
-        """``GET /v1/quotes/latest``: the newest price of each symbol."""
-        names = ",".join(symbols)
-        if not names:
-            return []
-        payload = self._get("/v1/quotes/latest", {"symbols": names})
-        items, _ = _split_page(payload, "/v1/quotes/latest")
-        return items
-
     def dead_letters(self, *, since: str | None = None, reason: str | None = None,
                      limit: int = MAX_ROWS) -> list[dict]:
         """``GET /v1/dead-letters``: rejected records (reason, detail, raw, origin, seen_at)."""
         return self._paged("/v1/dead-letters", {"since": since, "reason": reason,
                                                  "limit": min(limit, PAGE_LIMIT)}, max_rows=limit)
-
-    def metrics_text(self) -> str:
-        """``GET /metrics``: the API's Prometheus exposition text."""
-        return self._get("/metrics", text=True)
-
-    def counters(self) -> dict[str, float]:
-        """Every counter of ``/metrics``, summed over its labels: {sample name: value}."""
-        return counter_totals(self.metrics_text())
-
-
-def counter_totals(exposition: str) -> dict[str, float]:
-    """Counter samples of a Prometheus exposition, summed over labels (``*_total`` names)."""
-    totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(exposition):
-        # "# TYPE x counter" followed by "x_total" samples parses as an "unknown" family.
-        if family.type not in ("counter", "unknown"):
-            continue
-        for sample in family.samples:
-            if sample.name.endswith("_total"):
-                totals[sample.name] = totals.get(sample.name, 0.0) + float(sample.value)
-    return totals
 
 
 # -- response shapes ---------------------------------------------------------------------------

@@ -135,5 +135,4 @@ def build_layout(client: ApiClient, settings: DashSettings) -> html.Div:
         dcc.Interval(id="side-panels-start", interval=SIDE_PANELS_DELAY_MS, max_intervals=1),
         dcc.Store(id="bars-store"),
         dcc.Store(id="symbols-store", data=[s.__dict__ for s in symbols]),
-        dcc.Store(id="metrics-store", data=[]),
     ], className="app")

@@ -1,4 +1,4 @@
-"""View logic of the dashboard as plain functions: what to fetch, how to merge, what to show.
+"""View logic of the price chart as plain functions: what to fetch, how to merge, what to show.
 
 The callbacks are thin: they read the inputs, call these functions and the API client, and
 hand the results to the figure builders. Everything here is testable without a browser.
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import pandas as pd
 
 from alphastream.intervals import interval_seconds
-from dash_app.api_client import BAR_COLUMNS, SymbolInfo
+from dash_app.api_client import BAR_COLUMNS
 
 INTERVALS: tuple[str, ...] = ("1m", "5m", "15m", "1h", "1d")
 DEFAULT_INTERVAL = "1m"
@@ -119,53 +119,7 @@ def live_fetch_start(bars: Sequence[dict], window: Window) -> str:
     return bars[-1]["bucket_start"] if bars else window.start
 
 
-# -- watchlist -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WatchRow:
-    """One line of the watchlist."""
-
-    symbol: str
-    last_price: float | None
-    change_pct: float | None  # since the first bar of the newest bar's UTC day
-    volume: float | None  # traded over that day
-    age_seconds: float | None  # seconds from the newest bar's time to now
-    stale: bool
-
-
-def _first(mapping: dict, *keys: str) -> Any:
-    return next((mapping[k] for k in keys if mapping.get(k) is not None), None)
-
-
-def watchlist_rows(symbols: Sequence[SymbolInfo], quotes: Sequence[dict], now: pd.Timestamp,
-                   stale_seconds: float) -> list[WatchRow]:
-    """Watchlist lines from the symbol list and the latest quotes.
-
-    A symbol is stale when its newest data is older than ``stale_seconds`` (or unknown): for a
-    live feed that means the pipeline stopped delivering it.
-    """
-    by_symbol = {q.get("symbol"): q for q in quotes}
-    rows = []
-    for info in symbols:
-        quote = by_symbol.get(info.symbol, {})
-        price = _first(quote, "price", "last_price", "close")
-        price = float(price) if price is not None else info.last_price
-        opened = _first(quote, "day_open", "open")
-        change = _first(quote, "change_pct")
-        if change is None and opened and price is not None:
-            change = (price / float(opened) - 1.0) * 100.0
-        volume = _first(quote, "day_volume", "volume")
-        stamp = _first(quote, "updated_at", "ts", "time", "bucket_start", "last_bar") or info.last_bar
-        age = (parse_time(now) - parse_time(stamp)).total_seconds() if stamp else None
-        rows.append(WatchRow(
-            symbol=info.symbol, last_price=price,
-            change_pct=float(change) if change is not None else None,
-            volume=float(volume) if volume is not None else None,
-            age_seconds=max(age, 0.0) if age is not None else None,
-            stale=age is None or age > stale_seconds,
-        ))
-    return rows
+# -- freshness ----------------------------------------------------------------------------------
 
 
 def format_age(seconds: float | None) -> str:
@@ -176,66 +130,3 @@ def format_age(seconds: float | None) -> str:
         if seconds >= 2 * size:
             return f"{seconds / size:.0f} {unit}"
     return f"{seconds:.0f} s"
-
-
-# -- pipeline health -----------------------------------------------------------------------------
-
-
-def dead_letter_counts(dead_letters: Sequence[dict], bucket: str = "1h") -> pd.DataFrame:
-    """Dead letters counted per time bucket (rows) and reason (columns)."""
-    if not dead_letters:
-        return pd.DataFrame()
-    frame = pd.DataFrame(list(dead_letters))
-    frame["seen_at"] = pd.to_datetime(frame["seen_at"], utc=True, format="ISO8601")
-    frame["bucket"] = frame["seen_at"].dt.floor(pd.Timedelta(seconds=interval_seconds(bucket)))
-    return frame.pivot_table(index="bucket", columns="reason", values="seen_at", aggfunc="count",
-                             fill_value=0).sort_index()
-
-
-HEALTH_MAX_BUCKETS = 60  # bars of the dead-letter chart: readable in a 380 px wide panel
-
-
-def health_bucket(dead_letters: Sequence[dict]) -> str:
-    """A bucket width giving a readable number of bars over the dead letters' time span."""
-    if len(dead_letters) < 2:
-        return "1h"
-    times = [parse_time(d["seen_at"]) for d in dead_letters]
-    span = (max(times) - min(times)).total_seconds()
-    for name in ("1m", "5m", "15m", "1h"):
-        if span / interval_seconds(name) <= HEALTH_MAX_BUCKETS:
-            return name
-    return "1d"
-
-
-# Counters of the API's /metrics that count pipeline throughput, matched by name fragment.
-TICK_COUNTER_HINTS = ("tick",)
-BAR_COUNTER_HINTS = ("bar",)
-MAX_METRIC_SAMPLES = 180  # keep half an hour of 10 s samples in the browser
-
-
-def throughput_counter_names(counters: dict[str, float]) -> dict[str, list[str]]:
-    """Which counters measure ticks and which bars (by name), e.g. alphastream_ticks_total."""
-    def matching(hints: tuple[str, ...]) -> list[str]:
-        return sorted(n for n in counters if any(h in n.lower() for h in hints)
-                      and "request" not in n.lower() and "dead" not in n.lower())
-    return {"ticks": matching(TICK_COUNTER_HINTS), "bars": matching(BAR_COUNTER_HINTS)}
-
-
-def add_metric_sample(samples: list[dict], counters: dict[str, float], now: pd.Timestamp) -> list[dict]:
-    """The sample history with one more reading of the throughput counters."""
-    names = throughput_counter_names(counters)
-    sample = {"t": iso(now), **{kind: sum(counters[n] for n in found) if found else None
-                                for kind, found in names.items()}}
-    return (list(samples) + [sample])[-MAX_METRIC_SAMPLES:]
-
-
-def throughput_rates(samples: Sequence[dict]) -> pd.DataFrame:
-    """Ticks and bars per minute between successive counter readings (counter resets dropped)."""
-    frame = pd.DataFrame(list(samples), columns=["t", "ticks", "bars"])
-    if len(frame) < 2:
-        return pd.DataFrame(columns=["ticks", "bars"])
-    frame["t"] = pd.to_datetime(frame["t"], utc=True, format="ISO8601")
-    frame = frame.set_index("t").astype(float)
-    minutes = frame.index.to_series().diff().dt.total_seconds() / 60.0
-    rates = frame.diff().div(minutes, axis=0).iloc[1:]
-    return rates.where(rates >= 0)

@@ -10,7 +10,8 @@ import pytest
 
 from dash_app import figures, indicators
 from dash_app.figures import Overlays, gap_breaks
-from dash_app.views import bars_frame, dead_letter_counts
+from dash_app.panels import dead_letter_counts
+from dash_app.views import bars_frame
 from tests.test_dash_views import SESSION_OPEN, make_bars
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dash_app import views
+from dash_app import panels, views
 from dash_app.__main__ import parse_args
-from dash_app.api_client import ApiClient, ApiError, ApiUnavailable, SymbolInfo, _split_page, counter_totals
-from dash_app.callbacks import overlays_from_inputs, watchlist_table
+from dash_app.api_client import ApiClient, ApiError, ApiUnavailable, SymbolInfo, _split_page
+from dash_app.updates import overlays_from_inputs, watchlist_table
 from dash_app.settings import DashSettings
 
 SESSION_OPEN = pd.Timestamp("2026-11-23T14:30:00Z")
@@ -111,23 +111,41 @@ def test_bars_frame_parses_times_and_numbers():
 # -- watchlist -------------------------------------------------------------------------------
 
 
-def test_watchlist_marks_stale_symbols_and_computes_change():
+def test_watchlist_marks_stale_symbols_and_computes_the_day_change():
     now = pd.Timestamp("2026-11-23T21:00:30Z")
-    symbols = [SymbolInfo("AAPL", "2026-11-23T14:30:00Z", "2026-11-23T21:00:00Z", 110.0),
+    symbols = [SymbolInfo("AAPL", "2026-11-22T14:30:00Z", "2026-11-23T21:00:00Z", 110.0),
                SymbolInfo("MSFT", "2026-11-23T14:30:00Z", "2026-11-23T20:00:00Z", 50.0),
                SymbolInfo("NODATA", None, None, None)]
-    quotes = [{"symbol": "AAPL", "price": 110.0, "day_open": 100.0, "day_volume": 12345}]
-    rows = {r.symbol: r for r in views.watchlist_rows(symbols, quotes, now, stale_seconds=120)}
-    assert rows["AAPL"].change_pct == pytest.approx(10.0)
+    aapl_days = make_bars(2, start=pd.Timestamp("2026-11-22T00:00Z"), interval="1d")
+    aapl_days[0]["close"], aapl_days[1]["close"], aapl_days[1]["volume"] = 100.0, 110.0, 12345.0
+    msft_day = make_bars(1, start=pd.Timestamp("2026-11-23T00:00Z"), interval="1d")
+    msft_day[0]["open"], msft_day[0]["close"] = 40.0, 50.0
+    rows = {r.symbol: r for r in panels.watchlist_rows(
+        symbols, {"AAPL": aapl_days, "MSFT": msft_day}, now, stale_seconds=120)}
+    assert rows["AAPL"].change_pct == pytest.approx(10.0)  # against the previous day's close
+    assert rows["MSFT"].change_pct == pytest.approx(25.0)  # no previous day: against the open
     assert rows["AAPL"].volume == 12345
     assert rows["AAPL"].age_seconds == 30 and not rows["AAPL"].stale
     assert rows["MSFT"].stale and rows["MSFT"].age_seconds == 3630 and rows["MSFT"].last_price == 50.0
     assert rows["NODATA"].stale and rows["NODATA"].age_seconds is None
+    assert rows["NODATA"].change_pct is None and rows["NODATA"].last_price is None
 
     table = watchlist_table(list(rows.values()), selected="AAPL")
     text = str(table)
     assert text.count("badge-stale") == 2
     assert "+10.00%" in text and "selected" in text
+
+
+def test_day_bars_start_is_the_day_before_the_newest_bar():
+    info = SymbolInfo("AAPL", None, "2026-11-23T20:59:00Z", 1.0)
+    assert panels.day_bars_start(info) == "2026-11-22T00:00:00+00:00"
+    assert panels.day_bars_start(SymbolInfo("X", None, None, None)) is None
+
+
+@pytest.mark.parametrize("volume,text", [(None, "—"), (8120, "8,120"), (45_300, "45.3k"),
+                                         (1_042_707, "1.04M"), (2.5e9, "2.5B")])
+def test_format_volume(volume, text):
+    assert panels.format_volume(volume) == text
 
 
 @pytest.mark.parametrize("seconds,text", [(None, "no data"), (42, "42 s"), (150, "2 min"),
@@ -149,31 +167,32 @@ def test_dead_letter_counts_by_reason_and_bucket():
     dead = [{"reason": "bad_price", "seen_at": "2026-11-23T14:31:10Z"},
             {"reason": "bad_price", "seen_at": "2026-11-23T14:31:50Z"},
             {"reason": "bad_json", "seen_at": "2026-11-23T14:35:00Z"}]
-    counts = views.dead_letter_counts(dead, views.health_bucket(dead))
-    assert views.health_bucket(dead) == "1m"
+    counts = panels.dead_letter_counts(dead, panels.health_bucket(dead))
+    assert panels.health_bucket(dead) == "1m"
     assert counts.loc[pd.Timestamp("2026-11-23T14:31Z"), "bad_price"] == 2
     assert counts["bad_json"].sum() == 1
-    assert views.dead_letter_counts([]).empty
+    assert panels.dead_letter_counts([]).empty
 
 
-def test_throughput_rates_from_counter_samples():
-    exposition = (
-        "# TYPE alphastream_ticks_received counter\n"
-        'alphastream_ticks_received_total{source="a"} 100\n'
-        'alphastream_ticks_received_total{source="b"} 20\n'
-        "# TYPE alphastream_bars_written counter\nalphastream_bars_written_total 6\n"
-        "# TYPE http_requests counter\nhttp_requests_total 999\n"
-    )
-    counters = counter_totals(exposition)
-    assert counters["alphastream_ticks_received_total"] == 120
-    t0 = pd.Timestamp("2026-11-23T15:00:00Z")
-    samples = views.add_metric_sample([], counters, t0)
-    later = {**counters, "alphastream_ticks_received_total": 180, "alphastream_bars_written_total": 9}
-    samples = views.add_metric_sample(samples, later, t0 + pd.Timedelta(seconds=30))
-    rates = views.throughput_rates(samples)
-    assert rates["ticks"].iloc[-1] == pytest.approx(120.0)  # 60 ticks in half a minute
-    assert rates["bars"].iloc[-1] == pytest.approx(6.0)
-    assert views.throughput_rates(samples[:1]).empty
+def test_throughput_per_minute_sums_trades_and_counts_bars_over_symbols():
+    aapl = make_bars(3, symbol="AAPL")
+    msft = make_bars(2, start=SESSION_OPEN + pd.Timedelta(minutes=4), symbol="MSFT")
+    rates = panels.throughput_per_minute({"AAPL": aapl, "MSFT": msft, "NONE": []})
+    assert len(rates) == 6  # 14:30 .. 14:35, the quiet 14:33 included with zeros
+    assert rates.loc[pd.Timestamp("2026-11-23T14:30Z"), "ticks"] == aapl[0]["trades"]
+    assert rates.loc[pd.Timestamp("2026-11-23T14:33Z")].tolist() == [0.0, 0.0]
+    assert rates["bars"].sum() == 5
+    assert rates["ticks"].sum() == sum(b["trades"] for b in aapl + msft)
+    assert panels.throughput_per_minute({}).empty
+
+
+def test_throughput_window_is_the_hour_up_to_the_newest_bar():
+    symbols = [SymbolInfo("A", None, "2026-11-23T20:59:00Z", 1.0), SymbolInfo("B", None, "2026-11-23T20:10:00Z", 1.0),
+               SymbolInfo("C", None, None, None)]
+    start, end = panels.throughput_window(symbols)
+    assert (pd.Timestamp(start), pd.Timestamp(end)) == (pd.Timestamp("2026-11-23T20:00Z"),
+                                                        pd.Timestamp("2026-11-23T21:00Z"))
+    assert panels.throughput_window(symbols[2:]) is None
 
 
 # -- API client and command line ---------------------------------------------------------------

@@ -1,0 +1,145 @@
+"""View logic of the side panels as plain functions: the watchlist and the pipeline health.
+
+Both panels are computed from what the REST API stores and serves (symbols, bars, dead
+letters), not from process counters: the pipeline's counters live in its runner, and the
+API's ``/metrics`` counts requests, not ticks. Bars carry their trade count, so the ticks
+and bars that landed per minute are read straight from the stored 1-minute bars.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import pandas as pd
+
+from alphastream.intervals import interval_seconds
+from dash_app.api_client import SymbolInfo
+from dash_app.views import bars_frame, parse_time
+
+DAY_INTERVAL = "1d"
+THROUGHPUT_INTERVAL = "1m"
+THROUGHPUT_SPAN = pd.Timedelta(hours=1)  # the throughput chart shows the last hour of data
+
+
+# -- watchlist -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WatchRow:
+    """One line of the watchlist."""
+
+    symbol: str
+    last_price: float | None
+    change_pct: float | None  # newest close against the previous day's close (or the day's open)
+    volume: float | None  # traded over the newest bar's UTC day
+    age_seconds: float | None  # seconds from the newest bar's time to now
+    stale: bool
+
+
+def day_bars_start(info: SymbolInfo) -> str | None:
+    """Where to fetch a symbol's daily bars from: the day before its newest bar's day.
+
+    Two daily bars give the change against the previous close; one gives it against the open.
+    """
+    if not info.last_bar:
+        return None
+    return (parse_time(info.last_bar).floor("D") - pd.Timedelta(days=1)).isoformat()
+
+
+def day_change(day_bars: Sequence[dict]) -> tuple[float | None, float | None, float | None]:
+    """(last close, change %, day volume) from a symbol's newest daily bars, oldest first."""
+    if not day_bars:
+        return None, None, None
+    frame = bars_frame(day_bars)
+    today = frame.iloc[-1]
+    reference = frame.iloc[-2]["close"] if len(frame) > 1 else today["open"]
+    change = (today["close"] / reference - 1.0) * 100.0 if reference else None
+    return float(today["close"]), change, float(today["volume"])
+
+
+def watchlist_rows(symbols: Sequence[SymbolInfo], day_bars: Mapping[str, Sequence[dict]],
+                   now: pd.Timestamp, stale_seconds: float) -> list[WatchRow]:
+    """Watchlist lines from the symbol list and each symbol's newest daily bars.
+
+    A symbol is stale when its newest bar is older than ``stale_seconds`` (or it has none):
+    for a live feed that means the pipeline stopped delivering it.
+    """
+    rows = []
+    for info in symbols:
+        close, change, volume = day_change(day_bars.get(info.symbol, ()))
+        age = (parse_time(now) - parse_time(info.last_bar)).total_seconds() if info.last_bar else None
+        rows.append(WatchRow(
+            symbol=info.symbol,
+            last_price=info.last_price if info.last_price is not None else close,
+            change_pct=change, volume=volume,
+            age_seconds=max(age, 0.0) if age is not None else None,
+            stale=age is None or age > stale_seconds,
+        ))
+    return rows
+
+
+# (from, divisor, unit): below 10,000 the full number fits the column
+VOLUME_UNITS = ((1e9, 1e9, "B"), (1e6, 1e6, "M"), (1e4, 1e3, "k"))
+
+
+def format_volume(volume: float | None) -> str:
+    """Volume short enough for a narrow table column: 8,120 · 45.3k · 1.04M."""
+    if volume is None:
+        return "—"
+    for threshold, divisor, unit in VOLUME_UNITS:
+        if abs(volume) >= threshold:
+            return f"{volume / divisor:.3g}{unit}"
+    return f"{volume:,.0f}"
+
+
+# -- pipeline health -----------------------------------------------------------------------------
+
+
+def dead_letter_counts(dead_letters: Sequence[dict], bucket: str = "1h") -> pd.DataFrame:
+    """Dead letters counted per time bucket (rows) and reason (columns)."""
+    if not dead_letters:
+        return pd.DataFrame()
+    frame = pd.DataFrame(list(dead_letters))
+    frame["seen_at"] = pd.to_datetime(frame["seen_at"], utc=True, format="ISO8601")
+    frame["bucket"] = frame["seen_at"].dt.floor(pd.Timedelta(seconds=interval_seconds(bucket)))
+    return frame.pivot_table(index="bucket", columns="reason", values="seen_at", aggfunc="count",
+                             fill_value=0).sort_index()
+
+
+HEALTH_MAX_BUCKETS = 60  # bars of the dead-letter chart: readable in a 380 px wide panel
+
+
+def health_bucket(dead_letters: Sequence[dict]) -> str:
+    """A bucket width giving a readable number of bars over the dead letters' time span."""
+    if len(dead_letters) < 2:
+        return "1h"
+    times = [parse_time(d["seen_at"]) for d in dead_letters]
+    span = (max(times) - min(times)).total_seconds()
+    for name in ("1m", "5m", "15m", "1h"):
+        if span / interval_seconds(name) <= HEALTH_MAX_BUCKETS:
+            return name
+    return "1d"
+
+
+def throughput_window(symbols: Sequence[SymbolInfo]) -> tuple[str, str] | None:
+    """[start, end) of the throughput chart: the hour up to the newest bar of any symbol."""
+    newest = [parse_time(s.last_bar) for s in symbols if s.last_bar]
+    if not newest:
+        return None
+    end = max(newest).floor("min") + pd.Timedelta(seconds=interval_seconds(THROUGHPUT_INTERVAL))
+    return (end - THROUGHPUT_SPAN).isoformat(), end.isoformat()
+
+
+def throughput_per_minute(bars_by_symbol: Mapping[str, Sequence[dict]]) -> pd.DataFrame:
+    """Ticks and bars that landed per minute, over all symbols, from their 1-minute bars.
+
+    ``ticks`` sums the bars' trade counts (each trade is one tick that passed validation and
+    dedup); ``bars`` counts the 1-minute bars written. Minutes without any bar count zero.
+    """
+    frames = [bars_frame(bars) for bars in bars_by_symbol.values() if bars]
+    if not frames:
+        return pd.DataFrame(columns=["ticks", "bars"])
+    frame = pd.concat(frames, ignore_index=True)
+    per_minute = frame.groupby("bucket_start").agg(ticks=("trades", "sum"), bars=("symbol", "size"))
+    minutes = pd.date_range(per_minute.index.min(), per_minute.index.max(), freq="min")
+    return per_minute.reindex(minutes, fill_value=0).astype(float)
