@@ -1,0 +1,71 @@
+"""Error answers: every error is ``{"detail": "<what was wrong and what to do>"}``.
+
+Refusals the routes decide (bad interval, unknown symbol, ...) are ``ApiProblem``s; FastAPI's
+own parameter validation is reshaped into the same body (the per-field list stays under
+``errors``); anything unexpected is logged with its traceback and answered with a plain 500
+(or 503 when the database is the cause), never a stack trace.
+"""
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+
+log = logging.getLogger("serving")
+
+
+class ApiProblem(Exception):
+    """A request the API refuses, with the HTTP status and a sentence for the client."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def invalid(detail: str) -> ApiProblem:
+    return ApiProblem(422, detail)
+
+
+def not_found(detail: str) -> ApiProblem:
+    return ApiProblem(404, detail)
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("query", "header"))
+    return f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid"))
+
+
+async def _problem(_: Request, exc: ApiProblem) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+
+async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+              for e in exc.errors()]
+    detail = "; ".join(_describe(e) for e in errors) or "invalid request"
+    return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable for %s: %s", request.url.path, exc)
+    return JSONResponse({"detail": "the database is unavailable or too slow: retry shortly"},
+                        status_code=503)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s", request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "internal error: the API logged it; retry or report it"},
+                        status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiProblem, _problem)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(PoolTimeout, _database_unavailable)
+    app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
+    app.add_exception_handler(Exception, _unexpected)

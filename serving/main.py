@@ -1,0 +1,63 @@
+"""Builds the FastAPI app: ``uvicorn serving.main:app`` (or ``python -m serving``).
+
+``create_app(settings)`` wires settings, the psycopg pool (opened in the lifespan), the
+catalog cache, CORS, optional API-key auth, error handlers, metrics and the routers. The
+module-level ``app`` reads its settings from the environment (ALPHASTREAM_*).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import AsyncIterator
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from serving.catalog import Catalog
+from serving.deps import API_KEY_HEADER, database_url, make_pool, require_api_key
+from serving.errors import install_error_handlers
+from serving.metrics import ApiMetrics, RequestMetricsMiddleware
+from serving.routes import bars, dead_letters, health, indicators, metrics, stream, symbols
+from serving.settings import ApiSettings
+
+DESCRIPTION = (
+    "OHLCV bars, quotes, indicators and dead letters of the alphastream market-data store. "
+    f"Times are ISO-8601 UTC. When the API runs with ALPHASTREAM_API_KEY set, send it in the "
+    f"{API_KEY_HEADER} header (except /healthz, /readyz and /metrics)."
+)
+
+
+def create_app(settings: ApiSettings | None = None, *, dsn: str | None = None) -> FastAPI:
+    """The API over the database at ``dsn`` (default: from the settings, see deps.database_url)."""
+    settings = settings or ApiSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.dsn = dsn or database_url(settings)
+        app.state.pool = make_pool(app.state.dsn, settings)
+        # Do not wait for the database: /healthz answers while it is still coming up.
+        await app.state.pool.open(wait=False)
+        try:
+            yield
+        finally:
+            await app.state.pool.close()
+
+    app = FastAPI(title="alphastream API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.catalog = Catalog(ttl_seconds=settings.api_catalog_ttl_seconds)
+    app.state.metrics = ApiMetrics()
+    install_error_handlers(app)
+    authenticated = [Depends(require_api_key)]
+    for router in (symbols.router, bars.router, indicators.router, dead_letters.router, stream.router):
+        app.include_router(router, dependencies=authenticated)
+    # Probes and the scrape stay open: orchestrators and Prometheus do not carry the API key.
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    if settings.api_cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.api_cors_origins,
+                           allow_methods=["GET"], allow_headers=[API_KEY_HEADER],
+                           expose_headers=[bars.NEXT_CURSOR_HEADER])
+    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,122 @@
+"""Pydantic response models of the API, built from ``alphastream.records``.
+
+The bar and dead-letter models are generated from the record ``NamedTuple``s (field names via
+``storage_name``, ``*_us`` integers as UTC datetimes), so a field added to a record appears in
+the API without another place to edit. Times are ISO-8601 UTC in every response.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from alphastream.records import TIME_SUFFIX, Bar, DeadLetter, storage_name
+from serving.queries import RECORDED_AT, UPDATED_AT
+
+
+def record_model(name: str, record: type, doc: str, **extra: Any) -> type[BaseModel]:
+    """A pydantic model with one field per record field (storage names, times as datetimes)."""
+    hints = typing.get_type_hints(record)
+    fields: dict[str, Any] = {
+        storage_name(field): (dt.datetime if field.endswith(TIME_SUFFIX) else hints[field], ...)
+        for field in record._fields
+    }
+    return create_model(name, __doc__=doc, **fields, **extra)
+
+
+BarOut = record_model(
+    "BarOut", Bar,
+    "One OHLCV bar. Rolled-up bars: open of the first and close of the last stored bar, "
+    "volume-weighted vwap, summed volume and trades.",
+    **{UPDATED_AT: (dt.datetime, Field(description="When the store last wrote this bar."))},
+)
+DeadLetterOut = record_model(
+    "DeadLetterOut", DeadLetter, "A record the pipeline rejected, with the reason.",
+    **{RECORDED_AT: (dt.datetime, Field(description="When the store recorded it."))},
+)
+
+
+class Page(BaseModel):
+    """A page of rows; pass ``next_cursor`` back as ``cursor`` for the next page (null: done)."""
+
+    next_cursor: str | None = Field(default=None, description="Cursor of the next page, or null.")
+
+
+class BarsPage(Page):
+    symbol: str
+    interval: str
+    source_interval: str = Field(description="The stored interval the bars come from (rolled up if different).")
+    items: list[BarOut]  # type: ignore[valid-type]
+
+
+class SymbolOut(BaseModel):
+    symbol: str
+    intervals: list[str] = Field(description="Stored intervals, shortest first.")
+    first_bar: dt.datetime | None = Field(description="Start of the oldest stored bar.")
+    last_bar: dt.datetime | None = Field(description="Start of the newest bar of the shortest interval.")
+    last_price: float | None = Field(description="Close of that newest bar.")
+
+
+class SymbolsList(BaseModel):
+    items: list[SymbolOut]
+
+
+class QuoteOut(BaseModel):
+    """The newest bar of a symbol's shortest stored interval, with its UTC day so far."""
+
+    symbol: str
+    interval: str
+    price: float = Field(description="Close of the newest bar.")
+    bucket_start: dt.datetime
+    updated_at: dt.datetime = Field(description="When the store last wrote that bar.")
+    day_open: float = Field(description="Open of the first bar of the newest bar's UTC day.")
+    day_volume: float = Field(description="Volume of that UTC day so far.")
+    change_pct: float | None = Field(description="(price / day_open - 1) * 100.")
+
+
+class QuotesList(BaseModel):
+    items: list[QuoteOut]
+
+
+class IndicatorPoint(BaseModel):
+    bucket_start: dt.datetime
+    value: float | None = Field(description="Null while the window is not yet full.")
+
+
+class IndicatorsPage(Page):
+    symbol: str
+    interval: str
+    kind: str
+    window: int
+    items: list[IndicatorPoint]
+
+
+class DeadLettersPage(Page):
+    items: list[DeadLetterOut]  # type: ignore[valid-type]
+
+
+class Health(BaseModel):
+    status: str = Field(description='"ok" when the process serves requests.')
+
+
+class Readiness(BaseModel):
+    status: str = Field(description='"ready" or "not ready".')
+    database: str = Field(description='"ok", or why it cannot be used.')
+    pending_migrations: list[str] = Field(description="Migrations not yet applied.")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a sentence saying what was wrong and what to do."""
+
+    model_config = ConfigDict(extra="allow")
+    detail: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing or wrong X-API-Key (when auth is on)."},
+    422: {"model": ErrorBody, "description": "A parameter is malformed or out of bounds."},
+    503: {"model": ErrorBody, "description": "The database is unreachable or too slow."},
+}
+NOT_FOUND = {404: {"model": ErrorBody, "description": "Unknown symbol."}}

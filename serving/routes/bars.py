@@ -1,0 +1,116 @@
+"""``GET /v1/bars``: OHLCV bars of one symbol, stored or rolled up, in pages, as JSON or CSV."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from alphastream.intervals import interval_micros
+from alphastream.records import SYMBOL_PATTERN
+from serving import queries
+from serving.catalog import ResolvedSeries, resolve_series
+from serving.deps import Pool, Settings, StoreCatalog
+from serving.errors import invalid
+from serving.models import ERROR_RESPONSES, NOT_FOUND, BarsPage
+from serving.paging import ceil_to, checked_limit, checked_range, decode_cursor, encode_cursor, from_us
+from serving.settings import ApiSettings
+
+router = APIRouter(tags=["bars"])
+
+CSV_MEDIA_TYPE = "text/csv"
+NEXT_CURSOR_HEADER = "X-Next-Cursor"
+MAX_CURSOR_LENGTH = 512
+INTERVAL_DESCRIPTION = ("Bar interval, e.g. 1m, 5m, 15m, 1h, 1d: a stored interval or a multiple of "
+                        "one (rolled up from the largest stored interval that divides it).")
+
+SymbolParam = Annotated[str, Query(pattern=SYMBOL_PATTERN, description="Ticker or pair, e.g. AAPL, BTC-USD.")]
+IntervalParam = Annotated[str, Query(max_length=8, description=INTERVAL_DESCRIPTION)]
+StartParam = Annotated[dt.datetime | None, Query(description="Bars starting at or after this time (UTC if no offset).")]
+EndParam = Annotated[dt.datetime | None, Query(description="Bars starting before this time.")]
+LimitParam = Annotated[int | None, Query(ge=1, description="Rows per page (default and maximum: see settings).")]
+CursorParam = Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH, description="next_cursor of the previous page.")]
+
+
+def page_bounds(series: ResolvedSeries, start: dt.datetime | None, end: dt.datetime | None,
+                limit: int | None, cursor: str | None, scope: list, settings: ApiSettings
+                ) -> tuple[dt.datetime, dt.datetime, int]:
+    """[lo, hi) of the stored bars to read and the number of rows of this page.
+
+    lo and hi are aligned up to the served interval: a bar is returned when its start is in
+    [start, end), and a rolled-up bar always has all of its stored bars. A roll-up page is
+    shortened if it would read more than ``api_max_scan_rows`` stored bars.
+    """
+    lo, hi = checked_range(start, end, settings)
+    rows = checked_limit(limit, settings)
+    if cursor is not None:
+        position = decode_cursor(cursor, scope)
+        if not isinstance(position, int):
+            raise invalid("cursor is not one this API issued: pass next_cursor back unchanged")
+        lo = max(lo, from_us(position))
+    step_us = interval_micros(series.interval)
+    if series.rolled:
+        most = settings.api_max_scan_rows // series.ratio - 1
+        if most < 1:
+            raise invalid(f"interval {series.interval} is too large to roll up from {series.source} "
+                          f"bars ({series.ratio} per bar; at most {settings.api_max_scan_rows // 2})")
+        rows = min(rows, most)
+    return ceil_to(lo, step_us), ceil_to(hi, step_us), rows
+
+
+def range_params(series: ResolvedSeries, lo: dt.datetime, hi: dt.datetime, rows: int) -> dict:
+    """Bound parameters of ``queries.bar_range``; one extra row tells whether a next page exists."""
+    return {
+        "symbol": series.info.symbol, "source": series.source, "interval": series.interval,
+        "lo": lo, "hi": hi, "rows": rows + 1, "scan_rows": (rows + 1) * series.ratio,
+        "stride": dt.timedelta(microseconds=interval_micros(series.interval)), "epoch": queries.EPOCH,
+    }
+
+
+def wants_csv(request: Request) -> bool:
+    return CSV_MEDIA_TYPE in request.headers.get("accept", "")
+
+
+@router.get(
+    "/v1/bars", response_model=BarsPage, summary="OHLCV bars of one symbol",
+    responses={**ERROR_RESPONSES, **NOT_FOUND,
+               200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}},
+                     "description": f"Bars, oldest first: JSON, or CSV when Accept: {CSV_MEDIA_TYPE} "
+                                    f"(next cursor in the {NEXT_CURSOR_HEADER} header)."}},
+)
+async def get_bars(request: Request, pool: Pool, catalog: StoreCatalog, settings: Settings,
+                   symbol: SymbolParam, interval: IntervalParam, start: StartParam = None,
+                   end: EndParam = None, limit: LimitParam = None, cursor: CursorParam = None) -> Response:
+    """Bars whose start is in [start, end), oldest first, ``limit`` per page; follow
+    ``next_cursor`` for the rest. Any multiple of a stored interval is rolled up in SQL."""
+    series = await resolve_series(catalog, pool, symbol, interval)
+    scope = ["bars", series.info.symbol, series.interval]
+    lo, hi, rows = page_bounds(series, start, end, limit, cursor, scope, settings)
+    as_csv = wants_csv(request)
+    async with pool.connection() as conn:
+        found = await (await conn.execute(queries.bars_page(series.rolled, as_json=not as_csv),
+                                          range_params(series, lo, hi, rows))).fetchall()
+    next_cursor = encode_cursor(scope, found[rows][0]) if len(found) > rows else None
+    found = found[:rows]
+    if as_csv:
+        return Response(bars_csv(found), media_type=CSV_MEDIA_TYPE,
+                        headers={NEXT_CURSOR_HEADER: next_cursor} if next_cursor else None)
+    # The rows are JSON already (rendered by PostgreSQL): splice them into the page unparsed.
+    head = json.dumps({"symbol": series.info.symbol, "interval": series.interval,
+                       "source_interval": series.source, "next_cursor": next_cursor})
+    body = f'{head[:-1]}, "items": [{",".join(row[1] for row in found)}]}}'
+    return Response(body, media_type="application/json")
+
+
+def bars_csv(rows: list[tuple]) -> str:
+    """CSV with a header of the bar columns; times as ISO-8601 UTC."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(queries.BAR_ROW_COLUMNS)
+    for row in rows:
+        writer.writerow(v.isoformat() if isinstance(v, dt.datetime) else v for v in row[1:])
+    return out.getvalue()

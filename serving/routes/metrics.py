@@ -1,0 +1,29 @@
+"""``GET /metrics``: Prometheus exposition of the API's and the store's metrics."""
+from __future__ import annotations
+
+import datetime as dt
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from serving import queries
+from serving.deps import Pool, StoreCatalog
+from serving.metrics import ROW_COUNTERS, ApiMetrics, StoreSnapshot
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/metrics", response_class=Response, summary="Prometheus metrics",
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+                             "description": "Prometheus text exposition."}})
+async def get_metrics(request: Request, pool: Pool, catalog: StoreCatalog) -> Response:
+    """Request counts and latency by route, pool statistics, per-symbol freshness and the rows
+    written to each table. Store figures are read at scrape time."""
+    metrics: ApiMetrics = request.app.state.metrics
+    symbols = await catalog.refresh(pool)
+    async with pool.connection() as conn:
+        rows = await (await conn.execute(queries.ROWS_WRITTEN, {"tables": list(ROW_COUNTERS)})).fetchall()
+    metrics.store.snapshot = StoreSnapshot(symbols=symbols, rows_written=dict(rows),
+                                           pool_stats=pool.get_stats(), taken_at=dt.datetime.now(dt.timezone.utc))
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,126 @@
+"""``GET /v1/stream/bars``: server-sent events with bars as the store writes them.
+
+The server polls ``bars.updated_at`` every ``api_stream_poll_seconds`` and pushes each new or
+updated bar as ``event: bar`` with the bar's JSON (the shape of ``/v1/bars`` items) and its
+``updated_at`` in epoch microseconds as the event id, so a reconnecting client (``Last-Event-ID``)
+resumes where it stopped. A stream is bounded: it closes after ``max_events`` events or
+``timeout_seconds``, whichever comes first, and clients reconnect.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Annotated, AsyncIterator
+
+import anyio
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from psycopg_pool import AsyncConnectionPool
+
+from alphastream.intervals import IntervalError, canonical_interval
+from serving import queries
+from serving.catalog import SymbolInfo
+from serving.deps import Pool, Settings, StoreCatalog
+from serving.errors import invalid
+from serving.models import ERROR_RESPONSES, NOT_FOUND
+from serving.paging import from_us, to_us
+from serving.routes.symbols import SymbolsParam, known_symbols, symbol_list
+from serving.settings import ApiSettings
+
+router = APIRouter(tags=["bars"])
+
+EVENT_STREAM = "text/event-stream"
+# A transaction that began before a poll may commit a bar stamped (by now()) before it: each
+# poll looks this far behind the newest updated_at it has seen, and skips what it already sent.
+COMMIT_SLACK = dt.timedelta(seconds=2)
+HEARTBEAT_SECONDS = 15.0  # an SSE comment keeps proxies from closing a quiet stream
+RECONNECT_MILLISECONDS = 2_000
+
+
+def stream_series(infos: list[SymbolInfo], interval: str | None) -> list[str]:
+    """The stored interval streamed for each symbol: the one asked for, else its shortest."""
+    if interval is None:
+        return [info.finest.interval for info in infos]
+    try:
+        canonical = canonical_interval(interval)
+    except IntervalError as err:
+        raise invalid(str(err)) from err
+    missing = [info.symbol for info in infos if canonical not in info.intervals]
+    if missing:
+        raise invalid(f"interval {canonical} is not stored for {', '.join(missing)}: the stream pushes "
+                      "stored bars only (poll /v1/bars for roll-ups)")
+    return [canonical] * len(infos)
+
+
+def bounded(value: float | None, most: float, name: str) -> float:
+    if value is None:
+        return most
+    if value > most:
+        raise invalid(f"{name} {value:g} is too large: at most {most:g}")
+    return value
+
+
+def sse_event(event_id: int, data: str) -> str:
+    return f"event: bar\nid: {event_id}\ndata: {data}\n\n"
+
+
+@router.get("/v1/stream/bars", response_class=StreamingResponse, summary="Live bars (server-sent events)",
+            responses={**ERROR_RESPONSES, **NOT_FOUND,
+                       200: {"content": {EVENT_STREAM: {"schema": {"type": "string"}}},
+                             "description": "`event: bar` messages; data is a bar as in /v1/bars."}})
+async def stream_bars(
+    request: Request, pool: Pool, catalog: StoreCatalog, settings: Settings, symbols: SymbolsParam,
+    interval: Annotated[str | None, Query(max_length=8, description="Stored interval (default: each symbol's shortest).")] = None,
+    max_events: Annotated[int | None, Query(ge=1, description="Close after this many events.")] = None,
+    timeout_seconds: Annotated[float | None, Query(gt=0, description="Close after this many seconds.")] = None,
+    last_event_id: Annotated[str | None, Header(max_length=32, description="Resume after this event id.")] = None,
+) -> StreamingResponse:
+    """Bars of the symbols written after the stream opened (or after ``Last-Event-ID``)."""
+    infos = await known_symbols(catalog, pool, symbol_list(symbols, settings.api_max_symbols))
+    intervals = stream_series(infos, interval)
+    events = int(bounded(max_events, settings.api_stream_max_events, "max_events"))
+    seconds = bounded(timeout_seconds, settings.api_stream_max_seconds, "timeout_seconds")
+    horizon = dt.timedelta(seconds=settings.api_stream_late_horizon_seconds)
+    params = {"symbols": [info.symbol for info in infos], "intervals": intervals,
+              "lo": min(info.finest.last_bar for info in infos) - horizon}
+    if last_event_id is not None:
+        if not last_event_id.isdigit():
+            raise invalid("Last-Event-ID must be an event id this stream sent (digits)")
+        since = from_us(int(last_event_id))
+    else:
+        async with pool.connection() as conn:
+            since = (await (await conn.execute(queries.DATABASE_NOW)).fetchone())[0]
+    return StreamingResponse(bar_events(request, pool, settings, params, since, events, seconds),
+                             media_type=EVENT_STREAM, headers={"Cache-Control": "no-cache"})
+
+
+async def bar_events(request: Request, pool: AsyncConnectionPool, settings: ApiSettings, params: dict,
+                     since: dt.datetime, max_events: int, seconds: float) -> AsyncIterator[str]:
+    """Poll and yield SSE messages until the bounds are reached or the client leaves."""
+    deadline = time.monotonic() + seconds
+    heartbeat_at = time.monotonic() + HEARTBEAT_SECONDS
+    sent_count = 0
+    sent: dict[tuple, dt.datetime] = {}  # (symbol, interval, start us) -> updated_at already pushed
+    yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
+    while sent_count < max_events and time.monotonic() < deadline:
+        if await request.is_disconnected():
+            return
+        poll = {**params, "since": since - COMMIT_SLACK, "rows": max_events - sent_count + len(sent)}
+        async with pool.connection() as conn:
+            rows = await (await conn.execute(queries.STREAM_STORED, poll)).fetchall()
+        for updated_at, symbol, interval, start_us, data in rows:
+            key = (symbol, interval, start_us)
+            if sent.get(key) == updated_at:
+                continue
+            sent[key] = updated_at
+            since = max(since, updated_at)
+            yield sse_event(to_us(updated_at), data)
+            sent_count += 1
+            if sent_count >= max_events:
+                return
+        # Forget what fell behind the slack window: it cannot come back in a poll.
+        sent = {key: at for key, at in sent.items() if at > since - COMMIT_SLACK}
+        if time.monotonic() >= heartbeat_at:
+            heartbeat_at = time.monotonic() + HEARTBEAT_SECONDS
+            yield ": keep-alive\n\n"
+        await anyio.sleep(max(0.0, min(settings.api_stream_poll_seconds, deadline - time.monotonic())))
