@@ -97,12 +97,15 @@ class _WriteToLake(beam.PTransform):
     def __init__(self, root: str, record_type, partition_of, file_name: str, sort_by: tuple[str, ...]):
         super().__init__()
         self._partition_of = partition_of
+        self._record_type = record_type
         self._write = _WritePartitionDoFn(root, record_type, file_name, sort_by)
 
     def expand(self, records):
         return (
             records
-            | "KeyByPartition" >> beam.Map(lambda r, part=self._partition_of: (part(r), r))
+            # Typed, so the shuffle encodes records with their schema coder instead of pickle.
+            | "KeyByPartition" >> beam.Map(lambda r, part=self._partition_of: (part(r), r)).with_output_types(
+                tuple[str, self._record_type])
             | "GroupByPartition" >> beam.GroupByKey()
             | "WritePartition" >> beam.ParDo(self._write)
         )
