@@ -1,0 +1,107 @@
+"""Shared fixtures and helpers of the REST API tests (tests/test_api_*.py); no tests here.
+
+The store is filled the way production fills it: ``python -m pipeline`` (the synthetic market,
+bars from ticks, written by the project's PostgreSQL sink) into a fresh migrated database, and
+dead letters through ``WriteDeadLettersToPostgres``. The API runs either in-process
+(``TestClient``) or under a real uvicorn on a loopback port (``serve``).
+"""
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from alphastream.records import BAR_FIELDS, storage_columns
+from serving.main import create_app
+from serving.settings import ApiSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKET_SYMBOLS = 3
+MARKET_TICKS_PER_SYMBOL = 2_000
+MARKET_DATE = "2024-03-05"  # a Tuesday: one full synthetic session
+PIPELINE_TIMEOUT_SECONDS = 300
+SERVER_START_TIMEOUT_SECONDS = 20.0
+BAR_COLUMNS = storage_columns(BAR_FIELDS)
+
+
+def run_pipeline(db_url: str, output: Path, *extra: str) -> None:
+    """The real batch pipeline into ``db_url``; fails the test with its output if it fails."""
+    argv = [sys.executable, "-m", "pipeline", "--symbols", str(MARKET_SYMBOLS),
+            "--ticks_per_symbol", str(MARKET_TICKS_PER_SYMBOL), "--date", MARKET_DATE,
+            "--db_url", db_url, "--output", str(output), *extra]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=PIPELINE_TIMEOUT_SECONDS)
+    assert done.returncode == 0, f"pipeline failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+def stored_bars(db_url: str, symbol: str, interval: str) -> pd.DataFrame:
+    """The bars table read directly with psycopg (the reference the API is compared with)."""
+    with psycopg.connect(db_url) as conn:
+        query = sql.SQL("SELECT {} FROM bars WHERE symbol = %s AND interval = %s ORDER BY bucket_start").format(
+            sql.SQL(", ").join(map(sql.Identifier, BAR_COLUMNS)))
+        rows = conn.execute(query, (symbol, interval)).fetchall()
+    frame = pd.DataFrame(rows, columns=list(BAR_COLUMNS))
+    frame["bucket_start"] = pd.to_datetime(frame["bucket_start"], utc=True)
+    return frame
+
+
+def api_frame(items: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(items)
+    frame["bucket_start"] = pd.to_datetime(frame["bucket_start"], utc=True, format="ISO8601")
+    return frame
+
+
+def api_settings(**overrides) -> ApiSettings:
+    """Settings for a test app: no .env, no API key unless given, a short catalog cache."""
+    base = {"api_key": None, "api_catalog_ttl_seconds": 0.0, "api_stream_poll_seconds": 0.1}
+    return ApiSettings(_env_file=None, **{**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def market_db(pg_cluster, tmp_path_factory) -> str:
+    """A migrated database holding one synthetic day of 3 symbols (1m, 5m, 1h bars)."""
+    db_url = pg_cluster.new_database()
+    run_pipeline(db_url, tmp_path_factory.mktemp("lake"))
+    return db_url
+
+
+@pytest.fixture(scope="module")
+def client(market_db) -> Iterator[TestClient]:
+    with TestClient(create_app(api_settings(), dsn=market_db)) as test_client:
+        yield test_client
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    """Run ``app`` under uvicorn on a free loopback port in a thread; yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_SECONDS
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
