@@ -86,7 +86,7 @@ class AlphastreamOptions(PipelineOptions):
                            help="Bar intervals, comma-separated, each dividing the largest (default 1m,5m,1h).")
         rules.add_argument("--allowed_lateness", type=int, default=300,
                            help="Streaming: seconds after a window closes that late ticks still update its bar.")
-        rules.add_argument("--early_firing_seconds", type=float, default=5.0,
+        rules.add_argument("--early_firing_seconds", type=int, default=5,
                            help="Streaming: processing-time seconds between live partial bars (0: none).")
         rules.add_argument("--max_future_seconds", type=int, default=60,
                            help="Ticks more than this many seconds ahead of the clock are dead-lettered.")

@@ -34,3 +34,24 @@ def test_batch_job_builds_offline_with_the_expected_graph():
     artifacts = [d for env in job.proto_pipeline.components.environments.values() for d in env.dependencies]
     assert artifacts, "setup.py's sdist should be staged as a worker dependency"
     assert job.proto.name  # a job name was generated
+
+
+def test_streaming_job_builds_offline_from_pubsub_to_postgres():
+    job = dry_run(["--streaming", "--source", "pubsub", "--subscription",
+                   "projects/test-project/subscriptions/ticks", "--no_db"], streaming=True)
+    steps = top_level_steps(job)
+    assert {"ReadPubsub", "ParseTicks", "DedupTrades", "Bars", "FlattenDeadLetters"} <= steps, steps
+    # On Dataflow, Pub/Sub itself also deduplicates redeliveries by the id attribute.
+    read = next(t for t in job.proto_pipeline.components.transforms.values()
+                if t.unique_name.startswith("ReadPubsub/") and "ReadFromPubSub" in t.unique_name)
+    assert read is not None
+
+
+def test_streaming_job_writes_to_postgres_when_given_a_database():
+    options = PipelineOptions(DATAFLOW_ARGS + ["--streaming", "--source", "pubsub", "--subscription",
+                                               "projects/test-project/subscriptions/ticks"])
+    pipeline = beam.Pipeline(options=options)
+    build_graph(pipeline, options.view_as(AlphastreamOptions), streaming=True, now_us=lambda: 0,
+                day=dt.date(2024, 1, 2), db_url="postgresql://alphastream@10.0.0.5:5432/alphastream")
+    job = pipeline.run().job
+    assert {"WriteBarsToPostgres", "WriteDeadLettersToPostgres"} <= top_level_steps(job)

@@ -4,6 +4,7 @@ import itertools
 import random
 
 import apache_beam as beam
+import pytest
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
@@ -138,3 +139,9 @@ def test_duplicates_dropped_before_bars_even_across_panes():
         bars = (p | stream | DedupTrades(horizon_seconds=600)
                 | StreamingBars(("1m",), 120, 0) | beam.Map(bar_view))
         assert_that(bars, equal_to([("AAPL", "1m", T0, 100, 101, 100, 101, 20.0, 2, "ON_TIME", 0)]))
+
+
+def test_early_firing_delay_must_be_whole_seconds():
+    # A fractional delay runs on the DirectRunner but cannot be translated for Dataflow.
+    with pytest.raises(ValueError, match="whole number of seconds"):
+        StreamingBars(("1m",), 60, 2.5)

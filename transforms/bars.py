@@ -116,16 +116,20 @@ class StreamingBars(beam.PTransform):
     """Timestamped Ticks (deduplicated) -> Bars for every interval, flattened.
 
     early_firing_seconds: processing-time delay between live partial bars (0 disables them).
+    Whole seconds: Beam's portable trigger proto holds the delay in milliseconds but reads it
+    back in whole seconds, and a fractional delay fails to translate for Dataflow.
     allowed_lateness_seconds: how long after the watermark passes a window a late tick still
     updates its bar (one LATE pane per late tick batch); later ticks are dropped by Beam and
     counted by the runner, so keep it above the feed's worst delay.
     """
 
-    def __init__(self, intervals: tuple[str, ...], allowed_lateness_seconds: int, early_firing_seconds: float):
+    def __init__(self, intervals: tuple[str, ...], allowed_lateness_seconds: int, early_firing_seconds: int):
         super().__init__()
+        if early_firing_seconds < 0 or early_firing_seconds != int(early_firing_seconds):
+            raise ValueError(f"early firing delay must be a whole number of seconds >= 0, got {early_firing_seconds}")
         self._intervals = intervals
         self._lateness = allowed_lateness_seconds
-        self._early = early_firing_seconds
+        self._early = int(early_firing_seconds)
 
     def _trigger(self):
         early = trigger.AfterProcessingTime(self._early) if self._early > 0 else None
