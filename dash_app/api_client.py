@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import requests
 
@@ -134,6 +134,16 @@ class ApiClient:
         bars = [_bar(row) for row in rows]
         bars.sort(key=lambda bar: bar["bucket_start"])
         return bars
+
+    def latest_quotes(self, symbols: Iterable[str]) -> list[dict]:
+        """``GET /v1/quotes/latest``: per symbol the newest bar's close (``price``), its
+        ``bucket_start`` and ``updated_at``, and the UTC day's ``day_open``, ``day_volume`` and
+        ``change_pct``."""
+        names = ",".join(symbols)
+        if not names:
+            return []
+        items, _ = _split_page(self._get("/v1/quotes/latest", {"symbols": names}), "/v1/quotes/latest")
+        return items
 
     def dead_letters(self, *, since: str | None = None, reason: str | None = None,
                      limit: int = MAX_ROWS) -> list[dict]:

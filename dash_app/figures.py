@@ -44,6 +44,7 @@ Figure = dict  # plotly figure JSON: {"data": [trace dicts], "layout": {...}}
 GAP_BARS = 5
 MIN_GAP = pd.Timedelta(minutes=30)
 MAX_BREAKS = 60
+SMALL_CHART_TICKS = 4  # per axis of the 190 px health charts
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,9 @@ def _small_layout() -> dict:
     _base_layout(fig)
     # No height: the chart fills its CSS box (dcc.Graph is responsive), narrow screens too.
     fig.update_layout(margin=dict(l=44, r=8, t=24, b=24), legend=dict(font=dict(size=10)))
-    fig.update_yaxes(gridcolor=GRID_COLOR, rangemode="tozero")
+    fig.update_yaxes(gridcolor=GRID_COLOR, rangemode="tozero", nticks=SMALL_CHART_TICKS)
+    # Level labels: a 380 px panel has no room for plotly's rotated ones.
+    fig.update_xaxes(tickangle=0, nticks=SMALL_CHART_TICKS + 1)
     return fig.to_plotly_json()["layout"]
 
 
@@ -225,7 +228,8 @@ def throughput_figure(rates: pd.DataFrame) -> Figure:
     return _figure(traces, layout, margin={**layout["margin"], "r": 40},
                    yaxis={**layout["yaxis"], "title": {"text": "ticks/min"}},
                    yaxis2=dict(title=dict(text="bars/min"), overlaying="y", side="right",
-                               showgrid=False, rangemode="tozero"))
+                               showgrid=False, rangemode="tozero", nticks=SMALL_CHART_TICKS,
+                               tickmode="auto"))  # own ticks, not ones synced to the left axis
 
 
 def warm_up() -> None:

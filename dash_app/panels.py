@@ -16,7 +16,6 @@ from alphastream.intervals import interval_seconds
 from dash_app.api_client import SymbolInfo
 from dash_app.views import bars_frame, parse_time
 
-DAY_INTERVAL = "1d"
 THROUGHPUT_INTERVAL = "1m"
 THROUGHPUT_SPAN = pd.Timedelta(hours=1)  # the throughput chart shows the last hour of data
 
@@ -30,55 +29,42 @@ class WatchRow:
 
     symbol: str
     last_price: float | None
-    change_pct: float | None  # newest close against the previous day's close (or the day's open)
-    volume: float | None  # traded over the newest bar's UTC day
-    age_seconds: float | None  # seconds from the newest bar's time to now
+    change_pct: float | None  # since the open of the newest bar's UTC day
+    volume: float | None  # traded over that day so far
+    age_seconds: float | None  # seconds since the store last wrote the symbol's newest bar
     stale: bool
 
 
-def day_bars_start(info: SymbolInfo) -> str | None:
-    """Where to fetch a symbol's daily bars from: the day before its newest bar's day.
+def _number(value: object) -> float | None:
+    return None if value is None else float(value)
 
-    Two daily bars give the change against the previous close; one gives it against the open.
+
+def watchlist_rows(symbols: Sequence[SymbolInfo], quotes: Sequence[dict], now: pd.Timestamp,
+                   stale_seconds: float) -> list[WatchRow]:
+    """Watchlist lines from the symbol list and the latest quotes (``GET /v1/quotes/latest``).
+
+    Freshness is measured from when the store last wrote the newest bar (an early pane of a
+    live bar counts), falling back to the bar's own time. A symbol is stale when that is older
+    than ``stale_seconds`` or unknown: for a live feed, the pipeline stopped delivering it.
     """
-    if not info.last_bar:
-        return None
-    return (parse_time(info.last_bar).floor("D") - pd.Timedelta(days=1)).isoformat()
-
-
-def day_change(day_bars: Sequence[dict]) -> tuple[float | None, float | None, float | None]:
-    """(last close, change %, day volume) from a symbol's newest daily bars, oldest first."""
-    if not day_bars:
-        return None, None, None
-    frame = bars_frame(day_bars)
-    today = frame.iloc[-1]
-    reference = frame.iloc[-2]["close"] if len(frame) > 1 else today["open"]
-    change = (today["close"] / reference - 1.0) * 100.0 if reference else None
-    return float(today["close"]), change, float(today["volume"])
-
-
-def watchlist_rows(symbols: Sequence[SymbolInfo], day_bars: Mapping[str, Sequence[dict]],
-                   now: pd.Timestamp, stale_seconds: float) -> list[WatchRow]:
-    """Watchlist lines from the symbol list and each symbol's newest daily bars.
-
-    A symbol is stale when its newest bar is older than ``stale_seconds`` (or it has none):
-    for a live feed that means the pipeline stopped delivering it.
-    """
+    by_symbol = {quote.get("symbol"): quote for quote in quotes}
     rows = []
     for info in symbols:
-        close, change, volume = day_change(day_bars.get(info.symbol, ()))
-        age = (parse_time(now) - parse_time(info.last_bar)).total_seconds() if info.last_bar else None
+        quote = by_symbol.get(info.symbol, {})
+        price = _number(quote.get("price"))
+        stamp = quote.get("updated_at") or quote.get("bucket_start") or info.last_bar
+        age = (parse_time(now) - parse_time(stamp)).total_seconds() if stamp else None
         rows.append(WatchRow(
             symbol=info.symbol,
-            last_price=info.last_price if info.last_price is not None else close,
-            change_pct=change, volume=volume,
+            last_price=price if price is not None else info.last_price,
+            change_pct=_number(quote.get("change_pct")),
+            volume=_number(quote.get("day_volume")),
             age_seconds=max(age, 0.0) if age is not None else None,
             stale=age is None or age > stale_seconds,
         ))
     return rows
 
 
-# (from, divisor, unit): below 10,000 the full number fits the column
 VOLUME_UNITS = ((1e9, 1e9, "B"), (1e6, 1e6, "M"), (1e4, 1e3, "k"))
 
 

@@ -114,8 +114,7 @@ def chart_update(client: ApiClient, *, key: list, overlays: Overlays, live: bool
     """
     symbol, interval = key[0], key[1]
     if not symbol:
-        return ChartUpdate(message_figure("Pick a symbol to draw its bars"), None,
-                           *status("No symbol selected: the API lists no symbols yet", "warn"))
+        return no_symbol_update(client)
     live_tick = trigger == LIVE_TRIGGER
     same_view = bool(stored) and stored.get("key") == key
     overlays = Overlays(**{**overlays.__dict__, "extra": {"uirevision": "|".join(map(str, key))}})
@@ -143,6 +142,22 @@ def chart_update(client: ApiClient, *, key: list, overlays: Overlays, live: bool
     return ChartUpdate(candles_figure(bars, overlays), data, *chart_status(symbol, interval, bars, live, now))
 
 
+NO_DATA_HINT = ("The store has no bars yet: run the pipeline (python -m pipeline) "
+                "or the live feed, and they appear here")
+
+
+def no_symbol_update(client: ApiClient) -> ChartUpdate:
+    """The chart when no symbol is picked: say why (API down, empty store, or just pick one)."""
+    try:
+        listed = client.symbols()
+    except ApiError as err:
+        return ChartUpdate(message_figure(str(err)), None, *status(str(err), error_kind(err)))
+    if not listed:
+        return ChartUpdate(message_figure(NO_DATA_HINT), None, *status(NO_DATA_HINT, "warn"))
+    return ChartUpdate(message_figure("Pick a symbol to draw its bars"), None,
+                       *status("No symbol selected", "info"))
+
+
 # -- watchlist -----------------------------------------------------------------------------------
 
 
@@ -162,14 +177,13 @@ def overview_update(client: ApiClient, *, selected: str | None, size: int, stale
     try:
         symbols = client.symbols()
         shown = symbols[:size]
-        day_bars = {s.symbol: client.bars(s.symbol, panels.DAY_INTERVAL, start=panels.day_bars_start(s))
-                    for s in shown if s.last_bar}
+        quotes = client.latest_quotes(s.symbol for s in shown)
         readiness = _readiness(client)
     except ApiError as err:
         log.warning("overview: %s", err)
         pill = "API unreachable" if isinstance(err, ApiUnavailable) else "API error"
         return OverviewUpdate(watchlist_message(str(err)), pill, "pill pill-down", str(err), {}, NO_UPDATE)
-    rows = panels.watchlist_rows(shown, day_bars, now, stale_seconds)
+    rows = panels.watchlist_rows(shown, quotes, now, stale_seconds)
     pill = ("API ok", "pill pill-ok") if readiness is None else (f"API up · {readiness}", "pill pill-warn")
     return OverviewUpdate(watchlist_table(rows, selected), *pill, None, {"display": "none"},
                           [s.__dict__ for s in symbols])

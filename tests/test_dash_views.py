@@ -111,35 +111,26 @@ def test_bars_frame_parses_times_and_numbers():
 # -- watchlist -------------------------------------------------------------------------------
 
 
-def test_watchlist_marks_stale_symbols_and_computes_the_day_change():
+def test_watchlist_marks_stale_symbols_and_reads_the_quotes():
     now = pd.Timestamp("2026-11-23T21:00:30Z")
-    symbols = [SymbolInfo("AAPL", "2026-11-22T14:30:00Z", "2026-11-23T21:00:00Z", 110.0),
+    symbols = [SymbolInfo("AAPL", "2026-11-23T14:30:00Z", "2026-11-23T21:00:00Z", 110.0),
                SymbolInfo("MSFT", "2026-11-23T14:30:00Z", "2026-11-23T20:00:00Z", 50.0),
                SymbolInfo("NODATA", None, None, None)]
-    aapl_days = make_bars(2, start=pd.Timestamp("2026-11-22T00:00Z"), interval="1d")
-    aapl_days[0]["close"], aapl_days[1]["close"], aapl_days[1]["volume"] = 100.0, 110.0, 12345.0
-    msft_day = make_bars(1, start=pd.Timestamp("2026-11-23T00:00Z"), interval="1d")
-    msft_day[0]["open"], msft_day[0]["close"] = 40.0, 50.0
-    rows = {r.symbol: r for r in panels.watchlist_rows(
-        symbols, {"AAPL": aapl_days, "MSFT": msft_day}, now, stale_seconds=120)}
-    assert rows["AAPL"].change_pct == pytest.approx(10.0)  # against the previous day's close
-    assert rows["MSFT"].change_pct == pytest.approx(25.0)  # no previous day: against the open
+    quotes = [{"symbol": "AAPL", "price": 111.0, "day_open": 100.0, "day_volume": 12345, "change_pct": 11.0,
+               "bucket_start": "2026-11-23T20:59:00Z", "updated_at": "2026-11-23T21:00:00Z"}]
+    rows = {r.symbol: r for r in panels.watchlist_rows(symbols, quotes, now, stale_seconds=120)}
+    assert rows["AAPL"].change_pct == pytest.approx(11.0) and rows["AAPL"].last_price == 111.0
     assert rows["AAPL"].volume == 12345
-    assert rows["AAPL"].age_seconds == 30 and not rows["AAPL"].stale
+    assert rows["AAPL"].age_seconds == 30 and not rows["AAPL"].stale  # from updated_at
+    # no quote: the symbol list's newest bar says how old it is
     assert rows["MSFT"].stale and rows["MSFT"].age_seconds == 3630 and rows["MSFT"].last_price == 50.0
-    assert rows["NODATA"].stale and rows["NODATA"].age_seconds is None
-    assert rows["NODATA"].change_pct is None and rows["NODATA"].last_price is None
+    assert rows["MSFT"].change_pct is None and rows["MSFT"].volume is None
+    assert rows["NODATA"].stale and rows["NODATA"].age_seconds is None and rows["NODATA"].last_price is None
 
     table = watchlist_table(list(rows.values()), selected="AAPL")
     text = str(table)
     assert text.count("badge-stale") == 2
-    assert "+10.00%" in text and "selected" in text
-
-
-def test_day_bars_start_is_the_day_before_the_newest_bar():
-    info = SymbolInfo("AAPL", None, "2026-11-23T20:59:00Z", 1.0)
-    assert panels.day_bars_start(info) == "2026-11-22T00:00:00+00:00"
-    assert panels.day_bars_start(SymbolInfo("X", None, None, None)) is None
+    assert "+11.00%" in text and "selected" in text and "12.3k" in text
 
 
 @pytest.mark.parametrize("volume,text", [(None, "—"), (8120, "8,120"), (45_300, "45.3k"),

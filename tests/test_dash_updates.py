@@ -1,0 +1,136 @@
+"""The callbacks' plain functions (``dash_app.updates``) against the real REST API.
+
+No browser and no Dash server: each function is called as a callback would call it, with an
+``ApiClient`` of the real API (uvicorn) over a PostgreSQL filled by the pipeline, and its
+result is checked against the API's and the database's own answers.
+"""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import psycopg
+import pytest
+
+from dash_app import updates, views
+from dash_app.api_client import ApiClient
+from dash_app.figures import Overlays
+from tests.fixtures.browser import free_port, serve_api
+
+pytestmark = pytest.mark.timeout(120)
+
+NOW = views.parse_time("2030-01-01T00:00:00Z")  # any clock: relative ranges follow the newest bar
+PLAIN = Overlays(interval="1m", title="chart")
+
+
+@pytest.fixture(scope="module")
+def client(api_url) -> ApiClient:
+    return ApiClient(api_url)
+
+
+@pytest.fixture(scope="module")
+def symbol(client) -> str:
+    return client.symbols()[0].symbol
+
+
+def known(client: ApiClient) -> list[dict]:
+    return [s.__dict__ for s in client.symbols()]
+
+
+def first_load(client: ApiClient, key: list, overlays: Overlays = PLAIN) -> updates.ChartUpdate:
+    return updates.chart_update(client, key=key, overlays=overlays, live=True, trigger=None, stored=None,
+                                symbols=known(client), now=NOW)
+
+
+def test_first_load_draws_the_last_day_of_bars(client, symbol):
+    result = first_load(client, [symbol, "1m", "1d", None, None])
+    window = result.store["window"]
+    expected = client.bars(symbol, "1m", start=window["start"], end=window["end"])
+    candles = go.Figure(result.figure).data[0]
+    assert candles.type == "candlestick" and len(candles.x) == len(expected) > 300
+    assert result.store["bars"] == expected
+    assert result.status_class == "status status-ok"
+    assert f"{symbol} · 1m · {len(expected)} bars" in result.status_text and result.status_text.endswith("live")
+
+
+def test_overlay_change_redraws_the_bars_held(client, symbol):
+    key = [symbol, "1m", "1d", None, None]
+    held = first_load(client, key).store
+    with_bands = Overlays(bollinger=20, sma=(10,), interval="1m", title="chart")
+    # An API nobody answers: a redraw that tried to fetch would fail.
+    offline = ApiClient(f"http://127.0.0.1:{free_port()}", timeout=1)
+    result = updates.chart_update(offline, key=key, overlays=with_bands, live=True, trigger="overlays",
+                                  stored=held, symbols=[], now=NOW)
+    names = {t.name for t in go.Figure(result.figure).data}
+    assert {"BB(20, 2σ)", "SMA 10"} <= names
+    assert result.store is held
+
+
+def test_live_tick_without_news_leaves_the_page_alone(client, symbol):
+    key = [symbol, "1m", "1d", None, None]
+    held = first_load(client, key).store
+    result = updates.chart_update(client, key=key, overlays=PLAIN, live=True, trigger=updates.LIVE_TRIGGER,
+                                  stored=held, symbols=known(client), now=NOW)
+    assert result == updates.ChartUpdate(*[updates.NO_UPDATE] * 4)
+
+
+def test_live_tick_with_the_api_down_keeps_the_chart_and_says_why(client, symbol):
+    key = [symbol, "1m", "1d", None, None]
+    held = first_load(client, key).store
+    offline = ApiClient(f"http://127.0.0.1:{free_port()}", timeout=1)
+    result = updates.chart_update(offline, key=key, overlays=PLAIN, live=True, trigger=updates.LIVE_TRIGGER,
+                                  stored=held, symbols=[], now=NOW)
+    assert result.figure is updates.NO_UPDATE and result.store is updates.NO_UPDATE
+    assert "unreachable" in result.status_text and "showing the last bars received" in result.status_text
+    assert result.status_class == "status status-error"
+
+
+def test_custom_range_without_bars_says_there_are_none(client, symbol):
+    result = first_load(client, [symbol, "1h", "custom", "2001-09-10", "2001-09-11"])
+    assert result.status_text == f"No 1h bars for {symbol} between 2001-09-10T00:00 and 2001-09-12T00:00 UTC"
+    assert result.status_class == "status status-warn"
+    assert go.Figure(result.figure).layout.annotations[0].text == result.status_text
+
+
+def test_custom_range_needs_both_dates(client, symbol):
+    result = first_load(client, [symbol, "1h", "custom", "2001-09-10", None])
+    assert "pick both a start and an end date" in result.status_text
+
+
+def test_unknown_symbol_reports_the_apis_answer(client):
+    result = first_load(client, ["NOPE", "1m", "1d", None, None])
+    assert "/v1/bars answered HTTP 404" in result.status_text
+    assert result.status_class == "status status-warn"
+
+
+def test_overview_lists_every_symbol_with_its_quote(client):
+    result = updates.overview_update(client, selected=None, size=20, stale_seconds=120, now=NOW)
+    assert result.api_text == "API ok" and result.page_error is None
+    names = [s["symbol"] for s in result.symbols]
+    text = str(result.watchlist)
+    assert names and all(f"'{name}'" in text for name in names)
+    assert text.count("badge-stale") == len(names)  # 2030: the demo's bars are long stale
+
+
+def test_health_panel_counts_the_ticks_in_the_stored_bars(client, dashboard_db):
+    result = updates.health_update(client, size=20)
+    figure = go.Figure(result.throughput)
+    ticks = next(t for t in figure.data if t.name == "ticks/min")
+    window = updates.panels.throughput_window(client.symbols())
+    with psycopg.connect(dashboard_db) as conn:
+        stored = conn.execute("SELECT sum(trades) FROM bars WHERE interval = '1m' AND bucket_start >= %s"
+                              " AND bucket_start < %s", window).fetchone()[0]
+    assert sum(ticks.y) == stored > 0
+    assert "dead letters" in str(result.summary)
+
+
+def test_empty_store_and_api_down_say_what_is_wrong(pg_cluster):
+    with serve_api(pg_cluster.new_database()) as empty_api:
+        result = updates.no_symbol_update(ApiClient(empty_api))
+        assert result.status_text == updates.NO_DATA_HINT
+        overview = updates.overview_update(ApiClient(empty_api), selected=None, size=20, stale_seconds=120, now=NOW)
+        assert "the store has no bars" in str(overview.watchlist)
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = updates.no_symbol_update(ApiClient(dead, timeout=1))
+    assert result.status_text.startswith(f"REST API unreachable at {dead}")
+    assert result.status_class == "status status-error"
+    overview = updates.overview_update(ApiClient(dead, timeout=1), selected=None, size=20, stale_seconds=120, now=NOW)
+    assert overview.api_text == "API unreachable" and overview.page_error_style == {}
