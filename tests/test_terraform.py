@@ -50,12 +50,14 @@ ALLOWED_PROJECT_ROLES = {
     "dashboard": set(),
     "ingestion": set(),
 }
-# Which settings class reads the environment of which Cloud Run workload.
+# The module whose settings class reads the environment of each Cloud Run workload.
 SETTINGS_OF_WORKLOAD = {
-    ("google_cloud_run_v2_service", "api"): ("serving.settings", AlphastreamSettings),
-    ("google_cloud_run_v2_service", "dashboard"): ("dash_app.settings", AlphastreamSettings),
-    ("google_cloud_run_v2_worker_pool", "ingestion"): ("ingestion.settings", AlphastreamSettings),
+    ("google_cloud_run_v2_service", "api"): "serving.settings",
+    ("google_cloud_run_v2_service", "dashboard"): "dash_app.settings",
+    ("google_cloud_run_v2_worker_pool", "ingestion"): "ingestion.settings",
+    ("google_cloud_run_v2_job", "migrate"): "alphastream.settings",  # pipeline.db reads the shared settings
 }
+LISTEN_ALL = "0.0.0.0"
 
 
 # ---------------------------------------------------------------------------- loading
@@ -399,19 +401,13 @@ def test_iam_is_additive_and_least_privilege(config: Config):
 # ---------------------------------------------------------------------------- wiring
 
 
-def _settings_class(module_name: str, fallback: type[AlphastreamSettings]) -> type[AlphastreamSettings]:
-    """The AlphastreamSettings subclass defined in module_name (the component's own settings),
-    or fallback when the component has no settings module of its own."""
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name != module_name:
-            raise
-        return fallback
+def _settings_class(module_name: str) -> type[AlphastreamSettings]:
+    """The one settings class (AlphastreamSettings or a subclass) defined in module_name."""
+    module = importlib.import_module(module_name)
     own = [cls for _, cls in inspect.getmembers(module, inspect.isclass)
            if issubclass(cls, AlphastreamSettings) and cls.__module__ == module_name]
-    assert len(own) <= 1, f"{module_name} defines several settings classes: {own}"
-    return own[0] if own else fallback
+    assert len(own) == 1, f"expected one settings class in {module_name}, found {own}"
+    return own[0]
 
 
 def _env_names(settings: type[AlphastreamSettings]) -> set[str]:
@@ -419,9 +415,16 @@ def _env_names(settings: type[AlphastreamSettings]) -> set[str]:
     return {(ENV_PREFIX + field).upper() for field in settings.model_fields}
 
 
-def _container(body: dict) -> dict:
+def _revision(body: dict) -> dict:
+    """The revision template of a service or worker pool, or the task template of a job."""
     (template,) = body["template"]
-    (container,) = template["containers"]
+    if "template" in template:  # google_cloud_run_v2_job: template { template { ... } }
+        (template,) = template["template"]
+    return template
+
+
+def _container(body: dict) -> dict:
+    (container,) = _revision(body)["containers"]
     return container
 
 
@@ -446,11 +449,13 @@ def _feed_api_key_env(evaluator: Evaluator) -> dict[str, str]:
 
 
 def test_cloud_run_env_names_are_the_names_the_settings_read(config: Config, evaluator: Evaluator):
-    for (rtype, name), (module_name, fallback) in SETTINGS_OF_WORKLOAD.items():
-        assert (rtype, name) in config.resources, f"{rtype}.{name} is missing"
+    workloads = {key for key in config.resources if key[0].startswith("google_cloud_run_v2_")
+                 and not key[0].endswith("_iam_member")}
+    assert workloads == set(SETTINGS_OF_WORKLOAD), "every Cloud Run workload needs its settings class here"
+    for (rtype, name), module_name in SETTINGS_OF_WORKLOAD.items():
         container = _container(config.resources[(rtype, name)])
         names = set(_static_env(evaluator, container)) | _dynamic_env_names(evaluator, container)
-        readable = _env_names(_settings_class(module_name, fallback))
+        readable = _env_names(_settings_class(module_name))
         assert names <= readable, f"{rtype}.{name}: variables no setting reads: {sorted(names - readable)}"
 
 
@@ -468,6 +473,38 @@ def test_each_workload_gets_the_settings_it_needs(config: Config, evaluator: Eva
     assert "value" not in api[db_url] and "value" not in api[api_key], "secrets must come from Secret Manager"
 
 
+@pytest.mark.parametrize("service, settings_module", [("api", "serving.settings"), ("dashboard", "dash_app.settings")])
+def test_services_listen_where_cloud_run_sends_requests(config: Config, evaluator: Evaluator, service: str,
+                                                        settings_module: str):
+    container = _container(config.resources[("google_cloud_run_v2_service", service)])
+    (port,) = container["ports"]
+    env = _static_env(evaluator, container)
+    settings = _settings_class(settings_module)
+    prefix = ENV_PREFIX + service.removesuffix("board")  # api_host / dash_host
+    values = {name: evaluator.eval(env[name]["value"]) for name in (f"{prefix}_HOST".upper(), f"{prefix}_PORT".upper())}
+    # Parse them the way the service will, so a rename or a bad value fails here.
+    parsed = settings(**{name.removeprefix(ENV_PREFIX).lower(): value for name, value in values.items()})
+    assert getattr(parsed, f"{service.removesuffix('board')}_host") == LISTEN_ALL
+    assert getattr(parsed, f"{service.removesuffix('board')}_port") == evaluator.eval(port["container_port"])
+
+
+def test_api_probe_and_migration_job_use_real_entry_points(config: Config, evaluator: Evaluator):
+    from pipeline.db.__main__ import _parser as db_parser
+    from serving.main import create_app
+
+    api = _container(config.resources[("google_cloud_run_v2_service", "api")])
+    assert evaluator.eval(api["command"]) == ["python", "-m", "serving"]
+    paths = create_app().openapi()["paths"]
+    for probe in ("startup_probe", "liveness_probe"):
+        path = evaluator.eval(api[probe][0]["http_get"][0]["path"])
+        assert path in paths, f"{probe} path {path} is not an API route"
+    job = _container(config.resources[("google_cloud_run_v2_job", "migrate")])
+    command = evaluator.eval(job["command"])
+    assert command[:3] == ["python", "-m", "pipeline.db"]
+    assert db_parser().parse_args(command[3:]).command == "migrate"
+    assert set(_static_env(evaluator, job)) == {f"{ENV_PREFIX}DB_URL"}, "migrations need the database, not the embedded one"
+
+
 def test_feed_api_keys_match_ingestion_settings(evaluator: Evaluator):
     from ingestion.settings import IngestionSettings
 
@@ -479,14 +516,19 @@ def test_feed_api_keys_match_ingestion_settings(evaluator: Evaluator):
         assert env_name == f"{ENV_PREFIX}{feed}_api_key".upper(), (feed, env_name)
 
 
-def test_api_reaches_cloud_sql_through_the_mounted_socket(config: Config):
-    (template,) = config.resources[("google_cloud_run_v2_service", "api")]["template"]
-    (volume,) = template["volumes"]
+@pytest.mark.parametrize("workload", [("google_cloud_run_v2_service", "api"), ("google_cloud_run_v2_job", "migrate")])
+def test_database_clients_reach_cloud_sql_through_the_mounted_socket(config: Config, evaluator: Evaluator,
+                                                                    workload: tuple[str, str]):
+    body = config.resources[workload]
+    (volume,) = _revision(body)["volumes"]
     assert "google_sql_database_instance.main.connection_name" in volume["cloud_sql_instance"][0]["instances"][0]
-    (mount,) = _container(config.resources[("google_cloud_run_v2_service", "api")])["volume_mounts"]
+    (mount,) = _container(body)["volume_mounts"]
     assert _unquote(mount["name"]) == _unquote(volume["name"])
     assert f"host={_unquote(mount['mount_path'])}/" in config.locals["api_db_url"], \
-        "the API's DSN must point psycopg at the socket folder Cloud Run mounts"
+        "the DSN must point psycopg at the socket folder Cloud Run mounts"
+    db_url = _static_env(evaluator, _container(body))[f"{ENV_PREFIX}DB_URL"]
+    db_url_secret = db_url["value_source"][0]["secret_key_ref"][0]["secret"]
+    assert db_url_secret == "${google_secret_manager_secret.api_db_url.secret_id}"
 
 
 def test_ingestion_sources_match_the_cli(config: Config):

@@ -77,3 +77,13 @@ output "dataflow_launch_command" {
   description = "Shell command that starts the streaming Dataflow job; run it from the repository root."
   value       = "python -m pipeline ${join(" ", local.dataflow_launch_args)} --db_url ${local.dataflow_db_url_shell}"
 }
+
+output "migrate_job" {
+  description = "Cloud Run job that applies the schema migrations: gcloud run jobs execute NAME --region REGION --wait."
+  value       = google_cloud_run_v2_job.migrate.name
+}
+
+output "ingestion_worker_pool" {
+  description = "Cloud Run worker pool running the ingestion service."
+  value       = google_cloud_run_v2_worker_pool.ingestion.name
+}

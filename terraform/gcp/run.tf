@@ -5,12 +5,18 @@ locals {
   # Environment variable names exactly as the Python settings read them (ENV_PREFIX + field
   # name, upper case); tests/test_terraform.py checks them against the settings classes.
   env = {
-    db_url    = "ALPHASTREAM_DB_URL"
-    api_key   = "ALPHASTREAM_API_KEY"
-    api_url   = "ALPHASTREAM_API_URL"
-    dash_host = "ALPHASTREAM_DASH_HOST"
-    dash_port = "ALPHASTREAM_DASH_PORT"
+    db_url            = "ALPHASTREAM_DB_URL"
+    api_key           = "ALPHASTREAM_API_KEY"
+    api_url           = "ALPHASTREAM_API_URL"
+    api_host          = "ALPHASTREAM_API_HOST"
+    api_port          = "ALPHASTREAM_API_PORT"
+    api_pool_max_size = "ALPHASTREAM_API_POOL_MAX_SIZE"
+    dash_host         = "ALPHASTREAM_DASH_HOST"
+    dash_port         = "ALPHASTREAM_DASH_PORT"
   }
+
+  # The API's liveness route (serving/routes/health.py): answers without touching the database.
+  api_health_path = "/healthz"
 
   # Feeds that need an API key, and the variable ingestion.settings reads it from.
   feed_api_key_env = {
@@ -59,11 +65,26 @@ resource "google_cloud_run_v2_service" "api" {
 
     containers {
       image   = var.api_image
-      command = ["uvicorn"]
-      args    = ["serving.main:app", "--host", local.listen_all, "--port", tostring(local.container_port)]
+      command = ["python", "-m", "serving"]
 
       ports {
         container_port = local.container_port
+      }
+
+      env {
+        name  = local.env.api_host
+        value = local.listen_all
+      }
+
+      env {
+        name  = local.env.api_port
+        value = tostring(local.container_port)
+      }
+
+      # Each instance holds up to this many connections: instances x pool must fit the tier.
+      env {
+        name  = local.env.api_pool_max_size
+        value = tostring(var.api_db_pool_max_size)
       }
 
       env {
@@ -95,6 +116,18 @@ resource "google_cloud_run_v2_service" "api" {
         limits = {
           cpu    = var.api_cpu
           memory = var.api_memory
+        }
+      }
+
+      startup_probe {
+        http_get {
+          path = local.api_health_path
+        }
+      }
+
+      liveness_probe {
+        http_get {
+          path = local.api_health_path
         }
       }
     }
@@ -213,5 +246,63 @@ resource "google_cloud_run_v2_worker_pool" "ingestion" {
   depends_on = [
     google_pubsub_topic_iam_member.ingestion_publisher,
     google_secret_manager_secret_iam_member.ingestion_feed_api_key,
+  ]
+}
+
+# Schema migrations, run on demand (gcloud run jobs execute): the API's identity, DSN and
+# Cloud SQL socket, with python -m pipeline.db migrate. Remote runners never migrate on their own.
+resource "google_cloud_run_v2_job" "migrate" {
+  name                = "${var.name_prefix}-migrate"
+  location            = var.region
+  deletion_protection = false
+
+  template {
+    task_count = 1
+
+    template {
+      service_account = google_service_account.api.email
+      max_retries     = 0
+
+      vpc_access {
+        egress = "PRIVATE_RANGES_ONLY"
+        network_interfaces {
+          network    = google_compute_network.main.id
+          subnetwork = google_compute_subnetwork.main.id
+        }
+      }
+
+      volumes {
+        name = "cloudsql"
+        cloud_sql_instance {
+          instances = [google_sql_database_instance.main.connection_name]
+        }
+      }
+
+      containers {
+        image   = var.api_image
+        command = ["python", "-m", "pipeline.db", "migrate"]
+
+        env {
+          name = local.env.db_url
+          value_source {
+            secret_key_ref {
+              secret  = google_secret_manager_secret.api_db_url.secret_id
+              version = "latest"
+            }
+          }
+        }
+
+        volume_mounts {
+          name       = "cloudsql"
+          mount_path = "/cloudsql"
+        }
+      }
+    }
+  }
+
+  depends_on = [
+    google_secret_manager_secret_version.api_db_url,
+    google_secret_manager_secret_iam_member.api_db_url,
+    google_project_iam_member.api_cloudsql_client,
   ]
 }

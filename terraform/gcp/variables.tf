@@ -317,6 +317,17 @@ variable "api_memory" {
   default     = "512Mi"
 }
 
+variable "api_db_pool_max_size" {
+  description = "Database connections one API instance may hold; api_max_instances x this must stay under the Cloud SQL tier's connection limit."
+  type        = number
+  default     = 8
+
+  validation {
+    condition     = var.api_db_pool_max_size >= 1
+    error_message = "api_db_pool_max_size must be at least 1."
+  }
+}
+
 variable "api_allow_unauthenticated" {
   description = "Let anyone reach the API URL (allUsers invoker). Requests still need the X-API-Key from Secret Manager."
   type        = bool
