@@ -57,6 +57,9 @@ resource "google_sql_user" "alphastream" {
   name     = var.sql_user_name
   instance = google_sql_database_instance.main.name
   password = random_password.db.result
+  # The user owns the tables the migrations create; PostgreSQL refuses to drop such a user, so
+  # on destroy it is left to go with the instance.
+  deletion_policy = "ABANDON"
 }
 
 locals {
