@@ -46,7 +46,9 @@ def create_app(settings: ApiSettings | None = None, *, dsn: str | None = None) -
     app.state.catalog = Catalog(ttl_seconds=settings.api_catalog_ttl_seconds)
     app.state.metrics = ApiMetrics()
     install_error_handlers(app)
-    authenticated = [Depends(require_api_key)]
+    # The key check (and its OpenAPI security scheme) exists only when a key is configured,
+    # so the published schema says whether this deployment wants X-API-Key.
+    authenticated = [Depends(require_api_key)] if settings.api_key else []
     for router in (symbols.router, bars.router, indicators.router, dead_letters.router, stream.router):
         app.include_router(router, dependencies=authenticated)
     # Probes and the scrape stay open: orchestrators and Prometheus do not carry the API key.

@@ -10,7 +10,10 @@ import base64
 import binascii
 import datetime as dt
 import json
-from typing import Any
+import re
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 from alphastream.records import MICROS_PER_SECOND
 from serving.errors import invalid
@@ -21,6 +24,20 @@ from serving.settings import ApiSettings
 MIN_TIME = dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc)
 MAX_TIME = dt.datetime(9000, 1, 1, tzinfo=dt.timezone.utc)  # leaves room to align up
 SECONDS_PER_DAY = 86_400
+
+
+_NUMBER = re.compile(r"^\s*[-+]?[0-9.eE+-]+\s*$")
+
+
+def _iso_text_only(value: Any) -> Any:
+    """Refuse numbers: pydantic would read "0.5" as a Unix time, which the schema does not offer."""
+    if isinstance(value, (int, float)) or (isinstance(value, str) and _NUMBER.match(value)):
+        raise ValueError("expected an ISO-8601 time such as 2024-03-05T14:30:00Z")
+    return value
+
+
+IsoDateTime = Annotated[dt.datetime, BeforeValidator(_iso_text_only)]
+"""A time parameter: ISO-8601 text only (no offset means UTC)."""
 
 
 def utc(value: dt.datetime | None) -> dt.datetime | None:

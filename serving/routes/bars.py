@@ -17,7 +17,7 @@ from serving.catalog import ResolvedSeries, resolve_series
 from serving.deps import Pool, Settings, StoreCatalog
 from serving.errors import invalid
 from serving.models import ERROR_RESPONSES, NOT_FOUND, BarsPage
-from serving.paging import ceil_to, checked_limit, checked_range, decode_cursor, encode_cursor, from_us
+from serving.paging import IsoDateTime, ceil_to, checked_limit, checked_range, decode_cursor, encode_cursor, from_us
 from serving.settings import ApiSettings
 
 router = APIRouter(tags=["bars"])
@@ -30,8 +30,8 @@ INTERVAL_DESCRIPTION = ("Bar interval, e.g. 1m, 5m, 15m, 1h, 1d: a stored interv
 
 SymbolParam = Annotated[str, Query(pattern=SYMBOL_PATTERN, description="Ticker or pair, e.g. AAPL, BTC-USD.")]
 IntervalParam = Annotated[str, Query(max_length=8, description=INTERVAL_DESCRIPTION)]
-StartParam = Annotated[dt.datetime | None, Query(description="Bars starting at or after this time (UTC if no offset).")]
-EndParam = Annotated[dt.datetime | None, Query(description="Bars starting before this time.")]
+StartParam = Annotated[IsoDateTime | None, Query(description="Bars starting at or after this time (UTC if no offset).")]
+EndParam = Annotated[IsoDateTime | None, Query(description="Bars starting before this time.")]
 LimitParam = Annotated[int | None, Query(ge=1, description="Rows per page (default and maximum: see settings).")]
 CursorParam = Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH, description="next_cursor of the previous page.")]
 

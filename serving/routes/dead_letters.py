@@ -13,7 +13,7 @@ from serving import queries
 from serving.deps import Pool, Settings
 from serving.errors import invalid
 from serving.models import ERROR_RESPONSES, DeadLettersPage
-from serving.paging import checked_limit, decode_cursor, encode_cursor, from_us, utc
+from serving.paging import IsoDateTime, checked_limit, decode_cursor, encode_cursor, from_us, utc
 from serving.routes.bars import CursorParam, LimitParam
 
 router = APIRouter(tags=["operations"])
@@ -26,7 +26,7 @@ _POSITION_TYPES = (int, str, str, str)
             summary="Rejected records")
 async def get_dead_letters(
     pool: Pool, settings: Settings,
-    since: Annotated[dt.datetime | None, Query(description="Only letters seen at or after this time.")] = None,
+    since: Annotated[IsoDateTime | None, Query(description="Only letters seen at or after this time.")] = None,
     reason: Annotated[DeadLetterReason | None, Query(description="Only letters with this reason.")] = None,
     limit: LimitParam = None, cursor: CursorParam = None,
 ) -> Response:
