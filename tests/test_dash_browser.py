@@ -17,6 +17,7 @@ import apache_beam as beam
 import pandas as pd
 import psycopg
 import pytest
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 from alphastream.records import Bar, PaneTiming
@@ -41,9 +42,13 @@ def wait_for(probe: Callable[[], T], what: str, timeout: float = WAIT_SECONDS) -
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
+        try:
+            last = probe()
+        except (NoSuchElementException, StaleElementReferenceException) as err:  # not rendered yet
+            last = err
+        else:
+            if last:
+                return last
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last seen: {last!r})")
 
@@ -135,6 +140,9 @@ def test_chart_draws_every_bar_of_the_day(page, client, dashboard_db):
     assert state["last_close"] == pytest.approx(bars[-1]["close"])
     status = page.find_element(By.ID, "chart-status").text
     assert f"{symbol} · 1m · {len(bars)} bars" in status
+    scripts = page.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert any("plotly-finance.min.js" in name for name in scripts)  # the vendored partial bundle...
+    assert not any("plotly.min.js" in name for name in scripts)  # ...instead of the 4.8 MB full one
 
     wait_for(lambda: side_panels_loaded(page), "the watchlist and the health panel")
     watch_rows = page.find_elements(By.CSS_SELECTOR, "#watchlist tbody tr")
