@@ -19,12 +19,14 @@ BAR_COLUMNS: tuple[str, ...] = storage_columns(BAR_FIELDS)  # symbol, interval, 
 DEAD_LETTER_COLUMNS: tuple[str, ...] = storage_columns(DEAD_LETTER_FIELDS)  # ..., seen_at
 API_KEY_HEADER = "X-API-Key"
 
-# Keys a paginated response may keep its rows and its next-page cursor under.
-_ITEM_KEYS = ("items", "data", "bars", "dead_letters", "symbols", "quotes", "results")
-_CURSOR_KEYS = ("next_cursor", "cursor", "next")
+# Every list answer of the API is {"items": [...], "next_cursor": "..." | null}; the cursor goes
+# back as the ``cursor`` query parameter.
+ITEMS_KEY = "items"
+NEXT_CURSOR_KEY = "next_cursor"
+CURSOR_PARAM = "cursor"
 # Safety stop for cursor pagination: a dashboard view never needs more rows than this.
 MAX_ROWS = 20_000
-PAGE_LIMIT = 5_000
+PAGE_LIMIT = 5_000  # rows per request; the API accepts up to its ALPHASTREAM_API_MAX_LIMIT (10,000)
 
 
 class ApiError(RuntimeError):
@@ -53,10 +55,12 @@ class SymbolInfo:
 class ApiClient:
     """Typed access to the REST API. Thread-safe: one HTTP session per thread."""
 
-    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 5.0):
+    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 5.0,
+                 page_size: int = PAGE_LIMIT):
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
+        self.page_size = page_size
         self._local = threading.local()
 
     # -- transport -------------------------------------------------------------------------
@@ -107,7 +111,7 @@ class ApiClient:
             rows.extend(items)
             if not cursor or not items or len(rows) >= max_rows:
                 return rows[:max_rows]
-            params["cursor"] = cursor
+            params[CURSOR_PARAM] = cursor
 
     # -- endpoints -------------------------------------------------------------------------
 
@@ -129,7 +133,7 @@ class ApiClient:
              limit: int | None = None) -> list[dict]:
         """``GET /v1/bars``: bars of one symbol and interval in [start, end), oldest first."""
         params = {"symbol": symbol, "interval": interval, "start": start, "end": end,
-                  "limit": min(limit or PAGE_LIMIT, PAGE_LIMIT)}
+                  "limit": min(limit or self.page_size, self.page_size)}
         rows = self._paged("/v1/bars", params, max_rows=limit or MAX_ROWS)
         bars = [_bar(row) for row in rows]
         bars.sort(key=lambda bar: bar["bucket_start"])
@@ -149,30 +153,27 @@ class ApiClient:
                      limit: int = MAX_ROWS) -> list[dict]:
         """``GET /v1/dead-letters``: rejected records (reason, detail, raw, origin, seen_at)."""
         return self._paged("/v1/dead-letters", {"since": since, "reason": reason,
-                                                 "limit": min(limit, PAGE_LIMIT)}, max_rows=limit)
+                                                 "limit": min(limit, self.page_size)}, max_rows=limit)
 
 
 # -- response shapes ---------------------------------------------------------------------------
 
 
 def _split_page(payload: Any, path: str) -> tuple[list[dict], str | None]:
-    """Rows and next cursor of a response that is a list or an object holding one."""
-    if isinstance(payload, list):
-        return payload, None
-    if isinstance(payload, dict):
-        for key in _ITEM_KEYS:
-            if isinstance(payload.get(key), list):
-                cursor = next((payload[k] for k in _CURSOR_KEYS if payload.get(k)), None)
-                return payload[key], cursor
-    raise ApiError(f"REST API {path}: expected a list of rows, got {type(payload).__name__}", url=path)
+    """Rows and next cursor of a list answer: ``{"items": [...], "next_cursor": ...}``."""
+    if isinstance(payload, dict) and isinstance(payload.get(ITEMS_KEY), list):
+        return payload[ITEMS_KEY], payload.get(NEXT_CURSOR_KEY) or None
+    shape = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+    raise ApiError(f"REST API {path}: expected {{{ITEMS_KEY!r}: [rows], {NEXT_CURSOR_KEY!r}: ...}}, "
+                   f"got {shape}", url=path)
 
 
 def _symbol_info(item: dict) -> SymbolInfo:
     price = item.get("last_price")
     return SymbolInfo(
         symbol=item["symbol"],
-        first_bar=item.get("first_bar") or item.get("first_bar_start"),
-        last_bar=item.get("last_bar") or item.get("last_bar_start"),
+        first_bar=item.get("first_bar"),
+        last_bar=item.get("last_bar"),
         last_price=float(price) if price is not None else None,
     )
 

@@ -51,6 +51,13 @@ def test_first_load_draws_the_last_day_of_bars(client, symbol):
     assert f"{symbol} · 1m · {len(expected)} bars" in result.status_text and result.status_text.endswith("live")
 
 
+def test_client_follows_the_cursor_across_pages(client, api_url, symbol):
+    whole = client.bars(symbol, "1m")
+    paged = ApiClient(api_url, page_size=50).bars(symbol, "1m")
+    assert len(whole) > 50 * 6 and paged == whole
+    assert ApiClient(api_url, page_size=50).bars(symbol, "1m", limit=120) == whole[:120]
+
+
 def test_overlay_change_redraws_the_bars_held(client, symbol):
     key = [symbol, "1m", "1d", None, None]
     held = first_load(client, key).store

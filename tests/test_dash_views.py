@@ -190,10 +190,12 @@ def test_throughput_window_is_the_hour_up_to_the_newest_bar():
 
 
 def test_split_page_reads_lists_and_cursor_pages():
-    assert _split_page([{"a": 1}], "/x") == ([{"a": 1}], None)
+    assert _split_page({"items": [{"a": 1}], "next_cursor": None}, "/x") == ([{"a": 1}], None)
     assert _split_page({"items": [{"a": 1}], "next_cursor": "abc"}, "/x") == ([{"a": 1}], "abc")
-    with pytest.raises(ApiError, match="expected a list"):
+    with pytest.raises(ApiError, match=r"expected \{'items'.*got \['unexpected'\]"):
         _split_page({"unexpected": 1}, "/x")
+    with pytest.raises(ApiError, match="got list"):
+        _split_page([{"a": 1}], "/x")
 
 
 def test_client_reports_an_unreachable_api_with_its_url():
