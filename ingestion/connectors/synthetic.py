@@ -66,10 +66,18 @@ class SyntheticMarket(Connector):
         emitted = 0
         while True:
             now = self._clock()
-            due = int((now - start) * self.rate) + 1
             now_us = int(now * MICROS_PER_SECOND)
-            while emitted < due:
+            # Tick n+1 is due at start + n / rate. The same expression decides both what to emit
+            # and how long to sleep: computing "how many are due" as int((now - start) * rate)
+            # instead can disagree with it by one float ulp at a boundary (0.002 * 1000 ->
+            # 1.9999999), which asked for sleep(0) forever on a clock that only moves when slept.
+            while self._due_at(start, emitted) <= now:
                 emitted += 1
                 yield self.next_tick(now_us)
-            next_due_at = start + emitted / self.rate
-            await self._sleep(max(0.0, min(PACING_SLICE_SECONDS, next_due_at - self._clock())))
+            wait = self._due_at(start, emitted) - self._clock()
+            if wait > 0:
+                await self._sleep(min(PACING_SLICE_SECONDS, wait))
+
+    def _due_at(self, start: float, emitted: int) -> float:
+        """Wall-clock time the tick after ``emitted`` ticks is due."""
+        return start + emitted / self.rate
