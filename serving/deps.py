@@ -48,15 +48,17 @@ def make_pool(dsn: str, settings: ApiSettings) -> AsyncConnectionPool:
     )
 
 
-def get_settings(request: Request) -> ApiSettings:
+# Dependencies are coroutines: FastAPI runs plain functions in a worker thread, a hop that
+# costs more than the whole lookup.
+async def get_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
-def get_pool(request: Request) -> AsyncConnectionPool:
+async def get_pool(request: Request) -> AsyncConnectionPool:
     return request.app.state.pool
 
 
-def get_catalog(request: Request) -> Catalog:
+async def get_catalog(request: Request) -> Catalog:
     return request.app.state.catalog
 
 
@@ -68,7 +70,7 @@ _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
                                description="Required when the API runs with ALPHASTREAM_API_KEY set.")
 
 
-def require_api_key(settings: Settings, key: Annotated[str | None, Depends(_api_key_header)]) -> None:
+async def require_api_key(settings: Settings, key: Annotated[str | None, Depends(_api_key_header)]) -> None:
     """Refuse the request unless auth is off or the X-API-Key header matches (constant time)."""
     expected = settings.api_key
     if expected and not (key and hmac.compare_digest(key.encode(), expected.encode())):

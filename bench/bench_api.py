@@ -1,0 +1,270 @@
+"""REST API benchmark: ``GET /v1/bars`` over one symbol's day of 1-minute bars.
+
+    .venv/bin/python bench/bench_api.py                  # temporary PostgreSQL, 2,000 requests, 10 s of wrk
+    .venv/bin/python bench/bench_api.py --db_url postgresql://...  --duration 5
+
+The store holds one symbol, one UTC day of 1-minute bars (1,440), written by the project's
+PostgreSQL sink. Three figures, in the same run and against the same database:
+
+* the bare psycopg query (the same range, typed rows) -- the floor the API is compared with;
+* in-process latency of the endpoint (httpx over ASGI: routing, validation, the pool, the
+  query and the response, without sockets), p50 / p99;
+* requests/s over loopback: uvicorn (``--workers``) under ``wrk`` (``apt-get install wrk``),
+  or a Python threaded client when wrk is missing (which then measures mostly itself).
+
+Two requests are measured: the whole day (1,440 bars, ~330 kB of JSON) and the dashboard's
+live poll (the last hour, 60 bars). Targets: p99 <= 5 ms, >= 2,000 req/s on 2 cores.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SYMBOL = "BENCH"
+DAY = dt.datetime(2024, 3, 5, tzinfo=dt.timezone.utc)
+MINUTES_PER_DAY = 1_440
+WARMUP_REQUESTS = 100  # fills the pool, prepares statements (psycopg prepares after 5 runs)
+P99 = 0.99
+TARGET_P99_MS = 5.0
+TARGET_RPS = 2_000.0
+SERVER_START_TIMEOUT_SECONDS = 30.0
+
+
+def make_bars() -> list:
+    """A seeded random walk: one bar per minute of DAY."""
+    from alphastream.records import Bar, PaneTiming
+
+    rng = random.Random(7)
+    price, bars = 100.0, []
+    for minute in range(MINUTES_PER_DAY):
+        start_us = int((DAY + dt.timedelta(minutes=minute)).timestamp()) * 1_000_000
+        prices = [price := price * math.exp(rng.gauss(0, 0.001)) for _ in range(5)]
+        sizes = [rng.randint(1, 500) for _ in prices]
+        volume = float(sum(sizes))
+        bars.append(Bar(SYMBOL, "1m", start_us, prices[0], max(prices), min(prices), prices[-1], volume,
+                        sum(p * s for p, s in zip(prices, sizes)) / volume, len(prices),
+                        PaneTiming.ON_TIME.value, 0))
+    return bars
+
+
+def fill(db_url: str) -> None:
+    import apache_beam as beam
+
+    from pipeline.db import migrate
+    from pipeline.db.sink import WriteBarsToPostgres
+
+    migrate.migrate(db_url)
+    with beam.Pipeline() as p:
+        _ = p | beam.Create(make_bars()) | WriteBarsToPostgres(db_url)
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("ANALYZE bars")
+        count = conn.execute("SELECT count(*) FROM bars WHERE symbol = %s", (SYMBOL,)).fetchone()[0]
+    assert count == MINUTES_PER_DAY, count
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summary(samples_s: list[float]) -> dict:
+    ms = [s * 1000 for s in samples_s]
+    return {"p50_ms": statistics.median(ms), "p99_ms": percentile(ms, P99), "n": len(ms)}
+
+
+def bench_bare_query(db_url: str, params: dict, n: int) -> dict:
+    """The same rows with psycopg and nothing else: typed rows, fetched."""
+    import psycopg
+    from psycopg import sql
+
+    from serving.queries import BAR_ROW_COLUMNS
+
+    query = sql.SQL("SELECT {} FROM bars WHERE symbol = %(symbol)s AND interval = %(interval)s "
+                    "AND bucket_start >= %(start)s AND bucket_start < %(end)s ORDER BY bucket_start").format(
+        sql.SQL(", ").join(map(sql.Identifier, BAR_ROW_COLUMNS)))
+    samples = []
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for i in range(n + WARMUP_REQUESTS):
+            t0 = time.perf_counter()
+            rows = conn.execute(query, params).fetchall()
+            if i >= WARMUP_REQUESTS:
+                samples.append(time.perf_counter() - t0)
+    return {**summary(samples), "rows": len(rows)}
+
+
+async def _in_process(db_url: str, paths: dict[str, str], n: int) -> dict:
+    import httpx
+
+    from serving.main import create_app
+    from serving.settings import ApiSettings
+
+    app = create_app(ApiSettings(_env_file=None, api_key=None), dsn=db_url)
+    results = {}
+    async with app.router.lifespan_context(app):
+        await app.state.pool.wait()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            for name, path in paths.items():
+                samples = []
+                for i in range(n + WARMUP_REQUESTS):
+                    t0 = time.perf_counter()
+                    response = await client.get(path)
+                    elapsed = time.perf_counter() - t0
+                    assert response.status_code == 200, response.text
+                    if i >= WARMUP_REQUESTS:
+                        samples.append(elapsed)
+                results[name] = {**summary(samples), "bars": len(response.json()["items"]),
+                                 "bytes": len(response.content)}
+    return results
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(url: str) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"API did not answer {url}")
+
+
+def _wrk(url: str, duration: float, connections: int, threads: int) -> dict:
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency", url],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    return {"rps": rps, "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else None,
+            "errors": int(non_2xx.group(1)) if non_2xx else 0, "client": "wrk"}
+
+
+def _python_load(url: str, duration: float, connections: int) -> dict:
+    """Fallback load client: one keep-alive requests.Session per thread."""
+    import threading
+
+    import requests
+
+    counts, stop = [0] * connections, time.monotonic() + duration
+
+    def worker(i: int) -> None:
+        with requests.Session() as session:
+            while time.monotonic() < stop:
+                session.get(url).raise_for_status()
+                counts[i] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"rps": sum(counts) / duration, "p99_ms": None, "errors": 0, "client": "python"}
+
+
+def bench_loopback(db_url: str, paths: dict[str, str], args: argparse.Namespace) -> dict:
+    port = _free_port()
+    env = {**os.environ, "ALPHASTREAM_DB_URL": db_url, "ALPHASTREAM_API_POOL_MAX_SIZE": str(args.connections)}
+    env.pop("ALPHASTREAM_API_KEY", None)  # measure the endpoint, not the auth check
+    server = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(port), "--workers", str(args.workers),
+                               "--log-level", "warning"], cwd=ROOT, env=env, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_for(f"{base}/readyz")
+        results = {}
+        for name, path in paths.items():
+            if shutil.which("wrk"):
+                _wrk(base + path, 1, args.connections, args.wrk_threads)  # warm every worker's pool
+                results[name] = _wrk(base + path, args.duration, args.connections, args.wrk_threads)
+            else:
+                results[name] = _python_load(base + path, args.duration, args.connections)
+        return results
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--db_url", help="Benchmark this database (its bars for symbol BENCH are replaced). "
+                                         "Default: a temporary local PostgreSQL.")
+    parser.add_argument("--requests", type=int, default=2_000, help="In-process requests per measurement.")
+    parser.add_argument("--duration", type=float, default=10.0, help="Seconds of load per loopback measurement.")
+    parser.add_argument("--connections", type=int, default=16, help="Concurrent loopback connections.")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes.")
+    parser.add_argument("--wrk_threads", type=int, default=1, help="wrk threads (it shares the 2 cores).")
+    args = parser.parse_args()
+
+    from pipeline.db.localdb import LocalDatabase
+
+    home, local = None, None
+    db_url = args.db_url
+    if db_url is None:
+        home = Path(tempfile.mkdtemp(prefix="alphastream-bench-api-"))
+        home.chmod(0o755)
+        local = LocalDatabase(home, durable=False)
+        db_url = local.ensure_running()
+    try:
+        fill(db_url)
+        end = DAY + dt.timedelta(days=1)
+        day_q = f"symbol={SYMBOL}&interval=1m&start={DAY:%Y-%m-%dT%H:%M:%SZ}&end={end:%Y-%m-%dT%H:%M:%SZ}&limit={MINUTES_PER_DAY}"
+        hour_q = f"symbol={SYMBOL}&interval=1m&start={end - dt.timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}&end={end:%Y-%m-%dT%H:%M:%SZ}"
+        paths = {"day (1440 bars)": f"/v1/bars?{day_q}", "last hour (60 bars)": f"/v1/bars?{hour_q}",
+                 "day as 15m roll-up (96 bars)": f"/v1/bars?{day_q.replace('interval=1m', 'interval=15m')}"}
+        bare = {"day (1440 bars)": bench_bare_query(db_url, {"symbol": SYMBOL, "interval": "1m", "start": DAY, "end": end}, args.requests),
+                "last hour (60 bars)": bench_bare_query(db_url, {"symbol": SYMBOL, "interval": "1m",
+                                                                 "start": end - dt.timedelta(hours=1), "end": end}, args.requests)}
+        in_process = asyncio.run(_in_process(db_url, paths, args.requests))
+        loopback = bench_loopback(db_url, paths, args)
+    finally:
+        if local is not None:
+            local.stop()
+            shutil.rmtree(home, ignore_errors=True)
+
+    print(f"\nGET /v1/bars, one symbol, one day of 1-minute bars ({os.cpu_count()} cores)")
+    print(f"{'request':<30} {'bare psycopg p50/p99 ms':>24} {'API in-process p50/p99 ms':>26} "
+          f"{'loopback req/s':>15} {'wrk p99 ms':>11}")
+    for name in paths:
+        b = bare.get(name)
+        bare_text = f"{b['p50_ms']:.2f} / {b['p99_ms']:.2f}" if b else "-"
+        i, lb = in_process[name], loopback[name]
+        wrk_p99 = f"{lb['p99_ms']:.1f}" if lb["p99_ms"] is not None else "-"
+        print(f"{name:<30} {bare_text:>24} {i['p50_ms']:>12.2f} / {i['p99_ms']:<11.2f} {lb['rps']:>15,.0f} {wrk_p99:>11}")
+    print(f"\nloopback: {args.workers} uvicorn workers, {args.connections} connections, {args.duration:g} s, "
+          f"client {next(iter(loopback.values()))['client']}; errors: {sum(lb['errors'] for lb in loopback.values())}")
+    print(f"targets: p99 <= {TARGET_P99_MS:g} ms in-process, >= {TARGET_RPS:,.0f} req/s on loopback")
+    for name in paths:
+        p99_ok = in_process[name]["p99_ms"] <= TARGET_P99_MS
+        rps_ok = loopback[name]["rps"] >= TARGET_RPS
+        print(f"  {name:<30} p99 {'OK' if p99_ok else 'MISS'}, req/s {'OK' if rps_ok else 'MISS'}")
+
+
+if __name__ == "__main__":
+    main()
