@@ -46,7 +46,9 @@ def test_unreachable_database_is_a_503_without_internals():
         assert bare.get("/healthz").status_code == 200
         bars = bare.get("/v1/bars", params={"symbol": "AAPL", "interval": "1m"})
         ready = bare.get("/readyz")
+        metrics = bare.get("/metrics")
     assert bars.status_code == 503 and "database" in bars.json()["detail"] and "nobody" not in bars.text
+    assert metrics.status_code == 200 and 'route="/v1/bars",status="503"' in metrics.text
     assert ready.status_code == 503 and ready.json()["status"] == "not ready"
 
 
@@ -168,6 +170,14 @@ def test_stream_is_bounded_by_its_timeout(client):
 def test_stream_refusals(client, params, status):
     response = client.get("/v1/stream/bars", params=params)
     assert response.status_code == status and isinstance(response.json()["detail"], str)
+
+
+def test_response_models_follow_the_records():
+    from alphastream.records import BAR_FIELDS, DEAD_LETTER_FIELDS, storage_columns
+    from serving.models import BarOut, DeadLetterOut
+
+    assert tuple(BarOut.model_fields) == storage_columns(BAR_FIELDS) + ("updated_at",)
+    assert tuple(DeadLetterOut.model_fields) == storage_columns(DEAD_LETTER_FIELDS) + ("recorded_at",)
 
 
 def test_settings_fields_are_documented():
