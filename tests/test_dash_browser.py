@@ -9,6 +9,7 @@ Saves ``docs/img/dashboard.png`` (1280x800) and ``docs/img/dashboard-narrow.png`
 """
 from __future__ import annotations
 
+import datetime as dt
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -19,6 +20,7 @@ import psycopg
 import pytest
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from alphastream.records import Bar, PaneTiming
 from dash_app import views
@@ -167,6 +169,39 @@ def test_switching_symbol_and_interval_redraws_the_chart(page, client, dashboard
     assert len(bars) / 5 <= len(five) < len(bars)
     wait_for(chart_showing(page, other, "5m", len(five)), f"{len(five)} 5m candles of {other}")
     assert f"{other} · 5m · {len(five)} bars" in page.find_element(By.ID, "chart-status").text
+
+
+def price_trace_names(driver) -> list[str]:
+    return driver.execute_script("var g = document.querySelector('#price-chart .js-plotly-plot');"
+                                 "return g && g._fullData ? g._fullData.map(t => t.name) : [];")
+
+
+def test_custom_range_and_overlay_controls(page, client):
+    state = wait_for(lambda: candles_drawn(page), "the first chart")
+    symbol = state["title"].split(" · ")[0]
+    day = views.parse_time(next(s.last_bar for s in client.symbols() if s.symbol == symbol)).date()
+    pick_radio(page, "range", "Custom")
+    wait_for(lambda: "pick both a start and an end date" in page.find_element(By.ID, "chart-status").text,
+             "the custom range asking for its dates")
+    start = page.find_element(By.ID, "custom-range")
+    start.click()
+    start.send_keys(day.isoformat(), Keys.TAB)
+    end = page.find_element(By.ID, "custom-range-end-date")
+    end.click()
+    end.send_keys(day.isoformat(), Keys.ENTER)
+    midnight = pd.Timestamp(day, tz="UTC")
+    whole_day = client.bars(symbol, "1m", start=views.iso(midnight), end=views.iso(midnight + dt.timedelta(days=1)))
+    wait_for(chart_showing(page, symbol, "1m", len(whole_day)), f"the {len(whole_day)} bars of {day}")
+
+    pick_radio(page, "overlays", "Bollinger")
+    window = page.find_element(By.ID, "sma-window")
+    window.clear()
+    window.send_keys("50", Keys.ENTER)
+    names = wait_for(lambda: "SMA 50" in (n := price_trace_names(page)) and n, "SMA 50 on the chart")
+    assert names.count("BB(20, 2σ)") == 3 and "VWAP (session)" in names and "SMA 20" not in names
+    pick_radio(page, "overlays", "VWAP")
+    wait_for(lambda: "VWAP (session)" not in price_trace_names(page), "VWAP removed from the chart")
+    assert candles_drawn(page)["data"] == len(whole_day)  # overlays redraw the same bars
 
 
 def test_narrow_screen_stacks_the_panels_without_sideways_scrolling(page, client):
