@@ -44,7 +44,7 @@ Figure = dict  # plotly figure JSON: {"data": [trace dicts], "layout": {...}}
 GAP_BARS = 5
 MIN_GAP = pd.Timedelta(minutes=30)
 MAX_BREAKS = 60
-SMALL_CHART_TICKS = 4  # per axis of the 190 px health charts
+SMALL_CHART_TICKS = 3  # per axis of the 150 px health charts
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ def _small_layout() -> dict:
     fig = go.Figure()
     _base_layout(fig)
     # No height: the chart fills its CSS box (dcc.Graph is responsive), narrow screens too.
-    fig.update_layout(margin=dict(l=44, r=8, t=24, b=24), legend=dict(font=dict(size=10)))
+    fig.update_layout(margin=dict(l=44, r=8, t=20, b=20), legend=dict(font=dict(size=10), itemwidth=30))
     fig.update_yaxes(gridcolor=GRID_COLOR, rangemode="tozero", nticks=SMALL_CHART_TICKS)
     # Level labels: a 380 px panel has no room for plotly's rotated ones.
     fig.update_xaxes(tickangle=0, nticks=SMALL_CHART_TICKS + 1)
