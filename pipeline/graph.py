@@ -2,7 +2,7 @@
 
 Batch keeps ticks columnar (Arrow tables) from the source to the bars, which is what makes
 it fast; streaming moves one tick at a time through event-time windows. Both produce the same
-Bars for the same ticks (tests/test_batch_equals_streaming.py). Labels are stable: Dataflow
+Bars for the same ticks (tests/test_batch_bars.py). Labels are stable: Dataflow
 uses them to match steps when a streaming job is updated.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.pvalue import PCollection
 
 from alphastream.synthetic import MarketSpec
@@ -56,15 +57,22 @@ def read_batch(p, opts: AlphastreamOptions, now_us: NowFn, day: dt.date) -> tupl
         if not opts.input:
             raise ValueError("--source files needs --input PATH_OR_GLOB (local or gs://)")
         files = p | "ReadTickFiles" >> ReadTickFiles(opts.input, opts.input_format)
-        validated = files["tables"] | "ValidateTickTables" >> ValidateTickTables(now_us, default_source, policy)
-        parsed = files["records"] | "ParseTicks" >> ParseTicks(now_us, default_source, policy)
-        record_tables = (
-            parsed[TICKS]
-            | "BatchTicks" >> beam.BatchElements(min_batch_size=1_000, max_batch_size=RECORDS_PER_TABLE)
-            | "TicksToTables" >> beam.Map(ticks_to_table)
-        )
-        tables = (validated[TICKS], record_tables) | "FlattenTickTables" >> beam.Flatten()
-        return tables, [validated[DEAD_LETTERS], parsed[DEAD_LETTERS]]
+        table_parts, dead_letters = [], []
+        if "tables" in files:
+            validated = files["tables"] | "ValidateTickTables" >> ValidateTickTables(now_us, default_source, policy)
+            table_parts.append(validated[TICKS])
+            dead_letters.append(validated[DEAD_LETTERS])
+        if "records" in files:
+            parsed = files["records"] | "ParseTicks" >> ParseTicks(now_us, default_source, policy)
+            table_parts.append(
+                parsed[TICKS]
+                | "BatchTicks" >> beam.BatchElements(min_batch_size=1_000, max_batch_size=RECORDS_PER_TABLE)
+                | "TicksToTables" >> beam.Map(ticks_to_table).with_output_types(pa.Table))
+            dead_letters.append(parsed[DEAD_LETTERS])
+        # Only Flatten when both kinds are present: a multi-input Flatten is a materialised
+        # stage boundary on the portable runners (every tick table copied through it).
+        tables = table_parts[0] if len(table_parts) == 1 else table_parts | "FlattenTickTables" >> beam.Flatten()
+        return tables, dead_letters
     raise ValueError(f"--source {opts.source} is a streaming source: add --streaming")
 
 

@@ -16,6 +16,7 @@ from typing import Iterable
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.parquetio import ReadAllFromParquetBatched
@@ -28,6 +29,7 @@ from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 from alphastream.records import MICROS_PER_SECOND, Tick
 from alphastream.synthetic import SYNTHETIC_SOURCE, MarketSpec, symbol_names, symbol_ticks
 from transforms.parse import METRICS_NAMESPACE
+from transforms.tick_tables import ArrowTableCoder  # noqa: F401  (registers the pa.Table coder)
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ class ReadSyntheticMarket(beam.PTransform):
             pbegin
             | "SymbolIndexes" >> beam.Create(list(range(self._spec.symbols)))
             | "SpreadSymbols" >> beam.Reshuffle()
-            | "GenerateTicks" >> beam.ParDo(_GenerateSymbolDoFn(self._spec))
+            | "GenerateTicks" >> beam.ParDo(_GenerateSymbolDoFn(self._spec)).with_output_types(tuple[str, pa.Table])
         )
 
 
@@ -178,7 +180,9 @@ class ReadTickFiles(beam.PTransform):
     """Historical files (local or gs://, globs) -> columnar and per-record outputs.
 
     Returns a dict: ``tables`` -> (origin, Arrow table) from Parquet; ``records`` ->
-    (origin, JSON text) from CSV and JSON lines.
+    (origin, JSON text) from CSV and JSON lines. A key is present only if the pattern
+    matched files of that kind (it is matched when the graph is built): an empty branch
+    would still cost its consumers a Flatten, which Beam's portable runners materialise.
     """
 
     def __init__(self, pattern: str, declared_format: str = "auto"):
@@ -192,25 +196,32 @@ class ReadTickFiles(beam.PTransform):
             by_format[detect_format(path, self._format)].append(path)
         log.info("files source: %s", ", ".join(f"{len(v)} {k}" for k, v in by_format.items() if v))
 
-        tables = (
-            pbegin
-            | "ParquetPaths" >> beam.Create(by_format["parquet"])
-            | "ReadParquet" >> ReadAllFromParquetBatched(with_filename=True)
-            | "CountParquetRows" >> beam.ParDo(_CountRead())
-        )
-        jsonl = (
-            pbegin
-            | "JsonlPaths" >> beam.Create(by_format["jsonl"])
-            | "ReadJsonLines" >> ReadAllFromText(with_filename=True)
-            | "SkipBlankLines" >> beam.Filter(lambda element: element[1].strip() != "")
-            | "CountJsonLines" >> beam.ParDo(_CountRead())
-        )
-        csv_rows = (
-            pbegin
-            | "CsvPaths" >> beam.Create(by_format["csv"])
-            | "MatchCsv" >> fileio.MatchAll()
-            | "OpenCsv" >> fileio.ReadMatches()
-            | "ReadCsvRows" >> beam.ParDo(_CsvRowsDoFn())
-        )
-        records = (jsonl, csv_rows) | "FlattenRecords" >> beam.Flatten()
-        return {"tables": tables, "records": records}
+        outputs, record_branches = {}, []
+        if by_format["parquet"]:
+            outputs["tables"] = (
+                pbegin
+                | "ParquetPaths" >> beam.Create(by_format["parquet"])
+                | "ReadParquet" >> ReadAllFromParquetBatched(with_filename=True).with_output_types(tuple[str, pa.Table])
+                | "CountParquetRows" >> beam.ParDo(_CountRead()).with_output_types(tuple[str, pa.Table])
+            )
+        if by_format["jsonl"]:
+            record_branches.append(
+                pbegin
+                | "JsonlPaths" >> beam.Create(by_format["jsonl"])
+                | "ReadJsonLines" >> ReadAllFromText(with_filename=True)
+                | "SkipBlankLines" >> beam.Filter(lambda element: element[1].strip() != "")
+                | "CountJsonLines" >> beam.ParDo(_CountRead())
+            )
+        if by_format["csv"]:
+            record_branches.append(
+                pbegin
+                | "CsvPaths" >> beam.Create(by_format["csv"])
+                | "MatchCsv" >> fileio.MatchAll()
+                | "OpenCsv" >> fileio.ReadMatches()
+                | "ReadCsvRows" >> beam.ParDo(_CsvRowsDoFn())
+            )
+        if len(record_branches) == 1:
+            outputs["records"] = record_branches[0]
+        elif record_branches:
+            outputs["records"] = record_branches | "FlattenRecords" >> beam.Flatten()
+        return outputs

@@ -7,10 +7,10 @@ divide it, so no bar straddles two groups), grouped in the global window, and ea
 deduplicated and turned into bars for every interval with numpy. (Groups span at least an
 hour, whatever the intervals, to keep the per-group overhead small.)
 
-The shuffle carries each group as LZ4-compressed Arrow IPC bytes, not as a pickled table:
-measured here, the DirectRunner's data plane copies every shuffled byte several times and
-that copying dominated the run; compressed IPC is ~4x smaller than a pickled table and takes
-less time to encode and decode than the copies it saves.
+The shuffle carries each group as an Arrow table typed ``pa.Table``, so Beam encodes it with
+transforms.tick_tables.ArrowTableCoder (LZ4-compressed Arrow IPC), not pickle: measured here,
+the DirectRunner's data plane copies every shuffled byte several times and that copying
+dominated the run.
 
 The result equals ``StreamingBars`` over the same ticks (tests/test_batch_bars.py
 proves it): the same total trade order (ts_us, trade_id, source) picks open and close, and
@@ -29,24 +29,12 @@ from apache_beam.metrics import Metrics
 from alphastream.intervals import interval_micros, interval_seconds
 from alphastream.records import Bar, PaneTiming
 from transforms.parse import METRICS_NAMESPACE
+from transforms.tick_tables import ArrowTableCoder  # noqa: F401  (registers the pa.Table coder)
 
 TRADE_ORDER = [("ts_us", "ascending"), ("trade_id", "ascending"), ("source", "ascending")]
 # Groups span at least this long: each group costs a fixed ~1 ms of Beam overhead, so
 # one-minute groups (for --intervals 1m) would make that overhead dominate.
 MIN_GROUP_SECONDS = 3600
-SHUFFLE_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
-
-
-def table_to_ipc(table: pa.Table) -> bytes:
-    """A table as compressed Arrow IPC stream bytes (what the shuffle carries)."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema, options=SHUFFLE_IPC_OPTIONS) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
-def ipc_to_table(data: bytes) -> pa.Table:
-    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
 def check_intervals_nest(intervals: tuple[str, ...]) -> None:
@@ -127,9 +115,8 @@ class _SplitDoFn(beam.DoFn):
     def __init__(self, coarse_us: int):
         self._coarse_us = coarse_us
 
-    def process(self, table: pa.Table) -> Iterable[tuple[tuple[str, int], bytes]]:
-        for key, group in split_by_symbol_bucket(table, self._coarse_us):
-            yield key, table_to_ipc(group)
+    def process(self, table: pa.Table) -> Iterable[tuple[tuple[str, int], pa.Table]]:
+        yield from split_by_symbol_bucket(table, self._coarse_us)
 
 
 class _DedupAndBarsDoFn(beam.DoFn):
@@ -139,9 +126,9 @@ class _DedupAndBarsDoFn(beam.DoFn):
         self._unique = Metrics.counter(METRICS_NAMESPACE, "ticks_unique")
         self._bars = {i: Metrics.counter(METRICS_NAMESPACE, f"bars_{i}") for i in intervals}
 
-    def process(self, element: tuple[tuple[str, int], Iterable[bytes]]) -> Iterable[Bar]:
+    def process(self, element: tuple[tuple[str, int], Iterable[pa.Table]]) -> Iterable[Bar]:
         (symbol, _), parts = element
-        ticks = pa.concat_tables(ipc_to_table(part) for part in parts)
+        ticks = pa.concat_tables(parts)
         unique = dedup_in_trade_order(ticks)
         self._duplicates.inc(ticks.num_rows - unique.num_rows)
         self._unique.inc(unique.num_rows)
@@ -162,7 +149,8 @@ class BatchBars(beam.PTransform):
     def expand(self, tables):
         return (
             tables
-            | "SplitBySymbolBucket" >> beam.ParDo(_SplitDoFn(self._coarse_us))
+            | "SplitBySymbolBucket" >> beam.ParDo(_SplitDoFn(self._coarse_us)).with_output_types(
+                tuple[tuple[str, int], pa.Table])
             | "GroupBySymbolBucket" >> beam.GroupByKey()
             | "DedupAndBars" >> beam.ParDo(_DedupAndBarsDoFn(self._intervals)).with_output_types(Bar)
         )
