@@ -18,15 +18,18 @@ CREATE TABLE bars (
     timing       text             NOT NULL,
     pane_index   integer          NOT NULL,
     updated_at   timestamptz      NOT NULL DEFAULT now(),
-    -- The key doubles as the index for "one symbol, one interval, a time range".
+    -- The key doubles as the index for "one symbol, one interval, a time range", the API's
+    -- query. It is the only index: every other one would slow each write (and lure the
+    -- sink's key probes away from the key).
     PRIMARY KEY (symbol, interval, bucket_start),
     CONSTRAINT bars_low_le_high CHECK (low <= high),
     CONSTRAINT bars_volume_not_negative CHECK (volume >= 0),
     CONSTRAINT bars_pane_index_not_negative CHECK (pane_index >= 0)
 ) PARTITION BY RANGE (bucket_start);
-CREATE TABLE bars_default PARTITION OF bars DEFAULT;
--- "Latest bars of every symbol for an interval" (API listings) without scanning every symbol.
-CREATE INDEX bars_interval_bucket_start ON bars (interval, bucket_start DESC);
+-- Streaming rewrites each bar several times (early panes, on time, late): free space in each
+-- page lets those be HOT updates (no new index entries). Set per partition: a partitioned table
+-- itself has no storage.
+CREATE TABLE bars_default PARTITION OF bars DEFAULT WITH (fillfactor = 80);
 
 CREATE TABLE ticks (
     symbol   text             NOT NULL,
@@ -67,6 +70,8 @@ DECLARE
     month_start timestamptz := date_trunc('month', from_ts, 'UTC');
     month_end timestamptz;
     partition_name text;
+    -- See bars_default: bar partitions keep room for HOT updates; ticks are never updated.
+    fillfactor integer := CASE WHEN parent = 'bars'::regclass THEN 80 ELSE 100 END;
     created integer := 0;
 BEGIN
     SELECT a.attname INTO STRICT key_column
@@ -81,8 +86,8 @@ BEGIN
         IF to_regclass(partition_name) IS NULL THEN
             -- Create standalone then ATTACH: that takes a weaker lock on the parent than
             -- CREATE TABLE ... PARTITION OF, so writers to other months are not blocked.
-            EXECUTE format('CREATE TABLE %I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
-                           partition_name, parent);
+            EXECUTE format('CREATE TABLE %I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS) '
+                           'WITH (fillfactor = %s)', partition_name, parent, fillfactor);
             EXECUTE format('WITH moved AS (DELETE FROM %I WHERE %I >= $1 AND %I < $2 RETURNING *) '
                            'INSERT INTO %I SELECT * FROM moved',
                            default_partition, key_column, key_column, partition_name)

@@ -25,7 +25,6 @@ CREATE TABLE bars (
 );
 -- One-week chunks: a day of 1m/5m/1h bars for a few thousand symbols is a few million rows.
 SELECT create_hypertable('bars', 'bucket_start', chunk_time_interval => interval '7 days');
-CREATE INDEX bars_interval_bucket_start ON bars (interval, bucket_start DESC);
 -- Compressed chunks are segmented like the queries: one symbol and interval, ordered by time.
 -- Chunks older than 30 days are past allowed lateness and replays; TimescaleDB >= 2.11 still
 -- accepts INSERT ... ON CONFLICT into them if a backfill needs it.

@@ -1,0 +1,278 @@
+"""COPY-then-merge writes of records into PostgreSQL, with retries and bisection.
+
+A batch of records is written in one transaction: binary ``COPY`` into a per-connection
+temporary staging table, then one merge statement into the real table. COPY is the fastest way
+in; the merge makes the write idempotent (a replay changes nothing) and, for bars, lets only a
+higher (or equal, changed) ``pane_index`` update a row, so early, on-time and late panes end as
+the final values whatever order they arrive in. Ticks and dead letters never change once
+stored: their merge is ``INSERT ... ON CONFLICT DO NOTHING``. Bars use an update + anti-join
+insert (see ``TableSpec._upsert_sql`` for why not ON CONFLICT DO UPDATE).
+
+Failures: a lost connection (or a deadlock, or a server restart) is retried on a new
+connection with exponential backoff; the transaction makes the retry all-or-nothing, so rows
+are never lost or doubled. A row the server refuses (bad value, check constraint) is found by
+bisecting the batch, so one bad row does not sink its neighbours. Whatever still fails is
+returned with the reason, for the caller to dead-letter.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import time
+import typing
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
+
+import psycopg
+
+from alphastream.records import MICROS_PER_SECOND, TIME_SUFFIX, Bar, DeadLetter, Tick, storage_name
+from alphastream.settings import mask_dsn
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 10
+# The staging table lives in session-local buffers; the default 8MB spills a 100k-bar batch to
+# disk. Must be set before the session first touches a temporary table.
+TEMP_BUFFERS = "128MB"
+# The merge sorts the staged batch by key; the default 4MB work_mem sorts a 100k-bar batch on
+# disk (measured 2x slower than in memory).
+WORK_MEM = "128MB"
+ANALYZE_MIN_ROWS = 5_000  # below this the default estimate is close enough and ANALYZE costs more
+_PG_TYPES = {str: "text", int: "bigint", float: "double precision"}
+_COPY_TYPES = {str: "text", int: "int8", float: "float8"}
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+Row = Sequence  # a record (NamedTuple) or a plain tuple in the record's field order
+
+
+def fields_of(record_type: type[NamedTuple], *names: str) -> tuple[str, ...]:
+    """``names``, checked against the record: a renamed field fails here, at import."""
+    missing = [n for n in names if n not in record_type._fields]
+    if missing:
+        raise AttributeError(f"{record_type.__name__} has no field(s) {missing}")
+    return names
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """How one record type lands in one table; all SQL is derived from the record's fields.
+
+    ``key``: the conflict target (None: ON CONFLICT DO NOTHING on any unique key).
+    ``version``: a field that must not go backwards (bars: pane_index); None: rows never change.
+    ``time_field``: the field used as the dead letter's event time and, for partitioned tables,
+    to create the months a batch needs before writing it.
+    """
+
+    table: str
+    record_type: type[NamedTuple]
+    time_field: str
+    partitioned: bool
+    key: tuple[str, ...] | None = None
+    version: str | None = None
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return self.record_type._fields
+
+    @property
+    def stage(self) -> str:
+        return f"stage_{self.table}"
+
+    def _hint(self, field: str) -> type:
+        return typing.get_type_hints(self.record_type)[field]
+
+    def column_definitions(self) -> str:
+        """The record's fields as SQL columns, time fields as epoch-microsecond bigints."""
+        return ", ".join(f"{f} {_PG_TYPES[self._hint(f)]}" for f in self.fields)
+
+    def create_stage_sql(self) -> str:
+        # Time fields stay epoch-microsecond bigints in the stage: converting them in SQL is
+        # exact and costs no Python work per row.
+        return f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.stage} ({self.column_definitions()}) ON COMMIT DELETE ROWS"
+
+    def copy_sql(self) -> str:
+        return f"COPY {self.stage} ({', '.join(self.fields)}) FROM STDIN (FORMAT BINARY)"
+
+    def copy_types(self) -> list[str]:
+        return [_COPY_TYPES[self._hint(f)] for f in self.fields]
+
+    @staticmethod
+    def _value(field: str) -> str:
+        if field.endswith(TIME_SUFFIX):
+            return f"timestamptz 'epoch' + {field} * interval '1 microsecond'"
+        return field
+
+    def merge_sql(self) -> str:
+        target = ", ".join(storage_name(f) for f in self.fields)
+        if self.key is None:
+            values = ", ".join(self._value(f) for f in self.fields)
+            return f"INSERT INTO {self.table} ({target}) SELECT {values} FROM {self.stage} ON CONFLICT DO NOTHING"
+        return self._upsert_sql(target)
+
+    def _upsert_sql(self, target: str) -> str:
+        """Update the stored rows this batch supersedes, insert the keys not stored yet.
+
+        Not ``INSERT ... ON CONFLICT DO UPDATE``: its speculative insertion costs every new row
+        an extra index probe and WAL record (measured on 200k new bars: 2.2 s vs 1.1 s for this
+        statement), and new rows are most rows.
+        A writer that commits the same new key between our snapshot and our insert makes this
+        statement fail with a unique violation; the writer retries the batch, which then
+        takes the update path. Both paths apply the same rule, so the outcome is the same.
+        """
+        key = [storage_name(f) for f in self.key]
+        rest = [storage_name(f) for f in self.fields if f not in self.key]
+        staged = ", ".join(f"{self._value(f)} AS {storage_name(f)}" for f in self.fields)
+        # One row per key, the highest version; key order also makes concurrent writers take
+        # row locks in the same order (no deadlocks between them).
+        order = ", ".join(self.key) + (f", {self.version} DESC" if self.version else "")
+        match = " AND ".join(f"t.{c} = s.{c}" for c in key)
+        changed = f"({', '.join(f't.{c}' for c in rest)}) IS DISTINCT FROM ({', '.join(f's.{c}' for c in rest)})"
+        if self.version:
+            v = storage_name(self.version)
+            # A lower pane never wins; an equal one only if something changed (a re-run over
+            # corrected input), so an exact replay leaves even updated_at untouched.
+            newer = f"s.{v} > t.{v} OR (s.{v} = t.{v} AND {changed})"
+        else:
+            newer = changed
+        return (
+            f"WITH staged AS MATERIALIZED (SELECT DISTINCT ON ({', '.join(self.key)}) {staged} "
+            f"FROM {self.stage} ORDER BY {order}), "
+            f"updated AS (UPDATE {self.table} AS t SET {', '.join(f'{c} = s.{c}' for c in rest)}, "
+            f"updated_at = now() FROM staged AS s WHERE {match} AND ({newer})) "
+            f"INSERT INTO {self.table} ({target}) SELECT {target} FROM staged AS s "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {self.table} AS t WHERE {match})"
+        )
+
+
+BARS = TableSpec("bars", Bar, time_field=fields_of(Bar, "bucket_start_us")[0], partitioned=True,
+                 key=fields_of(Bar, "symbol", "interval", "bucket_start_us"), version=fields_of(Bar, "pane_index")[0])
+TICKS = TableSpec("ticks", Tick, time_field=fields_of(Tick, "ts_us")[0], partitioned=True)
+DEAD_LETTERS = TableSpec("dead_letters", DeadLetter, time_field=fields_of(DeadLetter, "seen_at_us")[0],
+                         partitioned=False)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Attempts per batch on connection loss, with exponential backoff and jitter."""
+
+    attempts: int = 5
+    first_backoff_seconds: float = 0.2
+    max_backoff_seconds: float = 10.0
+
+    def backoff(self, attempt: int) -> float:
+        delay = min(self.max_backoff_seconds, self.first_backoff_seconds * 2 ** attempt)
+        return delay * random.uniform(0.5, 1.0)  # jitter: workers that lost the server together do not return together
+
+
+@dataclass(frozen=True)
+class FailedRow:
+    row: Row
+    reason: str
+
+
+# The connection is gone, the server rolled the transaction back (deadlock, serialization,
+# shutdown) or a concurrent writer inserted one of our new keys first: a new attempt can succeed.
+_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors.UniqueViolation)
+# The server (or psycopg while encoding) refused particular rows: retrying the same rows fails
+# again, so bisect to find them.
+_ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError, TypeError, ValueError, OverflowError)
+
+
+def _month_starts(first_us: int, last_us: int) -> list[tuple[int, int]]:
+    first = _EPOCH + dt.timedelta(microseconds=first_us)
+    last = _EPOCH + dt.timedelta(microseconds=last_us)
+    months, (year, month) = [], (first.year, first.month)
+    while (year, month) <= (last.year, last.month):
+        months.append((year, month))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+class CopyMergeWriter:
+    """Writes batches of one record type through one connection (reconnecting when lost)."""
+
+    def __init__(self, dsn: str, spec: TableSpec, retry: RetryPolicy = RetryPolicy()):
+        self._dsn = dsn
+        self._spec = spec
+        self._retry = retry
+        self._conn: psycopg.Connection | None = None
+        self._time_index = spec.fields.index(spec.time_field)
+        self._months_ready: set[tuple[int, int]] = set()
+        self._copy_sql, self._copy_types, self._merge_sql = spec.copy_sql(), spec.copy_types(), spec.merge_sql()
+
+    def connect(self) -> None:
+        if self._conn is not None and not self._conn.closed:
+            return
+        conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                               application_name=f"alphastream-sink-{self._spec.table}")
+        conn.execute(f"SET temp_buffers = '{TEMP_BUFFERS}'")
+        conn.execute(f"SET work_mem = '{WORK_MEM}'")
+        conn.execute(self._spec.create_stage_sql())
+        self._conn = conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def write(self, rows: Sequence[Row]) -> list[FailedRow]:
+        """Write ``rows``; returns those that could not be written, each with the reason."""
+        if not rows:
+            return []
+        last_error: Exception | None = None
+        for attempt in range(self._retry.attempts):
+            if attempt:
+                time.sleep(self._retry.backoff(attempt - 1))
+            try:
+                self.connect()
+                self._ensure_partitions(rows)
+                self._copy_and_merge(rows)
+                return []
+            except _TRANSIENT as err:
+                last_error = err
+                log.warning("%s: %s rows not written (attempt %d of %d), reconnecting to %s: %s",
+                            self._spec.table, len(rows), attempt + 1, self._retry.attempts,
+                            mask_dsn(self._dsn), str(err).strip())
+                self.close()
+            except _ROW_ERRORS as err:
+                if len(rows) == 1:
+                    return [FailedRow(rows[0], f"{self._spec.table} refused the row: {str(err).strip()}")]
+                middle = len(rows) // 2
+                return self.write(rows[:middle]) + self.write(rows[middle:])
+            except psycopg.Error as err:  # the statement itself fails (missing table, privileges)
+                reason = f"{self._spec.table} write failed: {str(err).strip()}"
+                log.error("%s: %s rows dead-lettered: %s", self._spec.table, len(rows), reason)
+                return [FailedRow(row, reason) for row in rows]
+        reason = (f"{self._spec.table} write failed after {self._retry.attempts} attempts: "
+                  f"{str(last_error).strip()}")
+        log.error("%s: %s rows dead-lettered: %s", self._spec.table, len(rows), reason)
+        return [FailedRow(row, reason) for row in rows]
+
+    def _ensure_partitions(self, rows: Sequence[Row]) -> None:
+        """Create the monthly partitions this batch needs (once per month per writer)."""
+        if not self._spec.partitioned:
+            return
+        times = [row[self._time_index] for row in rows]
+        first_us, last_us = min(times), max(times)
+        if set(_month_starts(first_us, last_us)) <= self._months_ready:
+            return
+        self._conn.execute(
+            "SELECT alphastream_ensure_partitions(%s::regclass, timestamptz 'epoch' + %s * interval '1 microsecond', "
+            "timestamptz 'epoch' + %s * interval '1 microsecond')",
+            (self._spec.table, first_us, last_us + 1))
+        self._months_ready.update(_month_starts(first_us, last_us))
+
+    def _copy_and_merge(self, rows: Sequence[Row]) -> None:
+        with self._conn.transaction():
+            with self._conn.cursor() as cur:
+                with cur.copy(self._copy_sql) as copy:
+                    copy.set_types(self._copy_types)
+                    for row in rows:
+                        copy.write_row(row)
+                if len(rows) >= ANALYZE_MIN_ROWS:
+                    # Without statistics the planner guesses the batch size; with them it picks
+                    # key probes for small batches and a merge join for large ones (2x faster
+                    # at 200k rows, measured).
+                    cur.execute(f"ANALYZE {self._spec.stage}")
+                cur.execute(self._merge_sql)
