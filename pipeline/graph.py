@@ -98,14 +98,18 @@ def build_graph(p, opts: AlphastreamOptions, *, streaming: bool, now_us: NowFn, 
         unique = parsed[TICKS] | "DedupTrades" >> DedupTrades(dedup_horizon_seconds(opts))
         bars = unique | "Bars" >> StreamingBars(opts.intervals, opts.allowed_lateness, opts.early_firing_seconds)
         dead_sources = [parsed[DEAD_LETTERS]]
+        ticks = unique  # Tick records, deduplicated
     else:
         tables, dead_sources = read_batch(p, opts, now_us, day)
         bars = tables | "Bars" >> BatchBars(opts.intervals)
+        ticks = tables  # Arrow tables; the ticks table's unique key drops repeated trades
 
     if db_url:
-        from pipeline.db.sink import WriteBarsToPostgres
+        from pipeline.db.sink import WriteBarsToPostgres, WriteTicksToPostgres
 
         dead_sources.append(bars | "WriteBarsToPostgres" >> WriteBarsToPostgres(db_url))
+        if opts.write_ticks:
+            dead_sources.append(ticks | "WriteTicksToPostgres" >> WriteTicksToPostgres(db_url))
     dead_letters = dead_sources | "FlattenDeadLetters" >> beam.Flatten()
 
     if not streaming:
