@@ -11,7 +11,7 @@ import math
 from ingestion.connectors.base import Connector
 from ingestion.settings import IngestionSettings
 from ingestion.sinks.base import Sink
-from ingestion.sinks.pubsub import MAX_MESSAGES_PER_PUBLISH, PublishSettings
+from ingestion.sinks.pubsub import MAX_MESSAGES_PER_PUBLISH, MAX_TICKS_PER_MESSAGE, PublishSettings
 from ingestion.service import DEFAULT_FLUSH_TIMEOUT_SECONDS, DEFAULT_LOG_INTERVAL_SECONDS
 
 WEBSOCKET_SOURCES = ("coinbase", "kraken", "binance", "finnhub", "polygon")
@@ -131,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
                           f"(default {PublishSettings.batch_max_latency}); Kafka: linger.")
     out.add_argument("--batch_max_bytes", type=_positive_int, default=PublishSettings.batch_max_bytes,
                      help=f"Pub/Sub: publish batches of at most this many bytes (default {PublishSettings.batch_max_bytes}).")
+    out.add_argument("--ticks_per_message", type=_positive_int, default=PublishSettings.ticks_per_message,
+                     help="Pub/Sub: ticks per message, sent as one JSON array (1: one tick object per "
+                          f"message). Batching is what lets a DirectRunner pipeline keep up; at most "
+                          f"{MAX_TICKS_PER_MESSAGE} (default {PublishSettings.ticks_per_message}).")
+    out.add_argument("--heartbeat_seconds", type=float, default=PublishSettings.heartbeat_seconds,
+                     help="Pub/Sub: send an empty batch after this many idle seconds so readers' watermarks "
+                          f"advance while the feed is quiet; 0 disables (default {PublishSettings.heartbeat_seconds:g}).")
     out.add_argument("--flush_timeout", type=_positive_float, default=DEFAULT_FLUSH_TIMEOUT_SECONDS,
                      help=f"At shutdown, wait at most this many seconds for outstanding publishes "
                           f"(default {DEFAULT_FLUSH_TIMEOUT_SECONDS:.0f}).")
@@ -158,6 +165,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
             topic_project(args.topic)
         except ValueError as err:
             parser.error(str(err))
+        if args.ticks_per_message > MAX_TICKS_PER_MESSAGE:
+            parser.error(f"--ticks_per_message {args.ticks_per_message}: at most {MAX_TICKS_PER_MESSAGE}")
         if args.batch_max_messages > MAX_MESSAGES_PER_PUBLISH:
             parser.error(f"--batch_max_messages {args.batch_max_messages}: Pub/Sub accepts at most "
                          f"{MAX_MESSAGES_PER_PUBLISH} messages per publish request")
@@ -223,5 +232,6 @@ def build_sink(args: argparse.Namespace) -> Sink:
     from ingestion.sinks.pubsub import PubSubSink
 
     settings = PublishSettings(batch_max_messages=args.batch_max_messages, batch_max_bytes=args.batch_max_bytes,
-                               batch_max_latency=args.batch_max_latency)
+                               batch_max_latency=args.batch_max_latency, ticks_per_message=args.ticks_per_message,
+                               heartbeat_seconds=args.heartbeat_seconds if args.heartbeat_seconds > 0 else None)
     return PubSubSink(args.topic, settings, create_topic=args.create_topic)

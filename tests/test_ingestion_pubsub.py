@@ -23,24 +23,44 @@ from ingestion.connectors.replay import ReplayFile
 from ingestion.connectors.synthetic import SyntheticMarket
 from ingestion.service import run_ingestion
 from ingestion.sinks.pubsub import PublishSettings, PubSubSink
-from ingestion.wire import ID_ATTRIBUTE, TIMESTAMP_ATTRIBUTE, decode_tick, dedup_id, rfc3339_millis
+from tests.fixtures.pubsub import ticks_in
+from ingestion.wire import (BATCH_ID_PREFIX, HEARTBEAT_ID_PREFIX, ID_ATTRIBUTE, TIMESTAMP_ATTRIBUTE, decode_tick,
+                            decode_ticks, dedup_id, encode_batch, rfc3339_millis)
 
 REPO = Path(__file__).resolve().parents[1]
 FEEDS = Path(__file__).parent / "data" / "feeds"
 RFC3339_MILLIS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 
+def _tick_messages(messages):
+    """The messages that carry ticks (heartbeats, empty batches, are checked and left out)."""
+    carrying = []
+    for message in messages:
+        if message.attributes[ID_ATTRIBUTE].startswith(HEARTBEAT_ID_PREFIX):
+            assert message.data == b"[]"
+        else:
+            carrying.append(message)
+    return carrying
+
+
 def _check_messages(messages, expected_count):
-    ticks = [decode_tick(m.data) for m in messages]
-    assert len(ticks) == expected_count
-    ids = [m.attributes[ID_ATTRIBUTE] for m in messages]
-    assert len(set(ids)) == expected_count, "a message was delivered twice or ids collide"
-    for message, tick in zip(messages, ticks):
-        assert tuple(json.loads(message.data)) == TICK_FIELDS
+    """Every tick message is in the wire format; returns the ticks (single or batched bodies)."""
+    ticks = []
+    for message in _tick_messages(messages):
+        batch = decode_ticks(message.data)
         assert set(message.attributes) == {TIMESTAMP_ATTRIBUTE, ID_ATTRIBUTE}
         assert RFC3339_MILLIS.match(message.attributes[TIMESTAMP_ATTRIBUTE])
-        assert message.attributes[TIMESTAMP_ATTRIBUTE] == rfc3339_millis(tick.ts_us)
-        assert message.attributes[ID_ATTRIBUTE] == dedup_id(tick)
+        assert message.attributes[TIMESTAMP_ATTRIBUTE] == rfc3339_millis(min(t.ts_us for t in batch))
+        if message.data.startswith(b"["):
+            assert message.attributes == encode_batch(batch)[1]
+            assert message.attributes[ID_ATTRIBUTE].startswith(BATCH_ID_PREFIX)
+            assert all(tuple(item) == TICK_FIELDS for item in json.loads(message.data))
+        else:
+            assert tuple(json.loads(message.data)) == TICK_FIELDS
+            assert message.attributes[ID_ATTRIBUTE] == dedup_id(batch[0])
+        ticks.extend(batch)
+    assert len(ticks) == expected_count
+    assert len({dedup_id(t) for t in ticks}) == expected_count, "a tick was delivered twice or ids collide"
     return ticks
 
 
@@ -51,7 +71,7 @@ def test_synthetic_ticks_reach_the_topic_intact(pubsub_emulator):
     started_us = time.time() * 1e6
     result = asyncio.run(run_ingestion(connector, sink, max_ticks=1500, handle_signals=False))
     assert (result.reason, result.submitted, result.published, result.failed) == ("max_ticks", 1500, 1500, 0)
-    ticks = _check_messages(pubsub_emulator.pull(subscription, expected=1500), 1500)
+    ticks = _check_messages(pubsub_emulator.pull(subscription, expected=1500, weight=ticks_in), 1500)
     assert {t.source for t in ticks} == {"synthetic"}
     assert len({t.symbol for t in ticks}) == 5
     assert all(started_us - 1e6 <= t.ts_us <= time.time() * 1e6 for t in ticks), "timestamps should be now"
@@ -65,10 +85,14 @@ def test_pipeline_parser_accepts_every_published_body(pubsub_emulator):
     result = asyncio.run(run_ingestion(SyntheticMarket(rate=10_000, seed=1), PubSubSink(topic),
                                        max_ticks=300, handle_signals=False))
     assert result.published == 300
-    messages = pubsub_emulator.pull(subscription, expected=300)
+    from pipeline.streaming_sources import split_tick_batch
+
+    messages = _tick_messages(pubsub_emulator.pull(subscription, expected=300, weight=ticks_in))
     now_us = int(time.time() * 1e6)
-    parsed = [tick_from_json(m.data, now_us=now_us, default_source="pubsub") for m in messages]
-    assert parsed == [decode_tick(m.data) for m in messages]
+    parsed = [tick_from_json(payload, now_us=now_us, default_source="pubsub")
+              for m in messages for payload, _ in split_tick_batch(m.data)]
+    assert len(parsed) == 300
+    assert parsed == [t for m in messages for t in decode_ticks(m.data)]
 
 
 def test_replay_file_is_published_whole_with_shifted_timestamps(pubsub_emulator):
@@ -79,7 +103,7 @@ def test_replay_file_is_published_whole_with_shifted_timestamps(pubsub_emulator)
     result = asyncio.run(run_ingestion(connector, PubSubSink(topic), handle_signals=False))
     assert result.reason == "input ended"
     assert result.published == len(originals) and result.malformed == 1
-    ticks = _check_messages(pubsub_emulator.pull(subscription, expected=len(originals)), len(originals))
+    ticks = _check_messages(pubsub_emulator.pull(subscription, expected=len(originals), weight=ticks_in), len(originals))
     by_id = {t.trade_id: t for t in ticks}
     first = originals[0]
     shifted_first = by_id[first.trade_id]
@@ -104,7 +128,7 @@ def test_cli_publishes_max_ticks_to_the_emulator(pubsub_emulator):
     assert process.returncode == 0, err
     assert "ticks/s published, lag" in err, "the rate/lag line should be logged"
     assert "stopped (max_ticks)" in err and "submitted=500 published=500 failed=0" in err
-    _check_messages(pubsub_emulator.pull(subscription, expected=500), 500)
+    _check_messages(pubsub_emulator.pull(subscription, expected=500, weight=ticks_in), 500)
 
 
 def test_sigterm_flushes_everything_handed_to_the_publisher(pubsub_emulator):
@@ -121,4 +145,26 @@ def test_sigterm_flushes_everything_handed_to_the_publisher(pubsub_emulator):
     submitted, published, failed = map(int, match.groups())
     assert submitted == published > 0 and failed == 0
     assert published % 1000 != 0, "a partial batch should have been pending at SIGTERM"
-    _check_messages(pubsub_emulator.pull(subscription, expected=published), published)
+    _check_messages(pubsub_emulator.pull(subscription, expected=published, weight=ticks_in), published)
+
+
+def test_ticks_share_messages_and_a_quiet_feed_sends_heartbeats(pubsub_emulator):
+    """ticks_per_message=50: 120 ticks -> bodies of 50, 50 and (after batch_max_latency) 20;
+    then heartbeats (empty batches) while nothing else is sent."""
+    from alphastream.records import Tick
+
+    topic, subscription = pubsub_emulator.create_topic_and_subscription("batched")
+    sink = PubSubSink(topic, PublishSettings(ticks_per_message=50, batch_max_latency=0.05, heartbeat_seconds=0.2))
+    now_us = int(time.time() * 1e6)
+    sent = [Tick("AAPL", now_us + i, 100.0 + i, 1.0, f"b{i}", "test") for i in range(120)]
+    for tick in sent:
+        sink.publish(tick)
+    time.sleep(0.7)  # the 20-tick remainder goes out after 50 ms, then heartbeats every 0.2 s
+    sink.close(timeout=10)
+    assert (sink.submitted, sink.published, sink.failed) == (120, 120, 0)
+    assert sink.heartbeats >= 2
+    messages = pubsub_emulator.pull(subscription, expected=3 + sink.heartbeats)
+    tick_messages = _tick_messages(messages)
+    assert sorted(len(decode_ticks(m.data)) for m in tick_messages) == [20, 50, 50]
+    assert sorted(_check_messages(messages, 120)) == sorted(sent)
+    assert len(messages) - len(tick_messages) == sink.heartbeats

@@ -57,3 +57,28 @@ def test_decode_round_trips_and_is_strict():
 def test_non_finite_numbers_are_refused_at_encoding():
     with pytest.raises(ValueError):
         encode_tick(TICK._replace(price=float("nan")))
+
+
+def test_a_batch_is_a_json_array_stamped_with_its_earliest_tick():
+    from ingestion.wire import BATCH_ID_PREFIX, decode_ticks, encode_batch
+
+    ticks = [TICK, TICK._replace(ts_us=TICK.ts_us - 5_000, trade_id="BRK.B-16")]
+    body, attributes = encode_batch(ticks)
+    assert json.loads(body) == [t._asdict() for t in ticks]
+    assert decode_ticks(body) == ticks
+    assert attributes[TIMESTAMP_ATTRIBUTE] == rfc3339_millis(TICK.ts_us - 5_000)
+    assert attributes[ID_ATTRIBUTE].startswith(BATCH_ID_PREFIX)
+    assert encode_batch(ticks)[1] == attributes, "the batch id is deterministic"
+    assert encode_batch(ticks[:1])[1][ID_ATTRIBUTE] != attributes[ID_ATTRIBUTE]
+    with pytest.raises(ValueError, match="heartbeat"):
+        encode_batch([])
+
+
+def test_a_heartbeat_is_an_empty_batch_that_the_pipeline_splits_into_nothing():
+    from ingestion.wire import decode_ticks, encode_heartbeat
+    from pipeline.streaming_sources import split_tick_batch
+
+    body, attributes = encode_heartbeat(TICK.ts_us)
+    assert body == b"[]" and decode_ticks(body) == []
+    assert attributes[TIMESTAMP_ATTRIBUTE] == rfc3339_millis(TICK.ts_us)
+    assert split_tick_batch(body) == []
