@@ -1,0 +1,225 @@
+"""Streaming sources: Pub/Sub and Kafka -> ``(origin, JSON text of one tick)``, event-timestamped.
+
+Thin adapters over Beam's IOs; ``pipeline.graph.read_stream`` picks one from the flags with
+``from_options``. Both yield what ParseTicks expects, one tick per element, and count each
+tick as ``ticks_read`` so the run summary can prove every record was accounted for.
+
+Batched bodies. The DirectRunner pulls only 10 Pub/Sub messages per read (a few hundred
+messages a second), so the publisher may put many ticks in one message: the body is then a
+JSON array of tick objects and the event-time attribute holds the batch's *earliest* tick
+time. ``ExplodeTickBatches`` splits such a body into one element per tick, each stamped with
+its own event time. Because the attribute is the earliest time, re-stamping only moves
+timestamps forward, which every runner accepts. A body that is a single JSON object is one
+tick and keeps the message's timestamp. Anything unreadable goes on unchanged, and ParseTicks
+dead-letters it with the reason.
+
+Duplicates are dropped downstream by DedupTrades on (source, trade_id). Pub/Sub's own
+``id_label`` deduplication is only passed on Dataflow: the DirectRunner refuses it.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import time
+from typing import Iterable
+
+import apache_beam as beam
+from apache_beam.io.gcp.pubsub import PubsubMessage, ReadFromPubSub
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import StandardOptions
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Timestamp
+
+from transforms.parse import METRICS_NAMESPACE
+from transforms.validation import TickRejected, parse_timestamp_us
+
+log = logging.getLogger(__name__)
+
+KAFKA_ORIGIN_PREFIX = "kafka:"
+WAKE_TIMEOUT_SECONDS = 10.0
+_BATCH_START = b"["
+
+
+def split_tick_batch(body: bytes) -> list[tuple[bytes, int | None]]:
+    """One message body -> [(payload of one tick, its event time in us or None)].
+
+    A JSON array becomes one payload per item (re-encoded as UTF-8 JSON), with the item's
+    event time when it has a readable one. Any other body (one tick object, or something
+    malformed) is returned whole with no time, so it keeps the message's timestamp.
+    """
+    if not body.lstrip()[:1] == _BATCH_START:
+        return [(body, None)]
+    try:
+        items = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return [(body, None)]  # ParseTicks dead-letters it as bad_json, raw body kept
+    payloads: list[tuple[bytes, int | None]] = []
+    for item in items:
+        ts_us = None
+        if isinstance(item, dict):
+            try:
+                ts_us = parse_timestamp_us(item)
+            except TickRejected:
+                pass  # ParseTicks rejects the tick itself and names the reason
+        payloads.append((json.dumps(item, separators=(",", ":")).encode(), ts_us))
+    return payloads
+
+
+class ExplodeTickBatchesDoFn(beam.DoFn):
+    """(origin, body) -> (origin, one tick's JSON) per tick, stamped with the tick's event time."""
+
+    def __init__(self):
+        self._read = Metrics.counter(METRICS_NAMESPACE, "ticks_read")
+        self._messages = Metrics.counter(METRICS_NAMESPACE, "messages_read")
+
+    def process(self, element: tuple[str, bytes], timestamp=beam.DoFn.TimestampParam) -> Iterable:
+        origin, body = element
+        self._messages.inc()
+        payloads = split_tick_batch(body)
+        self._read.inc(len(payloads))
+        for payload, ts_us in payloads:
+            if ts_us is None or ts_us == timestamp.micros:
+                yield origin, payload
+            else:
+                yield TimestampedValue((origin, payload), Timestamp(micros=ts_us))
+
+
+class ExplodeTickBatches(beam.PTransform):
+    """Timestamped (origin, message body) -> timestamped (origin, tick JSON), one per tick."""
+
+    def expand(self, messages):
+        return messages | "Explode" >> beam.ParDo(ExplodeTickBatchesDoFn()).with_output_types(tuple[str, bytes])
+
+
+def _runner_is_dataflow(options) -> bool:
+    runner = options.view_as(StandardOptions).runner
+    return "dataflow" in str(runner or "").lower()
+
+
+class ReadTicksFromPubSub(beam.PTransform):
+    """Pub/Sub (subscription or topic) -> (origin, tick JSON), stamped with each tick's event time.
+
+    ``timestamp_attribute`` names the message attribute that carries the event time (epoch
+    milliseconds or RFC 3339); ``id_label``, on Dataflow only, names the attribute Pub/Sub
+    deduplicates redeliveries by.
+    """
+
+    def __init__(self, *, subscription: str | None = None, topic: str | None = None,
+                 timestamp_attribute: str | None, id_label: str | None = None):
+        super().__init__()
+        if bool(subscription) == bool(topic):
+            raise ValueError("--source pubsub needs exactly one of --subscription projects/P/subscriptions/S "
+                             f"or --topic projects/P/topics/T (got subscription={subscription!r}, topic={topic!r})")
+        self.subscription, self.topic = subscription, topic
+        self.timestamp_attribute, self.id_label = timestamp_attribute, id_label
+
+    @property
+    def origin(self) -> str:
+        return self.subscription or self.topic
+
+    @classmethod
+    def from_options(cls, opts) -> "ReadTicksFromPubSub":
+        from ingestion import wire  # the publisher's side of the wire format
+
+        id_label = wire.ID_ATTRIBUTE if _runner_is_dataflow(opts) else None
+        return cls(subscription=opts.subscription, topic=opts.topic,
+                   timestamp_attribute=wire.TIMESTAMP_ATTRIBUTE, id_label=id_label)
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "ReadFromPubSub" >> ReadFromPubSub(
+                subscription=self.subscription, topic=self.topic, with_attributes=True,
+                timestamp_attribute=self.timestamp_attribute, id_label=self.id_label)
+            | "WithOrigin" >> beam.Map(lambda message, origin=self.origin: (origin, message.data)).with_input_types(
+                PubsubMessage).with_output_types(tuple[str, bytes])
+            | "ExplodeTickBatches" >> ExplodeTickBatches()
+        )
+
+
+def wake_pubsub_reader(subscription: str | None, topic: str | None) -> bool:
+    """Publish a heartbeat (an empty batch) to the topic being read, so that a pull blocked on
+    an idle subscription returns now. The DirectRunner's pull waits up to 30 s for a message
+    and ``result.cancel()`` waits for it; with this, stopping takes well under a second.
+    Returns False (and the stop just takes longer) if the topic cannot be published to."""
+    from google.api_core import exceptions as gexc
+    from google.cloud import pubsub_v1
+
+    from ingestion.wire import encode_heartbeat
+
+    try:
+        if topic is None:
+            with pubsub_v1.SubscriberClient() as subscriber:
+                topic = subscriber.get_subscription(subscription=subscription).topic
+        publisher = pubsub_v1.PublisherClient()
+        try:
+            body, attributes = encode_heartbeat(time.time_ns() // 1_000)
+            publisher.publish(topic, body, **attributes).result(timeout=WAKE_TIMEOUT_SECONDS)
+        finally:
+            publisher.stop()
+        return True
+    except (gexc.GoogleAPICallError, gexc.RetryError, concurrent.futures.TimeoutError) as err:
+        log.warning("could not wake the Pub/Sub reader (%s); stopping may take up to 30 s", err)
+        return False
+
+
+class KafkaExpansionError(RuntimeError):
+    """ReadFromKafka could not be expanded: no Java expansion service was reachable."""
+
+
+def kafka_expansion_help(expansion_service: str | None, cause: BaseException) -> str:
+    where = (f"the expansion service at --expansion_service {expansion_service} did not answer"
+             if expansion_service else
+             "Beam could not start its default Kafka expansion service (it downloads "
+             "beam-sdks-java-io-expansion-service-<beam version>.jar from Maven Central and runs it with Java)")
+    return (
+        f"--source kafka needs Beam's Java expansion service for ReadFromKafka, and {where}: {cause}\n"
+        "What to do: start one where Java is installed, e.g.\n"
+        "    java -jar beam-sdks-java-io-expansion-service-<beam version>.jar 8097\n"
+        "and pass --expansion_service localhost:8097; or stage that jar in ~/.apache_beam/cache/jars/ "
+        "so Beam can start it without network access."
+    )
+
+
+class ReadTicksFromKafka(beam.PTransform):
+    """Kafka topic -> ("kafka:<topic>", tick JSON), through Beam's cross-language ReadFromKafka.
+
+    Records are timestamped with their Kafka CreateTime (the producer should set it to the tick's
+    event time); a record whose value is a JSON array of ticks is exploded like a Pub/Sub batch.
+    """
+
+    def __init__(self, *, bootstrap_servers: str, topic: str, expansion_service: str | None = None):
+        super().__init__()
+        if not bootstrap_servers or not topic:
+            raise ValueError("--source kafka needs --kafka_bootstrap_servers host:port and --kafka_topic NAME "
+                             f"(got {bootstrap_servers!r}, {topic!r})")
+        self.consumer_config = {"bootstrap.servers": bootstrap_servers}
+        self.topic = topic
+        self.expansion_service = expansion_service
+
+    @classmethod
+    def from_options(cls, opts) -> "ReadTicksFromKafka":
+        return cls(bootstrap_servers=opts.kafka_bootstrap_servers, topic=opts.kafka_topic,
+                   expansion_service=opts.expansion_service)
+
+    def kafka_read(self):
+        """Beam's ReadFromKafka configured for this source (expanded when applied)."""
+        from apache_beam.io.kafka import ReadFromKafka
+
+        return ReadFromKafka(consumer_config=self.consumer_config, topics=[self.topic],
+                             timestamp_policy=ReadFromKafka.create_time_policy,
+                             expansion_service=self.expansion_service)
+
+    def expand(self, pbegin):
+        try:
+            records = pbegin | "ReadFromKafka" >> self.kafka_read()
+        except Exception as err:  # grpc.RpcError, RuntimeError from the jar download, OSError...
+            raise KafkaExpansionError(kafka_expansion_help(self.expansion_service, err)) from err
+        origin = KAFKA_ORIGIN_PREFIX + self.topic
+        return (
+            records
+            | "WithOrigin" >> beam.Map(lambda record, origin=origin: (origin, record[1])).with_output_types(
+                tuple[str, bytes])
+            | "ExplodeTickBatches" >> ExplodeTickBatches()
+        )

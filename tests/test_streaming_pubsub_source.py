@@ -1,0 +1,139 @@
+"""ReadTicksFromPubSub: batched and single-tick bodies split into timestamped ticks, read from
+the real Pub/Sub emulator; configuration from the pipeline flags."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from alphastream.records import Tick
+from ingestion.wire import ID_ATTRIBUTE, TIMESTAMP_ATTRIBUTE, encode_tick, rfc3339_millis
+from pipeline.options import AlphastreamOptions
+from pipeline.streaming_sources import ReadTicksFromPubSub, split_tick_batch, wake_pubsub_reader
+
+SEC = 1_000_000
+READ_TIMEOUT_SECONDS = 30
+
+
+def tick(i: int, ts_us: int) -> Tick:
+    return Tick("AAPL", ts_us, 100.0 + i, 10.0, f"t{i}", "test")
+
+
+def body_of(t: Tick) -> bytes:
+    return encode_tick(t)[0]
+
+
+# --- split_tick_batch -------------------------------------------------------------------
+
+def test_a_single_tick_body_is_passed_on_whole_and_keeps_the_message_time():
+    body = body_of(tick(1, 1_700_000_000_000_123))
+    assert split_tick_batch(body) == [(body, None)]
+
+
+def test_a_batch_is_split_into_ticks_each_with_its_own_event_time():
+    ticks = [tick(1, 1_700_000_000_000_001), tick(2, 1_700_000_000_500_000)]
+    body = json.dumps([t._asdict() for t in ticks]).encode()
+    got = split_tick_batch(body)
+    assert [json.loads(payload) for payload, _ in got] == [t._asdict() for t in ticks]
+    assert [ts for _, ts in got] == [t.ts_us for t in ticks]
+
+
+def test_unreadable_batches_and_items_are_passed_on_for_the_parser_to_dead_letter():
+    assert split_tick_batch(b"[{not json") == [(b"[{not json", None)]
+    got = split_tick_batch(b' [{"symbol": "AAPL", "ts_us": "soon"}, 42, {"ts": "2024-01-02T14:30:00Z"}]')
+    assert [ts for _, ts in got] == [None, None, 1_704_205_800 * SEC]
+    assert [json.loads(payload) for payload, _ in got][:2] == [{"symbol": "AAPL", "ts_us": "soon"}, 42]
+
+
+# --- from_options ----------------------------------------------------------------------------
+
+def options(*flags: str) -> AlphastreamOptions:
+    return PipelineOptions(["--streaming", "--source", "pubsub", *flags]).view_as(AlphastreamOptions)
+
+
+def test_from_options_reads_the_wire_timestamp_and_asks_for_id_dedup_only_on_dataflow():
+    direct = ReadTicksFromPubSub.from_options(options("--subscription", "projects/p/subscriptions/s"))
+    assert (direct.subscription, direct.topic) == ("projects/p/subscriptions/s", None)
+    assert direct.timestamp_attribute == TIMESTAMP_ATTRIBUTE
+    assert direct.id_label is None  # the DirectRunner refuses id_label
+    dataflow = ReadTicksFromPubSub.from_options(options("--topic", "projects/p/topics/t", "--runner", "DataflowRunner"))
+    assert (dataflow.topic, dataflow.id_label) == ("projects/p/topics/t", ID_ATTRIBUTE)
+
+
+@pytest.mark.parametrize("flags", [(), ("--subscription", "projects/p/subscriptions/s", "--topic", "projects/p/topics/t")])
+def test_from_options_needs_exactly_one_of_subscription_and_topic(flags):
+    with pytest.raises(ValueError, match="exactly one of --subscription"):
+        ReadTicksFromPubSub.from_options(options(*flags))
+
+
+# --- the real emulator -------------------------------------------------------------------
+
+_RECEIVED: dict[str, list] = {}
+_RECEIVED_LOCK = threading.Lock()
+
+
+class _Record(beam.DoFn):
+    """Keeps (origin, payload, timestamp) in this process (the DirectRunner runs in it)."""
+
+    def __init__(self, key: str):
+        self._key = key
+
+    def process(self, element, timestamp=beam.DoFn.TimestampParam):
+        with _RECEIVED_LOCK:
+            _RECEIVED.setdefault(self._key, []).append((element[0], element[1], timestamp.micros))
+
+
+def read_until(subscription: str, expected: int) -> list:
+    """Run ReadTicksFromPubSub on the DirectRunner until ``expected`` elements arrived."""
+    key = f"read-{time.monotonic_ns()}"
+    pipeline = beam.Pipeline(options=PipelineOptions(["--streaming"]))
+    _ = (pipeline
+         | ReadTicksFromPubSub(subscription=subscription, timestamp_attribute=TIMESTAMP_ATTRIBUTE)
+         | beam.ParDo(_Record(key)))
+    result = pipeline.run()
+    try:
+        deadline = time.monotonic() + READ_TIMEOUT_SECONDS
+        while len(_RECEIVED.get(key, [])) < expected and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        assert wake_pubsub_reader(subscription, None)  # or cancel() waits out a 30 s pull
+        result.cancel()
+    return _RECEIVED.pop(key, [])
+
+
+def test_reads_single_and_batched_messages_as_timestamped_ticks(pubsub_emulator):
+    from google.cloud import pubsub_v1
+
+    topic, subscription = pubsub_emulator.create_topic_and_subscription("source")
+    now = time.time_ns() // 1000
+    single = tick(0, now)
+    batch = [tick(1, now - 2 * SEC), tick(2, now - SEC), tick(3, now)]
+    publisher = pubsub_v1.PublisherClient()
+    body, attributes = encode_tick(single)
+    publisher.publish(topic, body, **attributes).result()
+    batch_body = json.dumps([t._asdict() for t in batch]).encode()
+    publisher.publish(topic, batch_body, **{TIMESTAMP_ATTRIBUTE: rfc3339_millis(min(t.ts_us for t in batch))}).result()
+    publisher.publish(topic, b"{broken", **{TIMESTAMP_ATTRIBUTE: rfc3339_millis(now)}).result()
+    publisher.stop()
+
+    got = read_until(subscription, expected=5)
+
+    assert {origin for origin, _, _ in got} == {subscription}
+    by_payload = {bytes(payload): ts for _, payload, ts in got}
+    assert len(got) == 5
+    assert by_payload[body] == single.ts_us // 1000 * 1000  # the attribute's millisecond precision
+    for t in batch:  # each tick of the batch carries its own event time, to the microsecond
+        assert by_payload[json.dumps(t._asdict(), separators=(",", ":")).encode()] == t.ts_us
+    assert b"{broken" in by_payload  # passed on, for ParseTicks to dead-letter
+
+
+def test_waking_the_reader_makes_cancel_quick(pubsub_emulator):
+    """An idle subscription: the DirectRunner's pull would block 30 s; a heartbeat ends it."""
+    _, subscription = pubsub_emulator.create_topic_and_subscription("wake")
+    started = time.monotonic()
+    assert read_until(subscription, expected=0) == []
+    assert time.monotonic() - started < 10
