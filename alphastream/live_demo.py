@@ -1,0 +1,223 @@
+"""``python -m alphastream.live_demo``: the live path in one command.
+
+Starts, in order: Google's Pub/Sub emulator on loopback (unless ``--project`` names a real GCP
+project), a topic and a subscription, the streaming pipeline (``python -m pipeline --streaming
+--source pubsub``, bars into the embedded local database or ``--db_url``) and the ingestion
+service (``python -m ingestion``, synthetic market by default). Bars appear in the database
+every interval. Ctrl-C (or ``--max_duration``) stops them in the reverse order: the feed first
+(it flushes), then the pipeline (while its reader still sees heartbeats), then the emulator.
+
+Each part is its own process running its own public CLI, so the demo is exactly what a user
+would run by hand; nothing here is imported by the pipeline.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+log = logging.getLogger("live_demo")
+
+EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
+EMULATOR_PROJECT = "alphastream-demo"  # Beam checks project ids against GCP's pattern
+EMULATOR_START_TIMEOUT_SECONDS = 60.0
+PIPELINE_START_TIMEOUT_SECONDS = 120.0
+STOP_TIMEOUT_SECONDS = 30.0
+PIPELINE_READY_LINE = "streaming; stop with Ctrl-C"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m alphastream.live_demo",
+        description="Live demo: Pub/Sub emulator + ingestion service + streaming pipeline, bars into "
+                    "PostgreSQL every interval. Ctrl-C stops everything cleanly.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--source", default="synthetic",
+                        help="Ingestion source (python -m ingestion --help lists them; keyed feeds read "
+                             "their API key from the environment or .env).")
+    parser.add_argument("--rate", type=float, default=1000.0, help="Synthetic source: ticks per second.")
+    parser.add_argument("--intervals", default="5s,1m", help="Bar intervals for the pipeline.")
+    parser.add_argument("--allowed_lateness", type=int, default=10,
+                        help="Seconds late ticks still update a bar.")
+    parser.add_argument("--early_firing_seconds", type=int, default=0,
+                        help="Seconds between live partial bars (0: bars only when their window closes).")
+    parser.add_argument("--db_url", default=None,
+                        help="PostgreSQL DSN (default: $ALPHASTREAM_DB_URL, else the embedded local database).")
+    parser.add_argument("--project", default=None,
+                        help="A real GCP project to use instead of the emulator (topic and subscription "
+                             "are created there and deleted at the end; needs Application Default Credentials).")
+    parser.add_argument("--max_duration", type=float, default=None,
+                        help="Stop after this many seconds (default: until Ctrl-C).")
+    parser.add_argument("--ingestion_args", default="",
+                        help="Extra flags for python -m ingestion, e.g. \"--symbols BTC-USD --ticks_per_message 50\".")
+    return parser
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _answers_ok(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as response:
+            return response.read().strip() == b"Ok"
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_emulator(work_dir: Path) -> tuple[subprocess.Popen, str]:
+    """The Pub/Sub emulator on a free loopback port; returns (process, host:port)."""
+    if not EMULATOR.exists() or shutil.which("java") is None:
+        raise SystemExit(f"error: the Pub/Sub emulator needs {EMULATOR} and java (Debian: apt-get install "
+                         "google-cloud-cli-pubsub-emulator), or pass --project to use a real project")
+    port = _free_port()
+    log_file = (work_dir / "pubsub-emulator.log").open("wb")
+    process = subprocess.Popen([str(EMULATOR), "--host=127.0.0.1", f"--port={port}"], stdout=log_file,
+                               stderr=subprocess.STDOUT, cwd=work_dir, start_new_session=True)
+    deadline = time.monotonic() + EMULATOR_START_TIMEOUT_SECONDS
+    while not _answers_ok(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_process(process, "pubsub emulator")
+            raise SystemExit(f"error: the Pub/Sub emulator did not start; log: {work_dir / 'pubsub-emulator.log'}")
+        time.sleep(0.1)
+    return process, f"127.0.0.1:{port}"
+
+
+def create_topic_and_subscription(project: str) -> tuple[str, str]:
+    from google.cloud import pubsub_v1
+
+    name = f"alphastream-live-{uuid.uuid4().hex[:8]}"
+    publisher = pubsub_v1.PublisherClient()
+    try:
+        topic = publisher.create_topic(name=f"projects/{project}/topics/{name}").name
+    finally:
+        publisher.stop()
+    with pubsub_v1.SubscriberClient() as subscriber:
+        subscription = subscriber.create_subscription(
+            name=f"projects/{project}/subscriptions/{name}", topic=topic).name
+    return topic, subscription
+
+
+def delete_topic_and_subscription(topic: str, subscription: str) -> None:
+    from google.cloud import pubsub_v1
+
+    with pubsub_v1.SubscriberClient() as subscriber:
+        subscriber.delete_subscription(subscription=subscription)
+    publisher = pubsub_v1.PublisherClient()
+    try:
+        publisher.delete_topic(topic=topic)
+    finally:
+        publisher.stop()
+
+
+def stop_process(process: subprocess.Popen, name: str, sig: int = signal.SIGINT) -> int:
+    """Signal one child we started and wait for it (kill it if it ignores the signal)."""
+    if process.poll() is None:
+        log.info("stopping %s (pid %d)...", name, process.pid)
+        process.send_signal(sig)
+        try:
+            process.wait(STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.0f s: killing it", name, STOP_TIMEOUT_SECONDS)
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def _relay(process: subprocess.Popen, name: str, ready: threading.Event | None) -> None:
+    """Copy a child's log lines to ours, prefixed with its name; set ``ready`` on the ready line."""
+    for line in process.stderr:
+        sys.stderr.write(f"[{name}] {line}")
+        if ready is not None and PIPELINE_READY_LINE in line:
+            ready.set()
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    work_dir = Path(tempfile.mkdtemp(prefix="alphastream-live-"))
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    emulator = None
+    children: list[tuple[subprocess.Popen, str]] = []
+    try:
+        if args.project:
+            project = args.project
+        else:
+            emulator, host = start_emulator(work_dir)
+            project = EMULATOR_PROJECT
+            os.environ["PUBSUB_EMULATOR_HOST"] = host  # for our own client calls below
+            env["PUBSUB_EMULATOR_HOST"] = host
+            log.info("Pub/Sub emulator on %s", host)
+        topic, subscription = create_topic_and_subscription(project)
+        log.info("topic %s, subscription %s", topic, subscription)
+
+        pipeline_cmd = [sys.executable, "-m", "pipeline", "--streaming", "--source", "pubsub",
+                        "--subscription", subscription, "--intervals", args.intervals,
+                        "--allowed_lateness", str(args.allowed_lateness),
+                        "--early_firing_seconds", str(args.early_firing_seconds)]
+        if args.db_url:
+            pipeline_cmd += ["--db_url", args.db_url]
+        pipeline = subprocess.Popen(pipeline_cmd, env=env, stderr=subprocess.PIPE, text=True,
+                                    start_new_session=True)  # our Ctrl-C must not reach it unordered
+        children.append((pipeline, "pipeline"))
+        ready = threading.Event()
+        threading.Thread(target=_relay, args=(pipeline, "pipeline", ready), daemon=True).start()
+        deadline = time.monotonic() + PIPELINE_START_TIMEOUT_SECONDS
+        while not ready.wait(0.2):
+            if pipeline.poll() is not None or stop.is_set() or time.monotonic() > deadline:
+                raise SystemExit("error: the streaming pipeline did not start (see its log above)")
+
+        ingestion_cmd = [sys.executable, "-m", "ingestion", "--source", args.source, "--topic", topic,
+                         *args.ingestion_args.split()]
+        if args.source == "synthetic":
+            ingestion_cmd += ["--rate", str(args.rate)]
+        ingestion = subprocess.Popen(ingestion_cmd, env=env, stderr=subprocess.PIPE, text=True,
+                                     start_new_session=True)
+        children.append((ingestion, "ingestion"))
+        threading.Thread(target=_relay, args=(ingestion, "ingestion", None), daemon=True).start()
+        log.info("live: %s -> %s -> pipeline -> database; Ctrl-C to stop", args.source, topic)
+
+        deadline = time.monotonic() + args.max_duration if args.max_duration else None
+        while not stop.wait(0.5):
+            if any(child.poll() is not None for child, _ in children):
+                log.error("a component exited early; stopping the others")
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                break
+        codes = {name: stop_process(child, name) for child, name in reversed(children)}
+        children.clear()
+        if args.project:
+            delete_topic_and_subscription(topic, subscription)
+        log.info("stopped: %s", ", ".join(f"{name} exit {code}" for name, code in codes.items()))
+        return 0 if all(code == 0 for code in codes.values()) else 1
+    finally:
+        for child, name in reversed(children):
+            stop_process(child, name)
+        if emulator is not None:
+            stop_process(emulator, "pubsub emulator", signal.SIGTERM)
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run_demo(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
