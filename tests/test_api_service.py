@@ -3,7 +3,6 @@ over a real uvicorn on loopback and a real PostgreSQL filled by the real pipelin
 from __future__ import annotations
 
 import json
-import threading
 import time
 from typing import Iterator
 
@@ -115,14 +114,16 @@ def _write_bars(db_url: str, bars: list[Bar]) -> None:
         _ = p | beam.Create(bars) | WriteBarsToPostgres(db_url)
 
 
-def _events(lines: Iterator[str]) -> list[dict]:
-    """The `data` of each SSE `bar` event of a finished stream."""
+def _events(lines: Iterator[str], count: int | None = None) -> list[dict]:
+    """The `data` of the next ``count`` SSE `bar` events (default: all, until the stream ends)."""
     events, kind = [], None
     for line in lines:
         if line.startswith("event: "):
             kind = line[len("event: "):]
         elif line.startswith("data: ") and kind == "bar":
             events.append(json.loads(line[len("data: "):]))
+            if len(events) == count:
+                break
     return events
 
 
@@ -140,14 +141,14 @@ def test_stream_pushes_a_bar_written_after_it_opened(market_db):
             # One line iterator throughout: dropping a requests line iterator closes the stream.
             lines = response.iter_lines(decode_unicode=True)
             assert next(lines).startswith("retry:")
-            writer = threading.Thread(target=_write_bars, args=(market_db, [new_bar]))
-            writer.start()
-            writer.join()
-            time.sleep(0.5)  # let the stream see the first version before the update
+            _write_bars(market_db, [new_bar])
+            events = _events(lines, 1)
+            # A later pane of the same bar is an update: pushed again.
             _write_bars(market_db, [new_bar._replace(close=1.7, high=2.5, pane_index=1)])
-            opened = time.monotonic()
-            events = _events(lines)
-    assert time.monotonic() - opened < STREAM_TIMEOUT_SECONDS  # closed by max_events, not the timeout
+            events += _events(lines, 1)
+            closing = time.monotonic()
+            events += _events(lines)  # max_events reached: the server ends the stream
+    assert time.monotonic() - closing < STREAM_TIMEOUT_SECONDS / 2  # closed by max_events, not the timeout
     assert [(e["symbol"], e["close"], e["pane_index"]) for e in events] == [(SYMBOL, 1.5, 0), (SYMBOL, 1.7, 1)]
     assert pd.Timestamp(events[0]["bucket_start"]) == start and events[0]["timing"] == "EARLY"
 
