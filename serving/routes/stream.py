@@ -83,24 +83,36 @@ async def stream_bars(
     horizon = dt.timedelta(seconds=settings.api_stream_late_horizon_seconds)
     params = {"symbols": [info.symbol for info in infos], "intervals": intervals,
               "lo": min(info.finest.last_bar for info in infos) - horizon}
+    already_sent: dict[tuple, dt.datetime] = {}
     if last_event_id is not None:
         if not last_event_id.isdigit():
             raise invalid("Last-Event-ID must be an event id this stream sent (digits)")
+        # Resuming may repeat bars written in the COMMIT_SLACK before that id: repeating an
+        # upsert is harmless, losing a bar is not.
         since = from_us(int(last_event_id))
     else:
         async with pool.connection() as conn:
             since = (await (await conn.execute(queries.DATABASE_NOW)).fetchone())[0]
-    return StreamingResponse(bar_events(request, pool, settings, params, since, events, seconds),
+            # Bars written just before opening are not news: remember them as sent, so only
+            # bars written (or committed) after this point are pushed.
+            poll = {**params, "since": since - COMMIT_SLACK, "rows": settings.api_stream_max_events}
+            for updated_at, symbol, interval_name, start_us, *_ in await (
+                    await conn.execute(queries.STREAM_STORED, poll)).fetchall():
+                already_sent[(symbol, interval_name, start_us)] = updated_at
+    return StreamingResponse(bar_events(request, pool, settings, params, since, already_sent, events, seconds),
                              media_type=EVENT_STREAM, headers={"Cache-Control": "no-cache"})
 
 
 async def bar_events(request: Request, pool: AsyncConnectionPool, settings: ApiSettings, params: dict,
-                     since: dt.datetime, max_events: int, seconds: float) -> AsyncIterator[str]:
-    """Poll and yield SSE messages until the bounds are reached or the client leaves."""
+                     since: dt.datetime, sent: dict[tuple, dt.datetime], max_events: int, seconds: float
+                     ) -> AsyncIterator[str]:
+    """Poll and yield SSE messages until the bounds are reached or the client leaves.
+
+    ``sent`` maps (symbol, interval, start us) to the updated_at already pushed (or not news).
+    """
     deadline = time.monotonic() + seconds
     heartbeat_at = time.monotonic() + HEARTBEAT_SECONDS
     sent_count = 0
-    sent: dict[tuple, dt.datetime] = {}  # (symbol, interval, start us) -> updated_at already pushed
     yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
     while sent_count < max_events and time.monotonic() < deadline:
         if await request.is_disconnected():
