@@ -251,3 +251,32 @@ def test_dead_letters_sink_writes_records_once(db_url):
         stored = conn.execute(f"SELECT {', '.join(storage_columns(DeadLetter._fields))} FROM dead_letters "
                               "ORDER BY seen_at").fetchall()
     assert [r[:4] for r in stored] == [tuple(d)[:4] for d in letters]
+
+
+def test_streaming_windowed_bars_are_written_and_failures_flow_on(db_url):
+    """In streaming the bars arrive windowed; the sink's dead letters come out in the global window."""
+    from apache_beam.testing.test_stream import TestStream
+    from apache_beam.transforms.window import FixedWindows, TimestampedValue
+
+    bars = [make_bar("AAPL", m, pane=0) for m in range(3)]
+    stream = TestStream().add_elements([TimestampedValue(b, b.bucket_start_us / 1e6) for b in bars])
+    stream = stream.advance_watermark_to_infinity()
+    p = beam.Pipeline(options=PipelineOptions([], streaming=True))
+    windowed = p | stream | beam.WindowInto(FixedWindows(60))
+    good = Collected(windowed | "Good" >> WriteBarsToPostgres(db_url), label="CollectGood")
+    bad = Collected(windowed | "Bad" >> WriteBarsToPostgres(_closed_port_dsn(db_url), FAST_RETRY), label="CollectBad")
+    p.run().wait_until_finish()
+    assert good.items == []
+    assert sorted(Bar(**json.loads(d.raw)) for d in bad.items) == sorted(bars)
+    assert final_bars(db_url) == sorted(as_stored(b) for b in bars)
+
+
+def test_a_stray_timestamp_does_not_create_years_of_partitions(db_url):
+    stray = [make_bar("IBM", 0, start_us=631_152_000_000_000), make_bar("IBM", 1)]  # 1990-01-01 and now
+    failed, _ = run(stray, WriteBarsToPostgres(db_url))
+    assert failed == []
+    with psycopg.connect(db_url) as conn:
+        homes = dict(conn.execute("SELECT extract(year FROM bucket_start)::int, tableoid::regclass::text "
+                                  "FROM bars").fetchall())
+        assert homes[1990] == "bars_default" and homes[dt.datetime.now(dt.timezone.utc).year] != "bars_default"
+        assert conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'bars_199%'").fetchone()[0] == 0

@@ -19,12 +19,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import struct
 import time
 import typing
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import NamedTuple, Sequence
 
 import psycopg
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 from alphastream.records import MICROS_PER_SECOND, TIME_SUFFIX, Bar, DeadLetter, Tick, storage_name
 from alphastream.settings import mask_dsn
@@ -38,10 +42,31 @@ TEMP_BUFFERS = "128MB"
 # The merge sorts the staged batch by key; the default 4MB work_mem sorts a 100k-bar batch on
 # disk (measured 2x slower than in memory).
 WORK_MEM = "128MB"
+# A batch spanning more months than this (a backfill, or a stray timestamp) goes to the
+# partitions that exist plus the DEFAULT one instead of creating every month in between.
+MAX_PARTITION_MONTHS_PER_BATCH = 24
 ANALYZE_MIN_ROWS = 5_000  # below this the default estimate is close enough and ANALYZE costs more
 _PG_TYPES = {str: "text", int: "bigint", float: "double precision"}
 _COPY_TYPES = {str: "text", int: "int8", float: "float8"}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+# PostgreSQL's binary timestamptz counts microseconds from 2000-01-01 UTC.
+_PG_EPOCH_OFFSET_US = int((dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc) - _EPOCH).total_seconds()) * MICROS_PER_SECOND
+_INT8 = struct.Struct(">q")
+TIMESTAMPTZ_OID = 1184
+
+
+class EpochMicrosTimestamptzDumper(Dumper):
+    """Binary timestamptz straight from epoch microseconds (an int): no datetime per row.
+
+    Registered by oid only (``register_dumper(None, ...)``) on the cursor that COPYs, so it is
+    used for the timestamptz columns named in ``Copy.set_types`` and nowhere else.
+    """
+
+    format = Format.BINARY
+    oid = TIMESTAMPTZ_OID
+
+    def dump(self, obj: int) -> bytes:
+        return _INT8.pack(obj - _PG_EPOCH_OFFSET_US)
 
 Row = Sequence  # a record (NamedTuple) or a plain tuple in the record's field order
 
@@ -93,6 +118,10 @@ class TableSpec:
 
     def copy_sql(self) -> str:
         return f"COPY {self.stage} ({', '.join(self.fields)}) FROM STDIN (FORMAT BINARY)"
+
+    def direct_copy_sql(self) -> str:
+        """COPY straight into the table (the fast path for batches of new keys)."""
+        return f"COPY {self.table} ({', '.join(storage_name(f) for f in self.fields)}) FROM STDIN (FORMAT BINARY)"
 
     def copy_types(self) -> list[str]:
         return [_COPY_TYPES[self._hint(f)] for f in self.fields]
@@ -198,8 +227,13 @@ class CopyMergeWriter:
         self._retry = retry
         self._conn: psycopg.Connection | None = None
         self._time_index = spec.fields.index(spec.time_field)
+        self._version_index = spec.fields.index(spec.version) if spec.version else None
         self._months_ready: set[tuple[int, int]] = set()
         self._copy_sql, self._copy_types, self._merge_sql = spec.copy_sql(), spec.copy_types(), spec.merge_sql()
+        self._direct_types: list[int] = []  # the table's column type oids, read on connect
+        # Try the direct COPY while batches are all new keys (batch runs, new windows); after a
+        # batch that updated or repeated keys (streaming panes, replays), merge until one is new.
+        self._try_direct = spec.key is not None
 
     def connect(self) -> None:
         if self._conn is not None and not self._conn.closed:
@@ -209,6 +243,10 @@ class CopyMergeWriter:
         conn.execute(f"SET temp_buffers = '{TEMP_BUFFERS}'")
         conn.execute(f"SET work_mem = '{WORK_MEM}'")
         conn.execute(self._spec.create_stage_sql())
+        if self._spec.key is not None:
+            self._direct_types = [conn.execute(
+                "SELECT atttypid::int FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s",
+                (self._spec.table, storage_name(f))).fetchone()[0] for f in self._spec.fields]
         self._conn = conn
 
     def close(self) -> None:
@@ -227,7 +265,7 @@ class CopyMergeWriter:
             try:
                 self.connect()
                 self._ensure_partitions(rows)
-                self._copy_and_merge(rows)
+                self._write_once(rows)
                 return []
             except _TRANSIENT as err:
                 last_error = err
@@ -253,17 +291,53 @@ class CopyMergeWriter:
         """Create the monthly partitions this batch needs (once per month per writer)."""
         if not self._spec.partitioned:
             return
-        times = [row[self._time_index] for row in rows]
+        times = list(map(itemgetter(self._time_index), rows))
         first_us, last_us = min(times), max(times)
-        if set(_month_starts(first_us, last_us)) <= self._months_ready:
+        months = _month_starts(first_us, last_us)
+        if set(months) <= self._months_ready:
+            return
+        if len(months) > MAX_PARTITION_MONTHS_PER_BATCH:
+            # One stray timestamp must not create years of empty partitions: the DEFAULT
+            # partition takes these rows, and `migrate` keeps the months around now ready.
+            log.warning("%s: batch spans %d months (%s .. %s); not creating partitions for it",
+                        self._spec.table, len(months), months[0], months[-1])
             return
         self._conn.execute(
             "SELECT alphastream_ensure_partitions(%s::regclass, timestamptz 'epoch' + %s * interval '1 microsecond', "
             "timestamptz 'epoch' + %s * interval '1 microsecond')",
             (self._spec.table, first_us, last_us + 1))
-        self._months_ready.update(_month_starts(first_us, last_us))
+        self._months_ready.update(months)
 
-    def _copy_and_merge(self, rows: Sequence[Row]) -> None:
+    def _write_once(self, rows: Sequence[Row]) -> None:
+        if self._try_direct and not self._has_later_panes(rows):
+            try:
+                self._copy_direct(rows)
+                return
+            except psycopg.errors.UniqueViolation:
+                # Some keys are stored already (an update, a replay) or repeat in the batch
+                # (several panes of a bar): the direct COPY rolled back; merge instead.
+                self._try_direct = False
+        inserted = self._copy_and_merge(rows)
+        self._try_direct = self._spec.key is not None and inserted == len(rows)
+
+    def _has_later_panes(self, rows: Sequence[Row]) -> bool:
+        """A row past the first pane updates a stored bar: the direct COPY would fail."""
+        if self._version_index is None:
+            return False
+        return any(map(itemgetter(self._version_index), rows))  # map + itemgetter: no Python frame per row
+
+    def _copy_direct(self, rows: Sequence[Row]) -> None:
+        """Binary COPY straight into the table: right when every key is new, and as fast as
+        writing can be. Any stored or repeated key makes it fail whole (unique violation)."""
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            cur.adapters.register_dumper(None, EpochMicrosTimestamptzDumper)
+            with cur.copy(self._spec.direct_copy_sql()) as copy:
+                copy.set_types(self._direct_types)
+                for row in rows:
+                    copy.write_row(row)
+
+    def _copy_and_merge(self, rows: Sequence[Row]) -> int:
+        """COPY into the staging table, then merge; returns the number of rows inserted."""
         with self._conn.transaction():
             with self._conn.cursor() as cur:
                 with cur.copy(self._copy_sql) as copy:
@@ -276,3 +350,4 @@ class CopyMergeWriter:
                     # at 200k rows, measured).
                     cur.execute(f"ANALYZE {self._spec.stage}")
                 cur.execute(self._merge_sql)
+                return cur.rowcount
