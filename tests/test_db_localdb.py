@@ -53,8 +53,9 @@ def test_start_reuse_stop_and_restart_keeps_data(postgres_home):
         assert conn.execute("SELECT x FROM kept").fetchall() == [(7,)]
 
 
-def test_wrong_password_is_refused(postgres_home):
-    dsn = LocalDatabase(postgres_home, durable=False).ensure_running()
+def test_wrong_password_is_refused(pg_cluster):
+    dsn = pg_cluster.admin_url
+    psycopg.connect(dsn, connect_timeout=2).close()
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(dsn, password="wrong", connect_timeout=2)
 
