@@ -14,16 +14,20 @@ import datetime as dt
 import logging
 import typing
 import uuid
-from typing import Iterable, NamedTuple, Sequence
+from collections import defaultdict
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import BoundedWindow
+from apache_beam.utils.windowed_value import WindowedValue
 
 from alphastream.records import TIME_SUFFIX, Bar, DeadLetter, storage_name
 from transforms.parse import METRICS_NAMESPACE
+from transforms.tick_tables import ArrowTableCoder  # noqa: F401  (registers the pa.Table coder)
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +78,42 @@ def write_parquet_replacing(path: str, table: pa.Table) -> None:
     FileSystems.rename([temp_path], [path])
 
 
+class _PackByPartitionDoFn(beam.DoFn):
+    """Records -> (partition, Arrow table of the bundle's records in it), per window.
+
+    Packing before the shuffle, as a combiner would, means the shuffle moves one table per
+    partition and bundle instead of one encoded record per bar (measured: ~20k Bars cost
+    ~0.5 s CPU in record encoding and decoding alone on the DirectRunner).
+    """
+
+    def __init__(self, record_type: type[NamedTuple], partition_of: Callable[[NamedTuple], str]):
+        self._record_type = record_type
+        self._partition_of = partition_of
+
+    def start_bundle(self):
+        self._pending: dict[tuple[BoundedWindow, str], list[NamedTuple]] = defaultdict(list)
+
+    def process(self, record: NamedTuple, window=beam.DoFn.WindowParam) -> None:
+        self._pending[(window, self._partition_of(record))].append(record)
+
+    def finish_bundle(self) -> Iterable[WindowedValue]:
+        for (window, partition), records in self._pending.items():
+            yield WindowedValue((partition, records_to_table(records, self._record_type)),
+                                window.max_timestamp(), [window])
+        self._pending.clear()
+
+
 class _WritePartitionDoFn(beam.DoFn):
     def __init__(self, root: str, record_type: type[NamedTuple], file_name: str, sort_by: tuple[str, ...]):
         self._root = root.rstrip("/")
         self._record_type = record_type
         self._file_name = file_name
-        self._sort_by = sort_by
+        self._sort_keys = [(storage_name(name), "ascending") for name in sort_by]
         self._rows = Metrics.counter(METRICS_NAMESPACE, f"lake_{record_type.__name__.lower()}_rows")
 
-    def process(self, element: tuple[str, Iterable]) -> Iterable[str]:
-        partition, records = element
-        rows = sorted(records, key=lambda r: tuple(getattr(r, f) for f in self._sort_by))
-        table = records_to_table(rows, self._record_type)
+    def process(self, element: tuple[str, Iterable[pa.Table]]) -> Iterable[str]:
+        partition, tables = element
+        table = pa.concat_tables(tables).sort_by(self._sort_keys)
         path = FileSystems.join(self._root, partition, self._file_name)
         write_parquet_replacing(path, table)
         self._rows.inc(table.num_rows)
@@ -96,16 +124,13 @@ class _WritePartitionDoFn(beam.DoFn):
 class _WriteToLake(beam.PTransform):
     def __init__(self, root: str, record_type, partition_of, file_name: str, sort_by: tuple[str, ...]):
         super().__init__()
-        self._partition_of = partition_of
-        self._record_type = record_type
+        self._pack = _PackByPartitionDoFn(record_type, partition_of)
         self._write = _WritePartitionDoFn(root, record_type, file_name, sort_by)
 
     def expand(self, records):
         return (
             records
-            # Typed, so the shuffle encodes records with their schema coder instead of pickle.
-            | "KeyByPartition" >> beam.Map(lambda r, part=self._partition_of: (part(r), r)).with_output_types(
-                tuple[str, self._record_type])
+            | "PackByPartition" >> beam.ParDo(self._pack).with_output_types(tuple[str, pa.Table])
             | "GroupByPartition" >> beam.GroupByKey()
             | "WritePartition" >> beam.ParDo(self._write)
         )
