@@ -1,95 +1,32 @@
-"""Streaming sources: Pub/Sub and Kafka -> ``(origin, JSON text of one tick)``, event-timestamped.
+"""Streaming sources: Pub/Sub and Kafka -> ``(origin, message body)``, event-timestamped.
 
 Thin adapters over Beam's IOs; ``pipeline.graph.read_stream`` picks one from the flags with
-``from_options``. Both yield what ParseTicks expects, one tick per element, and count each
-tick as ``ticks_read`` so the run summary can prove every record was accounted for.
+``from_options``. Both yield ``(origin, message body)``, one element per message.
 
 Batched bodies. The DirectRunner pulls only 10 Pub/Sub messages per read (a few hundred
-messages a second), so the publisher may put many ticks in one message: the body is then a
-JSON array of tick objects and the event-time attribute holds the batch's *earliest* tick
-time. ``ExplodeTickBatches`` splits such a body into one element per tick, each stamped with
-its own event time. Because the attribute is the earliest time, re-stamping only moves
-timestamps forward, which every runner accepts. A body that is a single JSON object is one
-tick and keeps the message's timestamp. Anything unreadable goes on unchanged, and ParseTicks
-dead-letters it with the reason.
+messages a second), so the publisher puts many ticks in one message: the body is then a JSON
+array of tick objects and the event-time attribute holds the batch's *earliest* tick time
+(``ingestion.wire``). The sources pass each message on whole, timestamped by that attribute;
+``transforms.tick_batches.ParseTickBatches`` splits it, keeping the ticks of a message together
+through dedup and pre-aggregation, which is what lets the DirectRunner keep up.
 
-Duplicates are dropped downstream by DedupTrades on (source, trade_id). Pub/Sub's own
+Duplicates are dropped downstream, per tick, by (source, trade_id). Pub/Sub's own
 ``id_label`` deduplication is only passed on Dataflow: the DirectRunner refuses it.
 """
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import logging
 import time
-from typing import Iterable
 
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage, ReadFromPubSub
-from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import StandardOptions
-from apache_beam.transforms.window import TimestampedValue
-from apache_beam.utils.timestamp import Timestamp
-
-from transforms.parse import METRICS_NAMESPACE
-from transforms.validation import TickRejected, parse_timestamp_us
 
 log = logging.getLogger(__name__)
 
 KAFKA_ORIGIN_PREFIX = "kafka:"
 WAKE_TIMEOUT_SECONDS = 10.0
-_BATCH_START = b"["
-
-
-def split_tick_batch(body: bytes) -> list[tuple[bytes, int | None]]:
-    """One message body -> [(payload of one tick, its event time in us or None)].
-
-    A JSON array becomes one payload per item (re-encoded as UTF-8 JSON), with the item's
-    event time when it has a readable one. Any other body (one tick object, or something
-    malformed) is returned whole with no time, so it keeps the message's timestamp.
-    """
-    if not body.lstrip()[:1] == _BATCH_START:
-        return [(body, None)]
-    try:
-        items = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return [(body, None)]  # ParseTicks dead-letters it as bad_json, raw body kept
-    payloads: list[tuple[bytes, int | None]] = []
-    for item in items:
-        ts_us = None
-        if isinstance(item, dict):
-            try:
-                ts_us = parse_timestamp_us(item)
-            except TickRejected:
-                pass  # ParseTicks rejects the tick itself and names the reason
-        payloads.append((json.dumps(item, separators=(",", ":")).encode(), ts_us))
-    return payloads
-
-
-class ExplodeTickBatchesDoFn(beam.DoFn):
-    """(origin, body) -> (origin, one tick's JSON) per tick, stamped with the tick's event time."""
-
-    def __init__(self):
-        self._read = Metrics.counter(METRICS_NAMESPACE, "ticks_read")
-        self._messages = Metrics.counter(METRICS_NAMESPACE, "messages_read")
-
-    def process(self, element: tuple[str, bytes], timestamp=beam.DoFn.TimestampParam) -> Iterable:
-        origin, body = element
-        self._messages.inc()
-        payloads = split_tick_batch(body)
-        self._read.inc(len(payloads))
-        for payload, ts_us in payloads:
-            if ts_us is None or ts_us == timestamp.micros:
-                yield origin, payload
-            else:
-                yield TimestampedValue((origin, payload), Timestamp(micros=ts_us))
-
-
-class ExplodeTickBatches(beam.PTransform):
-    """Timestamped (origin, message body) -> timestamped (origin, tick JSON), one per tick."""
-
-    def expand(self, messages):
-        return messages | "Explode" >> beam.ParDo(ExplodeTickBatchesDoFn()).with_output_types(tuple[str, bytes])
 
 
 def _runner_is_dataflow(options) -> bool:
@@ -98,7 +35,8 @@ def _runner_is_dataflow(options) -> bool:
 
 
 class ReadTicksFromPubSub(beam.PTransform):
-    """Pub/Sub (subscription or topic) -> (origin, tick JSON), stamped with each tick's event time.
+    """Pub/Sub (subscription or topic) -> (origin, message body), stamped with the message's
+    event-time attribute (the earliest tick of a batch).
 
     ``timestamp_attribute`` names the message attribute that carries the event time (epoch
     milliseconds or RFC 3339); ``id_label``, on Dataflow only, names the attribute Pub/Sub
@@ -134,7 +72,6 @@ class ReadTicksFromPubSub(beam.PTransform):
                 timestamp_attribute=self.timestamp_attribute, id_label=self.id_label)
             | "WithOrigin" >> beam.Map(lambda message, origin=self.origin: (origin, message.data)).with_input_types(
                 PubsubMessage).with_output_types(tuple[str, bytes])
-            | "ExplodeTickBatches" >> ExplodeTickBatches()
         )
 
 
@@ -183,10 +120,10 @@ def kafka_expansion_help(expansion_service: str | None, cause: BaseException) ->
 
 
 class ReadTicksFromKafka(beam.PTransform):
-    """Kafka topic -> ("kafka:<topic>", tick JSON), through Beam's cross-language ReadFromKafka.
+    """Kafka topic -> ("kafka:<topic>", record value), through Beam's cross-language ReadFromKafka.
 
-    Records are timestamped with their Kafka CreateTime (the producer should set it to the tick's
-    event time); a record whose value is a JSON array of ticks is exploded like a Pub/Sub batch.
+    Records are timestamped with their Kafka CreateTime (the producer should set it to the
+    earliest tick's event time); a value may be one tick or a JSON array of ticks, as on Pub/Sub.
     """
 
     def __init__(self, *, bootstrap_servers: str, topic: str, expansion_service: str | None = None):
@@ -217,9 +154,5 @@ class ReadTicksFromKafka(beam.PTransform):
         except Exception as err:  # grpc.RpcError, RuntimeError from the jar download, OSError...
             raise KafkaExpansionError(kafka_expansion_help(self.expansion_service, err)) from err
         origin = KAFKA_ORIGIN_PREFIX + self.topic
-        return (
-            records
-            | "WithOrigin" >> beam.Map(lambda record, origin=origin: (origin, record[1])).with_output_types(
-                tuple[str, bytes])
-            | "ExplodeTickBatches" >> ExplodeTickBatches()
-        )
+        return records | "WithOrigin" >> beam.Map(lambda record, origin=origin: (origin, record[1])).with_output_types(
+            tuple[str, bytes])

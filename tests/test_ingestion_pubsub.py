@@ -85,12 +85,12 @@ def test_pipeline_parser_accepts_every_published_body(pubsub_emulator):
     result = asyncio.run(run_ingestion(SyntheticMarket(rate=10_000, seed=1), PubSubSink(topic),
                                        max_ticks=300, handle_signals=False))
     assert result.published == 300
-    from pipeline.streaming_sources import split_tick_batch
+    from transforms.tick_batches import decode_tick_batch
 
     messages = _tick_messages(pubsub_emulator.pull(subscription, expected=300, weight=ticks_in))
     now_us = int(time.time() * 1e6)
-    parsed = [tick_from_json(payload, now_us=now_us, default_source="pubsub")
-              for m in messages for payload, _ in split_tick_batch(m.data)]
+    parsed = [tick_from_json(raw, now_us=now_us, default_source="pubsub")
+              for m in messages for _, raw in decode_tick_batch(m.data)]
     assert len(parsed) == 300
     assert parsed == [t for m in messages for t in decode_ticks(m.data)]
 

@@ -76,9 +76,9 @@ def test_a_batch_is_a_json_array_stamped_with_its_earliest_tick():
 
 def test_a_heartbeat_is_an_empty_batch_that_the_pipeline_splits_into_nothing():
     from ingestion.wire import decode_ticks, encode_heartbeat
-    from pipeline.streaming_sources import split_tick_batch
+    from transforms.tick_batches import decode_tick_batch
 
     body, attributes = encode_heartbeat(TICK.ts_us)
     assert body == b"[]" and decode_ticks(body) == []
     assert attributes[TIMESTAMP_ATTRIBUTE] == rfc3339_millis(TICK.ts_us)
-    assert split_tick_batch(body) == []
+    assert decode_tick_batch(body) == []

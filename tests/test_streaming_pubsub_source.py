@@ -1,5 +1,5 @@
-"""ReadTicksFromPubSub: batched and single-tick bodies split into timestamped ticks, read from
-the real Pub/Sub emulator; configuration from the pipeline flags."""
+"""ReadTicksFromPubSub on the real Pub/Sub emulator: each message arrives whole, stamped with its
+event-time attribute; how bodies split into ticks; configuration from the pipeline flags."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from alphastream.records import Tick
 from ingestion.wire import ID_ATTRIBUTE, TIMESTAMP_ATTRIBUTE, encode_tick, rfc3339_millis
 from pipeline.options import AlphastreamOptions
-from pipeline.streaming_sources import ReadTicksFromPubSub, split_tick_batch, wake_pubsub_reader
+from pipeline.streaming_sources import ReadTicksFromPubSub, wake_pubsub_reader
+from transforms.tick_batches import UNREADABLE, decode_tick_batch
 
 SEC = 1_000_000
 READ_TIMEOUT_SECONDS = 30
@@ -27,26 +28,25 @@ def body_of(t: Tick) -> bytes:
     return encode_tick(t)[0]
 
 
-# --- split_tick_batch -------------------------------------------------------------------
+# --- decode_tick_batch ------------------------------------------------------------------
 
-def test_a_single_tick_body_is_passed_on_whole_and_keeps_the_message_time():
-    body = body_of(tick(1, 1_700_000_000_000_123))
-    assert split_tick_batch(body) == [(body, None)]
+def test_a_single_tick_body_is_one_item_with_the_body_as_raw():
+    t = tick(1, 1_700_000_000_000_123)
+    assert decode_tick_batch(body_of(t)) == [(t._asdict(), body_of(t))]
 
 
-def test_a_batch_is_split_into_ticks_each_with_its_own_event_time():
+def test_a_batch_is_one_item_per_tick_each_with_its_own_raw_json():
     ticks = [tick(1, 1_700_000_000_000_001), tick(2, 1_700_000_000_500_000)]
-    body = json.dumps([t._asdict() for t in ticks]).encode()
-    got = split_tick_batch(body)
-    assert [json.loads(payload) for payload, _ in got] == [t._asdict() for t in ticks]
-    assert [ts for _, ts in got] == [t.ts_us for t in ticks]
+    got = decode_tick_batch(json.dumps([t._asdict() for t in ticks]).encode())
+    assert [item for item, _ in got] == [t._asdict() for t in ticks]
+    assert [json.loads(raw) for _, raw in got] == [t._asdict() for t in ticks]
+    assert decode_tick_batch(b"[]") == []  # a heartbeat
 
 
-def test_unreadable_batches_and_items_are_passed_on_for_the_parser_to_dead_letter():
-    assert split_tick_batch(b"[{not json") == [(b"[{not json", None)]
-    got = split_tick_batch(b' [{"symbol": "AAPL", "ts_us": "soon"}, 42, {"ts": "2024-01-02T14:30:00Z"}]')
-    assert [ts for _, ts in got] == [None, None, 1_704_205_800 * SEC]
-    assert [json.loads(payload) for payload, _ in got][:2] == [{"symbol": "AAPL", "ts_us": "soon"}, 42]
+def test_unreadable_bodies_and_odd_items_are_passed_on_for_the_parser_to_dead_letter():
+    assert decode_tick_batch(b"[{not json") == [(UNREADABLE, b"[{not json")]
+    got = decode_tick_batch(b' [{"symbol": "AAPL", "ts_us": "soon"}, 42]')
+    assert got == [({"symbol": "AAPL", "ts_us": "soon"}, b'{"symbol":"AAPL","ts_us":"soon"}'), (42, b"42")]
 
 
 # --- from_options ----------------------------------------------------------------------------
@@ -120,15 +120,14 @@ def test_reads_single_and_batched_messages_as_timestamped_ticks(pubsub_emulator)
     publisher.publish(topic, b"{broken", **{TIMESTAMP_ATTRIBUTE: rfc3339_millis(now)}).result()
     publisher.stop()
 
-    got = read_until(subscription, expected=5)
+    got = read_until(subscription, expected=3)
 
     assert {origin for origin, _, _ in got} == {subscription}
-    by_payload = {bytes(payload): ts for _, payload, ts in got}
-    assert len(got) == 5
-    assert by_payload[body] == single.ts_us // 1000 * 1000  # the attribute's millisecond precision
-    for t in batch:  # each tick of the batch carries its own event time, to the microsecond
-        assert by_payload[json.dumps(t._asdict(), separators=(",", ":")).encode()] == t.ts_us
-    assert b"{broken" in by_payload  # passed on, for ParseTicks to dead-letter
+    by_body = {bytes(body): ts for _, body, ts in got}
+    assert len(got) == 3
+    assert by_body[body] == single.ts_us // 1000 * 1000  # the attribute's millisecond precision
+    assert by_body[batch_body] == min(t.ts_us for t in batch) // 1000 * 1000
+    assert by_body[b"{broken"] == now // 1000 * 1000  # passed on, for the parser to dead-letter
 
 
 def test_waking_the_reader_makes_cancel_quick(pubsub_emulator):

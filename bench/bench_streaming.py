@@ -1,0 +1,234 @@
+"""Streaming benchmark on the Pub/Sub emulator: ticks/s the pipeline sustains, and how soon a
+closed window's bar is in PostgreSQL.
+
+One run: start the emulator, a topic and subscription, ``python -m pipeline --streaming --source
+pubsub`` (DirectRunner, bars into PostgreSQL), then ``python -m ingestion --source synthetic`` at
+``--rate`` for ``--seconds``, all as separate processes (as deployed). When the feed ends,
+heartbeats keep the reader's watermark moving until the last window closed. Then, from the
+database:
+
+* consumed ticks/s = ticks in bars / the span the publisher ran, and its ratio to the
+  publisher's own measured rate (a pipeline that falls behind drops late ticks, or bars arrive
+  later and later: both show);
+* delay = when a bar row first became visible in PostgreSQL (polled every
+  ``POLL_SECONDS``) - its window's end, p50/p99 over every bar. (``bars.updated_at`` would
+  not do: a LATE pane rewrites it.) On the DirectRunner the watermark passes a window's end
+  at the first read after the wall clock does (reads come at least every heartbeat), so this
+  is the delay after the watermark passes the window end plus at most one heartbeat and one
+  poll.
+
+    .venv/bin/python bench/bench_streaming.py --rate 10000 --seconds 30
+    .venv/bin/python bench/bench_streaming.py --rate 20000 --seconds 30 --repeats 3
+
+Targets (issue 4): >= 10,000 ticks/s sustained and >= 0.7x the publish rate; p99 <= 2 s.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from alphastream.live_demo import (EMULATOR_PROJECT, PIPELINE_READY_LINE, create_topic_and_subscription,  # noqa: E402
+                                   start_emulator, stop_process)
+
+DEFAULT_INTERVAL = "5s"
+ALLOWED_LATENESS_SECONDS = 5
+HEARTBEAT_SECONDS = 0.2
+POLL_SECONDS = 0.1
+DRAIN_TIMEOUT_SECONDS = 60
+STARTUP_TIMEOUT_SECONDS = 120
+TARGET_TICKS_PER_SECOND = 10_000
+TARGET_RATIO = 0.7
+TARGET_P99_SECONDS = 2.0
+_FINAL_LINE = re.compile(r"stopped \((?P<reason>[^)]*)\) after (?P<seconds>[\d.]+) s: submitted=(?P<submitted>\d+) "
+                         r"published=(?P<published>\d+) failed=(?P<failed>\d+)")
+
+
+@dataclass
+class RunResult:
+    published: int
+    publish_seconds: float
+    ticks_in_bars: int
+    timings: dict[str, int]
+    delays: list[float]
+
+    @property
+    def publish_rate(self) -> float:
+        return self.published / self.publish_seconds
+
+    @property
+    def consumed_rate(self) -> float:
+        return self.ticks_in_bars / self.publish_seconds
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.delays)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def _collect(process: subprocess.Popen, lines: list[str], ready: threading.Event | None = None) -> None:
+    for line in process.stderr:
+        lines.append(line)
+        if ready is not None and PIPELINE_READY_LINE in line:
+            ready.set()
+
+
+class FirstSeen:
+    """Polls ``bars`` and remembers when each (symbol, bucket) row first appeared."""
+
+    def __init__(self, db_url: str, interval: str):
+        self._db_url, self._interval = db_url, interval
+        self.seen: dict[tuple[str, float], float] = {}  # (symbol, window end epoch s) -> first seen
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from alphastream.intervals import interval_seconds
+
+        width = interval_seconds(self._interval)
+        with psycopg.connect(self._db_url, autocommit=True) as conn:
+            while not self._stop.wait(POLL_SECONDS):
+                now = time.time()
+                for symbol, start in conn.execute(
+                        "SELECT symbol, extract(epoch FROM bucket_start)::float8 FROM bars WHERE interval = %s",
+                        (self._interval,)):
+                    self.seen.setdefault((symbol, start + width), now)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def delays(self) -> list[float]:
+        return [seen - window_end for (_, window_end), seen in self.seen.items()]
+
+
+def _bar_stats(db_url: str, interval: str) -> tuple[int, dict[str, int]]:
+    """(ticks in bars, bar count per pane timing of the last write)."""
+    with psycopg.connect(db_url) as conn:
+        ticks = conn.execute("SELECT coalesce(sum(trades), 0) FROM bars WHERE interval = %s", (interval,)).fetchone()[0]
+        timings = dict(conn.execute("SELECT timing, count(*) FROM bars WHERE interval = %s GROUP BY timing",
+                                    (interval,)).fetchall())
+    return int(ticks), timings
+
+
+def run_once(args: argparse.Namespace, db_url: str, env: dict[str, str]) -> RunResult:
+    from ingestion.sinks.pubsub import PublishSettings, PubSubSink
+
+    with psycopg.connect(db_url) as conn:
+        conn.execute("TRUNCATE bars, dead_letters")
+    topic, subscription = create_topic_and_subscription(EMULATOR_PROJECT)
+    pipeline_log: list[str] = []
+    pipeline = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "--streaming", "--source", "pubsub", "--subscription", subscription,
+         "--db_url", db_url, "--intervals", args.interval, "--allowed_lateness", str(ALLOWED_LATENESS_SECONDS),
+         "--early_firing_seconds", "0"], cwd=REPO, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        text=True)
+    ready = threading.Event()
+    threading.Thread(target=_collect, args=(pipeline, pipeline_log, ready), daemon=True).start()
+    heartbeats = None
+    try:
+        if not ready.wait(STARTUP_TIMEOUT_SECONDS):
+            raise RuntimeError("pipeline did not start:\n" + "".join(pipeline_log[-30:]))
+        # Heartbeats all along (the feed's own stop when it exits): the last windows must close.
+        heartbeats = PubSubSink(topic, PublishSettings(heartbeat_seconds=HEARTBEAT_SECONDS))
+        first_seen = FirstSeen(db_url, args.interval).__enter__()
+        feed = subprocess.run(
+            [sys.executable, "-m", "ingestion", "--source", "synthetic", "--topic", topic, "--rate", str(args.rate),
+             "--max_ticks", str(int(args.rate * args.seconds)), "--ticks_per_message", str(args.ticks_per_message),
+             "--num_symbols", str(args.symbols), "--log_interval", "5"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=args.seconds * 10 + 60)
+        match = _FINAL_LINE.search(feed.stderr)
+        if feed.returncode != 0 or not match:
+            raise RuntimeError(f"ingestion failed ({feed.returncode}):\n{feed.stderr[-3000:]}")
+        published, publish_seconds = int(match["published"]), float(match["seconds"])
+        # Drain: wait until no more ticks arrive in bars for a few seconds (or all arrived).
+        deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
+        last, still_since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            ticks, _ = _bar_stats(db_url, args.interval)
+            if ticks != last:
+                last, still_since = ticks, time.monotonic()
+            if ticks >= published or time.monotonic() - still_since > ALLOWED_LATENESS_SECONDS + 2:
+                break
+            time.sleep(0.5)
+    finally:
+        stop_process(pipeline, "pipeline")
+        if heartbeats is not None:
+            first_seen.__exit__(None, None, None)
+            heartbeats.close(timeout=10)
+    return RunResult(published, publish_seconds, *_bar_stats(db_url, args.interval), first_seen.delays())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=12_000.0, help="Publisher target ticks per second.")
+    parser.add_argument("--seconds", type=float, default=30.0, help="How long the publisher runs.")
+    parser.add_argument("--ticks_per_message", type=int, default=1000, help="Ticks per Pub/Sub message.")
+    parser.add_argument("--interval", default=DEFAULT_INTERVAL, help="Bar interval of the pipeline.")
+    parser.add_argument("--symbols", type=int, default=20, help="Synthetic symbols.")
+    parser.add_argument("--repeats", type=int, default=1, help="Runs; medians are reported.")
+    parser.add_argument("--db_url", default=None, help="PostgreSQL DSN (default: a throwaway local cluster).")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="bench-streaming-"))
+    work.chmod(0o755)  # as root, the postgres account must enter it
+    emulator, host = start_emulator(work)
+    local = None
+    env = dict(os.environ, PUBSUB_EMULATOR_HOST=host, PYTHONUNBUFFERED="1")
+    os.environ["PUBSUB_EMULATOR_HOST"] = host
+    try:
+        db_url = args.db_url
+        if db_url is None:
+            from pipeline.db import migrate
+            from pipeline.db.localdb import LocalDatabase
+
+            local = LocalDatabase(work / "pg", durable=False)
+            db_url = local.ensure_running()
+            migrate.migrate(db_url)
+        results = []
+        for run in range(args.repeats):
+            result = run_once(args, db_url, env)
+            results.append(result)
+            print(f"run {run + 1}: published {result.published:,} ticks in {result.publish_seconds:.1f} s "
+                  f"({result.publish_rate:,.0f}/s); in bars {result.ticks_in_bars:,} ({result.consumed_rate:,.0f}/s, "
+                  f"{result.consumed_rate / result.publish_rate:.2f}x); window end -> row p50 "
+                  f"{result.percentile(0.5):.2f} s, p99 {result.percentile(0.99):.2f} s over {len(result.delays)} bars; "
+                  f"bars by last pane timing {result.timings}",
+                  flush=True)
+    finally:
+        if local is not None:
+            local.stop()
+        stop_process(emulator, "pubsub emulator", signal.SIGTERM)
+
+    publish = statistics.median(r.publish_rate for r in results)
+    consumed = statistics.median(r.consumed_rate for r in results)
+    ratio = statistics.median(r.consumed_rate / r.publish_rate for r in results)
+    p50 = statistics.median(r.percentile(0.5) for r in results)
+    p99 = statistics.median(r.percentile(0.99) for r in results)
+    print(f"\nmedian of {len(results)}: publish {publish:,.0f} ticks/s, consumed {consumed:,.0f} ticks/s "
+          f"({ratio:.2f}x; target >= {TARGET_TICKS_PER_SECOND:,}/s and >= {TARGET_RATIO}x), "
+          f"window end -> PostgreSQL p50 {p50:.2f} s, p99 {p99:.2f} s (target <= {TARGET_P99_SECONDS} s)")
+    met = consumed >= TARGET_TICKS_PER_SECOND and ratio >= TARGET_RATIO and p99 <= TARGET_P99_SECONDS
+    print("targets met" if met else "targets MISSED")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
