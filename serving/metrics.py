@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alphastream.intervals import interval_seconds
+from serving import queries
 from serving.catalog import SymbolInfo
 
 NAMESPACE = "alphastream"
@@ -27,7 +28,8 @@ NAMESPACE = "alphastream"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNMATCHED_ROUTE = "unmatched"
 # Which tables' write counters are exported, under which metric name.
-ROW_COUNTERS = {"bars": "bar_rows_written", "ticks": "tick_rows_written", "dead_letters": "dead_letter_rows_written"}
+ROW_COUNTERS = {queries.BARS_TABLE: "bar_rows_written", queries.TICKS_TABLE: "tick_rows_written",
+                queries.DEAD_LETTERS_TABLE: "dead_letter_rows_written"}
 
 
 @dataclass

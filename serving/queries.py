@@ -17,11 +17,11 @@ from psycopg import sql
 
 from alphastream.records import BAR_FIELDS, DEAD_LETTER_FIELDS, PaneTiming, storage_columns
 
-BARS = sql.Identifier("bars")
-DEAD_LETTERS = sql.Identifier("dead_letters")
-TICKS_TABLE = "ticks"
 BARS_TABLE = "bars"
+TICKS_TABLE = "ticks"
 DEAD_LETTERS_TABLE = "dead_letters"
+BARS = sql.Identifier(BARS_TABLE)
+DEAD_LETTERS = sql.Identifier(DEAD_LETTERS_TABLE)
 
 # Storage-only columns: written by the database, not part of the pipeline's records.
 UPDATED_AT = "updated_at"

@@ -1,7 +1,6 @@
 """``GET /v1/dead-letters``: records the pipeline rejected, newest first, for operators."""
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query
