@@ -46,7 +46,8 @@ def register_callbacks(app: Dash, client: ApiClient, settings: DashSettings, clo
                                                 interval, f"{symbol} · {interval}")
         result = updates.chart_update(
             client, key=[symbol, interval, range_key, custom_start, custom_end], overlays=overlays,
-            live="on" in (live or []), trigger=ctx.triggered_id, stored=stored, symbols=symbols,
+            live="on" in (live or []), triggers=set(ctx.triggered_prop_ids.values()), stored=stored,
+            symbols=symbols,
             now=clock())
         return result.figure, result.store, result.status_text, result.status_class
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import pandas as pd
 from dash import html, no_update
@@ -21,7 +21,6 @@ from dash_app.layout import DEFAULT_WINDOWS
 log = logging.getLogger("dash_app")
 
 NO_UPDATE = no_update
-FETCH_INPUTS = ("symbol", "interval", "range", "custom-range")  # ids whose change means a refetch
 LIVE_TRIGGER = "live-poll"
 DEAD_LETTER_LOOKBACK = pd.Timedelta(days=1)  # the health panel covers the day up to the newest bar
 
@@ -104,35 +103,47 @@ class ChartUpdate:
     status_class: str | Any
 
 
-def chart_update(client: ApiClient, *, key: list, overlays: Overlays, live: bool, trigger: str | None,
-                 stored: dict | None, symbols: list[dict] | None, now: pd.Timestamp) -> ChartUpdate:
-    """The price chart, its bars store and its status line after one input changed.
+def overlay_style(overlays: Overlays) -> list:
+    """What the overlays draw, JSON-able: kept with the bars to know if the chart needs a redraw."""
+    return [list(overlays.sma), list(overlays.ema), overlays.vwap, overlays.bollinger, overlays.volatility]
 
-    ``key`` is [symbol, interval, range, custom start, custom end]; ``trigger`` the id of the
-    input that fired. Overlay changes redraw the bars held; a live tick fetches only what is new
-    and keeps the chart as it is when nothing changed or the API briefly fails.
+
+def chart_update(client: ApiClient, *, key: list, overlays: Overlays, live: bool, triggers: Collection[str],
+                 stored: dict | None, symbols: list[dict] | None, now: pd.Timestamp) -> ChartUpdate:
+    """The price chart, its bars store and its status line after inputs changed.
+
+    ``key`` is [symbol, interval, range, custom start, custom end]; ``triggers`` the ids of the
+    inputs that fired. Decided by state, not by which input fired (Dash can fold an overlay
+    click into a live tick in flight and report only the tick): a view other than the one held
+    fetches its whole window; overlays other than those drawn redraw the bars held; a live tick
+    fetches only what is new. With nothing new, or the API briefly failing during a live tick,
+    the chart stays as it is.
     """
     symbol, interval = key[0], key[1]
     if not symbol:
         return no_symbol_update(client)
-    live_tick = trigger == LIVE_TRIGGER
+    style = overlay_style(overlays)
     same_view = bool(stored) and stored.get("key") == key
+    live_tick = same_view and LIVE_TRIGGER in set(triggers)
+    restyle = same_view and stored.get("style") != style
     overlays = Overlays(**{**overlays.__dict__, "extra": {"uirevision": "|".join(map(str, key))}})
     try:
-        if same_view and trigger not in FETCH_INPUTS and not live_tick:
-            data, changed = stored, True
-        else:
+        if not same_view or live_tick:
             data, changed = fetch_chart_bars(client, key, stored, symbols or [], live_tick, now)
+        else:
+            data, changed = stored, restyle
     except ValueError as err:  # an incomplete custom range
         return ChartUpdate(message_figure(str(err)), None, *status(str(err), "warn"))
     except ApiError as err:
         log.warning("chart: %s", err)
-        if live_tick and same_view:
-            return ChartUpdate(NO_UPDATE, NO_UPDATE,
-                               *status(f"{err} (showing the last bars received)", "error"))
+        if live_tick:
+            figure = candles_figure(stored["bars"], overlays) if restyle and stored["bars"] else NO_UPDATE
+            store = {**stored, "style": style} if figure is not NO_UPDATE else NO_UPDATE
+            return ChartUpdate(figure, store, *status(f"{err} (showing the last bars received)", "error"))
         return ChartUpdate(message_figure(str(err)), None, *status(str(err), error_kind(err)))
-    if not changed:
+    if not (changed or restyle):
         return ChartUpdate(NO_UPDATE, NO_UPDATE, NO_UPDATE, NO_UPDATE)
+    data = {**data, "style": style}
     bars = data["bars"]
     if not bars:
         window = data["window"]

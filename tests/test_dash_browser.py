@@ -188,7 +188,9 @@ def test_custom_range_and_overlay_controls(page, client):
     start.send_keys(day.isoformat(), Keys.TAB)
     end = page.find_element(By.ID, "custom-range-end-date")
     end.click()
-    end.send_keys(day.isoformat(), Keys.ENTER)
+    end.send_keys(day.isoformat(), Keys.ENTER, Keys.ESCAPE)  # Escape closes the calendar
+    wait_for(lambda: page.find_element(By.ID, "custom-range-wrapper").get_attribute("data-state") == "closed",
+             "the calendar to close")  # an open one takes the next click and gives focus back to it
     midnight = pd.Timestamp(day, tz="UTC")
     whole_day = client.bars(symbol, "1m", start=views.iso(midnight), end=views.iso(midnight + dt.timedelta(days=1)))
     wait_for(chart_showing(page, symbol, "1m", len(whole_day)), f"the {len(whole_day)} bars of {day}")

@@ -36,7 +36,7 @@ def known(client: ApiClient) -> list[dict]:
 
 
 def first_load(client: ApiClient, key: list, overlays: Overlays = PLAIN) -> updates.ChartUpdate:
-    return updates.chart_update(client, key=key, overlays=overlays, live=True, trigger=None, stored=None,
+    return updates.chart_update(client, key=key, overlays=overlays, live=True, triggers=(), stored=None,
                                 symbols=known(client), now=NOW)
 
 
@@ -64,26 +64,47 @@ def test_overlay_change_redraws_the_bars_held(client, symbol):
     with_bands = Overlays(bollinger=20, sma=(10,), interval="1m", title="chart")
     # An API nobody answers: a redraw that tried to fetch would fail.
     offline = ApiClient(f"http://127.0.0.1:{free_port()}", timeout=1)
-    result = updates.chart_update(offline, key=key, overlays=with_bands, live=True, trigger="overlays",
+    result = updates.chart_update(offline, key=key, overlays=with_bands, live=True, triggers={"overlays"},
                                   stored=held, symbols=[], now=NOW)
     names = {t.name for t in go.Figure(result.figure).data}
     assert {"BB(20, 2σ)", "SMA 10"} <= names
-    assert result.store is held
+    assert result.store["bars"] is held["bars"] and result.store["style"] == updates.overlay_style(with_bands)
+    # the same inputs again (e.g. a picker refreshed to the value it had): nothing to do
+    again = updates.chart_update(offline, key=key, overlays=with_bands, live=True, triggers={"overlays"},
+                                 stored=result.store, symbols=[], now=NOW)
+    assert again == updates.ChartUpdate(*[updates.NO_UPDATE] * 4)
 
 
 def test_live_tick_without_news_leaves_the_page_alone(client, symbol):
     key = [symbol, "1m", "1d", None, None]
     held = first_load(client, key).store
-    result = updates.chart_update(client, key=key, overlays=PLAIN, live=True, trigger=updates.LIVE_TRIGGER,
+    result = updates.chart_update(client, key=key, overlays=PLAIN, live=True, triggers={updates.LIVE_TRIGGER},
                                   stored=held, symbols=known(client), now=NOW)
     assert result == updates.ChartUpdate(*[updates.NO_UPDATE] * 4)
+
+
+def test_overlay_change_folded_into_a_live_tick_still_redraws(client, symbol):
+    """Dash may report an overlay click that lands while a live tick is in flight as the tick alone."""
+    key = [symbol, "1m", "1d", None, None]
+    held = first_load(client, key).store
+    with_ema = Overlays(ema=(9,), interval="1m", title="chart")
+    result = updates.chart_update(client, key=key, overlays=with_ema, live=True,
+                                  triggers={updates.LIVE_TRIGGER}, stored=held, symbols=known(client), now=NOW)
+    assert "EMA 9" in {t.name for t in go.Figure(result.figure).data}
+    assert result.store["bars"] == held["bars"]
+    # the same tick with the API down: the new overlays on the bars held, and the error said
+    offline = ApiClient(f"http://127.0.0.1:{free_port()}", timeout=1)
+    down = updates.chart_update(offline, key=key, overlays=with_ema, live=True,
+                                triggers={updates.LIVE_TRIGGER, "overlays"}, stored=held, symbols=[], now=NOW)
+    assert "EMA 9" in {t.name for t in go.Figure(down.figure).data}
+    assert down.status_class == "status status-error"
 
 
 def test_live_tick_with_the_api_down_keeps_the_chart_and_says_why(client, symbol):
     key = [symbol, "1m", "1d", None, None]
     held = first_load(client, key).store
     offline = ApiClient(f"http://127.0.0.1:{free_port()}", timeout=1)
-    result = updates.chart_update(offline, key=key, overlays=PLAIN, live=True, trigger=updates.LIVE_TRIGGER,
+    result = updates.chart_update(offline, key=key, overlays=PLAIN, live=True, triggers={updates.LIVE_TRIGGER},
                                   stored=held, symbols=[], now=NOW)
     assert result.figure is updates.NO_UPDATE and result.store is updates.NO_UPDATE
     assert "unreachable" in result.status_text and "showing the last bars received" in result.status_text
