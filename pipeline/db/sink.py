@@ -1,8 +1,9 @@
 """Beam sinks into PostgreSQL: bars (upserted by pane), raw ticks and dead letters.
 
 Each DoFn instance holds one connection (``setup``/``teardown``), buffers the rows of a bundle
-and writes them with ``writer.CopyMergeWriter`` (binary COPY into a temporary table, then one
-merge statement) in ``finish_bundle``, or earlier when the buffer is full. Rows the
+and writes them with ``writer.CopyMergeWriter`` in ``finish_bundle``, or earlier when the
+buffer is full: a binary COPY straight into the table while batches are all new bars, else a
+COPY into a temporary table and one merge statement that never lets a lower pane win. Rows the
 writer could not store after its retries come out as DeadLetters with reason ``sink_failed``,
 so nothing vanishes: the graph routes them to the dead-letter outputs.
 """
@@ -23,8 +24,8 @@ from pipeline.db.writer import BARS, DEAD_LETTERS, TICKS, CopyMergeWriter, Faile
 from transforms.parse import METRICS_NAMESPACE
 from transforms.tick_tables import table_to_ticks
 
-# Rows buffered before a write inside a bundle: large enough to amortise the per-write round
-# trips (measured: 20k+ rows per write reach COPY speed), small enough to bound memory.
+# Rows buffered before a write inside a bundle: large enough to amortise a write's fixed
+# round trips, small enough to bound a worker's memory (~100 bytes per buffered bar).
 MAX_BUFFERED_ROWS = 100_000
 ROWS_DEAD_LETTERED = "db_rows_dead_lettered"
 
