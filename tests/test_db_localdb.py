@@ -98,3 +98,16 @@ def test_cli_start_url_migrate_status_stop(postgres_home):
     assert status.returncode == 0 and status.stdout.startswith("running")
     assert _cli("stop", home=postgres_home).stdout.strip() == "stopped"
     assert _cli("status", home=postgres_home).stdout.startswith("stopped")
+
+
+def test_two_processes_starting_at_once_share_one_cluster(postgres_home):
+    """The API and the pipeline may both start the embedded database: one initdb, one server."""
+    code = ("import sys; from pathlib import Path; from pipeline.db.localdb import LocalDatabase; "
+            "print(LocalDatabase(Path(sys.argv[1]), durable=False).ensure_running())")
+    starts = [subprocess.Popen([sys.executable, "-c", code, str(postgres_home)], cwd=REPO, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    results = [p.communicate(timeout=120) for p in starts]
+    assert [p.returncode for p in starts] == [0, 0], [err for _, err in results]
+    assert results[0][0] == results[1][0]  # the same DSN: same port, same password
+    with psycopg.connect(results[0][0].strip()) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)

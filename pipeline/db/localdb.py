@@ -9,6 +9,7 @@ server command runs through ``runuser -u postgres`` on a folder owned by postgre
 """
 from __future__ import annotations
 
+import fcntl
 import glob
 import json
 import logging
@@ -18,8 +19,10 @@ import shutil
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import psycopg
 
@@ -35,7 +38,7 @@ DB_USER = "alphastream"
 DB_NAME = "alphastream"
 START_TIMEOUT_SECONDS = 30
 LOG_TAIL_LINES = 20
-PG_CTL_NOT_RUNNING = 3  # pg_ctl status exit codes: 0 running, 3 not running, 4 no data dir
+LOCK_FILE_NAME = "postgres.lock"  # in the home folder: serialises initdb/start across processes
 # Test clusters trade crash safety for speed; the demo database keeps PostgreSQL's defaults.
 NON_DURABLE_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
@@ -109,14 +112,18 @@ class LocalDatabase:
     # -- public API -------------------------------------------------------------------------
 
     def ensure_running(self) -> str:
-        """Initialise on first use, start if stopped; returns the DSN of the ``alphastream`` db."""
+        """Initialise on first use, start if stopped; returns the DSN of the ``alphastream`` db.
+
+        Safe to call from several processes at once (the API and the pipeline, say): a file
+        lock makes the second wait for the first instead of running initdb twice."""
         bin_dir = self._server_binaries()
-        fresh = not self.initialised
-        if fresh:
-            self._initdb(bin_dir)
-        if not self._pg_ctl_running(bin_dir):
-            self._start(bin_dir)
-            self._create_database()  # idempotent; also completes a first run that stopped early
+        with self._exclusive():
+            fresh = not self.initialised
+            if fresh:
+                self._initdb(bin_dir)
+            if not self._pg_ctl_running(bin_dir):
+                self._start(bin_dir)
+                self._create_database()  # idempotent; also completes a first run that stopped early
         dsn = self.url()
         log.info("local PostgreSQL %s at %s", "initialised and started" if fresh else "running", mask_dsn(dsn))
         return dsn
@@ -149,6 +156,13 @@ class LocalDatabase:
         return f"postgresql://{DB_USER}:{password}@127.0.0.1:{self.port}/{database}"
 
     # -- internals --------------------------------------------------------------------------
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.root.parent / LOCK_FILE_NAME, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            yield
 
     def _server_binaries(self) -> Path:
         return find_server_binaries([self._bin_dir] if self._bin_dir else None)
