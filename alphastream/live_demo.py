@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Seconds between live partial bars (0: bars only when their window closes).")
     parser.add_argument("--db_url", default=None,
                         help="PostgreSQL DSN (default: $ALPHASTREAM_DB_URL, else the embedded local database).")
+    parser.add_argument("--output", default="data/lake",
+                        help="Parquet lake root for the pipeline, local or gs:// (files per 60 s window).")
     parser.add_argument("--project", default=None,
                         help="A real GCP project to use instead of the emulator (topic and subscription "
                              "are created there and deleted at the end; needs Application Default Credentials).")
@@ -169,7 +171,7 @@ def run_demo(args: argparse.Namespace) -> int:
         pipeline_cmd = [sys.executable, "-m", "pipeline", "--streaming", "--source", "pubsub",
                         "--subscription", subscription, "--intervals", args.intervals,
                         "--allowed_lateness", str(args.allowed_lateness),
-                        "--early_firing_seconds", str(args.early_firing_seconds)]
+                        "--early_firing_seconds", str(args.early_firing_seconds), "--output", args.output]
         if args.db_url:
             pipeline_cmd += ["--db_url", args.db_url]
         pipeline = subprocess.Popen(pipeline_cmd, env=env, stderr=subprocess.PIPE, text=True,

@@ -138,7 +138,7 @@ def run_once(args: argparse.Namespace, db_url: str, env: dict[str, str]) -> RunR
     pipeline = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "--streaming", "--source", "pubsub", "--subscription", subscription,
          "--db_url", db_url, "--intervals", args.interval, "--allowed_lateness", str(ALLOWED_LATENESS_SECONDS),
-         "--early_firing_seconds", "0"], cwd=REPO, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+         "--early_firing_seconds", "0", "--output", args.output], cwd=REPO, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
         text=True)
     ready = threading.Event()
     threading.Thread(target=_collect, args=(pipeline, pipeline_log, ready), daemon=True).start()
@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench-streaming-"))
+    args.output = str(work / "lake")
     work.chmod(0o755)  # as root, the postgres account must enter it
     emulator, host = start_emulator(work)
     local = None

@@ -121,6 +121,13 @@ def build_graph(p, opts: AlphastreamOptions, *, streaming: bool, now_us: NowFn, 
     if not streaming:
         _ = bars | "WriteBarsToLake" >> WriteBarsToLake(opts.output)
         _ = dead_letters | "WriteDeadLettersToLake" >> WriteDeadLettersToLake(opts.output)
+    else:
+        from pipeline.streaming_lake import WriteBarsToLakeStreaming, WriteDeadLettersToLakeStreaming
+
+        _ = bars | "WriteBarsToLake" >> WriteBarsToLakeStreaming(
+            opts.output, allowed_lateness_seconds=opts.allowed_lateness)
+        _ = dead_letters | "WriteDeadLettersToLake" >> WriteDeadLettersToLakeStreaming(
+            opts.output, allowed_lateness_seconds=opts.allowed_lateness)
     if db_url:
         from pipeline.db.sink import WriteDeadLettersToPostgres
 

@@ -22,11 +22,12 @@ def test_help_lists_the_flags():
         assert flag in out.stdout
 
 
-def test_demo_writes_bars_every_interval_and_stops_cleanly(pubsub_emulator, db_url):
+def test_demo_writes_bars_every_interval_and_stops_cleanly(pubsub_emulator, db_url, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PUBSUB_EMULATOR_HOST"}  # the demo starts its own
     run = subprocess.run(
         [sys.executable, "-m", "alphastream.live_demo", "--db_url", db_url, "--intervals", "1s",
-         "--allowed_lateness", "2", "--rate", "300", "--max_duration", str(DEMO_SECONDS)],
+         "--allowed_lateness", "2", "--rate", "300", "--max_duration", str(DEMO_SECONDS),
+         "--output", str(tmp_path / "lake")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=DEMO_TIMEOUT_SECONDS)
     assert run.returncode == 0, run.stderr[-5000:]
     assert "pipeline exit 0" in run.stderr and "ingestion exit 0" in run.stderr

@@ -107,7 +107,7 @@ def stored_dead_letters(db_url: str) -> list[dict]:
     return [dict(zip(DEAD_LETTER_FIELDS, row)) for row in rows]
 
 
-def test_live_ticks_become_bars_in_postgres_and_malformed_messages_dead_letters(pubsub_emulator, db_url):
+def test_live_ticks_become_bars_in_postgres_and_malformed_messages_dead_letters(pubsub_emulator, db_url, tmp_path):
     from google.cloud import pubsub_v1
 
     topic, subscription = pubsub_emulator.create_topic_and_subscription("live")
@@ -115,7 +115,7 @@ def test_live_ticks_become_bars_in_postgres_and_malformed_messages_dead_letters(
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "--streaming", "--source", "pubsub", "--subscription", subscription,
          "--db_url", db_url, "--intervals", INTERVAL, "--allowed_lateness", str(ALLOWED_LATENESS_SECONDS),
-         "--early_firing_seconds", "0", "--max_duration", "300"],
+         "--early_firing_seconds", "0", "--max_duration", "300", "--output", str(tmp_path / "lake")],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stderr: list[str] = []
     reader = threading.Thread(target=_stderr_lines, args=(process, stderr), daemon=True)
@@ -155,8 +155,9 @@ def test_live_ticks_become_bars_in_postgres_and_malformed_messages_dead_letters(
             while True:
                 bars = stored_bars(db_url)
                 letters = stored_dead_letters(db_url)
-                done = (len(bars) == len(expected) and len(letters) == len(bad)
-                        and time.time_ns() // 1_000 > last_window_end_us)
+                # Every tick in a bar (a LATE pane may still be coming: see the assertion below).
+                done = (len(bars) == len(expected) and bars["trades"].sum() == expected["trades"].sum()
+                        and len(letters) == len(bad) and time.time_ns() // 1_000 > last_window_end_us)
                 if done or time.monotonic() > deadline:
                     break
                 time.sleep(0.25)
@@ -177,7 +178,10 @@ def test_live_ticks_become_bars_in_postgres_and_malformed_messages_dead_letters(
     assert "streaming pipeline stopped" in log
     assert stop_seconds < 10, f"stopping took {stop_seconds:.1f} s"
 
-    assert (bars_at_window_close["timing"] == PaneTiming.ON_TIME.value).all(), bars_at_window_close
+    # The DirectRunner moves the watermark to the wall clock at every read, so ticks of a window
+    # that closed while they waited in an earlier pull arrive LATE and correct the bar (within
+    # the allowed lateness); nothing is EARLY (no early firings asked for).
+    assert set(bars_at_window_close["timing"]) <= {PaneTiming.ON_TIME.value, PaneTiming.LATE.value}
     assert_same_bars(bars_at_window_close.drop(columns=["timing", "pane_index"]), expected)
 
     by_reason = {}
