@@ -157,8 +157,10 @@ def _wait_for_blocked_sink(admin: psycopg.Connection) -> int:
     raise AssertionError("the sink never blocked on the locked table")
 
 
-def test_connection_killed_mid_write_is_retried_without_loss_or_doubles(db_url):
-    bars = [make_bar(s, m, close=100.0 + m) for s in ("AAPL", "MSFT") for m in range(100)]
+@pytest.mark.parametrize("pane", [0, 1], ids=["direct-copy-path", "merge-path"])
+def test_connection_killed_mid_write_is_retried_without_loss_or_doubles(db_url, pane):
+    # pane 0: new bars, written by the direct COPY; pane 1: updates, by COPY to temp + merge
+    bars = [make_bar(s, m, pane=pane, close=100.0 + m) for s in ("AAPL", "MSFT") for m in range(100)]
     outcome = {}
 
     def pipeline():
