@@ -27,6 +27,7 @@ from apache_beam.options.pipeline_options import (
 from alphastream.settings import AlphastreamSettings, mask_dsn
 from pipeline.graph import build_graph
 from pipeline.options import AlphastreamOptions, resolved_date, resolved_db_url
+from pipeline.streaming_sources import KafkaExpansionError
 from pipeline.summary import summarise
 
 log = logging.getLogger("pipeline")
@@ -121,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
-    build_graph(pipeline, opts, streaming=streaming, now_us=_now_us, day=day, db_url=db_url)
+    try:
+        build_graph(pipeline, opts, streaming=streaming, now_us=_now_us, day=day, db_url=db_url)
+    except KafkaExpansionError as err:  # no Java expansion service: say what to do, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if streaming:
         result = _run_streaming(pipeline, opts)
     else:

@@ -23,9 +23,9 @@ from ingestion.connectors.replay import ReplayFile
 from ingestion.connectors.synthetic import SyntheticMarket
 from ingestion.service import run_ingestion
 from ingestion.sinks.pubsub import PublishSettings, PubSubSink
-from tests.fixtures.pubsub import ticks_in
 from ingestion.wire import (BATCH_ID_PREFIX, HEARTBEAT_ID_PREFIX, ID_ATTRIBUTE, TIMESTAMP_ATTRIBUTE, decode_tick,
                             decode_ticks, dedup_id, encode_batch, rfc3339_millis)
+from tests.fixtures.pubsub import ticks_in
 
 REPO = Path(__file__).resolve().parents[1]
 FEEDS = Path(__file__).parent / "data" / "feeds"
