@@ -6,7 +6,6 @@ import logging
 import sys
 
 from ingestion.cli import build_connector, build_parser, build_sink, check_args
-from ingestion.connectors.base import FeedFatalError
 from ingestion.service import run_ingestion
 from ingestion.settings import IngestionSettings, MissingApiKey
 

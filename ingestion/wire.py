@@ -1,6 +1,6 @@
 """The wire format between the ingestion service and the streaming pipeline.
 
-One Pub/Sub message per trade:
+A single-tick message (``--ticks_per_message 1``, and every Kafka record):
 
 * body: one JSON object with exactly the fields of ``alphastream.records.Tick`` (built from
   ``Tick._asdict()``, so the names live in one place);

@@ -6,7 +6,6 @@ test): e.g. Coinbase "2014-11-07T08:19:26.028459Z" is 1415348366 s + 028459 us.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

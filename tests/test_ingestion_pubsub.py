@@ -16,14 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from alphastream.records import TICK_FIELDS
 from ingestion.connectors.replay import ReplayFile
 from ingestion.connectors.synthetic import SyntheticMarket
 from ingestion.service import run_ingestion
 from ingestion.sinks.pubsub import PublishSettings, PubSubSink
-from ingestion.wire import (BATCH_ID_PREFIX, HEARTBEAT_ID_PREFIX, ID_ATTRIBUTE, TIMESTAMP_ATTRIBUTE, decode_tick,
+from ingestion.wire import (BATCH_ID_PREFIX, HEARTBEAT_ID_PREFIX, ID_ATTRIBUTE, TIMESTAMP_ATTRIBUTE,
                             decode_ticks, dedup_id, encode_batch, rfc3339_millis)
 from tests.fixtures.pubsub import ticks_in
 

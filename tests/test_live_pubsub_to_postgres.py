@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pandas as pd
 import psycopg
-import pytest
 
 from alphastream.intervals import interval_micros
 from alphastream.records import BAR_FIELDS, DEAD_LETTER_FIELDS, MICROS_PER_SECOND, PaneTiming, Tick, storage_columns

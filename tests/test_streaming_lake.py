@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import os
 
-import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.testing.test_pipeline import TestPipeline

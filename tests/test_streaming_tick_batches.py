@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import random
 
-import apache_beam as beam
 import pandas as pd
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.testing.test_pipeline import TestPipeline
