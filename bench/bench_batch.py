@@ -155,7 +155,10 @@ def main() -> None:
     input_path = work / "ticks.parquet"
     rows = make_input(args.ticks, args.symbols, input_path)
     print(f"input: {rows:,} ticks ({args.symbols} symbols, duplicates included) in {input_path}")
-    print(f"machine: {os.cpu_count()} cores; {args.repeats} repeats each, medians\n")
+    # Other work on the machine skews the ratios (polars uses every core, the pipeline mostly
+    # one), so the load is printed with the figures.
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+          f"{args.repeats} repeats each, medians\n")
 
     results, outputs = {}, {}
     for kind in ("polars", "pandas", "pipeline", "pipeline-2proc"):
@@ -172,7 +175,7 @@ def main() -> None:
     for kind in ("polars", "pipeline", "pipeline-2proc"):
         got = load_bars(kind, outputs[kind])
         pd.testing.assert_frame_equal(got, reference, check_dtype=False, rtol=1e-9)
-    print(f"\nall agree: {len(reference):,} one-minute bars")
+    print(f"\nall agree: {len(reference):,} one-minute bars (load average now {os.getloadavg()[0]:.1f})")
 
     polars_s, _, polars_work = results["polars"]
     pandas_mem = results["pandas"][1]

@@ -19,7 +19,7 @@ from alphastream.synthetic import MarketSpec, market_ticks
 from transforms.bars import StreamingBars
 from transforms.batch_bars import BatchBars, check_intervals_nest, dedup_in_trade_order, split_by_symbol_bucket
 from transforms.dedup import DedupTrades
-from transforms.tick_tables import table_to_ticks, ticks_to_table
+from transforms.tick_tables import ArrowTableCoder, table_to_ticks, ticks_to_table
 from tests.beam_helpers import Collected
 from tests.reference import assert_same_bars, bars_frame, pandas_bars
 
@@ -123,3 +123,15 @@ def test_intervals_must_nest():
     check_intervals_nest(("1m", "5m", "1h", "1d"))
     with pytest.raises(ValueError, match="7m"):
         check_intervals_nest(("1m", "7m", "1h"))
+
+
+def test_arrow_table_coder_round_trips_and_estimates_without_encoding():
+    table = market_ticks(MarketSpec(day=dt.date(2024, 1, 2), symbols=2, ticks_per_symbol=500))
+    coder = beam.coders.registry.get_coder(pa.Table)
+    assert isinstance(coder, ArrowTableCoder)  # tick tables are never pickled
+    assert coder.decode(coder.encode(table)).equals(table)
+    sliced = table.slice(100, 50)
+    assert coder.decode(coder.encode(sliced)).equals(sliced)
+    # Beam samples sizes on every PCollection; the estimate must not pay for an encode.
+    assert coder.estimate_size(table) == table.nbytes
+    assert coder.get_impl().estimate_size(table) >= table.nbytes

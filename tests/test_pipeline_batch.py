@@ -9,11 +9,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+import apache_beam as beam
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pipeline import PipelineVisitor
+from apache_beam.testing.test_pipeline import TestPipeline
 
-from alphastream.records import BAR_FIELDS, storage_columns
+from alphastream.records import BAR_FIELDS, Bar, storage_columns
 from alphastream.synthetic import MarketSpec, market_ticks
 from pipeline.__main__ import main
+from pipeline.graph import build_graph
+from pipeline.lake import WriteBarsToLake
+from pipeline.options import AlphastreamOptions
 from tests.reference import assert_same_bars, pandas_bars
 
 DAY = dt.date(2024, 1, 2)
@@ -122,3 +129,59 @@ def test_help_documents_every_flag():
     for flag in ("--source", "--input", "--symbols", "--intervals", "--allowed_lateness", "--output", "--db_url",
                  "--no_db", "--runner", "--streaming", "--setup_file"):
         assert flag in out
+
+
+def _labels(pipeline) -> set[str]:
+    labels = set()
+
+    class Visitor(PipelineVisitor):
+        def enter_composite_transform(self, node):
+            labels.add(node.full_label)
+
+        def visit_transform(self, node):
+            labels.add(node.full_label)
+
+    pipeline.visit(Visitor())
+    return labels
+
+
+def _graph_labels(tmp_path, input_glob: str) -> tuple[set[str], object]:
+    options = PipelineOptions(["--source", "files", "--input", input_glob, "--no_db", "--output", str(tmp_path)])
+    pipeline = beam.Pipeline(options=options)
+    build_graph(pipeline, options.view_as(AlphastreamOptions), streaming=False, now_us=lambda: 0, day=DAY,
+                db_url=None)
+    return _labels(pipeline), pipeline
+
+
+def test_parquet_only_input_builds_no_record_branch_and_keeps_tables_typed(tmp_path):
+    pq.write_table(pa.Table.from_pylist(GOOD_ROWS), tmp_path / "a.parquet")
+    labels, _ = _graph_labels(tmp_path, str(tmp_path / "*.parquet"))
+    # A multi-input Flatten would materialise every tick table between stages.
+    assert "FlattenTickTables" not in labels and "ParseTicks" not in labels, labels
+    assert "ValidateTickTables" in labels and "Bars" in labels
+
+
+def test_mixed_input_flattens_tables_and_records(tmp_path):
+    pq.write_table(pa.Table.from_pylist(GOOD_ROWS), tmp_path / "a.parquet")
+    (tmp_path / "b.jsonl").write_text(json.dumps(GOOD_ROWS[0]) + "\n")
+    labels, _ = _graph_labels(tmp_path, str(tmp_path / "*"))
+    assert {"FlattenTickTables", "ParseTicks", "ValidateTickTables"} <= labels
+    assert "ReadTickFiles/ReadCsvRows" not in labels  # no CSV file matched: no CSV branch
+
+
+def test_lake_packs_bars_from_several_bundles_into_one_file_per_partition(tmp_path):
+    day2 = int(dt.datetime(2024, 1, 3, tzinfo=dt.timezone.utc).timestamp()) * 1_000_000
+    bars = [Bar(symbol=s, interval=i, bucket_start_us=start + k * 60_000_000, open=1.0, high=2.0, low=0.5,
+                close=1.5, volume=10.0, vwap=1.2, trades=3, timing="ON_TIME", pane_index=0)
+            for s in ("MSFT", "AAPL") for i in ("1m", "5m") for start in (day2 - 86_400_000_000, day2)
+            for k in range(5)]
+    with TestPipeline() as p:
+        _ = p | beam.Create(bars, reshuffle=True) | WriteBarsToLake(str(tmp_path))
+    files = sorted(str(f.relative_to(tmp_path)) for f in tmp_path.rglob("*.parquet"))
+    assert files == [f"bars/interval={i}/date={d}/bars.parquet" for i in ("1m", "5m")
+                     for d in ("2024-01-02", "2024-01-03")]
+    for path in tmp_path.rglob("bars.parquet"):
+        got = pq.read_table(path).to_pandas()
+        assert len(got) == 10
+        assert list(got["symbol"]) == ["AAPL"] * 5 + ["MSFT"] * 5  # sorted by symbol, then time
+        assert got.equals(got.sort_values(["symbol", "bucket_start"]).reset_index(drop=True))
