@@ -6,7 +6,10 @@ in; the merge makes the write idempotent (a replay changes nothing) and, for bar
 higher (or equal, changed) ``pane_index`` update a row, so early, on-time and late panes end as
 the final values whatever order they arrive in. Ticks and dead letters never change once
 stored: their merge is ``INSERT ... ON CONFLICT DO NOTHING``. Bars use an update + anti-join
-insert (see ``TableSpec._upsert_sql`` for why not ON CONFLICT DO UPDATE).
+insert (see ``TableSpec._upsert_sql`` for why not ON CONFLICT DO UPDATE). While bar batches
+are all new keys (batch runs, new windows) the writer skips the staging table and COPYs
+straight into ``bars``: a stored or repeated key makes that COPY fail whole, and the batch
+goes the merge way instead, so the outcome is the same and new data costs a plain COPY.
 
 Failures: a lost connection (or a deadlock, or a server restart) is retried on a new
 connection with exponential backoff; the transaction makes the retry all-or-nothing, so rows
