@@ -11,7 +11,9 @@ the ratios the targets are stated in (pipeline >= 0.5x polars throughput, peak m
 Two times per contender: "process" is the child's whole wall time (interpreter start and
 imports included: ~1.8 s of it is importing Beam), "work" is the time after the imports, from
 reading the file to the bars written (for the pipeline: building the graph and running it on
-the DirectRunner). Ratios are printed for both.
+the DirectRunner). Ratios are printed for both. "CPU" is the child's user + system time over
+all its threads: on a machine shared with other work it moves less than wall time does.
+Contenders run round-robin, so a burst of outside load does not fall on one of them only.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -72,6 +75,7 @@ def child_polars(input_path: str, out_dir: str) -> None:
 
 
 WORK_SECONDS_FILE = "work_seconds.txt"
+CONTENDERS = ("polars", "pandas", "pipeline", "pipeline-2proc")
 CHILD_IMPORTS = {  # what a contender imports before its work is timed
     "pipeline": ("apache_beam", "pipeline.__main__"),
     "pipeline-2proc": ("apache_beam", "pipeline.__main__"),
@@ -80,8 +84,16 @@ CHILD_IMPORTS = {  # what a contender imports before its work is timed
 }
 
 
-def run_child(kind: str, input_path: str, extra: list[str]) -> tuple[float, float, str, float]:
-    """(process seconds, peak RSS MiB, output dir, work seconds) of one child run."""
+class ChildRun(NamedTuple):
+    process_seconds: float  # the child's wall time, interpreter start included
+    peak_mib: float
+    out_dir: str
+    work_seconds: float  # wall time after the imports
+    cpu_seconds: float  # user + system CPU of the child, all its threads
+
+
+def run_child(kind: str, input_path: str, extra: list[str]) -> ChildRun:
+    """Run one contender in its own process and measure it."""
     out_dir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
     cmd = [sys.executable, __file__, "--child", kind, "--input", input_path, "--out", out_dir, "--", *extra]
     started = time.perf_counter()
@@ -91,7 +103,7 @@ def run_child(kind: str, input_path: str, extra: list[str]) -> tuple[float, floa
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{kind} failed:\n{proc.stderr.read().decode()[-3000:]}")
     work = float((Path(out_dir) / WORK_SECONDS_FILE).read_text())
-    return seconds, usage.ru_maxrss / 1024, out_dir, work
+    return ChildRun(seconds, usage.ru_maxrss / 1024, out_dir, work, usage.ru_utime + usage.ru_stime)
 
 
 def load_bars(kind: str, out_dir: str):
@@ -160,16 +172,22 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
           f"{args.repeats} repeats each, medians\n")
 
+    # Round-robin, not one contender after another: load from other work on the machine then
+    # falls on every contender alike instead of skewing one of them.
+    runs: dict[str, list[ChildRun]] = {kind: [] for kind in CONTENDERS}
+    for _ in range(args.repeats):
+        for kind in CONTENDERS:
+            runs[kind].append(run_child(kind, str(input_path), []))
     results, outputs = {}, {}
-    for kind in ("polars", "pandas", "pipeline", "pipeline-2proc"):
-        runs = [run_child(kind, str(input_path), []) for _ in range(args.repeats)]
-        seconds = statistics.median(r[0] for r in runs)
-        peak = statistics.median(r[1] for r in runs)
-        work = statistics.median(r[3] for r in runs)
-        results[kind] = (seconds, peak, work)
-        outputs[kind] = runs[-1][2]
+    for kind in CONTENDERS:
+        seconds = statistics.median(r.process_seconds for r in runs[kind])
+        peak = statistics.median(r.peak_mib for r in runs[kind])
+        work = statistics.median(r.work_seconds for r in runs[kind])
+        cpu = statistics.median(r.cpu_seconds for r in runs[kind])
+        results[kind] = (seconds, peak, work, cpu)
+        outputs[kind] = runs[kind][-1].out_dir
         print(f"{kind:15s} process {seconds:6.2f} s ({rows / seconds:>10,.0f} ticks/s)   "
-              f"work {work:6.2f} s ({rows / work:>10,.0f} ticks/s)   peak RSS {peak:6.0f} MiB")
+              f"work {work:6.2f} s ({rows / work:>10,.0f} ticks/s)   CPU {cpu:6.2f} s   peak RSS {peak:6.0f} MiB")
 
     reference = load_bars("pandas", outputs["pandas"])
     for kind in ("polars", "pipeline", "pipeline-2proc"):
@@ -177,14 +195,14 @@ def main() -> None:
         pd.testing.assert_frame_equal(got, reference, check_dtype=False, rtol=1e-9)
     print(f"\nall agree: {len(reference):,} one-minute bars (load average now {os.getloadavg()[0]:.1f})")
 
-    polars_s, _, polars_work = results["polars"]
+    polars_s, _, polars_work, _ = results["polars"]
     pandas_mem = results["pandas"][1]
     for kind in ("pipeline", "pipeline-2proc"):
-        seconds, peak, work = results[kind]
+        seconds, peak, work, _ = results[kind]
         print(f"{kind}: throughput {polars_s / seconds:.2f}x polars by process time, "
               f"{polars_work / work:.2f}x by work time (target >= 0.5x); "
               f"peak memory {peak / pandas_mem:.2f}x pandas (target <= 1.0x)")
-    print(json.dumps({k: {"process_seconds": v[0], "peak_mib": v[1], "work_seconds": v[2]}
+    print(json.dumps({k: {"process_seconds": v[0], "peak_mib": v[1], "work_seconds": v[2], "cpu_seconds": v[3]}
                       for k, v in results.items()}))
 
 
