@@ -18,7 +18,7 @@ CORE = [
     "pydantic-settings>=2.2",
 ]
 EXTRAS = {
-    "api": ["fastapi>=0.110", "uvicorn[standard]>=0.29", "prometheus-client>=0.20"],
+    "api": ["fastapi>=0.110", "uvicorn[standard]>=0.29", "prometheus-client>=0.20", "orjson>=3.9"],
     "dash": ["dash>=2.17", "plotly>=5.20", "requests>=2.31"],
     "ingestion": ["websockets>=12", "google-cloud-pubsub>=2.21", "requests>=2.31", "yfinance>=0.2.40"],
     "kafka": ["confluent-kafka>=2.3"],
