@@ -44,7 +44,7 @@ setup(
     "PostgreSQL and a Parquet lake, a REST API and a dashboard.",
     python_requires=">=3.10",
     packages=find_packages(include=["alphastream*", "pipeline*", "transforms*", "serving*", "dash_app*", "ingestion*"]),
-    package_data={"pipeline": ["db/migrations/*.sql"]},
+    package_data={"pipeline": ["db/migrations/*.sql"], "dash_app": ["assets/*.css", "assets/vendor/*"]},
     include_package_data=True,
     install_requires=CORE,
     extras_require=EXTRAS,
