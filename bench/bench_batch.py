@@ -21,6 +21,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -163,8 +164,8 @@ def main() -> None:
 
     import pandas as pd
 
-    work = Path(tempfile.mkdtemp(prefix="bench-batch-"))
-    input_path = work / "ticks.parquet"
+    scratch = Path(tempfile.mkdtemp(prefix="bench-batch-"))
+    input_path = scratch / "ticks.parquet"
     rows = make_input(args.ticks, args.symbols, input_path)
     print(f"input: {rows:,} ticks ({args.symbols} symbols, duplicates included) in {input_path}")
     # Other work on the machine skews the ratios (polars uses every core, the pipeline mostly
@@ -204,6 +205,9 @@ def main() -> None:
               f"peak memory {peak / pandas_mem:.2f}x pandas (target <= 1.0x)")
     print(json.dumps({k: {"process_seconds": v[0], "peak_mib": v[1], "work_seconds": v[2], "cpu_seconds": v[3]}
                       for k, v in results.items()}))
+    # The input and every child's output are scratch: a 2M-tick run leaves ~0.5 GB otherwise.
+    for path in [scratch, *(r.out_dir for kind_runs in runs.values() for r in kind_runs)]:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":
