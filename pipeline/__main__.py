@@ -15,6 +15,7 @@ import threading
 import time
 
 import apache_beam as beam
+from apache_beam.runners.runner import PipelineState
 from apache_beam.options.pipeline_options import (
     DirectOptions,
     GoogleCloudOptions,
@@ -80,11 +81,32 @@ def resolve_database(options: PipelineOptions, opts: AlphastreamOptions) -> str 
     return db_url
 
 
+def check_local_synthetic_stream(options: PipelineOptions, opts: AlphastreamOptions, streaming: bool) -> None:
+    """--streaming --source synthetic on the DirectRunner: bounded, and no early firings.
+
+    The DirectRunner hands a streaming graph without Pub/Sub or TestStream to its FnApiRunner,
+    which runs stage after stage to completion: it cannot fire processing-time (early)
+    triggers, and bars come out when the source stops. So the run needs --max_duration, and
+    early firings are turned off. For live bars locally, go through Pub/Sub:
+    ``python -m alphastream.live_demo``.
+    """
+    if not (streaming and opts.source == "synthetic" and _is_direct_runner(options)):
+        return
+    if opts.max_duration is None:
+        raise SystemExit("error: --streaming --source synthetic on the DirectRunner needs --max_duration SECONDS "
+                         "(it emits bars when the source stops); for live bars use python -m alphastream.live_demo")
+    if opts.early_firing_seconds:
+        log.warning("the DirectRunner cannot fire early panes for the synthetic stream: --early_firing_seconds 0")
+        opts.early_firing_seconds = 0
+
+
 def _run_streaming(pipeline: beam.Pipeline, opts: AlphastreamOptions):
     """Run until --max_duration or Ctrl-C/SIGTERM, then cancel cleanly (the DirectRunner does not
     support wait_until_finish(duration=...)). A Pub/Sub reader blocked on an idle subscription
     is woken first, or cancel() would wait up to 30 s for its pull."""
     result = pipeline.run()
+    if PipelineState.is_terminal(result.state):
+        return result  # a bounded local run (see check_local_synthetic_stream) has finished
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -114,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = options.view_as(AlphastreamOptions)
     streaming = options.view_as(StandardOptions).streaming
     options.view_as(SetupOptions).save_main_session = False
+    check_local_synthetic_stream(options, opts, streaming)
     db_url = resolve_database(options, opts)
     day = resolved_date(opts, dt.datetime.now(dt.timezone.utc).date())
     if opts.source == "synthetic" and not streaming:

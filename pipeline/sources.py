@@ -83,7 +83,7 @@ class _LiveSyntheticDoFn(beam.DoFn):
         self._sequence = 0
         self._read = _ticks_read()
 
-    def process(self, impulse_time=beam.DoFn.TimestampParam) -> Iterable:
+    def process(self, _impulse, impulse_time=beam.DoFn.TimestampParam) -> Iterable:
         count = max(1, int(round(self._rate * self._interval)))
         start_us = impulse_time.micros
         offsets = np.sort(self._rng.uniform(0, self._interval * MICROS_PER_SECOND, count)).astype(np.int64)
