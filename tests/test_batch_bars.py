@@ -1,6 +1,8 @@
 """BatchBars (the columnar batch path) against an independent pandas computation, and
-against StreamingBars on the same ticks: batch and streaming must give identical bars."""
+against both streaming paths on the same ticks (StreamingBars per tick, and the batched
+message path the streaming graph runs): batch and streaming must give identical bars."""
 import datetime as dt
+import json
 
 import apache_beam as beam
 import pandas as pd
@@ -19,6 +21,9 @@ from alphastream.synthetic import MarketSpec, market_ticks
 from transforms.bars import StreamingBars
 from transforms.batch_bars import BatchBars, check_intervals_nest, dedup_in_trade_order, split_by_symbol_bucket
 from transforms.dedup import DedupTrades
+from transforms.parse import DEAD_LETTERS, TICKS
+from transforms.tick_batches import DEDUP_BUCKET_US, BarsFromTickBatches, DedupTickBatches, ParseTickBatches
+from transforms.validation import ValidationPolicy
 from transforms.tick_tables import ArrowTableCoder, table_to_ticks, ticks_to_table
 from tests.beam_helpers import Collected
 from tests.reference import assert_same_bars, bars_frame, pandas_bars
@@ -45,6 +50,28 @@ def run_streaming(ticks: list[Tick], intervals=INTERVALS) -> list:
     with TestPipeline(options=options) as p:
         got = Collected(p | stream | DedupTrades(horizon_seconds=10**6) | StreamingBars(intervals, 0, 0))
     return got.items
+
+
+def run_streaming_messages(ticks: list[Tick], per_message: int, intervals=INTERVALS) -> tuple[list, list]:
+    """(bars, dead letters) from the graph's streaming path: ticks published as JSON-array
+    messages of ``per_message`` ticks in arrival order, each stamped with its earliest tick
+    (the wire format), through ParseTickBatches | DedupTickBatches | BarsFromTickBatches."""
+    messages = []
+    for i in range(0, len(ticks), per_message):
+        chunk = ticks[i:i + per_message]
+        body = json.dumps([t._asdict() for t in chunk]).encode()
+        messages.append(TimestampedValue(("test", body), Timestamp(micros=min(t.ts_us for t in chunk))))
+    first_us = min(t.ts_us for t in ticks)
+    stream = (TestStream().advance_watermark_to(Timestamp(micros=first_us - first_us % 1000))
+              .add_elements(messages).advance_watermark_to_infinity())
+    options = TestPipeline().options
+    options.view_as(StandardOptions).streaming = True
+    with TestPipeline(options=options) as p:
+        parsed = p | stream | ParseTickBatches(lambda: T0 + 10**12, "test", ValidationPolicy(), DEDUP_BUCKET_US)
+        bars = (parsed[TICKS] | DedupTickBatches(DEDUP_BUCKET_US, horizon_seconds=10**6)
+                | BarsFromTickBatches(intervals, 0, 0))
+        got, dead = Collected(bars), Collected(parsed[DEAD_LETTERS], label="CollectDead")
+    return got.items, dead.items
 
 
 def ticks_frame(ticks: list[Tick]) -> pd.DataFrame:
@@ -90,6 +117,15 @@ def test_batch_and_streaming_give_identical_bars(rows):
     assert_same_bars(streaming, batch)
 
 
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tick_rows, st.integers(1, 30))
+def test_batch_and_message_streaming_give_identical_bars(rows, per_message):
+    ticks = to_ticks(rows)
+    bars, dead = run_streaming_messages(ticks, per_message)
+    assert dead == []
+    assert_same_bars(bars_frame(bars), bars_frame(run_batch([ticks_to_table(ticks)])))
+
+
 def test_batch_and_streaming_identical_on_synthetic_market():
     spec = MarketSpec(day=dt.date(2024, 1, 2), symbols=3, ticks_per_symbol=400, seed=7)
     table = market_ticks(spec)
@@ -97,6 +133,10 @@ def test_batch_and_streaming_identical_on_synthetic_market():
     batch = bars_frame(run_batch([table]))
     assert_same_bars(batch, pandas_bars(ticks_frame(ticks), INTERVALS))
     assert_same_bars(bars_frame(run_streaming(ticks)), batch)
+    # The graph's path, in arrival order: duplicates and out-of-order ticks span messages.
+    message_bars, dead = run_streaming_messages(ticks, 100)
+    assert dead == []
+    assert_same_bars(bars_frame(message_bars), batch)
     assert len(ticks) > batch.query("interval == '1h'")["trades"].sum()  # duplicates were dropped
 
 
