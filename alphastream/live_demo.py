@@ -17,20 +17,18 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
+from alphastream.local_services import EmulatorError, start_pubsub_emulator
+
 log = logging.getLogger("live_demo")
 
-EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
 EMULATOR_PROJECT = "alphastream-demo"  # Beam checks project ids against GCP's pattern
 EMULATOR_START_TIMEOUT_SECONDS = 60.0
 PIPELINE_START_TIMEOUT_SECONDS = 120.0
@@ -67,36 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _answers_ok(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as response:
-            return response.read().strip() == b"Ok"
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 def start_emulator(work_dir: Path) -> tuple[subprocess.Popen, str]:
     """The Pub/Sub emulator on a free loopback port; returns (process, host:port)."""
-    if not EMULATOR.exists() or shutil.which("java") is None:
-        raise SystemExit(f"error: the Pub/Sub emulator needs {EMULATOR} and java (Debian: apt-get install "
-                         "google-cloud-cli-pubsub-emulator), or pass --project to use a real project")
-    port = _free_port()
-    log_file = (work_dir / "pubsub-emulator.log").open("wb")
-    process = subprocess.Popen([str(EMULATOR), "--host=127.0.0.1", f"--port={port}"], stdout=log_file,
-                               stderr=subprocess.STDOUT, cwd=work_dir, start_new_session=True)
-    deadline = time.monotonic() + EMULATOR_START_TIMEOUT_SECONDS
-    while not _answers_ok(port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_process(process, "pubsub emulator")
-            raise SystemExit(f"error: the Pub/Sub emulator did not start; log: {work_dir / 'pubsub-emulator.log'}")
-        time.sleep(0.1)
-    return process, f"127.0.0.1:{port}"
+    try:
+        return start_pubsub_emulator(work_dir, EMULATOR_START_TIMEOUT_SECONDS, new_session=True)
+    except EmulatorError as err:
+        raise SystemExit(f"error: {err}\n(or pass --project to use a real project)") from None
 
 
 def create_topic_and_subscription(project: str) -> tuple[str, str]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 
 import pytest
+
+from alphastream.local_services import free_port
 from websockets.asyncio.server import serve
 
 from ingestion.backoff import Backoff
@@ -59,12 +60,6 @@ class FeedServer:
             await ws.send(self.recorded[self.position])
             self.position += 1
         await ws.wait_closed()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _connector(feed: str, port: int):
@@ -129,7 +124,7 @@ def test_finnhub_sends_the_token_as_a_query_parameter():
 
 def test_connector_retries_until_the_server_comes_up():
     async def scenario():
-        port = _free_port()
+        port = free_port()
         _, file_name, expected, _ = CASES["kraken"]
         connector = _connector("kraken", port)
         collecting = asyncio.create_task(_collect(connector, len(expected)))
