@@ -125,9 +125,9 @@ def build_graph(p, opts: AlphastreamOptions, *, streaming: bool, now_us: NowFn, 
         from pipeline.streaming_lake import WriteBarsToLakeStreaming, WriteDeadLettersToLakeStreaming
 
         _ = bars | "WriteBarsToLake" >> WriteBarsToLakeStreaming(
-            opts.output, allowed_lateness_seconds=opts.allowed_lateness)
+            opts.output, allowed_lateness_seconds=opts.allowed_lateness, window_seconds=opts.lake_window_seconds)
         _ = dead_letters | "WriteDeadLettersToLake" >> WriteDeadLettersToLakeStreaming(
-            opts.output, allowed_lateness_seconds=opts.allowed_lateness)
+            opts.output, allowed_lateness_seconds=opts.allowed_lateness, window_seconds=opts.lake_window_seconds)
     if db_url:
         from pipeline.db.sink import WriteDeadLettersToPostgres
 

@@ -102,6 +102,9 @@ class AlphastreamOptions(PipelineOptions):
                          help="PostgreSQL DSN for bars and dead letters (default: $ALPHASTREAM_DB_URL; "
                               "on the DirectRunner, if unset, the embedded local database is started).")
         out.add_argument("--no_db", action="store_true", help="Write the Parquet lake only.")
+        out.add_argument("--lake_window_seconds", type=_positive_int, default=60,
+                         help="Streaming: event-time seconds of bars per Parquet file (one file per "
+                              "partition, window and pane).")
         out.add_argument("--write_ticks", action="store_true",
                          help="Also store deduplicated raw ticks in the database's ticks table.")
         out.add_argument("--max_duration", type=float, default=None,

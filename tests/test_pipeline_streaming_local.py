@@ -18,7 +18,8 @@ def test_live_synthetic_stream_writes_windowed_bars(tmp_path):
     out = tmp_path / "lake"
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline", "--streaming", "--no_db", "--max_duration", str(RUN_SECONDS),
-         "--rate", "200", "--symbols", "3", "--intervals", "5s", "--allowed_lateness", "5", "--output", str(out)],
+         "--rate", "200", "--symbols", "3", "--intervals", "5s", "--allowed_lateness", "5", "--lake_window_seconds", "5",
+         "--output", str(out)],
         capture_output=True, text=True, timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -29,6 +30,9 @@ def test_live_synthetic_stream_writes_windowed_bars(tmp_path):
     assert set(frame["symbol"]) == {"AAPL", "MSFT", "NVDA"}  # the first three synthetic symbols
     assert (frame["high"] >= frame["low"]).all() and (frame["trades"] > 0).all()
     assert frame["bucket_start"].dt.second.isin([0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55]).all()
+    # --lake_window_seconds 5: one file per 5 s window, so each file holds one bucket per symbol.
+    for path in files:
+        assert pq.read_table(path).to_pandas()["bucket_start"].nunique() == 1, path
 
 
 def test_live_synthetic_stream_needs_a_duration_on_the_direct_runner(tmp_path):
