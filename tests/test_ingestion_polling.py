@@ -8,7 +8,6 @@ Bar -> tick convention (ingestion.connectors.polling): one tick per bar at the b
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http.server
 import json
 import threading
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from tests.connector_helpers import take_ticks
 
 from alphastream.records import Tick
 from ingestion.backoff import Backoff, RateLimiter, RateLimitExhausted
@@ -84,12 +85,7 @@ class RecordedApi:
 
 
 async def _collect(connector, count: int) -> list:
-    ticks = []
-    async with contextlib.aclosing(connector.stream()) as stream:
-        async for tick in stream:
-            ticks.append(tick)
-            if len(ticks) == count:
-                break
+    ticks = await take_ticks(connector, count)
     await connector.aclose()
     return ticks
 

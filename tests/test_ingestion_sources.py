@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +14,7 @@ from alphastream.records import Tick
 from alphastream.synthetic import symbol_names
 from ingestion.connectors.replay import ReplayFile, detect_format
 from ingestion.connectors.synthetic import SyntheticMarket
+from tests.connector_helpers import take_ticks
 from tests.test_ingestion_polling import FakeTime
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
@@ -23,25 +23,15 @@ REPLAY_CSV = FEEDS / "replay_ticks.csv"
 REPLAY_OFFSETS_US = [0, 250_000, 500_000, 400_000, 1_000_000, 2_000_000]
 
 
-async def _take(connector, count: int) -> list[Tick]:
-    ticks = []
-    async with contextlib.aclosing(connector.stream()) as stream:
-        async for tick in stream:
-            ticks.append(tick)
-            if len(ticks) == count:
-                break
-    return ticks
-
-
 def _synthetic(seed: int, fake: FakeTime, rate: float = 1000.0) -> SyntheticMarket:
     return SyntheticMarket(rate=rate, symbols=5, seed=seed, clock=fake.clock, sleep=fake.sleep)
 
 
 def test_synthetic_is_seeded_and_timestamped_now():
     fake_a, fake_b = FakeTime(), FakeTime()
-    a = asyncio.run(_take(_synthetic(7, fake_a), 2000))
-    b = asyncio.run(_take(_synthetic(7, fake_b), 2000))
-    other = asyncio.run(_take(_synthetic(8, FakeTime()), 2000))
+    a = asyncio.run(take_ticks(_synthetic(7, fake_a), 2000))
+    b = asyncio.run(take_ticks(_synthetic(7, fake_b), 2000))
+    other = asyncio.run(take_ticks(_synthetic(8, FakeTime()), 2000))
     assert [(t.symbol, t.price, t.size) for t in a] == [(t.symbol, t.price, t.size) for t in b]
     assert [(t.symbol, t.price) for t in a] != [(t.symbol, t.price) for t in other]
     assert {t.symbol for t in a} == set(symbol_names(5))
@@ -53,20 +43,20 @@ def test_synthetic_is_seeded_and_timestamped_now():
 
 def test_synthetic_paces_at_the_requested_rate():
     fake = FakeTime()
-    ticks = asyncio.run(_take(_synthetic(1, fake, rate=2000.0), 4001))
+    ticks = asyncio.run(take_ticks(_synthetic(1, fake, rate=2000.0), 4001))
     assert fake.now - 1_000_000.0 == pytest.approx(2.0, abs=0.01)
     per_second = [sum(1 for t in ticks if int(t.ts_us / 1e6 - 1_000_000) == s) for s in (0, 1)]
     assert per_second == [pytest.approx(2000, abs=5)] * 2
 
 
 def test_synthetic_runs_get_distinct_trade_ids():
-    first = asyncio.run(_take(_synthetic(7, FakeTime(1000.0)), 10))
-    second = asyncio.run(_take(_synthetic(7, FakeTime(2000.0)), 10))
+    first = asyncio.run(take_ticks(_synthetic(7, FakeTime(1000.0)), 10))
+    second = asyncio.run(take_ticks(_synthetic(7, FakeTime(2000.0)), 10))
     assert not {t.trade_id for t in first} & {t.trade_id for t in second}
 
 
 def test_synthetic_random_walk_moves_prices_by_small_steps():
-    ticks = asyncio.run(_take(_synthetic(3, FakeTime()), 5000))
+    ticks = asyncio.run(take_ticks(_synthetic(3, FakeTime()), 5000))
     by_symbol: dict[str, list[float]] = {}
     for tick in ticks:
         by_symbol.setdefault(tick.symbol, []).append(tick.price)
@@ -78,7 +68,7 @@ def test_synthetic_random_walk_moves_prices_by_small_steps():
 def test_replay_csv_shifts_the_first_tick_to_now_and_keeps_offsets():
     fake = FakeTime()
     connector = ReplayFile(REPLAY_CSV, speed=1.0, clock=fake.clock, sleep=fake.sleep)
-    ticks = asyncio.run(_take(connector, 6))
+    ticks = asyncio.run(take_ticks(connector, 6))
     start_us = int(1_000_000.0 * 1e6)
     assert [t.ts_us - start_us for t in ticks] == REPLAY_OFFSETS_US
     assert [t.trade_id for t in ticks] == ["r-1", "r-2", "r-3", "r-4", "r-5", "r-6"]
@@ -89,7 +79,7 @@ def test_replay_csv_shifts_the_first_tick_to_now_and_keeps_offsets():
 
 def test_replay_speed_compresses_time_and_timestamps():
     fake = FakeTime()
-    ticks = asyncio.run(_take(ReplayFile(REPLAY_CSV, speed=10.0, clock=fake.clock, sleep=fake.sleep), 6))
+    ticks = asyncio.run(take_ticks(ReplayFile(REPLAY_CSV, speed=10.0, clock=fake.clock, sleep=fake.sleep), 6))
     start_us = int(1_000_000.0 * 1e6)
     assert [t.ts_us - start_us for t in ticks] == [o // 10 for o in REPLAY_OFFSETS_US]
     assert sum(fake.sleeps) == pytest.approx(0.2)

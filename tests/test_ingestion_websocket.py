@@ -8,7 +8,6 @@ part-way; the client must reconnect, subscribe again and resume with the remaini
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 
 import pytest
@@ -18,6 +17,7 @@ from websockets.asyncio.server import serve
 
 from ingestion.backoff import Backoff
 from ingestion.connectors.base import FeedFatalError
+from tests.connector_helpers import take_ticks
 from tests.test_ingestion_feeds import CASES, frames
 
 FAST_BACKOFF = dict(base=0.02, cap=0.1)
@@ -70,16 +70,6 @@ def _connector(feed: str, port: int):
     return connector
 
 
-async def _collect(connector, count: int) -> list:
-    ticks = []
-    async with contextlib.aclosing(connector.stream()) as stream:
-        async for tick in stream:
-            ticks.append(tick)
-            if len(ticks) == count:
-                break
-    return ticks
-
-
 def _expected_client_messages(feed: str, connector) -> list:
     if feed == "polygon":
         return [{"action": "auth", "params": POLYGON_KEY}, connector.subscribe_message()]
@@ -94,7 +84,7 @@ async def _play(feed: str, drop_after: int | None = None):
     async with serve(server.handler, "127.0.0.1", 0) as ws_server:
         port = ws_server.sockets[0].getsockname()[1]
         connector = _connector(feed, port)
-        ticks = await asyncio.wait_for(_collect(connector, len(expected)), TIMEOUT)
+        ticks = await asyncio.wait_for(take_ticks(connector, len(expected)), TIMEOUT)
     return server, connector, ticks, expected
 
 
@@ -127,7 +117,7 @@ def test_connector_retries_until_the_server_comes_up():
         port = free_port()
         _, file_name, expected, _ = CASES["kraken"]
         connector = _connector("kraken", port)
-        collecting = asyncio.create_task(_collect(connector, len(expected)))
+        collecting = asyncio.create_task(take_ticks(connector, len(expected)))
         await asyncio.sleep(0.3)  # refused connections meanwhile
         server = FeedServer("kraken", frames(file_name))
         async with serve(server.handler, "127.0.0.1", port):
@@ -145,7 +135,7 @@ def test_polygon_rejected_key_stops_without_retrying():
         async with serve(server.handler, "127.0.0.1", 0) as ws_server:
             connector = _connector("polygon", ws_server.sockets[0].getsockname()[1])
             with pytest.raises(FeedFatalError, match="refused the API key"):
-                await asyncio.wait_for(_collect(connector, 1), TIMEOUT)
+                await asyncio.wait_for(take_ticks(connector, 1), TIMEOUT)
         return server, connector
 
     server, connector = asyncio.run(scenario())
