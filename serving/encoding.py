@@ -18,5 +18,10 @@ def row_dicts(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[dic
     return [dict(zip(columns, row)) for row in rows]
 
 
+def keyed_row_dicts(columns: Sequence[str], key: tuple, rows: Iterable[tuple]) -> list[dict[str, Any]]:
+    """Like ``row_dicts`` for rows that share their leading values ``key`` (read once, not per row)."""
+    return [dict(zip(columns, key + row)) for row in rows]
+
+
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value, option=_OPTIONS)

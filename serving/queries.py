@@ -157,16 +157,26 @@ def rendered(build):
     return cached
 
 
+# A page's rows share their series key (symbol, interval): the route fills it in rather than
+# reading it from every row. It leads BAR_ROW_COLUMNS, so a page row prefixed with the key is a
+# full bar row, in the same column order.
+SERIES_KEY_COLUMNS: tuple[str, ...] = tuple(name for name in BAR_ROW_COLUMNS if _c[name] in (symbol, interval))
+PAGE_COLUMNS: tuple[str, ...] = BAR_ROW_COLUMNS[len(SERIES_KEY_COLUMNS):]
+if BAR_ROW_COLUMNS[:len(SERIES_KEY_COLUMNS)] != SERIES_KEY_COLUMNS:
+    raise RuntimeError(f"bar columns {BAR_ROW_COLUMNS} no longer start with the series key {SERIES_KEY_COLUMNS}")
+
+
 @rendered
 def bars_page(rolled: bool) -> sql.Composed:
-    """One page of bars: each row's epoch-microsecond start, then its ``BAR_ROW_COLUMNS``.
+    """One page of bars: each row's ``PAGE_COLUMNS`` (``BAR_ROW_COLUMNS`` without the series key).
 
     Rows travel as typed values (binary protocol) and are rendered to JSON by orjson: faster
-    than PostgreSQL's own json_build_object here (measured: 2.1 vs 3.1 ms for a day of bars).
+    than PostgreSQL's own json_build_object or json_agg here (measured: 2.1 vs 3.1 ms for a day
+    of bars). Fewer columns is what makes the fetch cheaper: loading the two repeated key texts
+    and an epoch-microsecond copy of the start took a quarter of the fetch.
     """
-    return sql.SQL("SELECT {us}, {columns} FROM ({page}) AS page ORDER BY {bucket_start}").format(
-        us=_epoch_us(bucket_start), columns=_columns(BAR_ROW_COLUMNS), page=bar_range(rolled),
-        bucket_start=bucket_start)
+    return sql.SQL("SELECT {columns} FROM ({page}) AS page ORDER BY {bucket_start}").format(
+        columns=_columns(PAGE_COLUMNS), page=bar_range(rolled), bucket_start=bucket_start)
 
 
 # Stored bars of several (symbol, interval) written after %(since)s, for the stream: an index

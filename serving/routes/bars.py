@@ -16,7 +16,8 @@ from serving.catalog import ResolvedSeries, resolve_series
 from serving.deps import Pool, Settings, StoreCatalog
 from serving.errors import invalid
 from serving.models import ERROR_RESPONSES, NOT_FOUND, BarsPage
-from serving.paging import IsoDateTime, ceil_to, checked_limit, checked_range, decode_cursor, encode_cursor, from_us
+from serving.paging import (IsoDateTime, ceil_to, checked_limit, checked_range, decode_cursor, encode_cursor, from_us,
+                            to_us)
 from serving.settings import ApiSettings
 
 router = APIRouter(tags=["bars"])
@@ -92,14 +93,16 @@ async def get_bars(request: Request, pool: Pool, catalog: StoreCatalog, settings
     async with pool.connection() as conn:
         found = await (await conn.execute(queries.bars_page(series.rolled), range_params(series, lo, hi, rows),
                                           binary=True)).fetchall()
-    next_cursor = encode_cursor(scope, found[rows][0]) if len(found) > rows else None
-    bars = [row[1:] for row in found[:rows]]
+    # The extra row, if any, starts the next page: its bucket start is the cursor position.
+    next_cursor = encode_cursor(scope, to_us(found[rows][0])) if len(found) > rows else None
+    del found[rows:]
+    key = (series.info.symbol, series.interval)  # every row's SERIES_KEY_COLUMNS
     if wants_csv(request):
-        return Response(bars_csv(bars), media_type=CSV_MEDIA_TYPE,
+        return Response(bars_csv([key + row for row in found]), media_type=CSV_MEDIA_TYPE,
                         headers={NEXT_CURSOR_HEADER: next_cursor} if next_cursor else None)
     return Response(encoding.dumps({"symbol": series.info.symbol, "interval": series.interval,
                                     "source_interval": series.source, "next_cursor": next_cursor,
-                                    "items": encoding.row_dicts(queries.BAR_ROW_COLUMNS, bars)}),
+                                    "items": encoding.keyed_row_dicts(queries.BAR_ROW_COLUMNS, key, found)}),
                     media_type="application/json")
 
 
