@@ -7,7 +7,8 @@ checks the answers conform). Times render as ISO-8601 UTC with ``Z``, as pydanti
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+import functools
+from typing import Any, Callable, Iterable, Sequence
 
 import orjson
 
@@ -18,9 +19,33 @@ def row_dicts(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[dic
     return [dict(zip(columns, row)) for row in rows]
 
 
-def keyed_row_dicts(columns: Sequence[str], key: tuple, rows: Iterable[tuple]) -> list[dict[str, Any]]:
-    """Like ``row_dicts`` for rows that share their leading values ``key`` (read once, not per row)."""
-    return [dict(zip(columns, key + row)) for row in rows]
+def keyed_row_dicts(columns: tuple[str, ...], key: tuple, rows: Iterable[tuple]) -> list[dict[str, Any]]:
+    """Like ``row_dicts`` for rows that share their leading values ``key`` (read once, not per
+    row): ``columns`` names the key's values, then each row's."""
+    return _dict_builder(columns, len(key))(key, rows)
+
+
+@functools.lru_cache(maxsize=None)
+def _dict_builder(columns: tuple[str, ...], key_length: int) -> Callable[[tuple, Iterable[tuple]], list[dict]]:
+    """A function turning rows into dicts with a dict display of constant keys, compiled once per
+    column tuple, as ``collections.namedtuple`` compiles its class.
+
+    CPython builds a ``{'a': x, 'b': y}`` display in one step from a constant key tuple, about
+    twice as fast as ``dict(zip(columns, row))`` (measured: 0.45 vs 1.0 ms for a day of bars,
+    a tenth of the whole request). Keys enter the source only as ``repr`` literals and variables
+    are generated names, so no column name is ever evaluated as code.
+    """
+    keys = [f"k{i}" for i in range(key_length)]
+    values = [f"v{i}" for i in range(len(columns) - key_length)]
+    display = ", ".join(f"{name!r}: {var}" for name, var in zip(columns, keys + values, strict=True))
+    unpack = f"{', '.join(keys)}, = key" if keys else "pass"
+    row_target = f"{', '.join(values)}," if values else "()"
+    source = (f"def build(key, rows):\n"
+              f"    {unpack}\n"
+              f"    return [{{{display}}} for {row_target} in rows]\n")
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<row dicts {columns}>", "exec"), namespace)  # noqa: S102 - see docstring
+    return namespace["build"]
 
 
 def dumps(value: Any) -> bytes:
