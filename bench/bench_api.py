@@ -6,7 +6,8 @@
 The store holds one symbol, one UTC day of 1-minute bars (1,440), written by the project's
 PostgreSQL sink. Three figures, in the same run and against the same database:
 
-* the bare psycopg query (the same range, typed rows) -- the floor the API is compared with;
+* the bare psycopg query (the API's own statement, typed rows) over the text and the binary
+  protocol -- the binary one, which the API uses, is the floor the API is compared with;
 * in-process latency of the endpoint (httpx over ASGI: routing, validation, the pool, the
   query and the response, without sockets), p50 / p99;
 * requests/s over loopback: uvicorn (``--workers``) under ``wrk`` (``apt-get install wrk``),
@@ -46,6 +47,7 @@ P99 = 0.99
 TARGET_P99_MS = 5.0
 TARGET_RPS = 2_000.0
 CEILING = "/healthz (no database)"
+PROTOCOLS = ("text", "binary")  # of the bare query
 SERVER_START_TIMEOUT_SECONDS = 30.0
 
 
@@ -93,24 +95,26 @@ def summary(samples_s: list[float]) -> dict:
     return {"p50_ms": statistics.median(ms), "p99_ms": percentile(ms, P99), "n": len(ms)}
 
 
-def bench_bare_query(db_url: str, params: dict, n: int) -> dict:
-    """The same rows with psycopg and nothing else: typed rows, fetched."""
+def bench_bare_query(db_url: str, start: dt.datetime, end: dt.datetime, n: int) -> dict:
+    """The API's own statement (``queries.bars_page``) with psycopg and nothing else: typed rows,
+    fetched, over the binary protocol (as the API reads them) and over the text protocol
+    (psycopg's default). The binary figure is the floor the API is compared with."""
     import psycopg
-    from psycopg import sql
 
-    from serving.queries import BAR_ROW_COLUMNS
+    from serving.queries import bars_page
 
-    query = sql.SQL("SELECT {} FROM bars WHERE symbol = %(symbol)s AND interval = %(interval)s "
-                    "AND bucket_start >= %(start)s AND bucket_start < %(end)s ORDER BY bucket_start").format(
-        sql.SQL(", ").join(map(sql.Identifier, BAR_ROW_COLUMNS)))
-    samples = []
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        for i in range(n + WARMUP_REQUESTS):
-            t0 = time.perf_counter()
-            rows = conn.execute(query, params).fetchall()
-            if i >= WARMUP_REQUESTS:
-                samples.append(time.perf_counter() - t0)
-    return {**summary(samples), "rows": len(rows)}
+    params = {"symbol": SYMBOL, "source": "1m", "lo": start, "hi": end, "rows": MINUTES_PER_DAY + 1}
+    results = {}
+    with psycopg.connect(db_url, autocommit=True, options="-c TimeZone=UTC") as conn:
+        for protocol in PROTOCOLS:
+            samples = []
+            for i in range(n + WARMUP_REQUESTS):
+                t0 = time.perf_counter()
+                rows = conn.execute(bars_page(False), params, binary=protocol == "binary").fetchall()
+                if i >= WARMUP_REQUESTS:
+                    samples.append(time.perf_counter() - t0)
+            results[protocol] = {**summary(samples), "rows": len(rows)}
+    return results
 
 
 async def _in_process(db_url: str, paths: dict[str, str], n: int) -> dict:
@@ -240,9 +244,8 @@ def main() -> None:
         hour_q = f"symbol={SYMBOL}&interval=1m&start={end - dt.timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}&end={end:%Y-%m-%dT%H:%M:%SZ}"
         paths = {"day (1440 bars)": f"/v1/bars?{day_q}", "last hour (60 bars)": f"/v1/bars?{hour_q}",
                  "day as 15m roll-up (96 bars)": f"/v1/bars?{day_q.replace('interval=1m', 'interval=15m')}"}
-        bare = {"day (1440 bars)": bench_bare_query(db_url, {"symbol": SYMBOL, "interval": "1m", "start": DAY, "end": end}, args.requests),
-                "last hour (60 bars)": bench_bare_query(db_url, {"symbol": SYMBOL, "interval": "1m",
-                                                                 "start": end - dt.timedelta(hours=1), "end": end}, args.requests)}
+        bare = {"day (1440 bars)": bench_bare_query(db_url, DAY, end, args.requests),
+                "last hour (60 bars)": bench_bare_query(db_url, end - dt.timedelta(hours=1), end, args.requests)}
         in_process = asyncio.run(_in_process(db_url, paths, args.requests))
         # /healthz touches no database: the ceiling of this machine's HTTP stack right now.
         loopback = bench_loopback(db_url, {**paths, CEILING: "/healthz"}, args)
@@ -253,15 +256,16 @@ def main() -> None:
 
     print(f"\nGET /v1/bars, one symbol, one day of 1-minute bars ({os.cpu_count()} cores; load average "
           f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after: other work on the machine skews every figure)")
-    print(f"{'request':<30} {'bare psycopg p50/p99 ms':>24} {'API in-process p50/p99 ms':>26} "
-          f"{'loopback req/s':>15} {'wrk p99 ms':>11}")
+    print(f"{'request':<30} {'bare text p50/p99 ms':>21} {'bare binary p50/p99 ms':>23} "
+          f"{'API in-process p50/p99 ms':>26} {'loopback req/s':>15} {'wrk p99 ms':>11}")
     for name in paths:
-        b = bare.get(name)
-        bare_text = f"{b['p50_ms']:.2f} / {b['p99_ms']:.2f}" if b else "-"
+        bare_text = [f"{b['p50_ms']:.2f} / {b['p99_ms']:.2f}" if b else "-"
+                     for b in (bare.get(name, {}).get(protocol) for protocol in PROTOCOLS)]
         i, lb = in_process[name], loopback[name]
         wrk_p99 = f"{lb['p99_ms']:.1f}" if lb["p99_ms"] is not None else "-"
-        print(f"{name:<30} {bare_text:>24} {i['p50_ms']:>12.2f} / {i['p99_ms']:<11.2f} {lb['rps']:>15,.0f} {wrk_p99:>11}")
-    print(f"{CEILING:<30} {'-':>24} {'-':>26} {loopback[CEILING]['rps']:>15,.0f} "
+        print(f"{name:<30} {bare_text[0]:>21} {bare_text[1]:>23} {i['p50_ms']:>12.2f} / {i['p99_ms']:<11.2f} "
+              f"{lb['rps']:>15,.0f} {wrk_p99:>11}")
+    print(f"{CEILING:<30} {'-':>21} {'-':>23} {'-':>26} {loopback[CEILING]['rps']:>15,.0f} "
           f"{loopback[CEILING]['p99_ms'] or 0:>11.1f}")
     print(f"\nloopback: {args.workers} uvicorn workers, {args.connections} connections, {args.duration:g} s, "
           f"client {next(iter(loopback.values()))['client']}; errors: {sum(lb['errors'] for lb in loopback.values())}")

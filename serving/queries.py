@@ -164,6 +164,7 @@ SERIES_KEY_COLUMNS: tuple[str, ...] = tuple(name for name in BAR_ROW_COLUMNS if 
 PAGE_COLUMNS: tuple[str, ...] = BAR_ROW_COLUMNS[len(SERIES_KEY_COLUMNS):]
 if BAR_ROW_COLUMNS[:len(SERIES_KEY_COLUMNS)] != SERIES_KEY_COLUMNS:
     raise RuntimeError(f"bar columns {BAR_ROW_COLUMNS} no longer start with the series key {SERIES_KEY_COLUMNS}")
+PAGE_START_INDEX: int = next(i for i, name in enumerate(PAGE_COLUMNS) if _c[name] == bucket_start)
 
 
 @rendered
@@ -171,8 +172,8 @@ def bars_page(rolled: bool) -> sql.Composed:
     """One page of bars: each row's ``PAGE_COLUMNS`` (``BAR_ROW_COLUMNS`` without the series key).
 
     Rows travel as typed values (binary protocol) and are rendered to JSON by orjson: faster
-    than PostgreSQL's own json_build_object or json_agg here (measured: 2.1 vs 3.1 ms for a day
-    of bars). Fewer columns is what makes the fetch cheaper: loading the two repeated key texts
+    than PostgreSQL's own JSON here (measured for a day of bars: 2.1 vs 3.1 ms with
+    json_build_object, 3.3 vs 7.1 ms with json_agg of whole rows). Fewer columns is what makes the fetch cheaper: loading the two repeated key texts
     and an epoch-microsecond copy of the start took a quarter of the fetch.
     """
     return sql.SQL("SELECT {columns} FROM ({page}) AS page ORDER BY {bucket_start}").format(

@@ -94,7 +94,7 @@ async def get_bars(request: Request, pool: Pool, catalog: StoreCatalog, settings
         found = await (await conn.execute(queries.bars_page(series.rolled), range_params(series, lo, hi, rows),
                                           binary=True)).fetchall()
     # The extra row, if any, starts the next page: its bucket start is the cursor position.
-    next_cursor = encode_cursor(scope, to_us(found[rows][0])) if len(found) > rows else None
+    next_cursor = encode_cursor(scope, to_us(found[rows][queries.PAGE_START_INDEX])) if len(found) > rows else None
     del found[rows:]
     key = (series.info.symbol, series.interval)  # every row's SERIES_KEY_COLUMNS
     if wants_csv(request):
