@@ -27,7 +27,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -143,12 +142,6 @@ async def _in_process(db_url: str, paths: dict[str, str], n: int) -> dict:
     return results
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_for(url: str) -> None:
     deadline = time.monotonic() + SERVER_START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
@@ -195,7 +188,9 @@ def _python_load(url: str, duration: float, connections: int) -> dict:
 
 
 def bench_loopback(db_url: str, paths: dict[str, str], args: argparse.Namespace) -> dict:
-    port = _free_port()
+    from alphastream.local_services import free_port
+
+    port = free_port()
     env = {**os.environ, "ALPHASTREAM_DB_URL": db_url}
     env.pop("ALPHASTREAM_API_KEY", None)  # measure the endpoint, not the auth check
     server = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(port), "--workers", str(args.workers),

@@ -8,9 +8,6 @@ dead letters through ``WriteDeadLettersToPostgres``. The API runs either in-proc
 from __future__ import annotations
 
 import contextlib
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,26 +21,24 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from alphastream.local_services import free_port
 from alphastream.records import BAR_FIELDS, storage_columns
+
 from serving.main import create_app
 from serving.settings import ApiSettings
+from tests.fixtures.postgres import run_pipeline
 
-ROOT = Path(__file__).resolve().parents[1]
 MARKET_SYMBOLS = 3
 MARKET_TICKS_PER_SYMBOL = 2_000
 MARKET_DATE = "2024-03-05"  # a Tuesday: one full synthetic session
-PIPELINE_TIMEOUT_SECONDS = 300
 SERVER_START_TIMEOUT_SECONDS = 20.0
 BAR_COLUMNS = storage_columns(BAR_FIELDS)
 
 
-def run_pipeline(db_url: str, output: Path, *extra: str) -> None:
-    """The real batch pipeline into ``db_url``; fails the test with its output if it fails."""
-    argv = [sys.executable, "-m", "pipeline", "--symbols", str(MARKET_SYMBOLS),
-            "--ticks_per_symbol", str(MARKET_TICKS_PER_SYMBOL), "--date", MARKET_DATE,
-            "--db_url", db_url, "--output", str(output), *extra]
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=PIPELINE_TIMEOUT_SECONDS)
-    assert done.returncode == 0, f"pipeline failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+def run_market_pipeline(db_url: str, output: Path, *extra: str) -> None:
+    """The real batch pipeline's synthetic market day into ``db_url``."""
+    run_pipeline("--symbols", str(MARKET_SYMBOLS), "--ticks_per_symbol", str(MARKET_TICKS_PER_SYMBOL),
+                 "--date", MARKET_DATE, "--db_url", db_url, "--output", str(output), *extra)
 
 
 def stored_bars(db_url: str, symbol: str, interval: str) -> pd.DataFrame:
@@ -73,7 +68,7 @@ def api_settings(**overrides) -> ApiSettings:
 def market_db(pg_cluster, tmp_path_factory) -> str:
     """A migrated database holding one synthetic day of 3 symbols (1m, 5m, 1h bars)."""
     db_url = pg_cluster.new_database()
-    run_pipeline(db_url, tmp_path_factory.mktemp("lake"))
+    run_market_pipeline(db_url, tmp_path_factory.mktemp("lake"))
     return db_url
 
 
@@ -83,16 +78,10 @@ def client(market_db) -> Iterator[TestClient]:
         yield test_client
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve(app: FastAPI) -> Iterator[str]:
     """Run ``app`` under uvicorn on a free loopback port in a thread; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
     deadline = time.monotonic() + SERVER_START_TIMEOUT_SECONDS

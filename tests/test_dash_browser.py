@@ -22,12 +22,13 @@ from selenium.common.exceptions import NoSuchElementException, StaleElementRefer
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
+from alphastream.local_services import free_port
 from alphastream.records import Bar, PaneTiming
 from dash_app import views
 from dash_app.api_client import ApiClient
 from dash_app.app import create_app
 from dash_app.settings import DashSettings
-from tests.fixtures.browser import (WINDOW_SIZE, candles_drawn, free_port, install_draw_probe, serve_wsgi,
+from tests.fixtures.browser import (WINDOW_SIZE, candles_drawn, install_draw_probe, serve_wsgi,
                                     set_viewport)
 
 pytestmark = pytest.mark.timeout(180)

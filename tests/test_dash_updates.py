@@ -10,10 +10,11 @@ import plotly.graph_objects as go
 import psycopg
 import pytest
 
+from alphastream.local_services import free_port
 from dash_app import updates, views
 from dash_app.api_client import ApiClient
 from dash_app.figures import Overlays
-from tests.fixtures.browser import free_port, serve_api
+from tests.fixtures.browser import serve_api
 
 pytestmark = pytest.mark.timeout(120)
 

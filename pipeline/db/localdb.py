@@ -16,7 +16,6 @@ import logging
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from contextlib import contextmanager
@@ -26,7 +25,9 @@ from typing import Iterator
 
 import psycopg
 
+from alphastream.local_services import free_port
 from alphastream.settings import AlphastreamSettings, mask_dsn
+
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,6 @@ def find_server_binaries(search_dirs: list[Path] | None = None) -> Path:
 
 def _version_key(path: str) -> tuple[int, ...]:
     return tuple(int(part) for part in Path(path).parent.name.split(".") if part.isdigit())
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -216,7 +211,7 @@ class LocalDatabase:
         self._run([str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", DB_USER,
                    f"--pwfile={self._password_file}", "--auth=scram-sha-256", "-E", "UTF8",
                    "--locale=C.UTF-8", "--no-sync", "--no-instructions"])
-        settings = {"listen_addresses": "'127.0.0.1'", "port": str(self._requested_port or _free_port()),
+        settings = {"listen_addresses": "'127.0.0.1'", "port": str(self._requested_port or free_port()),
                     "unix_socket_directories": "''"}
         if not self._durable:
             settings.update(NON_DURABLE_SETTINGS)
