@@ -1,8 +1,9 @@
 """The pipeline graph: read | parse | dedup | bars | sinks, the same in batch and streaming.
 
 Batch keeps ticks columnar (Arrow tables) from the source to the bars, which is what makes
-it fast; streaming moves one tick at a time through event-time windows. Both produce the same
-Bars for the same ticks (tests/test_batch_bars.py). Labels are stable: Dataflow
+it fast; streaming keeps each message's ticks grouped per (symbol, second) through parse, dedup
+and pre-aggregation, then into event-time windows. Both produce the same Bars for the same
+ticks (tests/test_batch_bars.py). Labels are stable: Dataflow
 uses them to match steps when a streaming job is updated.
 """
 from __future__ import annotations
