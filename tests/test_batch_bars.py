@@ -7,6 +7,7 @@ import json
 import apache_beam as beam
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.testing.test_pipeline import TestPipeline
@@ -19,7 +20,8 @@ from hypothesis import strategies as st
 from alphastream.records import Tick
 from alphastream.synthetic import MarketSpec, market_ticks
 from transforms.bars import StreamingBars
-from transforms.batch_bars import BatchBars, check_intervals_nest, dedup_in_trade_order, split_by_symbol_bucket
+from transforms.batch_bars import (BatchBars, check_intervals_nest, dedup_in_trade_order, split_by_symbol_bucket,
+                                   trade_order)
 from transforms.dedup import DedupTrades
 from transforms.parse import DEAD_LETTERS, TICKS
 from transforms.tick_batches import DEDUP_BUCKET_US, BarsFromTickBatches, DedupTickBatches, ParseTickBatches
@@ -32,9 +34,9 @@ T0 = 1_704_205_800_000_000
 INTERVALS = ("1m", "5m", "1h")
 
 
-def run_batch(tables: list[pa.Table], intervals=INTERVALS) -> list:
+def run_batch(tables: list[pa.Table], intervals=INTERVALS, min_group_seconds: int = 86_400) -> list:
     with TestPipeline() as p:
-        got = Collected(p | beam.Create(tables, reshuffle=False) | BatchBars(intervals))
+        got = Collected(p | beam.Create(tables, reshuffle=False) | BatchBars(intervals, min_group_seconds))
     return got.items
 
 
@@ -100,12 +102,14 @@ def to_ticks(rows) -> list[Tick]:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tick_rows, st.integers(1, 4))
-def test_batch_bars_equal_pandas(rows, splits):
+@given(tick_rows, st.integers(1, 4), st.sampled_from([3600, 86_400]))
+def test_batch_bars_equal_pandas(rows, splits, min_group_seconds):
+    # Hour groups put group boundaries inside the ticks' three hours; day groups (the default) do not.
     ticks = to_ticks(rows)
     chunk = max(1, len(ticks) // splits)
     tables = [ticks_to_table(ticks[i:i + chunk]) for i in range(0, len(ticks), chunk)]
-    assert_same_bars(bars_frame(run_batch(tables)), pandas_bars(ticks_frame(ticks), INTERVALS))
+    assert_same_bars(bars_frame(run_batch(tables, min_group_seconds=min_group_seconds)),
+                     pandas_bars(ticks_frame(ticks), INTERVALS))
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -157,6 +161,19 @@ def test_dedup_keeps_one_per_source_and_trade_id():
     unique = dedup_in_trade_order(ticks_to_table(ticks))
     assert unique.column("trade_id").to_pylist() == ["y", "x", "x"]
     assert unique.column("source").to_pylist() == ["s1", "s1", "s2"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["a", "b", "B", "é", "10", "9"]),
+                          st.sampled_from(["s1", "s2"])), min_size=1, max_size=40))
+def test_trade_order_is_arrows_stable_multi_key_sort(rows):
+    """Timestamps from a tiny range, so most rows tie: both tie-breaks (Python, Arrow) are checked."""
+    ticks = [Tick("A", T0 + ts, 1.0, 1.0, trade, source) for ts, trade, source in rows]
+    table = ticks_to_table(ticks)
+    expected = pc.sort_indices(table, sort_keys=[("ts_us", "ascending"), ("trade_id", "ascending"),
+                                                 ("source", "ascending")])  # stable
+    assert trade_order(table).tolist() == expected.to_pylist()
+    assert trade_order(table, max_python_ties=1.0).tolist() == expected.to_pylist()  # ties sorted in Python
 
 
 def test_intervals_must_nest():

@@ -104,7 +104,7 @@ def test_columnar_falls_back_per_row_for_string_timestamps():
 
 prices = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just(0.0), st.floats(0.01, 1e4))
 row_strategy = st.fixed_dictionaries({
-    "symbol": st.sampled_from(["AAPL", "BRK.B", "btc-usd", "", "a b", "^GSPC", "X" * 40]),
+    "symbol": st.sampled_from(["AAPL", "BRK.B", "btc-usd", "", "a b", "^GSPC", "X" * 40, None]),
     "ts_us": st.integers(0, NOW_US + 10**9),
     "price": prices,
     "size": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(0, 1e6)),

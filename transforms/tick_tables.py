@@ -104,6 +104,13 @@ def _numeric(table: pa.Table, name: str) -> pa.Array | None:
     return None
 
 
+def _on_distinct(column: pa.ChunkedArray, kernel) -> pa.Array:
+    """``kernel(column)``, computed once per distinct value: a tick table has a few symbols in
+    millions of rows, and the symbol regex per row was a third of validation (measured)."""
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    return pc.take(kernel(encoded.dictionary), encoded.indices)
+
+
 def normalise(table: pa.Table, default_source: str) -> pa.Table | None:
     """The table with canonical tick columns and types, or None if its column types do not
     allow a vectorised check (e.g. timestamps as strings): then every row goes through the
@@ -129,7 +136,7 @@ def valid_mask(canonical: pa.Table, *, now_us: int, policy: ValidationPolicy) ->
     symbol, ts_us = canonical.column("symbol"), canonical.column("ts_us")
     price, size, trade_id = canonical.column("price"), canonical.column("size"), canonical.column("trade_id")
     checks = [
-        pc.match_substring_regex(symbol, SYMBOL_PATTERN),
+        _on_distinct(symbol, lambda s: pc.match_substring_regex(s, SYMBOL_PATTERN)),
         pc.greater_equal(ts_us, policy.min_ts_us),
         pc.less_equal(ts_us, now_us + policy.max_future_us),
         pc.and_(pc.is_finite(price), pc.greater(price, 0.0)),
