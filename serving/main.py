@@ -1,7 +1,7 @@
 """Builds the FastAPI app: ``uvicorn serving.main:app`` (or ``python -m serving``).
 
 ``create_app(settings)`` wires settings, the psycopg pool (opened in the lifespan), the
-catalog cache, CORS, optional API-key auth, error handlers, metrics and the routers. The
+catalog cache, the bar page cache, CORS, optional API-key auth, error handlers, metrics and the routers. The
 module-level ``app`` reads its settings from the environment (ALPHASTREAM_*).
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from serving.catalog import Catalog
 from serving.deps import API_KEY_HEADER, database_url, make_pool, require_api_key
 from serving.errors import install_error_handlers
 from serving.metrics import ApiMetrics, RequestMetricsMiddleware
+from serving.page_cache import PageCache
 from serving.routes import bars, dead_letters, health, indicators, metrics, stream, symbols
 from serving.settings import ApiSettings
 
@@ -44,7 +45,8 @@ def create_app(settings: ApiSettings | None = None, *, dsn: str | None = None) -
     app = FastAPI(title="alphastream API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.catalog = Catalog(ttl_seconds=settings.api_catalog_ttl_seconds)
-    app.state.metrics = ApiMetrics()
+    app.state.page_cache = PageCache(int(settings.api_bars_cache_mb * 2**20), settings.api_bars_cache_ttl_seconds)
+    app.state.metrics = ApiMetrics(app.state.page_cache)
     install_error_handlers(app)
     # The key check (and its OpenAPI security scheme) exists only when a key is configured,
     # so the published schema says whether this deployment wants X-API-Key.

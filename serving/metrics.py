@@ -4,7 +4,8 @@ Request counts and latency histograms are labelled by route template (``/v1/bars
 full URL) so the number of series stays bounded. Pool statistics, per-symbol freshness and
 the rows PostgreSQL has counted into each table are read when ``/metrics`` is scraped; the row
 counters (``alphastream_bar_rows_written_total``, ...) are what the dashboard charts as
-pipeline throughput. Each app has its own registry, so several apps can live in one process
+pipeline throughput; ``alphastream_api_bars_cache_lookups_total{result}`` and
+``alphastream_api_bars_cache_bytes`` tell how the bar page cache is doing. Each app has its own registry, so several apps can live in one process
 (tests); with several uvicorn workers each worker reports its own requests.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from alphastream.intervals import interval_seconds
 from serving import queries
 from serving.catalog import SymbolInfo
+from serving.page_cache import PageCache
 
 NAMESPACE = "alphastream"
 # Latency buckets in seconds, dense around the API's millisecond targets.
@@ -78,10 +80,26 @@ class StoreCollector(Collector):
             yield counter
 
 
+class PageCacheCollector(Collector):
+    """Hits, misses and size of the bar page cache, read at scrape time."""
+
+    def __init__(self, cache: PageCache) -> None:
+        self.cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        lookups = CounterMetricFamily(f"{NAMESPACE}_api_bars_cache_lookups",
+                                      "Bar page cache lookups, by result.", labels=["result"])
+        lookups.add_metric(["hit"], float(self.cache.hits))
+        lookups.add_metric(["miss"], float(self.cache.misses))
+        yield lookups
+        yield GaugeMetricFamily(f"{NAMESPACE}_api_bars_cache_bytes", "Bytes of cached bar pages.",
+                                value=float(self.cache.size_bytes))
+
+
 class ApiMetrics:
     """The app's registry and its metrics."""
 
-    def __init__(self) -> None:
+    def __init__(self, page_cache: PageCache | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(f"{NAMESPACE}_api_requests", "HTTP requests answered, by route and status.",
                                 ["method", "route", "status"], registry=self.registry)
@@ -90,6 +108,8 @@ class ApiMetrics:
                                  ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.store = StoreCollector()
         self.registry.register(self.store)
+        if page_cache is not None:
+            self.registry.register(PageCacheCollector(page_cache))
 
 
 class RequestMetricsMiddleware:

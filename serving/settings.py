@@ -44,6 +44,16 @@ class ApiSettings(AlphastreamSettings):
     api_catalog_ttl_seconds: float = Field(
         default=5.0, ge=0, description="How long the list of stored (symbol, interval) pairs is cached."
     )
+    api_bars_cache_mb: float = Field(
+        default=64.0, ge=0,
+        description="Memory for cached /v1/bars pages per worker (served while the stored days they cover "
+        "are unchanged, see serving/page_cache.py); 0 turns the cache off.",
+    )
+    api_bars_cache_ttl_seconds: float = Field(
+        default=60.0, ge=0,
+        description="Longest a cached /v1/bars page is served: bounds staleness after writes that bypass "
+        "the bar versions (the pipeline's sink never does).",
+    )
     api_stream_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often the bar stream polls bars.updated_at."
     )

@@ -35,6 +35,7 @@ from psycopg.pq import Format
 
 from alphastream.records import MICROS_PER_SECOND, TIME_SUFFIX, Bar, DeadLetter, Tick, storage_name
 from alphastream.settings import mask_dsn
+from pipeline.db import versions
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,8 @@ class TableSpec:
     ``version``: a field that must not go backwards (bars: pane_index); None: rows never change.
     ``time_field``: the field used as the dead letter's event time and, for partitioned tables,
     to create the months a batch needs before writing it.
+    ``series``: the (symbol, interval) fields whose per-day versions every write bumps
+    (``pipeline.db.versions``; bars only); None: no versions.
     """
 
     table: str
@@ -98,6 +101,7 @@ class TableSpec:
     partitioned: bool
     key: tuple[str, ...] | None = None
     version: str | None = None
+    series: tuple[str, str] | None = None
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -178,7 +182,8 @@ class TableSpec:
 
 
 BARS = TableSpec("bars", Bar, time_field=fields_of(Bar, "bucket_start_us")[0], partitioned=True,
-                 key=fields_of(Bar, "symbol", "interval", "bucket_start_us"), version=fields_of(Bar, "pane_index")[0])
+                 key=fields_of(Bar, "symbol", "interval", "bucket_start_us"), version=fields_of(Bar, "pane_index")[0],
+                 series=fields_of(Bar, "symbol", "interval"))
 TICKS = TableSpec("ticks", Tick, time_field=fields_of(Tick, "ts_us")[0], partitioned=True)
 DEAD_LETTERS = TableSpec("dead_letters", DeadLetter, time_field=fields_of(DeadLetter, "seen_at_us")[0],
                          partitioned=False)
@@ -231,6 +236,8 @@ class CopyMergeWriter:
         self._conn: psycopg.Connection | None = None
         self._time_index = spec.fields.index(spec.time_field)
         self._version_index = spec.fields.index(spec.version) if spec.version else None
+        self._series_indexes = ((*map(spec.fields.index, spec.series), spec.fields.index(spec.time_field))
+                                if spec.series else None)
         self._months_ready: set[tuple[int, int]] = set()
         self._copy_sql, self._copy_types, self._merge_sql = spec.copy_sql(), spec.copy_types(), spec.merge_sql()
         self._direct_types: list[int] = []  # the table's column type oids, read on connect
@@ -338,6 +345,7 @@ class CopyMergeWriter:
                 copy.set_types(self._direct_types)
                 for row in rows:
                     copy.write_row(row)
+            self._bump_versions(cur, rows)
 
     def _copy_and_merge(self, rows: Sequence[Row]) -> int:
         """COPY into the staging table, then merge; returns the number of rows inserted."""
@@ -353,4 +361,13 @@ class CopyMergeWriter:
                     # at 200k rows, measured).
                     cur.execute(f"ANALYZE {self._spec.stage}")
                 cur.execute(self._merge_sql)
-                return cur.rowcount
+                inserted = cur.rowcount
+                self._bump_versions(cur, rows)
+                return inserted
+
+    def _bump_versions(self, cur: psycopg.Cursor, rows: Sequence[Row]) -> None:
+        """Last in the write's transaction: readers caching these days see the change and the
+        bump together (``pipeline.db.versions``). Bumped even when the merge changed nothing
+        (a replay): that costs readers one cache miss, and knowing would cost a second query."""
+        if self._series_indexes is not None:
+            cur.execute(versions.BUMP_SQL, versions.touched_days(rows, *self._series_indexes))

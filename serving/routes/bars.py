@@ -13,9 +13,11 @@ from alphastream.intervals import interval_micros
 from alphastream.records import SYMBOL_PATTERN
 from serving import encoding, queries
 from serving.catalog import ResolvedSeries, resolve_series
+from pipeline.db import versions
 from serving.deps import Pool, Settings, StoreCatalog
 from serving.errors import invalid
 from serving.models import ERROR_RESPONSES, NOT_FOUND, BarsPage
+from serving.page_cache import PageCache
 from serving.paging import (IsoDateTime, ceil_to, checked_limit, checked_range, decode_cursor, encode_cursor, from_us,
                             to_us)
 from serving.settings import ApiSettings
@@ -71,6 +73,12 @@ def range_params(series: ResolvedSeries, lo: dt.datetime, hi: dt.datetime, rows:
     }
 
 
+def fingerprint_params(series: ResolvedSeries, lo: dt.datetime, hi: dt.datetime) -> dict:
+    """``versions.FINGERPRINT_SQL`` parameters: the stored series' UTC days that [lo, hi) touches."""
+    return {"symbol": series.info.symbol, "source": series.source, "first_day": lo.date(),
+            "last_day": (hi - dt.timedelta(microseconds=1)).date()}
+
+
 def wants_csv(request: Request) -> bool:
     return CSV_MEDIA_TYPE in request.headers.get("accept", "")
 
@@ -90,20 +98,37 @@ async def get_bars(request: Request, pool: Pool, catalog: StoreCatalog, settings
     series = await resolve_series(catalog, pool, symbol, interval)
     scope = ["bars", series.info.symbol, series.interval]
     lo, hi, rows = page_bounds(series, start, end, limit, cursor, scope, settings)
+    as_csv = wants_csv(request)
+    cache: PageCache = request.app.state.page_cache
+    page_key = (series.info.symbol, series.interval, series.source, lo, hi, rows, as_csv)
+    fingerprint = None
     async with pool.connection() as conn:
+        if cache.enabled:
+            # Read before the page: a write committing in between makes the next request miss,
+            # never serves stale bytes (serving/page_cache.py).
+            fingerprint = tuple(await (await conn.execute(versions.FINGERPRINT_SQL, fingerprint_params(series, lo, hi),
+                                                          binary=True)).fetchone())
+            cached = cache.get(page_key, fingerprint)
+            if cached is not None:
+                return Response(cached.body, media_type=cached.media_type, headers=cached.headers)
         found = await (await conn.execute(queries.bars_page(series.rolled), range_params(series, lo, hi, rows),
                                           binary=True)).fetchall()
     # The extra row, if any, starts the next page: its bucket start is the cursor position.
     next_cursor = encode_cursor(scope, to_us(found[rows][queries.PAGE_START_INDEX])) if len(found) > rows else None
     del found[rows:]
     key = (series.info.symbol, series.interval)  # every row's SERIES_KEY_COLUMNS
-    if wants_csv(request):
-        return Response(bars_csv([key + row for row in found]), media_type=CSV_MEDIA_TYPE,
-                        headers={NEXT_CURSOR_HEADER: next_cursor} if next_cursor else None)
-    return Response(encoding.dumps({"symbol": series.info.symbol, "interval": series.interval,
-                                    "source_interval": series.source, "next_cursor": next_cursor,
-                                    "items": encoding.keyed_row_dicts(queries.BAR_ROW_COLUMNS, key, found)}),
-                    media_type="application/json")
+    headers = None
+    if as_csv:
+        body, media_type = bars_csv([key + row for row in found]).encode(), CSV_MEDIA_TYPE
+        headers = {NEXT_CURSOR_HEADER: next_cursor} if next_cursor else None
+    else:
+        body, media_type = encoding.dumps({"symbol": series.info.symbol, "interval": series.interval,
+                                           "source_interval": series.source, "next_cursor": next_cursor,
+                                           "items": encoding.keyed_row_dicts(queries.BAR_ROW_COLUMNS, key, found)}
+                                          ), "application/json"
+    if fingerprint is not None:
+        cache.put(page_key, fingerprint, body, media_type, headers)
+    return Response(body, media_type=media_type, headers=headers)
 
 
 def bars_csv(rows: list[tuple]) -> str:
