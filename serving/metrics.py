@@ -4,9 +4,10 @@ Request counts and latency histograms are labelled by route template (``/v1/bars
 full URL) so the number of series stays bounded. Pool statistics, per-symbol freshness and
 the rows PostgreSQL has counted into each table are read when ``/metrics`` is scraped; the row
 counters (``alphastream_bar_rows_written_total``, ...) are what the dashboard charts as
-pipeline throughput; ``alphastream_api_bars_cache_lookups_total{result}`` and
-``alphastream_api_bars_cache_bytes`` tell how the bar page cache is doing. Each app has its own registry, so several apps can live in one process
-(tests); with several uvicorn workers each worker reports its own requests.
+pipeline throughput. ``alphastream_api_bars_cache_lookups_total{result}`` and
+``alphastream_api_bars_cache_bytes`` show how the bar page cache does. Each app has its own
+registry, so several apps can live in one process (tests); with several uvicorn workers each
+worker reports its own requests.
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Per-day bar versions (pipeline/db/versions.py) against a real PostgreSQL: every sink write
-bumps exactly the (symbol, interval, UTC day) it wrote, in the write's own transaction, and
+bumps every (symbol, interval, UTC day) it wrote and none outside its batch, in the write's own
+transaction, and
 concurrent writers over shared days neither deadlock nor lose a bump."""
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import logging
 import threading
 
 import psycopg
+from hypothesis import given
+from hypothesis import strategies as st
 
-from pipeline.db.versions import MICROS_PER_DAY
+from pipeline.db.versions import CROSS_PRODUCT_MAX_DAYS, MICROS_PER_DAY, touched_days
 from pipeline.db.writer import BARS, CopyMergeWriter
 from tests.test_db_sink import FAST_RETRY, T0, make_bar
 
@@ -27,22 +30,40 @@ def versions(dsn: str) -> dict[tuple[str, str, str], int]:
 def test_each_write_bumps_the_days_it_wrote_in_its_transaction(db_url):
     writer = CopyMergeWriter(db_url, BARS)
     try:
-        # New keys: the direct COPY path.
+        # New keys over two days: the direct COPY path. Within a short span the bump covers
+        # symbol x interval x day of the batch, a superset of what was written.
         assert writer.write([make_bar("AAPL", 0, start_us=DAY_A), make_bar("AAPL", 1, start_us=DAY_A),
                              make_bar("AAPL", 0, interval="5m", start_us=DAY_A),
                              make_bar("MSFT", 0, start_us=DAY_B)]) == []
-        assert versions(db_url) == {("AAPL", "1m", A): 1, ("AAPL", "5m", A): 1, ("MSFT", "1m", B): 1}
-        # A later pane of one bar: the merge path; only its day moves.
+        first = versions(db_url)
+        assert first == {(s, i, d): 1 for s in ("AAPL", "MSFT") for i in ("1m", "5m") for d in (A, B)}
+        # A later pane of one bar: the merge path; only its series and day move.
         assert writer.write([make_bar("AAPL", 0, pane=1, close=101.0, start_us=DAY_A)]) == []
-        assert versions(db_url) == {("AAPL", "1m", A): 2, ("AAPL", "5m", A): 1, ("MSFT", "1m", B): 1}
+        assert versions(db_url) == {**first, ("AAPL", "1m", A): 2}
         # A refused row (low > high) is bisected out: its attempt rolled back with its bump.
         bad = make_bar("NVDA", 0, start_us=DAY_A)._replace(low=200.0)
         failed = writer.write([make_bar("MSFT", 5, start_us=DAY_A), bad])
         assert [f.row[0] for f in failed] == ["NVDA"]
-        assert versions(db_url) == {("AAPL", "1m", A): 2, ("AAPL", "5m", A): 1, ("MSFT", "1m", B): 1,
-                                    ("MSFT", "1m", A): 1}
+        assert versions(db_url) == {**first, ("AAPL", "1m", A): 2, ("MSFT", "1m", A): 2}
     finally:
         writer.close()
+
+
+rows_strategy = st.lists(st.tuples(st.sampled_from(["A", "B", "C"]), st.sampled_from(["1m", "5m", "1h"]),
+                                   st.integers(-2 * MICROS_PER_DAY, 8 * MICROS_PER_DAY)), min_size=1, max_size=30)
+
+
+@given(rows_strategy)
+def test_touched_days_cover_every_written_day_and_stay_in_the_batch(rows):
+    exact = {(s, i, t // MICROS_PER_DAY) for s, i, t in rows}
+    span = (min(t for *_, t in rows), max(t for *_, t in rows))
+    params = touched_days(rows, 0, 1, 2, span)
+    got = set(zip(params["symbols"], params["intervals"], params["days"]))
+    assert exact <= got and len(got) == len(params["days"])  # every key once
+    assert {s for s, _, _ in got} == {s for s, _, _ in exact} and {i for _, i, _ in got} == {i for _, i, _ in exact}
+    assert all(span[0] // MICROS_PER_DAY <= d <= span[1] // MICROS_PER_DAY for *_, d in got)
+    if span[1] // MICROS_PER_DAY - span[0] // MICROS_PER_DAY >= CROSS_PRODUCT_MAX_DAYS:
+        assert got == exact  # back-fill spans: exactly the keys written
 
 
 def test_concurrent_writers_over_shared_days_never_deadlock_nor_lose_a_bump(db_url, caplog):

@@ -13,10 +13,13 @@ Writers other than the project's sink must run ``BUMP_SQL`` in their transaction
 """
 from __future__ import annotations
 
+import itertools
+from operator import itemgetter
 from typing import Iterable, Sequence
 
 BAR_VERSIONS_TABLE = "bar_versions"
 MICROS_PER_DAY = 86_400 * 1_000_000
+CROSS_PRODUCT_MAX_DAYS = 3  # bump symbol x interval x day for batches spanning at most this many days
 
 BUMP_SQL = f"""
 INSERT INTO {BAR_VERSIONS_TABLE} AS v (symbol, interval, day, version)
@@ -31,8 +34,22 @@ SELECT count(*), coalesce(sum(version), 0)::bigint FROM {BAR_VERSIONS_TABLE}
 WHERE symbol = %(symbol)s AND interval = %(source)s AND day BETWEEN %(first_day)s AND %(last_day)s"""
 
 
-def touched_days(rows: Iterable[Sequence], symbol_index: int, interval_index: int, time_index: int) -> dict:
-    """``BUMP_SQL`` parameters for bar rows (epoch-microsecond bucket starts): each distinct
-    (symbol, interval, day) once."""
-    keys = {(row[symbol_index], row[interval_index], row[time_index] // MICROS_PER_DAY) for row in rows}
-    return {"symbols": [k[0] for k in keys], "intervals": [k[1] for k in keys], "days": [k[2] for k in keys]}
+def touched_days(rows: Sequence[Sequence], symbol_index: int, interval_index: int, time_index: int,
+                 span: tuple[int, int]) -> dict:
+    """``BUMP_SQL`` parameters covering every (symbol, interval, UTC day) of bar ``rows``, whose
+    bucket starts (epoch microseconds, at ``time_index``) lie in ``span`` = (first, last).
+
+    A superset is as safe as the exact set (a needless bump only costs readers a cache miss), so
+    a batch spanning at most ``CROSS_PRODUCT_MAX_DAYS`` days bumps every symbol x interval x day
+    of it: two C-level passes over the rows (~10 ms per 200k) instead of a key tuple per row
+    (~33 ms, measured: 7% of the sink's COPY). Longer spans (back-fills) bump exactly the keys.
+    """
+    first_day, last_day = span[0] // MICROS_PER_DAY, span[1] // MICROS_PER_DAY
+    keys: Iterable[tuple]
+    if last_day - first_day < CROSS_PRODUCT_MAX_DAYS:
+        keys = itertools.product(set(map(itemgetter(symbol_index), rows)), set(map(itemgetter(interval_index), rows)),
+                                 range(first_day, last_day + 1))
+    else:
+        keys = {(row[symbol_index], row[interval_index], row[time_index] // MICROS_PER_DAY) for row in rows}
+    symbols, intervals, days = zip(*keys) if rows else ((), (), ())
+    return {"symbols": list(symbols), "intervals": list(intervals), "days": list(days)}

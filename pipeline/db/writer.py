@@ -236,7 +236,7 @@ class CopyMergeWriter:
         self._conn: psycopg.Connection | None = None
         self._time_index = spec.fields.index(spec.time_field)
         self._version_index = spec.fields.index(spec.version) if spec.version else None
-        self._series_indexes = ((*map(spec.fields.index, spec.series), spec.fields.index(spec.time_field))
+        self._series_indexes = ((*map(spec.fields.index, spec.series), self._time_index)
                                 if spec.series else None)
         self._months_ready: set[tuple[int, int]] = set()
         self._copy_sql, self._copy_types, self._merge_sql = spec.copy_sql(), spec.copy_types(), spec.merge_sql()
@@ -274,8 +274,9 @@ class CopyMergeWriter:
                 time.sleep(self._retry.backoff(attempt - 1))
             try:
                 self.connect()
-                self._ensure_partitions(rows)
-                self._write_once(rows)
+                span = self._time_span(rows)
+                self._ensure_partitions(span)
+                self._write_once(rows, span)
                 return []
             except _TRANSIENT as err:
                 last_error = err
@@ -297,12 +298,16 @@ class CopyMergeWriter:
         log.error("%s: %s rows dead-lettered: %s", self._spec.table, len(rows), reason)
         return [FailedRow(row, reason) for row in rows]
 
-    def _ensure_partitions(self, rows: Sequence[Row]) -> None:
+    def _time_span(self, rows: Sequence[Row]) -> tuple[int, int]:
+        """(first, last) event time of the batch, epoch microseconds."""
+        time_of = itemgetter(self._time_index)  # C-level passes: ~5 ms each per 100k rows
+        return min(map(time_of, rows)), max(map(time_of, rows))
+
+    def _ensure_partitions(self, span: tuple[int, int]) -> None:
         """Create the monthly partitions this batch needs (once per month per writer)."""
         if not self._spec.partitioned:
             return
-        time_of = itemgetter(self._time_index)  # C-level passes: ~5 ms each per 100k rows
-        first_us, last_us = min(map(time_of, rows)), max(map(time_of, rows))
+        first_us, last_us = span
         months = _month_starts(first_us, last_us)
         if set(months) <= self._months_ready:
             return
@@ -318,16 +323,16 @@ class CopyMergeWriter:
             (self._spec.table, first_us, last_us + 1))
         self._months_ready.update(months)
 
-    def _write_once(self, rows: Sequence[Row]) -> None:
+    def _write_once(self, rows: Sequence[Row], span: tuple[int, int]) -> None:
         if self._try_direct and not self._has_later_panes(rows):
             try:
-                self._copy_direct(rows)
+                self._copy_direct(rows, span)
                 return
             except psycopg.errors.UniqueViolation:
                 # Some keys are stored already (an update, a replay) or repeat in the batch
                 # (several panes of a bar): the direct COPY rolled back; merge instead.
                 self._try_direct = False
-        inserted = self._copy_and_merge(rows)
+        inserted = self._copy_and_merge(rows, span)
         self._try_direct = self._spec.key is not None and inserted == len(rows)
 
     def _has_later_panes(self, rows: Sequence[Row]) -> bool:
@@ -336,7 +341,7 @@ class CopyMergeWriter:
         with a few later ones costs one failed COPY, then the merge path takes over."""
         return self._version_index is not None and rows[0][self._version_index] > 0
 
-    def _copy_direct(self, rows: Sequence[Row]) -> None:
+    def _copy_direct(self, rows: Sequence[Row], span: tuple[int, int]) -> None:
         """Binary COPY straight into the table: right when every key is new, and as fast as
         writing can be. Any stored or repeated key makes it fail whole (unique violation)."""
         with self._conn.transaction(), self._conn.cursor() as cur:
@@ -345,9 +350,9 @@ class CopyMergeWriter:
                 copy.set_types(self._direct_types)
                 for row in rows:
                     copy.write_row(row)
-            self._bump_versions(cur, rows)
+            self._bump_versions(cur, rows, span)
 
-    def _copy_and_merge(self, rows: Sequence[Row]) -> int:
+    def _copy_and_merge(self, rows: Sequence[Row], span: tuple[int, int]) -> int:
         """COPY into the staging table, then merge; returns the number of rows inserted."""
         with self._conn.transaction():
             with self._conn.cursor() as cur:
@@ -362,12 +367,12 @@ class CopyMergeWriter:
                     cur.execute(f"ANALYZE {self._spec.stage}")
                 cur.execute(self._merge_sql)
                 inserted = cur.rowcount
-                self._bump_versions(cur, rows)
+                self._bump_versions(cur, rows, span)
                 return inserted
 
-    def _bump_versions(self, cur: psycopg.Cursor, rows: Sequence[Row]) -> None:
+    def _bump_versions(self, cur: psycopg.Cursor, rows: Sequence[Row], span: tuple[int, int]) -> None:
         """Last in the write's transaction: readers caching these days see the change and the
         bump together (``pipeline.db.versions``). Bumped even when the merge changed nothing
         (a replay): that costs readers one cache miss, and knowing would cost a second query."""
         if self._series_indexes is not None:
-            cur.execute(versions.BUMP_SQL, versions.touched_days(rows, *self._series_indexes))
+            cur.execute(versions.BUMP_SQL, versions.touched_days(rows, *self._series_indexes, span))
