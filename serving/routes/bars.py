@@ -11,9 +11,9 @@ from fastapi.responses import Response
 
 from alphastream.intervals import interval_micros
 from alphastream.records import SYMBOL_PATTERN
+from pipeline.db import versions
 from serving import encoding, queries
 from serving.catalog import ResolvedSeries, resolve_series
-from pipeline.db import versions
 from serving.deps import Pool, Settings, StoreCatalog
 from serving.errors import invalid
 from serving.models import ERROR_RESPONSES, NOT_FOUND, BarsPage
@@ -106,8 +106,8 @@ async def get_bars(request: Request, pool: Pool, catalog: StoreCatalog, settings
         if cache.enabled:
             # Read before the page: a write committing in between makes the next request miss,
             # never serves stale bytes (serving/page_cache.py).
-            fingerprint = tuple(await (await conn.execute(versions.FINGERPRINT_SQL, fingerprint_params(series, lo, hi),
-                                                          binary=True)).fetchone())
+            versions_read = await conn.execute(versions.FINGERPRINT_SQL, fingerprint_params(series, lo, hi), binary=True)
+            fingerprint = tuple(await versions_read.fetchone())
             cached = cache.get(page_key, fingerprint)
             if cached is not None:
                 return Response(cached.body, media_type=cached.media_type, headers=cached.headers)
