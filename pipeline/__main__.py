@@ -16,6 +16,7 @@ import time
 
 import apache_beam as beam
 from apache_beam.runners.runner import PipelineState
+from apache_beam.utils.secret import Secret
 from apache_beam.options.pipeline_options import (
     DirectOptions,
     GoogleCloudOptions,
@@ -27,7 +28,7 @@ from apache_beam.options.pipeline_options import (
 
 from alphastream.settings import AlphastreamSettings, mask_dsn
 from pipeline.graph import build_graph
-from pipeline.options import AlphastreamOptions, resolved_date, resolved_db_url
+from pipeline.options import AlphastreamOptions, db_url_secret, resolved_date, resolved_db_url
 from pipeline.streaming_sources import KafkaExpansionError
 from pipeline.summary import summarise
 
@@ -61,19 +62,28 @@ def _now_us() -> int:
     return time.time_ns() // 1_000
 
 
-def resolve_database(options: PipelineOptions, opts: AlphastreamOptions) -> str | None:
+def resolve_database(options: PipelineOptions, opts: AlphastreamOptions) -> str | Secret | None:
     """The DSN to write to: --db_url / $ALPHASTREAM_DB_URL, else the embedded local database
-    (DirectRunner only), or None with --no_db."""
+    (DirectRunner only), or None with --no_db; with --db_url_secret, the secret itself (the
+    workers read it; a local run reads it here to migrate the schema)."""
     settings = AlphastreamSettings()
-    db_url = resolved_db_url(opts, settings)
     if opts.no_db:
         return None
     from pipeline.db import localdb, migrate
 
+    try:
+        secret = db_url_secret(opts)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    if secret is not None:
+        if _is_direct_runner(options):
+            migrate.migrate(secret.get_str())
+        return secret
+    db_url = resolved_db_url(opts, settings)
     if db_url is None:
         if not _is_direct_runner(options):
             raise SystemExit("error: a remote runner cannot reach the embedded local database: "
-                             "pass --db_url (e.g. Cloud SQL) or --no_db")
+                             "pass --db_url_secret or --db_url (e.g. Cloud SQL), or --no_db")
         log.info("no --db_url: starting the embedded local PostgreSQL (python -m pipeline.db stop to stop it)")
         db_url = localdb.LocalDatabase.from_settings(settings).ensure_running()
     if _is_direct_runner(options):
@@ -162,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     summary = summarise(result)
     print(f"\nalphastream run finished in {elapsed:.1f} s")
-    for line in summary.lines(opts.output, mask_dsn(db_url) if db_url else None):
+    where = (mask_dsn(db_url) if isinstance(db_url, str) else f"the DSN in {opts.db_url_secret}") if db_url else None
+    for line in summary.lines(opts.output, where):
         print("  " + line)
     # A cancelled streaming run's counters miss the bundles in flight: no accounting verdict.
     return 0 if summary.accounted or streaming else 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import apache_beam as beam
 import pyarrow as pa
@@ -26,6 +26,9 @@ from transforms.parse import DEAD_LETTERS, TICKS, ParseTicks
 from transforms.tick_batches import DEDUP_BUCKET_US, BarsFromTickBatches, DedupTickBatches, ParseTickBatches
 from transforms.tick_tables import ValidateTickTables, ticks_to_table
 from transforms.validation import ValidationPolicy
+
+if TYPE_CHECKING:  # the sinks (and psycopg) are imported only when a database is written
+    from pipeline.db.sink import DatabaseUrl
 
 NowFn = Callable[[], int]
 RECORDS_PER_TABLE = 50_000
@@ -91,7 +94,7 @@ def read_stream(p, opts: AlphastreamOptions) -> PCollection:
 
 
 def build_graph(p, opts: AlphastreamOptions, *, streaming: bool, now_us: NowFn, day: dt.date,
-                db_url: str | None) -> GraphOutputs:
+                db_url: DatabaseUrl | None) -> GraphOutputs:
     """Assemble the whole pipeline on ``p``; returns the bars and dead letters it writes."""
     if streaming:
         # Ticks stay grouped per message and (symbol, bucket) through dedup and pre-aggregation:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import re
 
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.utils.secret import GcpSecret
 
 from alphastream.intervals import DEFAULT_INTERVALS, interval_seconds, parse_intervals
 from alphastream.settings import AlphastreamSettings
@@ -101,6 +103,10 @@ class AlphastreamOptions(PipelineOptions):
         out.add_argument("--db_url", default=None,
                          help="PostgreSQL DSN for bars and dead letters (default: $ALPHASTREAM_DB_URL; "
                               "on the DirectRunner, if unset, the embedded local database is started).")
+        out.add_argument("--db_url_secret", default=None,
+                         help="Instead of --db_url, for remote runners: the Secret Manager secret version "
+                              "holding the DSN (projects/P/secrets/S/versions/latest). Each worker reads it when "
+                              "its sink starts, so the DSN is in neither the job's options nor its graph.")
         out.add_argument("--no_db", action="store_true", help="Write the Parquet lake only.")
         out.add_argument("--lake_window_seconds", type=_positive_int, default=60,
                          help="Streaming: event-time seconds of bars per Parquet file (one file per "
@@ -120,6 +126,23 @@ def resolved_db_url(options: AlphastreamOptions, settings: AlphastreamSettings) 
     if options.no_db:
         return None
     return options.db_url or settings.db_url
+
+
+SECRET_VERSION_PATTERN = re.compile(r"^projects/[^/]+/secrets/[^/]+/versions/[^/]+$")
+
+
+def db_url_secret(options: AlphastreamOptions) -> GcpSecret | None:
+    """--db_url_secret as a Beam secret (read where it is used), or None; refuses a malformed
+    name or both --db_url and --db_url_secret."""
+    name = options.db_url_secret
+    if name is None or options.no_db:
+        return None
+    if options.db_url:
+        raise ValueError("pass --db_url or --db_url_secret, not both")
+    if not SECRET_VERSION_PATTERN.match(name):
+        raise ValueError(f"--db_url_secret {name!r} is not a secret version name: "
+                         "projects/PROJECT/secrets/SECRET/versions/VERSION (VERSION may be latest)")
+    return GcpSecret(name)
 
 
 def dedup_horizon_seconds(options: AlphastreamOptions) -> int:

@@ -1,12 +1,17 @@
 """The same graph builds a valid Dataflow job offline (DataflowRunner --dry_run needs no
-credentials), with setup.py staged for the workers."""
+credentials), with setup.py staged for the workers; with --db_url_secret the job carries the
+secret's name, and the workers read the DSN."""
 import datetime as dt
 
 import apache_beam as beam
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+from apache_beam.pipeline import PipelineVisitor
+from apache_beam.utils.secret import GcpSecret
 
+from pipeline.db.sink import _WriteRowsDoFn
 from pipeline.graph import build_graph
-from pipeline.options import AlphastreamOptions
+from pipeline.options import AlphastreamOptions, db_url_secret
 
 DATAFLOW_ARGS = [
     "--runner", "DataflowRunner", "--dry_run", "True", "--project", "test-project", "--region", "us-central1",
@@ -55,3 +60,47 @@ def test_streaming_job_writes_to_postgres_when_given_a_database():
                 day=dt.date(2024, 1, 2), db_url="postgresql://alphastream@10.0.0.5:5432/alphastream")
     job = pipeline.run().job
     assert {"WriteBarsToPostgres", "WriteDeadLettersToPostgres"} <= top_level_steps(job)
+
+
+SECRET_VERSION = "projects/test-project/secrets/alphastream-pipeline-db-url/versions/latest"
+
+
+class _SinkFinder(PipelineVisitor):
+    def __init__(self):
+        self.dofns = []
+
+    def visit_transform(self, node):
+        dofn = getattr(node.transform, "dofn", None)
+        if isinstance(dofn, _WriteRowsDoFn):
+            self.dofns.append(dofn)
+
+
+def test_streaming_job_with_db_url_secret_carries_the_secret_name_not_a_dsn():
+    options = PipelineOptions(DATAFLOW_ARGS + ["--streaming", "--source", "pubsub", "--subscription",
+                                               "projects/test-project/subscriptions/ticks",
+                                               "--db_url_secret", SECRET_VERSION])
+    opts = options.view_as(AlphastreamOptions)
+    secret = db_url_secret(opts)
+    pipeline = beam.Pipeline(options=options)
+    build_graph(pipeline, opts, streaming=True, now_us=lambda: 0, day=dt.date(2024, 1, 2), db_url=secret)
+    job = pipeline.run().job
+    assert {"WriteBarsToPostgres", "WriteDeadLettersToPostgres"} <= top_level_steps(job)
+    assert opts.db_url is None and opts.db_url_secret == SECRET_VERSION
+    finder = _SinkFinder()
+    pipeline.visit(finder)
+    # Each sink ships the secret (resolved in setup on the worker), never a DSN string.
+    assert len(finder.dofns) == 2 and all(isinstance(d._db_url, GcpSecret) for d in finder.dofns)
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["--db_url", "postgresql://x", "--db_url_secret", SECRET_VERSION], "not both"),
+    (["--db_url_secret", "alphastream-pipeline-db-url"], "not a secret version name"),
+    (["--db_url_secret", "projects/p/secrets/s"], "not a secret version name"),
+])
+def test_db_url_secret_is_refused_with_a_reason(args, problem):
+    with pytest.raises(ValueError, match=problem):
+        db_url_secret(PipelineOptions(args).view_as(AlphastreamOptions))
+
+
+def test_no_db_wins_over_a_db_url_secret():
+    assert db_url_secret(PipelineOptions(["--no_db", "--db_url_secret", SECRET_VERSION]).view_as(AlphastreamOptions)) is None

@@ -12,6 +12,7 @@ import apache_beam as beam
 import psycopg
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.utils.secret import RawSecret
 
 from alphastream.records import BAR_FIELDS, Bar, DeadLetter, DeadLetterReason, PaneTiming, Tick, storage_columns
 from pipeline.db.sink import WriteBarsToPostgres, WriteDeadLettersToPostgres, WriteTicksToPostgres
@@ -94,6 +95,13 @@ def test_panes_of_one_bar_in_one_bundle_keep_the_highest(db_url):
     failed, counters = run(panes, WriteBarsToPostgres(db_url))
     assert failed == [] and counters.get("db_bar_rows") == 3
     assert final_bars(db_url) == [as_stored(panes[1])]
+
+
+def test_sink_reads_its_dsn_from_a_secret_when_it_starts(db_url):
+    """--db_url_secret: the DoFn carries a Beam Secret and resolves it in setup (GcpSecret reads
+    Secret Manager there; RawSecret stands in for it, as Secret Manager cannot run here)."""
+    failed, counters = run([make_bar("AAPL", 0), make_bar("MSFT", 0)], WriteBarsToPostgres(RawSecret(db_url)))
+    assert failed == [] and len(final_bars(db_url)) == 2
 
 
 def test_equal_pane_with_changed_values_replaces_a_lower_never(db_url):

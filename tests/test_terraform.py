@@ -560,10 +560,10 @@ def test_dataflow_launch_flags_parse_with_the_pipeline_options(config: Config, e
         GoogleCloudOptions, PipelineOptions, StandardOptions, _BeamArgumentParser)
 
     from ingestion import wire
-    from pipeline.options import AlphastreamOptions
+    from pipeline.options import AlphastreamOptions, db_url_secret
     from pipeline.streaming_sources import ReadTicksFromPubSub
 
-    argv = evaluator.eval(config.locals["dataflow_launch_args"]) + ["--db_url", "postgresql://u:p@10.0.0.3/db"]
+    argv = evaluator.eval(config.locals["dataflow_launch_args"])
     # Every flag must be known to Beam or to AlphastreamOptions: PipelineOptions itself only
     # warns about unknown flags, and Dataflow would silently ignore a misspelt one.
     parser = _BeamArgumentParser(allow_abbrev=False)
@@ -582,6 +582,12 @@ def test_dataflow_launch_flags_parse_with_the_pipeline_options(config: Config, e
     assert opts.source == "pubsub"
     assert opts.subscription == evaluator.attribute("google_pubsub_subscription", "pipeline", "id")
     assert opts.output.startswith(f"gs://{evaluator.attribute('google_storage_bucket', 'lake', 'name')}/")
+    # The DSN is not in the launch flags: the workers read it from the secret the pipeline's
+    # service account may access.
+    assert "--db_url" not in argv
+    secret_id = evaluator.attribute("google_secret_manager_secret", "pipeline_db_url", "secret_id")
+    assert opts.db_url_secret == f"projects/{cloud.project}/secrets/{secret_id}/versions/latest"
+    assert db_url_secret(opts) is not None  # a well-formed secret version name
     # The pipeline's Pub/Sub reader accepts this subscription with the wire format's attributes.
     reader = ReadTicksFromPubSub.from_options(opts)
     assert reader.timestamp_attribute == wire.TIMESTAMP_ATTRIBUTE

@@ -16,6 +16,7 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows
+from apache_beam.utils.secret import Secret
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
@@ -28,6 +29,9 @@ from transforms.tick_tables import table_to_ticks
 # round trips, small enough to bound a worker's memory (~100 bytes per buffered bar).
 MAX_BUFFERED_ROWS = 100_000
 ROWS_DEAD_LETTERED = "db_rows_dead_lettered"
+# A DSN, or a Beam Secret holding one (--db_url_secret): read on the worker, in setup, so the
+# DSN never travels in the pickled graph.
+DatabaseUrl = str | Secret
 
 
 def sink_dead_letter(failed: FailedRow, spec: TableSpec) -> DeadLetter:
@@ -40,7 +44,7 @@ def sink_dead_letter(failed: FailedRow, spec: TableSpec) -> DeadLetter:
 
 
 class _WriteRowsDoFn(beam.DoFn):
-    def __init__(self, db_url: str, spec: TableSpec, rows_metric: str, retry: RetryPolicy):
+    def __init__(self, db_url: DatabaseUrl, spec: TableSpec, rows_metric: str, retry: RetryPolicy):
         self._db_url = db_url
         self._spec = spec
         self._retry = retry
@@ -50,7 +54,8 @@ class _WriteRowsDoFn(beam.DoFn):
         self._rows: list = []
 
     def setup(self) -> None:
-        self._writer = CopyMergeWriter(self._db_url, self._spec, self._retry)
+        dsn = self._db_url.get_str() if isinstance(self._db_url, Secret) else self._db_url
+        self._writer = CopyMergeWriter(dsn, self._spec, self._retry)
         # Connect lazily on the first write: an unreachable server must become retries and
         # dead letters, not a setup failure that kills the worker.
 
@@ -85,7 +90,7 @@ class _WriteToPostgres(beam.PTransform):
     """PCollection of records -> PCollection[DeadLetter] of the rows that could not be stored
     (in the global window, so they flatten with the other dead letters in batch and streaming)."""
 
-    def __init__(self, db_url: str, spec: TableSpec, rows_metric: str, retry: RetryPolicy | None = None):
+    def __init__(self, db_url: DatabaseUrl, spec: TableSpec, rows_metric: str, retry: RetryPolicy | None = None):
         super().__init__()
         self._write = _WriteRowsDoFn(db_url, spec, rows_metric, retry or RetryPolicy())
 
@@ -100,20 +105,20 @@ class _WriteToPostgres(beam.PTransform):
 class WriteBarsToPostgres(_WriteToPostgres):
     """Bars -> ``bars``, upserted: a higher pane_index replaces a bar, a lower one never does."""
 
-    def __init__(self, db_url: str, retry: RetryPolicy | None = None):
+    def __init__(self, db_url: DatabaseUrl, retry: RetryPolicy | None = None):
         super().__init__(db_url, BARS, "db_bar_rows", retry)
 
 
 class WriteTicksToPostgres(_WriteToPostgres):
     """Ticks (records, or Arrow tables in batch) -> ``ticks``; a trade already stored is skipped."""
 
-    def __init__(self, db_url: str, retry: RetryPolicy | None = None):
+    def __init__(self, db_url: DatabaseUrl, retry: RetryPolicy | None = None):
         super().__init__(db_url, TICKS, "db_tick_rows", retry)
 
 
 class WriteDeadLettersToPostgres(_WriteToPostgres):
     """DeadLetters -> ``dead_letters``; the same dead letter replayed is recorded once."""
 
-    def __init__(self, db_url: str, retry: RetryPolicy | None = None):
+    def __init__(self, db_url: DatabaseUrl, retry: RetryPolicy | None = None):
         super().__init__(db_url, DEAD_LETTERS, "db_dead_letter_rows", retry)
 

@@ -5,7 +5,8 @@
 # that command rather than a google_dataflow_flex_template_job, because:
 #  * the pipeline turns streaming on with Beam's --streaming switch, which a flex template can
 #    only pass as --streaming=true, and Beam's parser rejects that form;
-#  * job parameters would put the database DSN into the Terraform state and the Dataflow UI;
+#  * job parameters would put the database DSN into the Terraform state and the Dataflow UI
+#    (the job gets --db_url_secret, the secret's name, instead);
 #  * a running streaming job is updated (--update) or drained, never destroyed and re-created,
 #    which is what Terraform does when a job parameter changes.
 # docs/deploy.md shows the command; tests/test_terraform.py parses these arguments with the
@@ -21,6 +22,8 @@ locals {
     "--source", "pubsub",
     "--subscription", google_pubsub_subscription.pipeline.id,
     "--output", local.lake_root,
+    # Only the secret's name: each worker reads the DSN from Secret Manager when its sink starts.
+    "--db_url_secret", "projects/${var.project_id}/secrets/${google_secret_manager_secret.pipeline_db_url.secret_id}/versions/latest",
     "--temp_location", local.dataflow_temp,
     "--staging_location", local.dataflow_staging,
     "--service_account_email", google_service_account.pipeline.email,
@@ -32,6 +35,4 @@ locals {
     "--setup_file", "./setup.py",
   ], var.dataflow_extra_args)
 
-  # The DSN is read from Secret Manager at launch time, never written into this configuration.
-  dataflow_db_url_shell = "\"$(gcloud secrets versions access latest --secret=${google_secret_manager_secret.pipeline_db_url.secret_id} --project=${var.project_id})\""
 }

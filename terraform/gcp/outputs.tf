@@ -69,13 +69,13 @@ output "pipeline_service_account" {
 }
 
 output "dataflow_launch_args" {
-  description = "Flags of python -m pipeline for the streaming Dataflow job, without --db_url (read from Secret Manager at launch)."
+  description = "Flags of python -m pipeline for the streaming Dataflow job (the DSN comes from Secret Manager, on the workers)."
   value       = local.dataflow_launch_args
 }
 
 output "dataflow_launch_command" {
   description = "Shell command that starts the streaming Dataflow job; run it from the repository root."
-  value       = "python -m pipeline ${join(" ", local.dataflow_launch_args)} --db_url ${local.dataflow_db_url_shell}"
+  value       = "python -m pipeline ${join(" ", local.dataflow_launch_args)}"
 }
 
 output "migrate_job" {
