@@ -172,8 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     summary = summarise(result)
     print(f"\nalphastream run finished in {elapsed:.1f} s")
-    where = (mask_dsn(db_url) if isinstance(db_url, str) else f"the DSN in {opts.db_url_secret}") if db_url else None
-    for line in summary.lines(opts.output, where):
+    if db_url is None:
+        database = None
+    else:
+        database = mask_dsn(db_url) if isinstance(db_url, str) else f"the DSN in {opts.db_url_secret}"
+    for line in summary.lines(opts.output, database):
         print("  " + line)
     # A cancelled streaming run's counters miss the bundles in flight: no accounting verdict.
     return 0 if summary.accounted or streaming else 1
