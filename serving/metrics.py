@@ -100,7 +100,7 @@ class PageCacheCollector(Collector):
 class ApiMetrics:
     """The app's registry and its metrics."""
 
-    def __init__(self, page_cache: PageCache | None = None) -> None:
+    def __init__(self, page_cache: PageCache) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(f"{NAMESPACE}_api_requests", "HTTP requests answered, by route and status.",
                                 ["method", "route", "status"], registry=self.registry)
@@ -109,8 +109,7 @@ class ApiMetrics:
                                  ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.store = StoreCollector()
         self.registry.register(self.store)
-        if page_cache is not None:
-            self.registry.register(PageCacheCollector(page_cache))
+        self.registry.register(PageCacheCollector(page_cache))
 
 
 class RequestMetricsMiddleware:

@@ -72,11 +72,7 @@ def test_zero_budget_turns_it_off():
 def cache_db(pg_cluster) -> str:
     db_url = pg_cluster.new_database()
     migrate.migrate(db_url)
-    writer = CopyMergeWriter(db_url, BARS)
-    try:
-        assert writer.write([make_bar(SYMBOL, m, start_us=day) for day in (DAY_A, DAY_B) for m in range(MINUTES)]) == []
-    finally:
-        writer.close()
+    write(db_url, *(make_bar(SYMBOL, m, start_us=day) for day in (DAY_A, DAY_B) for m in range(MINUTES)))
     return db_url
 
 

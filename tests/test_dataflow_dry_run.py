@@ -19,12 +19,17 @@ DATAFLOW_ARGS = [
 ]
 
 
-def dry_run(extra: list[str], streaming: bool):
+def build_and_dry_run(extra: list[str], streaming: bool, db_url=None):
+    """(the pipeline, the Dataflow job it builds offline)."""
     options = PipelineOptions(DATAFLOW_ARGS + extra)
     pipeline = beam.Pipeline(options=options)
     build_graph(pipeline, options.view_as(AlphastreamOptions), streaming=streaming, now_us=lambda: 0,
-                day=dt.date(2024, 1, 2), db_url=None)
-    return pipeline.run().job
+                day=dt.date(2024, 1, 2), db_url=db_url)
+    return pipeline, pipeline.run().job
+
+
+def dry_run(extra: list[str], streaming: bool, db_url=None):
+    return build_and_dry_run(extra, streaming, db_url)[1]
 
 
 def top_level_steps(job) -> set[str]:
@@ -53,12 +58,8 @@ def test_streaming_job_builds_offline_from_pubsub_to_postgres():
 
 
 def test_streaming_job_writes_to_postgres_when_given_a_database():
-    options = PipelineOptions(DATAFLOW_ARGS + ["--streaming", "--source", "pubsub", "--subscription",
-                                               "projects/test-project/subscriptions/ticks"])
-    pipeline = beam.Pipeline(options=options)
-    build_graph(pipeline, options.view_as(AlphastreamOptions), streaming=True, now_us=lambda: 0,
-                day=dt.date(2024, 1, 2), db_url="postgresql://alphastream@10.0.0.5:5432/alphastream")
-    job = pipeline.run().job
+    job = dry_run(["--streaming", "--source", "pubsub", "--subscription", "projects/test-project/subscriptions/ticks"],
+                  streaming=True, db_url="postgresql://alphastream@10.0.0.5:5432/alphastream")
     assert {"WriteBarsToPostgres", "WriteDeadLettersToPostgres"} <= top_level_steps(job)
 
 
@@ -76,14 +77,10 @@ class _SinkFinder(PipelineVisitor):
 
 
 def test_streaming_job_with_db_url_secret_carries_the_secret_name_not_a_dsn():
-    options = PipelineOptions(DATAFLOW_ARGS + ["--streaming", "--source", "pubsub", "--subscription",
-                                               "projects/test-project/subscriptions/ticks",
-                                               "--db_url_secret", SECRET_VERSION])
-    opts = options.view_as(AlphastreamOptions)
-    secret = db_url_secret(opts)
-    pipeline = beam.Pipeline(options=options)
-    build_graph(pipeline, opts, streaming=True, now_us=lambda: 0, day=dt.date(2024, 1, 2), db_url=secret)
-    job = pipeline.run().job
+    args = ["--streaming", "--source", "pubsub", "--subscription", "projects/test-project/subscriptions/ticks",
+            "--db_url_secret", SECRET_VERSION]
+    opts = PipelineOptions(DATAFLOW_ARGS + args).view_as(AlphastreamOptions)
+    pipeline, job = build_and_dry_run(args, streaming=True, db_url=db_url_secret(opts))
     assert {"WriteBarsToPostgres", "WriteDeadLettersToPostgres"} <= top_level_steps(job)
     assert opts.db_url is None and opts.db_url_secret == SECRET_VERSION
     finder = _SinkFinder()
