@@ -11,6 +11,7 @@ fields become timestamp[us, UTC] columns without the ``_us`` suffix.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import typing
 import uuid
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 _ARROW_TYPES = {str: pa.string(), int: pa.int64(), float: pa.float64()}
 TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
+MICROS_PER_DAY = 86_400_000_000
+EPOCH_DATE = dt.date(1970, 1, 1)
 
 
 def arrow_schema(record_type: type[NamedTuple]) -> pa.Schema:
@@ -57,7 +60,14 @@ def records_to_table(records: Sequence[NamedTuple], record_type: type[NamedTuple
 
 
 def utc_date(micros: int) -> str:
-    return dt.datetime.fromtimestamp(micros / 1e6, tz=dt.timezone.utc).date().isoformat()
+    """The UTC date of a time in microseconds (integer arithmetic: exact at day edges)."""
+    return _utc_date_of_day(micros // MICROS_PER_DAY)
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_date_of_day(day: int) -> str:
+    # Cached: every bar is partitioned, and bars of a run fall on a few days.
+    return (EPOCH_DATE + dt.timedelta(days=day)).isoformat()
 
 
 def bar_partition(bar: Bar) -> str:

@@ -20,13 +20,13 @@ from hypothesis import strategies as st
 from alphastream.records import Tick
 from alphastream.synthetic import MarketSpec, market_ticks
 from transforms.bars import StreamingBars
-from transforms.batch_bars import (BatchBars, check_intervals_nest, dedup_in_trade_order, split_by_symbol_bucket,
+from transforms.batch_bars import (BatchBars, check_intervals_nest, split_by_symbol_bucket, unique_in_trade_order,
                                    trade_order)
 from transforms.dedup import DedupTrades
 from transforms.parse import DEAD_LETTERS, TICKS
 from transforms.tick_batches import DEDUP_BUCKET_US, BarsFromTickBatches, DedupTickBatches, ParseTickBatches
 from transforms.validation import ValidationPolicy
-from transforms.tick_tables import ArrowTableCoder, table_to_ticks, ticks_to_table
+from transforms.tick_tables import ArrowTableCoder, ipc_to_table, table_to_ipc, table_to_ticks, ticks_to_table
 from tests.beam_helpers import Collected
 from tests.reference import assert_same_bars, bars_frame, pandas_bars
 
@@ -150,17 +150,42 @@ def test_split_covers_every_row_once():
     parts = list(split_by_symbol_bucket(table, 3600 * 1_000_000))
     assert sum(t.num_rows for _, t in parts) == table.num_rows
     for (symbol, bucket), part in parts:
-        assert set(part.column("symbol").to_pylist()) == {symbol}
+        rows = set(zip(part.column("ts_us").to_pylist(), part.column("trade_id").to_pylist()))
+        symbol_rows = table.filter(pc.equal(table.column("symbol"), symbol))
+        assert rows <= set(zip(symbol_rows.column("ts_us").to_pylist(), symbol_rows.column("trade_id").to_pylist()))
         ts = part.column("ts_us").to_numpy()
         assert ((ts - ts % 3_600_000_000) == bucket).all()
+
+
+def as_shuffled(table: pa.Table) -> pa.Table:
+    """``table`` (one symbol-day) as the dedup step receives it: split in two, each half through
+    the split and Arrow IPC, concatenated (two chunks, same row order)."""
+    half = table.num_rows // 2
+    parts = [ipc_to_table(table_to_ipc(group)) for piece in (table.slice(0, half), table.slice(half))
+             if piece.num_rows for _, group in split_by_symbol_bucket(piece, 86_400_000_000)]
+    return pa.concat_tables(parts)
 
 
 def test_dedup_keeps_one_per_source_and_trade_id():
     ticks = [Tick("A", T0 + 5, 1.0, 1.0, "x", "s1"), Tick("A", T0 + 5, 1.0, 1.0, "x", "s1"),
              Tick("A", T0 + 5, 2.0, 1.0, "x", "s2"), Tick("A", T0 + 1, 3.0, 1.0, "y", "s1")]
-    unique = dedup_in_trade_order(ticks_to_table(ticks))
+    unique = ticks_to_table(ticks).take(pa.array(unique_in_trade_order(ticks_to_table(ticks))))
     assert unique.column("trade_id").to_pylist() == ["y", "x", "x"]
     assert unique.column("source").to_pylist() == ["s1", "s1", "s2"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.sampled_from(["a", "b", "c", "é", "10", "9"]),
+                          st.sampled_from(["s1", "s2"])), min_size=1, max_size=60))
+def test_dedup_matches_pandas_sort_then_drop_duplicates(rows):
+    """Repeats with other timestamps, other sources and none at all: the rows kept and their
+    order equal pandas' stable sort by trade order, then first of each (source, trade_id)."""
+    ticks = [Tick("A", T0 + ts, float(i + 1), 1.0, trade, source) for i, (ts, trade, source) in enumerate(rows)]
+    frame = pd.DataFrame(ticks, columns=Tick._fields).reset_index()
+    expected = (frame.sort_values(["ts_us", "trade_id", "source"], kind="stable")
+                .drop_duplicates(["source", "trade_id"], keep="first")["index"].tolist())
+    assert unique_in_trade_order(ticks_to_table(ticks)).tolist() == expected
+    assert unique_in_trade_order(as_shuffled(ticks_to_table(ticks))).tolist() == expected
 
 
 @settings(max_examples=60, deadline=None)
@@ -174,6 +199,10 @@ def test_trade_order_is_arrows_stable_multi_key_sort(rows):
                                                  ("source", "ascending")])  # stable
     assert trade_order(table).tolist() == expected.to_pylist()
     assert trade_order(table, max_python_ties=1.0).tolist() == expected.to_pylist()  # ties sorted in Python
+    shuffled = as_shuffled(table)
+    assert shuffled.column("source").num_chunks == min(2, len(rows))
+    assert trade_order(shuffled).tolist() == expected.to_pylist()
+    assert trade_order(shuffled, max_python_ties=1.0).tolist() == expected.to_pylist()
 
 
 def test_intervals_must_nest():

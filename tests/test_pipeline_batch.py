@@ -19,7 +19,7 @@ from alphastream.records import BAR_FIELDS, Bar, storage_columns
 from alphastream.synthetic import MarketSpec, market_ticks
 from pipeline.__main__ import main
 from pipeline.graph import build_graph
-from pipeline.lake import WriteBarsToLake
+from pipeline.lake import WriteBarsToLake, utc_date
 from pipeline.options import AlphastreamOptions
 from tests.reference import assert_same_bars, pandas_bars
 
@@ -185,3 +185,11 @@ def test_lake_packs_bars_from_several_bundles_into_one_file_per_partition(tmp_pa
         assert len(got) == 10
         assert list(got["symbol"]) == ["AAPL"] * 5 + ["MSFT"] * 5  # sorted by symbol, then time
         assert got.equals(got.sort_values(["symbol", "bucket_start"]).reset_index(drop=True))
+
+
+@pytest.mark.parametrize("micros", [0, -1, 1_704_153_599_999_999, 1_704_153_600_000_000, 4_102_444_799_999_999,
+                                    -86_400_000_001, 253_402_300_799_999_999])
+def test_partition_date_is_exact_at_day_edges(micros):
+    """The last microsecond of a day stays in that day, before 1970 and up to year 9999."""
+    expected = (dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=micros)).date().isoformat()
+    assert utc_date(micros) == expected
