@@ -80,8 +80,7 @@ CONTENDERS = ("polars", "pandas", "pipeline", "pipeline-2proc")
 # What a contender imports before its work is timed. Beam loads its runner modules lazily on a
 # pipeline's first run (~50 modules, ~0.06 s measured): import time, so imported here, as
 # polars and pandas import theirs.
-BEAM_RUNNER_MODULES = ("apache_beam", "pipeline.__main__", "apache_beam.runners.portability.fn_api_runner",
-                       "apache_beam.runners.portability.prism_runner")
+BEAM_RUNNER_MODULES = ("apache_beam", "pipeline.__main__", "apache_beam.runners.portability.fn_api_runner")
 CHILD_IMPORTS = {
     "pipeline": BEAM_RUNNER_MODULES,
     "pipeline-2proc": BEAM_RUNNER_MODULES,

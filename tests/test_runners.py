@@ -1,0 +1,87 @@
+"""The local runner: what Beam's DirectRunner falls back to without Prism, chosen without the
+Prism download (pipeline/runners.py)."""
+import datetime as dt
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner, SwitchingDirectRunner
+from apache_beam.runners.portability import prism_runner
+from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+from pipeline.graph import build_graph
+from pipeline.options import AlphastreamOptions
+from pipeline.runners import is_default_direct_runner, local_runner
+
+GRAPHS = {  # flags -> does the graph read Pub/Sub
+    "batch synthetic": (["--symbols", "2", "--ticks_per_symbol", "50"], False),
+    "streaming synthetic": (["--streaming", "--symbols", "2", "--max_duration", "1"], False),
+    "streaming pubsub": (["--streaming", "--source", "pubsub", "--subscription", "projects/alphastream-test/subscriptions/ticks"], True),
+}
+
+
+@pytest.mark.parametrize("runner, default", [(None, True), ("DirectRunner", True), ("direct", True),
+                                             ("PrismRunner", False), ("DataflowRunner", False),
+                                             ("BundleBasedDirectRunner", False)])
+def test_only_beams_default_runner_is_replaced(runner, default):
+    flags = [] if runner is None else ["--runner", runner]
+    assert is_default_direct_runner(PipelineOptions(flags)) is default
+
+
+class _Chosen(Exception):
+    """Raised by a runner's run_pipeline to name the runner the DirectRunner picked."""
+
+
+@pytest.mark.parametrize("case", GRAPHS)
+def test_the_choice_is_the_one_beams_direct_runner_makes_when_prism_is_unavailable(case, monkeypatch, tmp_path):
+    flags, reads_pubsub = GRAPHS[case]
+    options = PipelineOptions([*flags, "--output", str(tmp_path)])
+
+    def unavailable(self, pipeline, options):
+        raise RuntimeError("no Prism binary (as on a machine without network)")
+
+    def chosen(self, pipeline, options):
+        raise _Chosen(type(self).__name__)
+
+    monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", unavailable)
+    monkeypatch.setattr(fn_runner.FnApiRunner, "run_pipeline", chosen)
+    monkeypatch.setattr(BundleBasedDirectRunner, "run_pipeline", chosen)
+
+    pipeline = beam.Pipeline(runner=SwitchingDirectRunner(), options=options)
+    build_graph(pipeline, options.view_as(AlphastreamOptions), streaming="--streaming" in flags,
+                now_us=lambda: 0, day=dt.date(2024, 1, 2), db_url=None)
+    with pytest.raises(_Chosen) as beams_choice:
+        pipeline.run()
+    assert beams_choice.value.args[0] == type(local_runner(options, reads_pubsub=reads_pubsub)).__name__
+
+
+def test_a_default_run_never_tries_prism(monkeypatch, tmp_path, capsys):
+    from pipeline.__main__ import main
+
+    def tried(*args, **kwargs):
+        raise AssertionError("Prism was tried")
+
+    monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", tried)
+    assert main(["--symbols", "2", "--ticks_per_symbol", "200", "--no_db", "--output", str(tmp_path)]) == 0
+    assert "accounting      OK" in capsys.readouterr().out
+
+
+def test_a_run_keeps_the_garbage_collector_off_the_objects_from_before_it(monkeypatch, tmp_path, capsys):
+    """Beam's ~200k import-time objects are frozen for the run (a full collection walking them
+    cost ~0.1 s) and handed back to the collector after it."""
+    import gc
+
+    from pipeline.__main__ import main
+
+    frozen_during_run = []
+    real_run = beam.Pipeline.run
+
+    def run(self, *args, **kwargs):
+        frozen_during_run.append(gc.get_freeze_count())
+        return real_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(beam.Pipeline, "run", run)
+    frozen_before = gc.get_freeze_count()
+    assert main(["--symbols", "2", "--ticks_per_symbol", "200", "--no_db", "--output", str(tmp_path)]) == 0
+    assert frozen_during_run and frozen_during_run[0] > frozen_before
+    assert gc.get_freeze_count() == frozen_before
