@@ -86,13 +86,14 @@ def sink_write(writer: CopyMergeWriter, rows: list[Bar]) -> float:
 
 def beam_write(dsn: str, rows: list[Bar]) -> float:
     import apache_beam as beam
-
-    from pipeline.db.sink import WriteBarsToPostgres
-
-    started = time.perf_counter()
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    with beam.Pipeline(options=PipelineOptions([])) as p:
+    from pipeline.db.sink import WriteBarsToPostgres
+    from pipeline.runners import local_runner
+
+    started = time.perf_counter()
+    options = PipelineOptions([])
+    with beam.Pipeline(runner=local_runner(options, reads_pubsub=False), options=options) as p:  # as python -m pipeline
         _ = p | beam.Create(rows, reshuffle=False) | WriteBarsToPostgres(dsn)
     return time.perf_counter() - started
 
