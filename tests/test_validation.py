@@ -95,6 +95,12 @@ def test_columnar_validation_matches_per_record_reasons():
     assert all(d.origin == "file.parquet" for d in dead)
 
 
+def test_columnar_validation_without_a_source_column_uses_the_default_source():
+    rows = [{k: v for k, v in dict(GOOD, trade_id=f"t{i}").items() if k != "source"} for i in range(3)]
+    valid, dead = split_valid(_table(rows), "f.parquet", now_us=NOW_US, default_source="file", policy=ValidationPolicy())
+    assert dead == [] and valid.column("source").to_pylist() == ["file"] * 3
+
+
 def test_columnar_falls_back_per_row_for_string_timestamps():
     rows = [dict(GOOD, ts_us=None, ts="2024-01-02T14:29:00Z"), dict(GOOD, ts_us=None, ts="garbage", trade_id="t2")]
     valid, dead = split_valid(_table(rows), "f.parquet", now_us=NOW_US, default_source="file", policy=ValidationPolicy())
@@ -104,7 +110,7 @@ def test_columnar_falls_back_per_row_for_string_timestamps():
 
 prices = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just(0.0), st.floats(0.01, 1e4))
 row_strategy = st.fixed_dictionaries({
-    "symbol": st.sampled_from(["AAPL", "BRK.B", "btc-usd", "", "a b", "^GSPC", "X" * 40, None]),
+    "symbol": st.sampled_from(["AAPL", "BRK.B", "btc-usd", " msft ", "", "a b", "^GSPC", "X" * 40, None]),
     "ts_us": st.integers(0, NOW_US + 10**9),
     "price": prices,
     "size": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(0, 1e6)),
@@ -114,9 +120,12 @@ row_strategy = st.fixed_dictionaries({
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(row_strategy, min_size=1, max_size=30))
-def test_columnar_and_per_record_agree(rows):
-    """The vectorised pre-filter accepts exactly the rows the per-record validator accepts."""
+@given(st.lists(row_strategy, min_size=1, max_size=30), st.booleans())
+def test_columnar_and_per_record_agree(rows, without_source):
+    """The vectorised pre-filter accepts exactly the rows the per-record validator accepts
+    (and a table without a source column gets the default source, as a record does)."""
+    if without_source:
+        rows = [{k: v for k, v in row.items() if k != "source"} for row in rows]
     valid, dead = split_valid(_table(rows), "f", now_us=NOW_US, default_source="file", policy=ValidationPolicy())
     expected_valid, expected_reasons = [], []
     for row in rows:
