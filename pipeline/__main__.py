@@ -79,19 +79,18 @@ def resolve_database(options: PipelineOptions, opts: AlphastreamOptions) -> str 
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
     if secret is not None:
-        if _is_direct_runner(options):
-            migrate.migrate(secret.get_str())
-        return secret
-    db_url = resolved_db_url(opts, settings)
-    if db_url is None:
-        if not _is_direct_runner(options):
-            raise SystemExit("error: a remote runner cannot reach the embedded local database: "
-                             "pass --db_url_secret or --db_url (e.g. Cloud SQL), or --no_db")
-        log.info("no --db_url: starting the embedded local PostgreSQL (python -m pipeline.db stop to stop it)")
-        db_url = localdb.LocalDatabase.from_settings(settings).ensure_running()
-    if _is_direct_runner(options):
-        migrate.migrate(db_url)
-    return db_url
+        target: str | Secret = secret
+    else:
+        target = resolved_db_url(opts, settings)
+        if target is None:
+            if not _is_direct_runner(options):
+                raise SystemExit("error: a remote runner cannot reach the embedded local database: "
+                                 "pass --db_url_secret or --db_url (e.g. Cloud SQL), or --no_db")
+            log.info("no --db_url: starting the embedded local PostgreSQL (python -m pipeline.db stop to stop it)")
+            target = localdb.LocalDatabase.from_settings(settings).ensure_running()
+    if _is_direct_runner(options):  # remote runners never migrate: the deploy runs its migrate job
+        migrate.migrate(target.get_str() if isinstance(target, Secret) else target)
+    return target
 
 
 def check_local_synthetic_stream(options: PipelineOptions, opts: AlphastreamOptions, streaming: bool) -> None:

@@ -298,12 +298,15 @@ class CopyMergeWriter:
         log.error("%s: %s rows dead-lettered: %s", self._spec.table, len(rows), reason)
         return [FailedRow(row, reason) for row in rows]
 
-    def _time_span(self, rows: Sequence[Row]) -> tuple[int, int]:
-        """(first, last) event time of the batch, epoch microseconds."""
+    def _time_span(self, rows: Sequence[Row]) -> tuple[int, int] | None:
+        """(first, last) event time of the batch, epoch microseconds; None for a table that
+        needs neither partitions nor bar versions (dead letters)."""
+        if not (self._spec.partitioned or self._series_indexes):
+            return None
         time_of = itemgetter(self._time_index)  # C-level passes: ~5 ms each per 100k rows
         return min(map(time_of, rows)), max(map(time_of, rows))
 
-    def _ensure_partitions(self, span: tuple[int, int]) -> None:
+    def _ensure_partitions(self, span: tuple[int, int] | None) -> None:
         """Create the monthly partitions this batch needs (once per month per writer)."""
         if not self._spec.partitioned:
             return
@@ -323,7 +326,7 @@ class CopyMergeWriter:
             (self._spec.table, first_us, last_us + 1))
         self._months_ready.update(months)
 
-    def _write_once(self, rows: Sequence[Row], span: tuple[int, int]) -> None:
+    def _write_once(self, rows: Sequence[Row], span: tuple[int, int] | None) -> None:
         if self._try_direct and not self._has_later_panes(rows):
             try:
                 self._copy_direct(rows, span)
@@ -341,7 +344,7 @@ class CopyMergeWriter:
         with a few later ones costs one failed COPY, then the merge path takes over."""
         return self._version_index is not None and rows[0][self._version_index] > 0
 
-    def _copy_direct(self, rows: Sequence[Row], span: tuple[int, int]) -> None:
+    def _copy_direct(self, rows: Sequence[Row], span: tuple[int, int] | None) -> None:
         """Binary COPY straight into the table: right when every key is new, and as fast as
         writing can be. Any stored or repeated key makes it fail whole (unique violation)."""
         with self._conn.transaction(), self._conn.cursor() as cur:
@@ -352,7 +355,7 @@ class CopyMergeWriter:
                     copy.write_row(row)
             self._bump_versions(cur, rows, span)
 
-    def _copy_and_merge(self, rows: Sequence[Row], span: tuple[int, int]) -> int:
+    def _copy_and_merge(self, rows: Sequence[Row], span: tuple[int, int] | None) -> int:
         """COPY into the staging table, then merge; returns the number of rows inserted."""
         with self._conn.transaction():
             with self._conn.cursor() as cur:
@@ -370,7 +373,7 @@ class CopyMergeWriter:
                 self._bump_versions(cur, rows, span)
                 return inserted
 
-    def _bump_versions(self, cur: psycopg.Cursor, rows: Sequence[Row], span: tuple[int, int]) -> None:
+    def _bump_versions(self, cur: psycopg.Cursor, rows: Sequence[Row], span: tuple[int, int] | None) -> None:
         """Last in the write's transaction: readers caching these days see the change and the
         bump together (``pipeline.db.versions``). Bumped even when the merge changed nothing
         (a replay): that costs readers one cache miss, and knowing would cost a second query."""
