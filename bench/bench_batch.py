@@ -1,6 +1,6 @@
 """Batch bars benchmark: the pipeline's batch path against pandas and polars, same ticks, same run.
 
-    .venv/bin/python bench/bench_batch.py                # 2,000,000 ticks, 50 symbols, 1m bars
+    .venv/bin/python bench/bench_batch.py                # 2,000,000 ticks, 50 symbols, 1m bars, 5 repeats
     .venv/bin/python bench/bench_batch.py --ticks 200000 --repeats 1   # a quick look
 
 Each contender runs in its own child process (so peak RSS is its own), reads the same Parquet
@@ -139,7 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ticks", type=int, default=2_000_000)
     parser.add_argument("--symbols", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--child", choices=["pipeline", "pipeline-2proc", "pandas", "polars"], help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
