@@ -150,6 +150,7 @@ def test_split_covers_every_row_once():
     parts = list(split_by_symbol_bucket(table, 3600 * 1_000_000))
     assert sum(t.num_rows for _, t in parts) == table.num_rows
     for (symbol, bucket), part in parts:
+        assert "symbol" not in part.column_names  # the key carries it
         rows = set(zip(part.column("ts_us").to_pylist(), part.column("trade_id").to_pylist()))
         symbol_rows = table.filter(pc.equal(table.column("symbol"), symbol))
         assert rows <= set(zip(symbol_rows.column("ts_us").to_pylist(), symbol_rows.column("trade_id").to_pylist()))
