@@ -93,7 +93,7 @@ def beam_write(dsn: str, rows: list[Bar]) -> float:
 
     started = time.perf_counter()
     options = PipelineOptions([])
-    with beam.Pipeline(runner=local_runner(options, reads_pubsub=False), options=options) as p:  # as python -m pipeline
+    with beam.Pipeline(runner=local_runner(options), options=options) as p:  # as python -m pipeline
         _ = p | beam.Create(rows, reshuffle=False) | WriteBarsToPostgres(dsn)
     return time.perf_counter() - started
 

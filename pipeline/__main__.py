@@ -172,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                  opts.symbols, f"{opts.ticks_per_symbol:,}", day, opts.seed)
 
     started = time.monotonic()
-    runner = (local_runner(options, reads_pubsub=streaming and opts.source == "pubsub")
-              if is_default_direct_runner(options) else None)  # None: the runner --runner names
+    runner = local_runner(options) if is_default_direct_runner(options) else None  # None: what --runner names
     pipeline = beam.Pipeline(runner=runner, options=options)
     try:
         build_graph(pipeline, opts, streaming=streaming, now_us=_now_us, day=day, db_url=db_url)

@@ -13,6 +13,8 @@ from __future__ import annotations
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineRunner
 
+from pipeline.options import AlphastreamOptions
+
 # What --runner may say for the default (Beam accepts the name with or without "Runner").
 DIRECT_RUNNER_NAMES = {None, "direct", "directrunner"}
 
@@ -22,8 +24,9 @@ def is_default_direct_runner(options: PipelineOptions) -> bool:
     return (runner.lower() if isinstance(runner, str) else runner) in DIRECT_RUNNER_NAMES
 
 
-def local_runner(options: PipelineOptions, *, reads_pubsub: bool) -> PipelineRunner:
+def local_runner(options: PipelineOptions) -> PipelineRunner:
     """The runner Beam's DirectRunner falls back to without Prism, made the way it makes it."""
+    reads_pubsub = options.view_as(StandardOptions).streaming and options.view_as(AlphastreamOptions).source == "pubsub"
     if reads_pubsub:  # Pub/Sub's Python IO runs on the BundleBasedDirectRunner only
         from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 

@@ -13,10 +13,10 @@ from pipeline.graph import build_graph
 from pipeline.options import AlphastreamOptions
 from pipeline.runners import is_default_direct_runner, local_runner
 
-GRAPHS = {  # flags -> does the graph read Pub/Sub
-    "batch synthetic": (["--symbols", "2", "--ticks_per_symbol", "50"], False),
-    "streaming synthetic": (["--streaming", "--symbols", "2", "--max_duration", "1"], False),
-    "streaming pubsub": (["--streaming", "--source", "pubsub", "--subscription", "projects/alphastream-test/subscriptions/ticks"], True),
+GRAPHS = {
+    "batch synthetic": ["--symbols", "2", "--ticks_per_symbol", "50"],
+    "streaming synthetic": ["--streaming", "--symbols", "2", "--max_duration", "1"],
+    "streaming pubsub": ["--streaming", "--source", "pubsub", "--subscription", "projects/alphastream-test/subscriptions/ticks"],
 }
 
 
@@ -34,7 +34,7 @@ class _Chosen(Exception):
 
 @pytest.mark.parametrize("case", GRAPHS)
 def test_the_choice_is_the_one_beams_direct_runner_makes_when_prism_is_unavailable(case, monkeypatch, tmp_path):
-    flags, reads_pubsub = GRAPHS[case]
+    flags = GRAPHS[case]
     options = PipelineOptions([*flags, "--output", str(tmp_path)])
 
     def unavailable(self, pipeline, options):
@@ -52,7 +52,7 @@ def test_the_choice_is_the_one_beams_direct_runner_makes_when_prism_is_unavailab
                 now_us=lambda: 0, day=dt.date(2024, 1, 2), db_url=None)
     with pytest.raises(_Chosen) as beams_choice:
         pipeline.run()
-    assert beams_choice.value.args[0] == type(local_runner(options, reads_pubsub=reads_pubsub)).__name__
+    assert beams_choice.value.args[0] == type(local_runner(options)).__name__
 
 
 def test_a_default_run_never_tries_prism(monkeypatch, tmp_path, capsys):
