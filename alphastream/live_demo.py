@@ -25,14 +25,13 @@ import time
 import uuid
 from pathlib import Path
 
-from alphastream.local_services import EmulatorError, start_pubsub_emulator
+from alphastream.local_services import EmulatorError, start_pubsub_emulator, stop_process
 
 log = logging.getLogger("live_demo")
 
 EMULATOR_PROJECT = "alphastream-demo"  # Beam checks project ids against GCP's pattern
 EMULATOR_START_TIMEOUT_SECONDS = 60.0
 PIPELINE_START_TIMEOUT_SECONDS = 120.0
-STOP_TIMEOUT_SECONDS = 30.0
 PIPELINE_READY_LINE = "streaming; stop with Ctrl-C"
 
 
@@ -98,20 +97,6 @@ def delete_topic_and_subscription(topic: str, subscription: str) -> None:
         publisher.delete_topic(topic=topic)
     finally:
         publisher.stop()
-
-
-def stop_process(process: subprocess.Popen, name: str, sig: int = signal.SIGINT) -> int:
-    """Signal one child we started and wait for it (kill it if it ignores the signal)."""
-    if process.poll() is None:
-        log.info("stopping %s (pid %d)...", name, process.pid)
-        process.send_signal(sig)
-        try:
-            process.wait(STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            log.warning("%s did not stop within %.0f s: killing it", name, STOP_TIMEOUT_SECONDS)
-            process.kill()
-            process.wait()
-    return process.returncode
 
 
 def _relay(process: subprocess.Popen, name: str, ready: threading.Event | None) -> None:

@@ -1,11 +1,14 @@
-"""Local stand-ins for cloud services: Google's Pub/Sub emulator on a loopback port.
+"""Local stand-ins for cloud services: Google's Pub/Sub emulator on a loopback port, and
+stopping the child processes that run them.
 
 Shared by the live demo (``alphastream.live_demo``), the benchmarks and the test fixtures, so
-there is one way to start the emulator and wait until it answers.
+there is one way to start the emulator and wait until it answers, and one way to stop a child.
 """
 from __future__ import annotations
 
+import logging
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -16,8 +19,12 @@ from pathlib import Path
 PUBSUB_EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
 PUBSUB_EMULATOR_LOG = "pubsub-emulator.log"
 EMULATOR_START_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 30.0
 _POLL_SECONDS = 0.1
 _LOG_TAIL_CHARS = 3000
+
+
+log = logging.getLogger(__name__)
 
 
 class EmulatorError(RuntimeError):
@@ -67,3 +74,18 @@ def start_pubsub_emulator(work_dir: Path, timeout: float = EMULATOR_START_TIMEOU
                                 f"{log_path.read_text(errors='replace')[-_LOG_TAIL_CHARS:]}")
         time.sleep(_POLL_SECONDS)
     return process, f"127.0.0.1:{port}"
+
+
+def stop_process(process: subprocess.Popen, name: str, sig: int = signal.SIGINT,
+                 timeout: float = STOP_TIMEOUT_SECONDS) -> int:
+    """Signal one child we started and wait for it (kill it if it ignores the signal)."""
+    if process.poll() is None:
+        log.info("stopping %s (pid %d)...", name, process.pid)
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.0f s: killing it", name, timeout)
+            process.kill()
+            process.wait()
+    return process.returncode
