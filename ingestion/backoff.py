@@ -71,9 +71,13 @@ class RateLimiter:
                 wait = max(wait, recent[-limit] + window - now)
         return wait
 
-    async def acquire(self, max_wait: float | None = None) -> None:
+    async def acquire(self, max_wait: float | None = None,
+                      on_wait: Callable[[float], None] | None = None) -> None:
+        """Wait for room in every window; ``on_wait(seconds)`` is told of each wait (metrics)."""
         while (wait := self.wait_time()) > 0:
             if max_wait is not None and wait > max_wait:
                 raise RateLimitExhausted(f"request budget used up for the next {wait:.0f} s")
+            if on_wait is not None:
+                on_wait(wait)
             await self._sleep(wait)
         self._history.append(self._clock())

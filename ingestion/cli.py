@@ -141,7 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--flush_timeout", type=_positive_float, default=DEFAULT_FLUSH_TIMEOUT_SECONDS,
                      help=f"At shutdown, wait at most this many seconds for outstanding publishes "
                           f"(default {DEFAULT_FLUSH_TIMEOUT_SECONDS:.0f}).")
-    ops = parser.add_argument_group("logging")
+    ops = parser.add_argument_group("logging and metrics")
+    ops.add_argument("--metrics_port", type=int, default=None,
+                     help="Serve Prometheus metrics on http://METRICS_HOST:PORT/metrics (feed, per-symbol, "
+                          "sequence-gap and publish metrics; docs/alerts.md). 0 picks a free port (logged). "
+                          "Default: not served.")
+    ops.add_argument("--metrics_host", default="127.0.0.1",
+                     help="Address the metrics endpoint listens on (default 127.0.0.1; 0.0.0.0 in a container).")
     ops.add_argument("--log_interval", type=_positive_float, default=DEFAULT_LOG_INTERVAL_SECONDS,
                      help="Seconds between rate/lag log lines (ticks/s published; lag = now - event time "
                           f"of the last tick) (default {DEFAULT_LOG_INTERVAL_SECONDS:.0f}).")
@@ -152,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Cross-flag rules argparse cannot express; exits with a usage error naming the fix."""
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        parser.error(f"--metrics_port {args.metrics_port}: expected 0..65535")
     if args.source == "replay" and not args.input:
         parser.error("--source replay needs --input FILE")
     if args.sink in ("pubsub", "kafka") and not args.topic:

@@ -89,6 +89,7 @@ async def run_ingestion(connector: Connector, sink: Sink, *, max_ticks: int | No
         try:
             async for tick in ticks:
                 sink.publish(tick)
+                connector.stats.record_tick(tick.symbol, time.time())
                 reporter.last_event_us = tick.ts_us
                 handed += 1
                 if max_ticks is not None and handed >= max_ticks:

@@ -115,7 +115,10 @@ def test_poller_backs_off_when_throttled_then_emits_the_bars():
         connector = _poller(api.url, fake, backfill=True)
         ticks = asyncio.run(asyncio.wait_for(_collect(connector, 3), TIMEOUT))
     assert ticks == IBM_BARS
-    assert connector.stats.reconnects == 1 and fake.sleeps and fake.sleeps[0] <= 1.0  # one backoff
+    assert fake.sleeps and fake.sleeps[0] <= 1.0  # one backoff
+    # The provider's quota notice is a rate-limit wait (what the alert watches), not a reconnect.
+    assert connector.stats.rate_limit_waits == 1 and connector.stats.reconnects == 0
+    assert connector.stats.rate_limit_wait_seconds == pytest.approx(fake.sleeps[0])
     assert api.requests[0] == {"function": "TIME_SERIES_INTRADAY", "symbol": "IBM", "interval": "5min",
                                "outputsize": "compact", "apikey": "demo-key"}
     assert len(api.requests) == 2
@@ -138,6 +141,8 @@ def test_every_request_goes_through_the_rate_limiter():
         asyncio.run(asyncio.wait_for(_collect(connector, 2), TIMEOUT))
     assert len(api.requests) == 2
     assert fake.sleeps[0] == pytest.approx(60.0), "the second request waited for the per-minute budget"
+    assert connector.stats.rate_limit_waits == 1
+    assert connector.stats.rate_limit_wait_seconds == pytest.approx(60.0)
 
 
 def test_error_message_stops_the_poller():

@@ -84,7 +84,7 @@ class AlphaVantagePoller(BarPoller):
         self._client: httpx.AsyncClient | None = None
 
     async def fetch_ticks(self, symbol: str) -> list[Tick]:
-        await self._limiter.acquire()
+        await self._limiter.acquire(on_wait=self.stats.record_rate_limit_wait)
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS)
         params = {"function": "TIME_SERIES_INTRADAY", "symbol": symbol, "interval": self.interval,

@@ -7,8 +7,10 @@ counted and logged, never raised: one bad frame must not stop a live feed.
 from __future__ import annotations
 
 import abc
+import collections
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 from alphastream.records import Tick
@@ -31,12 +33,60 @@ class FeedFatalError(RuntimeError):
 
 
 @dataclass
+class SequenceGaps:
+    """Gaps in a feed's per-symbol trade numbering (Coinbase, Binance and Kraken number each
+    product's trades 1, 2, 3, ...): a jump from n to n + k + 1 is one gap of k missing trades.
+
+    A number at or below the highest seen is a repeat (a reconnect snapshot, a redelivery) and
+    neither a gap nor a new high. The first number seen for a symbol only sets the start.
+    """
+
+    highest: dict[str, int] = field(default_factory=dict)
+    gaps: collections.Counter = field(default_factory=collections.Counter)  # symbol -> gaps seen
+    missing: collections.Counter = field(default_factory=collections.Counter)  # symbol -> trades missed
+
+    def observe(self, symbol: str, number: int) -> int:
+        """Record trade ``number`` of ``symbol``; returns how many trades were skipped before it."""
+        previous = self.highest.get(symbol)
+        if previous is not None and number <= previous:
+            return 0
+        self.highest[symbol] = number
+        skipped = 0 if previous is None else number - previous - 1
+        if skipped:
+            self.gaps[symbol] += 1
+            self.missing[symbol] += skipped
+        return skipped
+
+
+@dataclass
 class ConnectorStats:
+    """What a connector counts; ``ingestion.metrics`` exports it to Prometheus at scrape time."""
+
     frames: int = 0  # frames / responses received
     ticks: int = 0  # ticks produced
     malformed: int = 0  # frames (or trades in a frame) that could not be read
     connects: int = 0  # successful connects (first one included)
     reconnects: int = 0  # reconnect attempts after a drop or failure
+    rate_limit_waits: int = 0  # times a request waited for a quota (ours or the provider's)
+    rate_limit_wait_seconds: float = 0.0
+    last_message_at: float | None = None  # wall clock of the last frame, response or tick
+    ticks_by_symbol: collections.Counter = field(default_factory=collections.Counter)
+    last_tick_at: dict[str, float] = field(default_factory=dict)  # symbol -> wall clock
+    sequence: SequenceGaps = field(default_factory=SequenceGaps)
+
+    def record_message(self, at: float | None = None) -> None:
+        """A frame or response arrived (heartbeats included: they prove the feed is alive)."""
+        self.last_message_at = time.time() if at is None else at
+
+    def record_tick(self, symbol: str, at: float) -> None:
+        """A tick of ``symbol`` was handed on at wall-clock time ``at``."""
+        self.ticks_by_symbol[symbol] += 1
+        self.last_tick_at[symbol] = at
+        self.last_message_at = at
+
+    def record_rate_limit_wait(self, seconds: float) -> None:
+        self.rate_limit_waits += 1
+        self.rate_limit_wait_seconds += seconds
 
 
 class Connector(abc.ABC):

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 from alphastream.records import Tick
 from ingestion.connectors.base import FeedFatalError, MalformedFrame
-from ingestion.connectors.normalize import canonical_symbol, epoch_ms_to_us, field, make_tick
+from ingestion.connectors.normalize import canonical_symbol, epoch_ms_to_us, field, make_tick, whole_number
 from ingestion.connectors.websocket import WebSocketFeed
 
 SUBSCRIBE_REQUEST_ID = 1
@@ -52,3 +52,6 @@ class BinanceFeed(WebSocketFeed):
         return make_tick(symbol=symbol, ts_us=epoch_ms_to_us(field(trade, "T")),
                          price=field(trade, "p"), size=field(trade, "q"),
                          trade_id=f"{symbol}:{field(trade, 't')}", source=self.source)
+
+    def trade_number(self, trade: Any) -> tuple[str, int]:
+        return canonical_symbol(field(trade, "s")), whole_number(field(trade, "t"), "t")

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 from alphastream.records import Tick
 from ingestion.connectors.base import FeedFatalError
-from ingestion.connectors.normalize import canonical_symbol, field, make_tick, rfc3339_to_us
+from ingestion.connectors.normalize import canonical_symbol, field, make_tick, rfc3339_to_us, whole_number
 from ingestion.connectors.websocket import WebSocketFeed
 
 TRADE_TYPES = ("match", "last_match")
@@ -48,3 +48,6 @@ class CoinbaseFeed(WebSocketFeed):
         return make_tick(symbol=symbol, ts_us=rfc3339_to_us(field(trade, "time")),
                          price=field(trade, "price"), size=field(trade, "size"),
                          trade_id=f"{symbol}:{field(trade, 'trade_id')}", source=self.source)
+
+    def trade_number(self, trade: Any) -> tuple[str, int]:
+        return canonical_symbol(field(trade, "product_id")), whole_number(field(trade, "trade_id"), "trade_id")

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 from alphastream.records import Tick
 from ingestion.connectors.base import FeedFatalError, MalformedFrame
-from ingestion.connectors.normalize import canonical_symbol, field, make_tick, rfc3339_to_us
+from ingestion.connectors.normalize import canonical_symbol, field, make_tick, rfc3339_to_us, whole_number
 from ingestion.connectors.websocket import WebSocketFeed
 
 
@@ -51,3 +51,6 @@ class KrakenFeed(WebSocketFeed):
         return make_tick(symbol=symbol, ts_us=rfc3339_to_us(field(trade, "timestamp")),
                          price=field(trade, "price"), size=field(trade, "qty"),
                          trade_id=f"{symbol}:{field(trade, 'trade_id')}", source=self.source)
+
+    def trade_number(self, trade: Any) -> tuple[str, int]:
+        return canonical_symbol(field(trade, "symbol")), whole_number(field(trade, "trade_id"), "trade_id")

@@ -40,6 +40,16 @@ def number(value: Any, what: str) -> float:
     return result
 
 
+def whole_number(value: Any, what: str) -> int:
+    """A JSON integer or integer text (a trade number) -> int."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise MalformedFrame(f"{what}={value!r} is not a whole number")
+    try:
+        return int(value)
+    except ValueError:
+        raise MalformedFrame(f"{what}={value!r} is not a whole number") from None
+
+
 def epoch_ms_to_us(value: Any) -> int:
     """Epoch milliseconds (int or numeric string) -> epoch microseconds."""
     millis = number(value, "timestamp_ms")

@@ -80,14 +80,18 @@ class BarPoller(Connector):
                     self.count_malformed(symbol, err)
                     continue
                 except Exception as err:  # transport errors and Throttled: back off, keep polling
-                    self.stats.reconnects += 1
                     delay = self._backoff.next_delay()
+                    if isinstance(err, Throttled):
+                        self.stats.record_rate_limit_wait(delay)
+                    else:
+                        self.stats.reconnects += 1
                     log.warning("%s: poll of %s failed (%s: %s); retrying in %.0f s",
                                 self.source, symbol, type(err).__name__, err, delay)
                     await self._sleep(delay)
                     continue
                 self._backoff.reset()
                 self.stats.connects += 1
+                self.stats.record_message()
                 for tick in self.new_ticks(symbol, ticks):
                     self.stats.ticks += 1
                     yield tick

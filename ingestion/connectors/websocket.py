@@ -71,10 +71,16 @@ class WebSocketFeed(Connector):
     def to_tick(self, trade: Any) -> Tick:
         """One trade entry -> Tick, or MalformedFrame."""
 
+    def trade_number(self, trade: Any) -> tuple[str, int] | None:
+        """(symbol, sequential trade number) for feeds that number each symbol's trades; None for
+        feeds that do not. May raise MalformedFrame."""
+        return None
+
     # --- shared machinery ----------------------------------------------------------------
     def parse_frame(self, raw: str | bytes) -> list[Tick]:
         """All ticks in one raw frame; unreadable frames and trades are counted, not raised."""
         self.stats.frames += 1
+        self.stats.record_message()
         try:
             message = json.loads(raw)
             entries = list(self.trades(message))
@@ -83,12 +89,27 @@ class WebSocketFeed(Connector):
             return []
         ticks = []
         for entry in entries:
+            self._observe_sequence(entry)
             try:
                 ticks.append(self.to_tick(entry))
             except MalformedFrame as err:
                 self.count_malformed(entry, err)
         self.stats.ticks += len(ticks)
         return ticks
+
+    def _observe_sequence(self, entry: Any) -> None:
+        """Track the trade numbering, also of trades whose other fields are unreadable: they
+        arrived, so skipping them is not a gap."""
+        try:
+            numbered = self.trade_number(entry)
+        except MalformedFrame:
+            return
+        if numbered is None:
+            return
+        symbol, number = numbered
+        skipped = self.stats.sequence.observe(symbol, number)
+        if skipped:
+            log.warning("%s: %s trade numbers jumped to %d: %d trades missing", self.source, symbol, number, skipped)
 
     async def stream(self) -> AsyncIterator[Tick]:
         where = redact_url(self.connect_url())

@@ -4,6 +4,7 @@ from __future__ import annotations
 import abc
 import json
 import threading
+from typing import Callable
 
 from alphastream.records import Tick
 
@@ -21,6 +22,12 @@ class Sink(abc.ABC):
         self.submitted = 0
         self.published = 0
         self.failed = 0
+        # Told the seconds each confirmed publish took (ingestion.metrics sets a histogram here).
+        self.latency_observer: Callable[[float], None] | None = None
+
+    def _observe_latency(self, seconds: float) -> None:
+        if self.latency_observer is not None:
+            self.latency_observer(seconds)
 
     def _confirmed(self, ok: bool) -> None:
         with self._lock:

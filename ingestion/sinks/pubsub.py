@@ -10,10 +10,16 @@ Two levels of batching: ``ticks_per_message`` ticks share one message (a JSON ar
 batch is sent when full or ``batch_max_latency`` after its first tick, by a small flusher
 thread, which also sends a heartbeat (an empty batch) after ``heartbeat_seconds`` without a
 message so that readers' watermarks keep moving while the feed is quiet.
+
+Failures: the client library retries transient errors (unavailable, deadline exceeded, ...)
+with exponential backoff for up to ``retry_seconds``. A topic that disappeared (``NotFound``:
+deleted, or an emulator restarted empty) is re-created and the message re-sent, with backoff,
+when the sink was built with ``create_topic``. Every message that still fails is counted in
+``failed`` (ticks) and logged with its tick count, symbols and time range and what to do:
+nothing is dropped after a single log line. ``close`` waits for retries in flight too.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import threading
 import time
@@ -21,10 +27,12 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry, if_exception_type
 from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.types import BatchSettings, LimitExceededBehavior, PublisherOptions, PublishFlowControl
 
 from alphastream.records import Tick
+from ingestion.backoff import Backoff
 from ingestion.sinks.base import Sink
 from ingestion.wire import encode_batch, encode_heartbeat, encode_tick
 
@@ -36,6 +44,9 @@ MAX_MESSAGES_PER_PUBLISH = 1000
 MAX_TICKS_PER_MESSAGE = 10_000
 DEFAULT_TICKS_PER_MESSAGE = 1000
 DEFAULT_HEARTBEAT_SECONDS = 1.0
+# Errors worth retrying: the server or the network, not the request.
+TRANSIENT_ERRORS = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.Aborted,
+                    gexc.TooManyRequests, gexc.Unknown, gexc.Cancelled)
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,8 @@ class PublishSettings:
     max_outstanding_bytes: int = 50_000_000
     ticks_per_message: int = DEFAULT_TICKS_PER_MESSAGE  # 1: one tick object per message
     heartbeat_seconds: float | None = DEFAULT_HEARTBEAT_SECONDS  # None: no heartbeats
+    retry_seconds: float = 60.0  # the client retries transient errors this long per message
+    max_topic_recreations: int = 5  # with create_topic: re-create a vanished topic this often per message
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_max_messages <= MAX_MESSAGES_PER_PUBLISH:
@@ -69,12 +82,16 @@ def topic_project(topic: str) -> str:
 
 class PubSubSink(Sink):
     def __init__(self, topic: str, settings: PublishSettings = PublishSettings(), create_topic: bool = False,
-                 clock=time.time):
+                 clock=time.time, backoff: Backoff | None = None):
         super().__init__()
         topic_project(topic)
         self.topic = topic
         self._settings = settings
         self._clock = clock
+        self._create_topic = create_topic
+        self._backoff = backoff or Backoff(base=0.2, cap=10.0)
+        self._retry = Retry(predicate=if_exception_type(*TRANSIENT_ERRORS), initial=0.1, maximum=5.0,
+                            multiplier=2.0, timeout=settings.retry_seconds)
         self._publisher = pubsub_v1.PublisherClient(
             batch_settings=BatchSettings(max_messages=settings.batch_max_messages,
                                          max_bytes=settings.batch_max_bytes,
@@ -84,14 +101,10 @@ class PubSubSink(Sink):
                 limit_exceeded_behavior=LimitExceededBehavior.BLOCK)),
         )
         if create_topic:
-            try:
-                self._publisher.create_topic(name=topic)
-                log.info("created topic %s", topic)
-            except gexc.AlreadyExists:
-                pass
-        self._futures: set[concurrent.futures.Future] = set()
-        self._futures_lock = threading.Lock()
-        self._first_error_logged = False
+            self._ensure_topic()
+        self._settled = threading.Condition(self._lock)  # notified whenever ticks are confirmed or failed
+        self._closing = False
+        self.topic_recreations = 0
         self.heartbeats = 0
         # The tick batch being filled, guarded by _batch_lock (publish() and the flusher share it).
         self._batch_lock = threading.Lock()
@@ -101,6 +114,13 @@ class PubSubSink(Sink):
         self._stop_flusher = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name="pubsub-batch-flusher", daemon=True)
         self._flusher.start()
+
+    def _ensure_topic(self) -> None:
+        try:
+            self._publisher.create_topic(name=self.topic)
+            log.info("created topic %s", self.topic)
+        except gexc.AlreadyExists:
+            pass
 
     def publish(self, tick: Tick) -> None:
         if self._settings.ticks_per_message == 1:
@@ -119,15 +139,65 @@ class PubSubSink(Sink):
         batch, self._batch = self._batch, []
         return batch
 
-    def _send(self, ticks: Sequence[Tick]) -> None:
-        body, attributes = encode_tick(ticks[0]) if len(ticks) == 1 else encode_batch(ticks)
-        future = self._publisher.publish(self.topic, body, **attributes)
-        with self._lock:
-            self.submitted += len(ticks)
-        with self._futures_lock:
-            self._futures.add(future)
+    def _send(self, ticks: Sequence[Tick], recreations: int = 0) -> None:
+        """Publish one message; the first attempt counts its ticks as submitted."""
+        if recreations == 0:
+            with self._lock:
+                self.submitted += len(ticks)
             self._last_sent = self._clock()
-        future.add_done_callback(lambda done, count=len(ticks): self._on_done(done, count))
+        body, attributes = encode_tick(ticks[0]) if len(ticks) == 1 else encode_batch(ticks)
+        started = time.monotonic()
+        try:
+            future = self._publisher.publish(self.topic, body, retry=self._retry, **attributes)
+        except RuntimeError as err:  # the client was stopped (shutdown raced a retry)
+            self._lost(ticks, err, recreations)
+            return
+        future.add_done_callback(lambda done: self._on_done(done, ticks, recreations, started))
+
+    def _on_done(self, future, ticks: Sequence[Tick], recreations: int, started: float) -> None:
+        error = future.exception()
+        if error is None:
+            self._observe_latency(time.monotonic() - started)
+            with self._settled:
+                if not self._closing:  # at close, unconfirmed ticks were already counted as failed
+                    self.published += len(ticks)
+                    self._settled.notify_all()
+            return
+        if (isinstance(error, gexc.NotFound) and self._create_topic and not self._closing
+                and recreations < self._settings.max_topic_recreations):
+            delay = self._backoff.next_delay()
+            log.warning("topic %s is gone (%s): re-creating it and re-sending %d ticks in %.2f s",
+                        self.topic, error, len(ticks), delay)
+            timer = threading.Timer(delay, self._recreate_and_resend, (ticks, recreations + 1))
+            timer.daemon = True
+            timer.start()
+            return
+        self._lost(ticks, error, recreations)
+
+    def _recreate_and_resend(self, ticks: Sequence[Tick], recreations: int) -> None:
+        try:
+            self._ensure_topic()
+            self.topic_recreations += 1
+        except gexc.GoogleAPICallError as err:
+            log.warning("re-creating topic %s failed: %s; re-sending anyway", self.topic, err)
+        self._send(ticks, recreations)
+
+    def _lost(self, ticks: Sequence[Tick], error: BaseException, recreations: int) -> None:
+        """Count ticks that will not be published, and say which and what to do, every time."""
+        with self._settled:
+            if self._closing:
+                return
+            self.failed += len(ticks)
+            failed_total = self.failed
+            self._settled.notify_all()
+        hint = ("create the topic, or run with --create_topic" if isinstance(error, gexc.NotFound)
+                else "check the Pub/Sub endpoint and credentials")
+        symbols = sorted({t.symbol for t in ticks})
+        log.error("LOST %d ticks (%s, event time %s..%s us, first trade id %s) publishing to %s after %d topic "
+                  "re-creations: %s: %s; %s. %d ticks lost so far.", len(ticks), ",".join(symbols[:5])
+                  + ("..." if len(symbols) > 5 else ""), min(t.ts_us for t in ticks), max(t.ts_us for t in ticks),
+                  ticks[0].trade_id, self.topic, recreations, type(error).__name__, error, hint, failed_total)
+        self._backoff.reset()
 
     def _flush_loop(self) -> None:
         """Send tick batches older than batch_max_latency; heartbeat when nothing was sent lately."""
@@ -145,35 +215,27 @@ class PubSubSink(Sink):
         heartbeat = self._settings.heartbeat_seconds
         if heartbeat is not None and now - self._last_sent >= heartbeat:
             body, attributes = encode_heartbeat(int(now * 1_000_000))
+            # A lost heartbeat carries no ticks: the next one (or the next batch) does its job.
             self._publisher.publish(self.topic, body, **attributes)
             self._last_sent = now
             self.heartbeats += 1
 
-    def _on_done(self, future: concurrent.futures.Future, count: int) -> None:
-        with self._futures_lock:
-            self._futures.discard(future)
-        error = future.exception()
-        with self._lock:
-            if error is None:
-                self.published += count
-            else:
-                self.failed += count
-        if error is not None and not self._first_error_logged:
-            self._first_error_logged = True  # one line, not one per message of a failed batch
-            log.error("publish to %s failed: %s: %s (counting further failures silently)",
-                      self.topic, type(error).__name__, error)
-
     def close(self, timeout: float) -> None:
-        """Send the open tick batch, wait for every outstanding future, then stop the client."""
+        """Send the open tick batch, wait until every tick is confirmed or failed (retries
+        included), then stop the client; ticks still unconfirmed at the timeout count as failed."""
         self._stop_flusher.set()
         self._flusher.join()
         with self._batch_lock:
             batch = self._take_batch()
         if batch:
             self._send(batch)
-        with self._futures_lock:
-            outstanding = list(self._futures)
-        self._publisher.stop()  # commits open batches; further publish() calls are refused
-        done, not_done = concurrent.futures.wait(outstanding, timeout=timeout)
-        if not_done:
-            log.error("%d publishes still unconfirmed after %.0f s at shutdown", len(not_done), timeout)
+        with self._settled:
+            self._settled.wait_for(lambda: self.submitted == self.published + self.failed, timeout=timeout)
+            self._closing = True
+            unconfirmed = self.submitted - self.published - self.failed
+            if unconfirmed:
+                self.failed += unconfirmed
+        if unconfirmed:
+            log.error("LOST %d ticks: still unconfirmed by %s after %.0f s at shutdown (counted as failed)",
+                      unconfirmed, self.topic, timeout)
+        self._publisher.stop()
