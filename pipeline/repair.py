@@ -1,0 +1,169 @@
+"""Repair: recompute bars from the tick archive with the batch rules and store them as final.
+
+Streaming bars are provisional: a crash, a stop or a database outage can leave a bar short of
+ticks the pipeline had already acknowledged, and a conflicting redelivery can arrive after its
+bar was emitted. The tick archive (``alphastream.tick_archive``, written by ingestion before
+it publishes) holds every tick, so a bar whose window has closed (its end plus the allowed
+lateness has passed) can be recomputed exactly: the same validation, the same trade identity
+rule and the same bar arithmetic as a batch run (``transforms.batch_bars``). Stored with the
+final revision (``pipeline.db.revisions``), such a bar is never overwritten by a streaming pane.
+
+    python -m pipeline repair --archive ./data/lake --start 2024-05-01T14:00 --end 2024-05-01T15:00
+
+The streaming pipeline runs it by itself (``--archive``): at start-up for the range a previous
+run may have left short, then for each stretch of closed windows as time passes.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import pyarrow as pa
+
+from alphastream.intervals import DEFAULT_INTERVALS, interval_micros, parse_intervals
+from alphastream.records import Bar
+from alphastream.tick_archive import ArchiveReadStats, read_archive
+from transforms.batch_bars import bars_from_ordered_ticks, winning_deliveries
+from transforms.tick_tables import ticks_to_table
+from transforms.validation import TickRejected, ValidationPolicy, tick_from_fields
+
+log = logging.getLogger(__name__)
+
+NowFn = Callable[[], int]
+
+
+@dataclass
+class RepairResult:
+    start_us: int
+    end_us: int
+    ticks_read: int = 0
+    ticks_invalid: int = 0  # rejected by validation (the live pipeline dead-lettered them)
+    ticks_unique: int = 0
+    bars: list[Bar] = field(default_factory=list)
+    archive: ArchiveReadStats = field(default_factory=ArchiveReadStats)
+
+    def line(self) -> str:
+        return (f"repair {_iso(self.start_us)} .. {_iso(self.end_us)}: {self.ticks_read:,} archived ticks read "
+                f"({self.archive.files} files, {self.archive.torn_lines} torn lines skipped), "
+                f"{self.ticks_invalid:,} invalid, {self.ticks_unique:,} unique trades -> {len(self.bars):,} final bars")
+
+
+def _iso(micros: int) -> str:
+    return (dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=micros)).isoformat()
+
+
+def aligned_range(start_us: int, end_us: int, intervals: Sequence[str]) -> tuple[int, int]:
+    """[start, end) widened to whole buckets of the largest interval, so every bar it touches is
+    recomputed from all of its ticks (the intervals nest: the largest bucket holds whole ones)."""
+    largest = max(interval_micros(i) for i in intervals)
+    return start_us - start_us % largest, -(-end_us // largest) * largest
+
+
+def closed_until(now_us: int, allowed_lateness_seconds: int, intervals: Sequence[str]) -> int:
+    """The end of the last largest-interval bucket whose window (plus lateness) has closed by
+    ``now_us``: bars before it can no longer change, so they can be final."""
+    largest = max(interval_micros(i) for i in intervals)
+    settled = now_us - allowed_lateness_seconds * 1_000_000
+    return settled - settled % largest
+
+
+def final_bars(items: Iterable[dict], intervals: Sequence[str], *, now_us: int,
+               policy: ValidationPolicy = ValidationPolicy(), result: RepairResult) -> list[Bar]:
+    """Archived tick objects -> the batch path's bars (validated, deduplicated by the trade
+    identity rule, one symbol at a time)."""
+    ticks = []
+    for item in items:
+        result.ticks_read += 1
+        try:
+            ticks.append(tick_from_fields(item, now_us=now_us, default_source=str(item.get("source", "")),
+                                          policy=policy))
+        except TickRejected:
+            result.ticks_invalid += 1
+    table = ticks_to_table(ticks)
+    bars: list[Bar] = []
+    if not table.num_rows:
+        return bars
+    symbols = table.column("symbol").to_numpy(zero_copy_only=False)
+    for symbol in sorted(set(symbols.tolist())):
+        rows = table.filter(pa.array(symbols == symbol)).drop_columns(["symbol"])
+        unique, _conflicting = winning_deliveries(rows)
+        result.ticks_unique += len(unique)
+        ts, price, size = (rows.column(name).to_numpy()[unique] for name in ("ts_us", "price", "size"))
+        bars.extend(bars_from_ordered_ticks(symbol, ts, price, size, tuple(intervals)))
+    return bars
+
+
+def recompute(archive_root: str, start_us: int, end_us: int, intervals: Sequence[str], *,
+              now_us: int, policy: ValidationPolicy = ValidationPolicy()) -> RepairResult:
+    """The final bars of every bucket touching [start_us, end_us), from the archive."""
+    start_us, end_us = aligned_range(start_us, end_us, intervals)
+    result = RepairResult(start_us, end_us)
+    items = read_archive(archive_root, start_us, end_us, result.archive)
+    result.bars = final_bars(items, intervals, now_us=now_us, policy=policy, result=result)
+    return result
+
+
+def _timestamp(text: str) -> int:
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time, e.g. 2024-05-01T14:00") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+
+
+def repair_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline repair",
+        description="Recompute the bars of a time range from the tick archive (the batch rules) and store "
+                    "them as final in PostgreSQL; a streaming pane never overwrites a final bar.")
+    parser.add_argument("--archive", required=True,
+                        help="root of the tick archive (the folder or gs:// path holding ticks/date=.../hour=...)")
+    parser.add_argument("--start", type=_timestamp, required=True, help="start of the range, ISO-8601 (UTC if no offset)")
+    parser.add_argument("--end", type=_timestamp, required=True, help="end of the range (exclusive), ISO-8601")
+    parser.add_argument("--intervals", default=",".join(DEFAULT_INTERVALS),
+                        help="bar intervals to recompute, e.g. 1m,5m,1h (default: %(default)s)")
+    parser.add_argument("--db_url", default=None,
+                        help="PostgreSQL DSN (default: $ALPHASTREAM_DB_URL, else the embedded local database)")
+    parser.add_argument("--dry_run", action="store_true", help="compute and report, write nothing")
+    return parser
+
+
+def store_final(db_url: str, bars: Sequence[Bar]) -> int:
+    """Upsert ``bars`` with the final revision; returns how many could not be stored."""
+    from pipeline.db.revisions import FINAL_REVISION
+    from pipeline.db.writer import STORED_BARS, CopyMergeWriter
+
+    writer = CopyMergeWriter(db_url, STORED_BARS)
+    try:
+        failed = writer.write([(*bar, FINAL_REVISION) for bar in bars])
+    finally:
+        writer.close()
+    for failure in failed[:5]:
+        log.error("repair: bar not stored: %s", failure.reason)
+    return len(failed)
+
+
+def main(argv: Sequence[str] | None = None, now_us: NowFn = lambda: time.time_ns() // 1_000) -> int:
+    args = repair_parser().parse_args(argv)
+    if args.end <= args.start:
+        repair_parser().error("--end must be after --start")
+    intervals = parse_intervals(args.intervals)
+    result = recompute(args.archive, args.start, args.end, intervals, now_us=now_us())
+    print(result.line())
+    if args.dry_run:
+        return 0
+    from alphastream.settings import AlphastreamSettings
+    from pipeline.db import localdb, migrate
+
+    settings = AlphastreamSettings()
+    db_url = args.db_url or settings.db_url or localdb.LocalDatabase.from_settings(settings).ensure_running()
+    migrate.migrate(db_url)
+    failed = store_final(db_url, result.bars)
+    print(f"stored {len(result.bars) - failed:,} final bars" + (f", {failed} refused (see the log)" if failed else ""))
+    return 1 if failed else 0
