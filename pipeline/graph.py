@@ -9,6 +9,7 @@ uses them to match steps when a streaming job is updated.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -124,16 +125,21 @@ def build_graph(p, opts: AlphastreamOptions, *, streaming: bool, now_us: NowFn, 
 
     if not streaming:
         _ = bars | "WriteBarsToLake" >> WriteBarsToLake(opts.output)
-        _ = dead_letters | "WriteDeadLettersToLake" >> WriteDeadLettersToLake(opts.output)
+        dead_letters_to_lake = functools.partial(WriteDeadLettersToLake, opts.output)
     else:
         from pipeline.streaming_lake import WriteBarsToLakeStreaming, WriteDeadLettersToLakeStreaming
 
         _ = bars | "WriteBarsToLake" >> WriteBarsToLakeStreaming(
             opts.output, allowed_lateness_seconds=opts.allowed_lateness, window_seconds=opts.lake_window_seconds)
-        _ = dead_letters | "WriteDeadLettersToLake" >> WriteDeadLettersToLakeStreaming(
-            opts.output, allowed_lateness_seconds=opts.allowed_lateness, window_seconds=opts.lake_window_seconds)
+        dead_letters_to_lake = functools.partial(
+            WriteDeadLettersToLakeStreaming, opts.output, allowed_lateness_seconds=opts.allowed_lateness,
+            window_seconds=opts.lake_window_seconds)
+    _ = dead_letters | "WriteDeadLettersToLake" >> dead_letters_to_lake()
     if db_url:
         from pipeline.db.sink import WriteDeadLettersToPostgres
 
-        _ = dead_letters | "WriteDeadLettersToPostgres" >> WriteDeadLettersToPostgres(db_url)
+        # Dead letters the table refuses cannot join the flatten above (that would be a
+        # cycle), so they reach the lake through a write of their own.
+        unstored = dead_letters | "WriteDeadLettersToPostgres" >> WriteDeadLettersToPostgres(db_url)
+        _ = unstored | "WriteUnstoredDeadLettersToLake" >> dead_letters_to_lake()
     return GraphOutputs(bars=bars, dead_letters=dead_letters)

@@ -1,18 +1,27 @@
 """The Parquet lake: bars and dead letters as Hive-partitioned Parquet, local or gs://.
 
-    <root>/bars/interval=1m/date=2024-01-02/bars.parquet
-    <root>/dead_letters/date=2024-01-02/dead_letters.parquet
+    <root>/bars/interval=1m/date=2024-01-02/bars-AAPL.parquet
+    <root>/dead_letters/date=2024-01-02/dead_letters-<input>.parquet
 
-Each partition is one file with a fixed name, written to a temporary name and renamed through
-Beam's FileSystems, so a re-run replaces a partition instead of adding a second copy, and a
-reader never sees half a file. Columns follow alphastream.records via storage_name(): time
-fields become timestamp[us, UTC] columns without the ``_us`` suffix.
+A file holds exactly what one run recomputes and nothing else, so a re-run replaces it without
+touching anything it did not recompute: bars are one file per (interval, date, symbol), so a
+back-fill of one symbol leaves the other symbols' bars alone; dead letters are one file per
+(date, input), ``<input>`` a short hash of the origin without its line number (the file, the
+subscription, ``postgres:bars`` for a sink's failures). The symbol is in the file name, not a
+Hive folder: a Hive value would override the file's own symbol column on read, and symbols hold
+characters (``/``) a folder name cannot. Dead letters are dated by ``seen_at`` (the record's
+event time where known, else when it was read). Files are written to a temporary name and
+renamed through Beam's FileSystems, so a reader never sees half a file. Columns follow
+alphastream.records via storage_name(): time fields become timestamp[us, UTC] columns without
+the ``_us`` suffix.
 """
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import logging
+import re
 import typing
 import uuid
 from collections import defaultdict
@@ -74,8 +83,44 @@ def bar_partition(bar: Bar) -> str:
     return f"bars/interval={bar.interval}/date={utc_date(bar.bucket_start_us)}"
 
 
+def bar_stem(bar: Bar) -> str:
+    """The lake path of a bar's file without its ending: one per (interval, date, symbol)."""
+    return f"{bar_partition(bar)}/bars-{_symbol_in_file_name(bar.symbol)}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _symbol_in_file_name(symbol: str) -> str:
+    # "/" is the one symbol character a file name cannot hold; "~" is never in a symbol
+    # (alphastream.records.SYMBOL_PATTERN), so distinct symbols keep distinct names.
+    return symbol.replace("/", "~")
+
+
+def bar_file(bar: Bar) -> str:
+    return f"{bar_stem(bar)}.parquet"
+
+
 def dead_letter_partition(letter: DeadLetter) -> str:
     return f"dead_letters/date={utc_date(letter.seen_at_us)}"
+
+
+# "path/to/ticks.csv:17" -> "path/to/ticks.csv": a file's dead letters share one lake file.
+_LINE_NUMBER = re.compile(r":\d+$")
+INPUT_KEY_HEX_DIGITS = 16
+
+
+@functools.lru_cache(maxsize=4096)
+def input_key(origin: str) -> str:
+    """A short, stable name for the input a dead letter came from (its origin without a line)."""
+    return hashlib.sha256(_LINE_NUMBER.sub("", origin).encode("utf-8", "surrogatepass")).hexdigest()[
+        :INPUT_KEY_HEX_DIGITS]
+
+
+def dead_letter_stem(letter: DeadLetter) -> str:
+    return f"{dead_letter_partition(letter)}/dead_letters"
+
+
+def dead_letter_file(letter: DeadLetter) -> str:
+    return f"{dead_letter_stem(letter)}-{input_key(letter.origin)}.parquet"
 
 
 def write_parquet_replacing(path: str, table: pa.Table) -> None:
@@ -88,43 +133,42 @@ def write_parquet_replacing(path: str, table: pa.Table) -> None:
     FileSystems.rename([temp_path], [path])
 
 
-class _PackByPartitionDoFn(beam.DoFn):
-    """Records -> (partition, Arrow table of the bundle's records in it), per window.
+class _PackByFileDoFn(beam.DoFn):
+    """Records -> (lake file, Arrow table of the bundle's records for it), per window.
 
     Packing before the shuffle, as a combiner would, means the shuffle moves one table per
     partition and bundle instead of one encoded record per bar (measured: ~20k Bars cost
     ~0.5 s CPU in record encoding and decoding alone on the DirectRunner).
     """
 
-    def __init__(self, record_type: type[NamedTuple], partition_of: Callable[[NamedTuple], str]):
+    def __init__(self, record_type: type[NamedTuple], file_of: Callable[[NamedTuple], str]):
         self._record_type = record_type
-        self._partition_of = partition_of
+        self._file_of = file_of
 
     def start_bundle(self):
         self._pending: dict[tuple[BoundedWindow, str], list[NamedTuple]] = defaultdict(list)
 
     def process(self, record: NamedTuple, window=beam.DoFn.WindowParam) -> None:
-        self._pending[(window, self._partition_of(record))].append(record)
+        self._pending[(window, self._file_of(record))].append(record)
 
     def finish_bundle(self) -> Iterable[WindowedValue]:
-        for (window, partition), records in self._pending.items():
-            yield WindowedValue((partition, records_to_table(records, self._record_type)),
+        for (window, file), records in self._pending.items():
+            yield WindowedValue((file, records_to_table(records, self._record_type)),
                                 window.max_timestamp(), [window])
         self._pending.clear()
 
 
-class _WritePartitionDoFn(beam.DoFn):
-    def __init__(self, root: str, record_type: type[NamedTuple], file_name: str, sort_by: tuple[str, ...]):
+class _WriteFileDoFn(beam.DoFn):
+    def __init__(self, root: str, record_type: type[NamedTuple], sort_by: tuple[str, ...]):
         self._root = root.rstrip("/")
         self._record_type = record_type
-        self._file_name = file_name
         self._sort_keys = [(storage_name(name), "ascending") for name in sort_by]
         self._rows = Metrics.counter(METRICS_NAMESPACE, f"lake_{record_type.__name__.lower()}_rows")
 
     def process(self, element: tuple[str, Iterable[pa.Table]]) -> Iterable[str]:
-        partition, tables = element
+        file, tables = element
         table = pa.concat_tables(tables).sort_by(self._sort_keys)
-        path = FileSystems.join(self._root, partition, self._file_name)
+        path = FileSystems.join(self._root, file)
         write_parquet_replacing(path, table)
         self._rows.inc(table.num_rows)
         log.info("lake: wrote %s rows to %s", f"{table.num_rows:,}", path)
@@ -132,29 +176,29 @@ class _WritePartitionDoFn(beam.DoFn):
 
 
 class _WriteToLake(beam.PTransform):
-    def __init__(self, root: str, record_type, partition_of, file_name: str, sort_by: tuple[str, ...]):
+    def __init__(self, root: str, record_type, file_of, sort_by: tuple[str, ...]):
         super().__init__()
-        self._pack = _PackByPartitionDoFn(record_type, partition_of)
-        self._write = _WritePartitionDoFn(root, record_type, file_name, sort_by)
+        self._pack = _PackByFileDoFn(record_type, file_of)
+        self._write = _WriteFileDoFn(root, record_type, sort_by)
 
     def expand(self, records):
         return (
             records
-            | "PackByPartition" >> beam.ParDo(self._pack).with_output_types(tuple[str, pa.Table])
-            | "GroupByPartition" >> beam.GroupByKey()
-            | "WritePartition" >> beam.ParDo(self._write)
+            | "PackByFile" >> beam.ParDo(self._pack).with_output_types(tuple[str, pa.Table])
+            | "GroupByFile" >> beam.GroupByKey()
+            | "WriteFile" >> beam.ParDo(self._write)
         )
 
 
 class WriteBarsToLake(_WriteToLake):
-    """Batch: Bars -> one Parquet file per (interval, date) partition; yields the paths written."""
+    """Batch: Bars -> one Parquet file per (interval, date, symbol); yields the paths written."""
 
     def __init__(self, root: str):
-        super().__init__(root, Bar, bar_partition, "bars.parquet", ("symbol", "bucket_start_us"))
+        super().__init__(root, Bar, bar_file, ("bucket_start_us",))
 
 
 class WriteDeadLettersToLake(_WriteToLake):
-    """Batch: DeadLetters -> one Parquet file per date partition; yields the paths written."""
+    """Batch: DeadLetters -> one Parquet file per (date, input); yields the paths written."""
 
     def __init__(self, root: str):
-        super().__init__(root, DeadLetter, dead_letter_partition, "dead_letters.parquet", ("seen_at_us", "origin", "raw"))
+        super().__init__(root, DeadLetter, dead_letter_file, ("seen_at_us", "origin", "raw"))

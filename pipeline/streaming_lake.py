@@ -4,7 +4,7 @@ Batch writes one file per partition (pipeline.lake). A stream never ends, so her
 are cut into fixed event-time "lake windows" (``window_seconds``, default 60 s) and each
 firing writes one file into the same Hive layout, under the same schema (pipeline.lake):
 
-    <root>/bars/interval=1m/date=2026-01-24/bars-20260124T061500Z-20260124T061600Z-pane000.parquet
+    <root>/bars/interval=1m/date=2026-01-24/bars-AAPL-20260124T061500Z-20260124T061600Z-pane000.parquet
     <root>/dead_letters/date=2026-01-24/dead_letters-20260124T061500Z-20260124T061600Z-pane000.parquet
 
 The on-time pane (pane000) is written when the watermark passes the lake window's end; late
@@ -12,13 +12,14 @@ records (within the allowed lateness) are written as they come, one file per lat
 partition: pane001, pane002... (A processing-time delay to gather late records would mean fewer
 files, but the DirectRunner stalls on late processing-time triggers under TestStream: "Monitor
 task detected a pipeline stall".) Panes discard: each file holds only what arrived since the
-previous one. Names depend only on the window and pane, so a retried write replaces its
-file (atomically, through pipeline.lake.write_parquet_replacing) instead of duplicating it.
+previous one. Names depend only on the folder, window and pane, so a retried write replaces its
+file (atomically, through pipeline.lake.write_parquet_replacing) instead of duplicating it,
+and, bars being one file per symbol as in batch, a replay of some symbols rewrites only theirs.
 
 Bars: only ON_TIME and LATE bars go to the lake (EARLY bars are live previews, kept in the
 database). A LATE bar is the whole corrected bar, so a reader takes, per (symbol, interval,
-bucket_start), the row with the highest pane_index. Dead letters are windowed by the time they
-were seen (``seen_at_us``), not by the tick's claimed event time, which may be bogus.
+bucket_start), the row with the highest pane_index. Dead letters are windowed and dated by
+``seen_at_us``, as in batch: the record's event time where known, else when it was read.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from alphastream.records import Bar, DeadLetter, PaneTiming
-from pipeline.lake import bar_partition, dead_letter_partition, records_to_table, write_parquet_replacing
+from pipeline.lake import bar_stem, dead_letter_stem, records_to_table, write_parquet_replacing
 from transforms.parse import METRICS_NAMESPACE
 
 log = logging.getLogger(__name__)
@@ -43,32 +44,30 @@ DEFAULT_WINDOW_SECONDS = 60
 _NAME_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
-def lake_file_name(prefix: str, window_start_us: int, window_end_us: int, pane_index: int) -> str:
-    """``<prefix>-<window start>-<window end>-pane<NNN>.parquet``, times in UTC."""
+def lake_file_name(stem: str, window_start_us: int, window_end_us: int, pane_index: int) -> str:
+    """``<stem>-<window start>-<window end>-pane<NNN>.parquet``, times in UTC."""
     def stamp(micros: int) -> str:
         return dt.datetime.fromtimestamp(micros / 1e6, tz=dt.timezone.utc).strftime(_NAME_TIME_FORMAT)
 
-    return f"{prefix}-{stamp(window_start_us)}-{stamp(window_end_us)}-pane{pane_index:03d}.parquet"
+    return f"{stem}-{stamp(window_start_us)}-{stamp(window_end_us)}-pane{pane_index:03d}.parquet"
 
 
 class _WriteWindowPaneDoFn(beam.DoFn):
-    """(partition, records of one window pane) -> one Parquet file; yields its path."""
+    """(file stem, records of one window pane) -> one Parquet file; yields its path."""
 
-    def __init__(self, root: str, record_type: type[NamedTuple], prefix: str, sort_by: tuple[str, ...]):
+    def __init__(self, root: str, record_type: type[NamedTuple], sort_by: tuple[str, ...]):
         self._root = root.rstrip("/")
         self._record_type = record_type
-        self._prefix = prefix
         self._sort_by = sort_by
         self._rows = Metrics.counter(METRICS_NAMESPACE, f"lake_{record_type.__name__.lower()}_rows")
         self._files = Metrics.counter(METRICS_NAMESPACE, f"lake_{record_type.__name__.lower()}_files")
 
     def process(self, element: tuple[str, Iterable], win=beam.DoFn.WindowParam,
                 pane=beam.DoFn.PaneInfoParam) -> Iterable[str]:
-        partition, records = element
+        stem, records = element
         rows = sorted(records, key=lambda r: tuple(getattr(r, f) for f in self._sort_by))
         table = records_to_table(rows, self._record_type)
-        name = lake_file_name(self._prefix, win.start.micros, win.end.micros, pane.index)
-        path = FileSystems.join(self._root, partition, name)
+        path = FileSystems.join(self._root, lake_file_name(stem, win.start.micros, win.end.micros, pane.index))
         write_parquet_replacing(path, table)
         self._rows.inc(table.num_rows)
         self._files.inc()
@@ -79,22 +78,22 @@ class _WriteWindowPaneDoFn(beam.DoFn):
 class WriteToLakeStreaming(beam.PTransform):
     """Records -> windowed Parquet files under ``root``; yields the paths written.
 
-    partition_of: record -> "table/key=value/..." folder (as in pipeline.lake).
+    stem_of: record -> its file's lake path without the window and pane (pipeline.lake's stems).
     event_time_of: record -> epoch us to window it by; None keeps the element's timestamp.
     allowed_lateness_seconds: keep windows open this long for late records (match the bars').
     """
 
-    def __init__(self, root: str, record_type: type[NamedTuple], partition_of: Callable, prefix: str,
+    def __init__(self, root: str, record_type: type[NamedTuple], stem_of: Callable,
                  sort_by: tuple[str, ...], *, window_seconds: int = DEFAULT_WINDOW_SECONDS,
                  allowed_lateness_seconds: int = 0, event_time_of: Callable | None = None):
         super().__init__()
         if window_seconds < 1:
             raise ValueError(f"lake window must be at least 1 s, got {window_seconds}")
-        self._partition_of = partition_of
+        self._stem_of = stem_of
         self._event_time_of = event_time_of
         self._window_seconds = window_seconds
         self._lateness = allowed_lateness_seconds
-        self._write = _WriteWindowPaneDoFn(root, record_type, prefix, sort_by)
+        self._write = _WriteWindowPaneDoFn(root, record_type, sort_by)
 
     def expand(self, records):
         if self._event_time_of is not None:
@@ -107,7 +106,7 @@ class WriteToLakeStreaming(beam.PTransform):
                 trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
                 accumulation_mode=trigger.AccumulationMode.DISCARDING,
                 allowed_lateness=Duration(seconds=self._lateness))
-            | "KeyByPartition" >> beam.Map(lambda r, part=self._partition_of: (part(r), r))
+            | "KeyByPartition" >> beam.Map(lambda r, stem=self._stem_of: (stem(r), r))
             | "GroupByPartition" >> beam.GroupByKey()
             | "WriteWindowPane" >> beam.ParDo(self._write)
         )
@@ -118,12 +117,12 @@ def _is_settled(bar: Bar) -> bool:
 
 
 class WriteBarsToLakeStreaming(beam.PTransform):
-    """Streaming: ON_TIME and LATE Bars -> bars/interval=I/date=D/bars-<window>-pane<N>.parquet."""
+    """Streaming: ON_TIME and LATE Bars -> bars/interval=I/date=D/bars-<symbol>-<window>-pane<N>.parquet."""
 
     def __init__(self, root: str, *, allowed_lateness_seconds: int, window_seconds: int = DEFAULT_WINDOW_SECONDS):
         super().__init__()
         self._write = WriteToLakeStreaming(
-            root, Bar, bar_partition, "bars", ("symbol", "bucket_start_us", "pane_index"),
+            root, Bar, bar_stem, ("bucket_start_us", "pane_index"),
             window_seconds=window_seconds, allowed_lateness_seconds=allowed_lateness_seconds)
 
     def expand(self, bars):
@@ -132,13 +131,13 @@ class WriteBarsToLakeStreaming(beam.PTransform):
 
 class WriteDeadLettersToLakeStreaming(beam.PTransform):
     """Streaming: DeadLetters -> dead_letters/date=D/dead_letters-<window>-pane<N>.parquet,
-    windowed by when they were seen."""
+    windowed by ``seen_at_us``."""
 
     def __init__(self, root: str, *, window_seconds: int = DEFAULT_WINDOW_SECONDS,
                  allowed_lateness_seconds: int = 0):
         super().__init__()
         self._write = WriteToLakeStreaming(
-            root, DeadLetter, dead_letter_partition, "dead_letters", ("seen_at_us", "origin", "raw"),
+            root, DeadLetter, dead_letter_stem, ("seen_at_us", "origin", "raw"),
             window_seconds=window_seconds, allowed_lateness_seconds=allowed_lateness_seconds,
             event_time_of=lambda letter: letter.seen_at_us)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 
+import polars as pl
 import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.testing.test_pipeline import TestPipeline
@@ -66,18 +67,25 @@ def test_bars_are_written_per_window_and_pane_with_the_batch_schema(tmp_path):
 
     partition = os.path.join(root, "bars", "interval=10s", "date=2024-01-02")
     files = sorted(os.path.basename(f) for f in glob.glob(os.path.join(partition, "*")))
-    assert files == [lake_file_name("bars", T0, window_end, 0), lake_file_name("bars", T0, window_end, 1)]
-    assert files[0] == "bars-20240102T143000Z-20240102T143100Z-pane000.parquet"
+    # One file per symbol, as in batch: a replay of one symbol's ticks rewrites only its files.
+    assert files == [lake_file_name("bars-AAPL", T0, window_end, 0), lake_file_name("bars-AAPL", T0, window_end, 1),
+                     lake_file_name("bars-MSFT", T0, window_end, 0)]
+    assert files[0] == "bars-AAPL-20240102T143000Z-20240102T143100Z-pane000.parquet"
 
     on_time_file = os.path.join(partition, files[0])
     assert pq.read_schema(on_time_file).remove_metadata() == arrow_schema(Bar)
-    got = read_rows(on_time_file)
+    got = read_rows(on_time_file) + read_rows(os.path.join(partition, files[2]))
     assert [(r["symbol"], r["close"], r["timing"], r["pane_index"]) for r in got] == [
-        ("AAPL", 101.0, "ON_TIME", 1), ("MSFT", 99.0, "ON_TIME", 0)]  # EARLY bar left out, sorted
+        ("AAPL", 101.0, "ON_TIME", 1), ("MSFT", 99.0, "ON_TIME", 0)]  # EARLY bar left out
     assert got[0]["bucket_start"].timestamp() == T0 / SEC
 
     late_rows = read_rows(os.path.join(partition, files[1]))  # discarding panes: only the correction
     assert [(r["symbol"], r["close"], r["timing"], r["pane_index"]) for r in late_rows] == [("AAPL", 103.0, "LATE", 2)]
+
+    # The lake reads as one Hive-partitioned dataset; the highest pane of a bar is its final value.
+    lake = pl.scan_parquet(os.path.join(root, "bars", "**", "*.parquet"), hive_partitioning=True).collect()
+    final = lake.sort("pane_index").group_by("symbol", "bucket_start").last().sort("symbol")
+    assert final.select("symbol", "close", "interval").rows() == [("AAPL", 103.0, "10s"), ("MSFT", 99.0, "10s")]
 
 
 def test_dead_letters_are_windowed_by_when_they_were_seen(tmp_path):

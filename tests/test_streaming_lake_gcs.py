@@ -54,14 +54,14 @@ def test_bars_and_dead_letters_land_on_gcs_per_window_and_pane(gcs_emulator):
     bars_dir = f"{root}/bars/interval=10s/date=2024-01-02"
     letters_dir = f"{root}/dead_letters/date=2024-01-02"
     assert written == sorted([
-        f"{bars_dir}/{lake_file_name('bars', T0, window_end, 0)}",
-        f"{bars_dir}/{lake_file_name('bars', T0, window_end, 1)}",
+        f"{bars_dir}/{lake_file_name('bars-AAPL', T0, window_end, 0)}",
+        f"{bars_dir}/{lake_file_name('bars-AAPL', T0, window_end, 1)}",
         f"{letters_dir}/{lake_file_name('dead_letters', T0, window_end, 0)}",
     ]), "exactly the final files: no temporary file left behind"
-    pane0 = read_table(f"{bars_dir}/{lake_file_name('bars', T0, window_end, 0)}")
+    pane0 = read_table(f"{bars_dir}/{lake_file_name('bars-AAPL', T0, window_end, 0)}")
     assert pane0.schema.remove_metadata() == arrow_schema(Bar)
     assert [(r["close"], r["timing"]) for r in pane0.to_pylist()] == [(100.5, "ON_TIME")]
-    pane1 = read_table(f"{bars_dir}/{lake_file_name('bars', T0, window_end, 1)}")
+    pane1 = read_table(f"{bars_dir}/{lake_file_name('bars-AAPL', T0, window_end, 1)}")
     assert [(r["close"], r["trades"], r["timing"]) for r in pane1.to_pylist()] == [(98.0, 4, "LATE")]
     letters = read_table(f"{letters_dir}/{lake_file_name('dead_letters', T0, window_end, 0)}").to_pylist()
     assert [(r["reason"], r["raw"]) for r in letters] == [("bad_price", '{"price": -1}')]
