@@ -1,12 +1,18 @@
 """Sources: where ticks enter the pipeline. Thin adapters over Beam's IOs.
 
 Batch sources yield ``(origin, Arrow table)`` (columnar: synthetic, Parquet) or
-``(origin, JSON text)`` (per record: CSV, JSON lines); streaming sources yield ``(origin,
-JSON text)`` timestamped with the tick's event time. Each counts what it reads as
-``ticks_read`` so the run summary can prove every record was accounted for.
+``(origin, payload)`` (per record: a JSON line as bytes, a CSV row as a ``CsvRow``); streaming
+sources yield ``(origin, JSON text)`` timestamped with the tick's event time. Each counts what
+it reads as ``ticks_read`` so the run summary can prove every record was accounted for.
+
+Text files are read as bytes and decoded by the parser, record by record, so a line that is
+not UTF-8 is one dead letter rather than the end of the run. A UTF-8 byte-order mark at the
+start of a file is ignored. Blank lines (nothing but ASCII whitespace), in CSV and JSON lines
+alike, are skipped and not counted as records.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -28,12 +34,15 @@ from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from alphastream.records import MICROS_PER_SECOND, Tick
 from alphastream.synthetic import SYNTHETIC_SOURCE, MarketSpec, symbol_names, symbol_ticks
+from pipeline.errors import UserFacingError
 from transforms.parse import METRICS_NAMESPACE
 from transforms.tick_tables import ArrowTableCoder  # noqa: F401  (registers the pa.Table coder)
+from transforms.validation import ASCII_WHITESPACE, CsvRow
 
 log = logging.getLogger(__name__)
 
 JSONL_EXTENSIONS = (".jsonl", ".json", ".ndjson")
+_BLANK_BYTES = ASCII_WHITESPACE.encode()
 
 
 def _ticks_read():
@@ -131,31 +140,55 @@ def detect_format(path: str, declared: str) -> str:
         return "csv"
     if lower.endswith(JSONL_EXTENSIONS):
         return "jsonl"
-    raise ValueError(f"cannot tell the format of {path!r} from its extension: pass --input_format csv|jsonl|parquet")
+    raise UserFacingError(f"cannot tell the format of {path!r} from its extension (.parquet, .csv, "
+                          f"{', '.join(JSONL_EXTENSIONS)}): pass --input_format csv|jsonl|parquet, "
+                          "or narrow --input to the tick files")
+
+
+def is_blank_line(line: bytes) -> bool:
+    return not line.removeprefix(codecs.BOM_UTF8).strip(_BLANK_BYTES)
+
+
+def _is_blank_row(row: list[str]) -> bool:
+    """A blank line as csv.reader gives it: no cell, or one cell of whitespace."""
+    return len(row) <= 1 and not "".join(row).strip(ASCII_WHITESPACE)
+
+
+def _csv_rows(reader) -> Iterable[list[str] | csv.Error]:
+    """The reader's rows; a row it cannot split (e.g. a cell over csv.field_size_limit()) is
+    yielded as the error, and reading goes on with the next line."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            yield err
 
 
 class _CsvRowsDoFn(beam.DoFn):
-    """One CSV file -> (file:line, row as JSON text); the header names the tick fields."""
+    """One CSV file -> (file:line, CsvRow); the header (its first non-blank line) names the
+    tick fields."""
 
     def __init__(self):
         self._read = _ticks_read()
 
-    def process(self, readable: fileio.ReadableFile) -> Iterable[tuple[str, str]]:
+    def process(self, readable: fileio.ReadableFile) -> Iterable[tuple[str, CsvRow]]:
         path = readable.metadata.path
         with FileSystems.open(path) as raw:
-            reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
-            header = next(reader, None)
-            if header is None:
-                return
-            header = [name.strip() for name in header]
-            for line_no, row in enumerate(reader, start=2):
-                self._read.inc()
-                origin = f"{path}:{line_no}"
-                if len(row) != len(header):
-                    # A ragged row cannot be mapped to fields: keep it raw, the parser dead-letters it.
-                    yield origin, ",".join(row)
+            # utf-8-sig drops a byte-order mark; surrogateescape carries undecodable bytes to the
+            # parser, which dead-letters that row alone (strict decoding would end the run).
+            reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline=""))
+            header = None
+            for row in _csv_rows(reader):
+                if isinstance(row, list) and _is_blank_row(row):
                     continue
-                yield origin, json.dumps(dict(zip(header, row)))
+                if header is None and isinstance(row, list):
+                    header = tuple(name.strip(ASCII_WHITESPACE) for name in row)
+                    continue
+                self._read.inc()
+                record = CsvRow(header or (), (), str(row)) if isinstance(row, csv.Error) else CsvRow(header, tuple(row))
+                yield f"{path}:{reader.line_num}", record
 
 
 class _CountRead(beam.DoFn):
@@ -172,7 +205,8 @@ class _CountRead(beam.DoFn):
 def _matched_paths(pattern: str) -> list[str]:
     matches = FileSystems.match([pattern])[0].metadata_list
     if not matches:
-        raise FileNotFoundError(f"--input {pattern!r} matches no file")
+        raise UserFacingError(f"--input {pattern!r} matches no file: check the path, and quote a glob so "
+                              "the shell does not expand it")
     return sorted(m.path for m in matches)
 
 
@@ -208,8 +242,8 @@ class ReadTickFiles(beam.PTransform):
             record_branches.append(
                 pbegin
                 | "JsonlPaths" >> beam.Create(by_format["jsonl"])
-                | "ReadJsonLines" >> ReadAllFromText(with_filename=True)
-                | "SkipBlankLines" >> beam.Filter(lambda element: element[1].strip() != "")
+                | "ReadJsonLines" >> ReadAllFromText(with_filename=True, coder=beam.coders.BytesCoder())
+                | "SkipBlankLines" >> beam.Filter(lambda element: not is_blank_line(element[1]))
                 | "CountJsonLines" >> beam.ParDo(_CountRead())
             )
         if by_format["csv"]:

@@ -18,6 +18,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from alphastream.records import BAR_FIELDS, Bar, storage_columns
 from alphastream.synthetic import MarketSpec, market_ticks
 from pipeline.__main__ import main
+from pipeline.errors import UserFacingError
 from pipeline.graph import build_graph
 from pipeline.lake import WriteBarsToLake, utc_date
 from pipeline.options import AlphastreamOptions
@@ -120,8 +121,8 @@ def test_files_source_without_input_is_a_clear_error(tmp_path):
 
 
 def test_missing_input_files_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="matches no file"):
-        main(["--source", "files", "--input", str(tmp_path / "nothing*.csv"), "--no_db", "--output", str(tmp_path)])
+    with pytest.raises(UserFacingError, match="matches no file"):
+        _graph_labels(tmp_path, str(tmp_path / "nothing*.csv"))
 
 
 def test_help_documents_every_flag():

@@ -1,9 +1,11 @@
 """Every dead-letter reason, through the per-record parser and the columnar validator."""
+import codecs
 import json
 import math
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -12,8 +14,9 @@ from hypothesis import strategies as st
 
 from alphastream.records import DeadLetterReason, Tick
 from transforms.parse import DEAD_LETTERS, TICKS, ParseTicks
-from transforms.tick_tables import split_valid
-from transforms.validation import ValidationPolicy, TickRejected, tick_from_json
+from transforms.tick_tables import DATETIME_MAX_US, DATETIME_MIN_US, split_valid, timestamps_to_micros
+from transforms.validation import (MAX_PRICE, MAX_SIZE, MIN_PRICE, MIN_SIZE, CsvRow, TickRejected, ValidationPolicy,
+                                   tick_from_json)
 
 NOW_US = 1_704_205_800_000_000  # 2024-01-02 14:30 UTC
 GOOD = {"symbol": "AAPL", "ts_us": NOW_US - 1_000, "price": 185.5, "size": 100, "trade_id": "t1", "source": "test"}
@@ -108,33 +111,158 @@ def test_columnar_falls_back_per_row_for_string_timestamps():
     assert [d.reason for d in dead] == ["bad_timestamp"]
 
 
-prices = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just(0.0), st.floats(0.01, 1e4))
+EDGES = [MIN_PRICE, MIN_PRICE * 0.999, MAX_PRICE, MAX_PRICE * 1.001, MIN_SIZE, MIN_SIZE * 0.999, MAX_SIZE,
+         MAX_SIZE * 1.001, 1e308, 5e-324, -0.0]
+prices = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just(0.0), st.floats(0.01, 1e4),
+                   st.sampled_from(EDGES))
 row_strategy = st.fixed_dictionaries({
-    "symbol": st.sampled_from(["AAPL", "BRK.B", "btc-usd", " msft ", "", "a b", "^GSPC", "X" * 40, None]),
+    "symbol": st.sampled_from(["AAPL", "BRK.B", "btc-usd", " msft ", "\tAapl\n", "", "a b", "^GSPC", "X" * 40, None,
+                               "\xa0AAPL", "stra\u00dfe"]),
     "ts_us": st.integers(0, NOW_US + 10**9),
     "price": prices,
-    "size": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(0, 1e6)),
-    "trade_id": st.sampled_from(["a", "b", "", " ", "42"]),
-    "source": st.sampled_from(["x", "y"]),
+    "size": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(0, 1e6), st.just(0.0),
+                      st.sampled_from(EDGES)),
+    "trade_id": st.sampled_from(["a", "b", "", " ", "42", " A1 ", "a1\t"]),
+    "int_trade_id": st.integers(-3, 3),
+    "source": st.sampled_from(["x", "y", " X ", "Feed", "feed\n", "", " ", None, "\u00c4rX"]),
 })
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(row_strategy, min_size=1, max_size=30), st.booleans())
-def test_columnar_and_per_record_agree(rows, without_source):
-    """The vectorised pre-filter accepts exactly the rows the per-record validator accepts
-    (and a table without a source column gets the default source, as a record does)."""
+@settings(max_examples=100, deadline=None)
+@given(st.lists(row_strategy, min_size=1, max_size=30), st.booleans(), st.booleans(),
+       st.sampled_from(["file", " File "]))
+def test_columnar_and_per_record_agree(rows, without_source, int_trade_ids, default_source):
+    """The vectorised pre-filter accepts exactly the rows the per-record validator accepts, with
+    the same identity (symbol upper, source lower, trade_id trimmed, an int id as its text) and
+    the same price/size ranges; a table without a source column gets the default source."""
+    rows = [{k: v for k, v in row.items() if k != "int_trade_id"} | (
+        {"trade_id": row["int_trade_id"]} if int_trade_ids else {}) for row in rows]
     if without_source:
         rows = [{k: v for k, v in row.items() if k != "source"} for row in rows]
-    valid, dead = split_valid(_table(rows), "f", now_us=NOW_US, default_source="file", policy=ValidationPolicy())
+    valid, dead = split_valid(_table(rows), "f", now_us=NOW_US, default_source=default_source,
+                              policy=ValidationPolicy())
     expected_valid, expected_reasons = [], []
     for row in rows:
         try:
-            expected_valid.append(tick_from_json(json.dumps(row), now_us=NOW_US, default_source="file"))
+            expected_valid.append(tick_from_json(json.dumps(row), now_us=NOW_US, default_source=default_source))
         except TickRejected as err:
             expected_reasons.append(err.reason.value)
     got = sorted(zip(*(valid.column(n).to_pylist() for n in Tick._fields)), key=repr)
     assert got == sorted(expected_valid, key=repr)
     assert sorted(d.reason for d in dead) == sorted(expected_reasons)
     assert valid.num_rows + len(dead) == len(rows)
-    assert all(math.isfinite(p) and p > 0 for p in valid.column("price").to_pylist())
+    assert all(MIN_PRICE <= p <= MAX_PRICE for p in valid.column("price").to_pylist())
+    assert all(s == 0 or MIN_SIZE <= s <= MAX_SIZE for s in valid.column("size").to_pylist())
+    assert all(s == s.strip().lower() and s for s in valid.column("source").to_pylist() if s.isascii())
+
+
+# --- hostile payloads, identity normalisation and numeric ranges -------------------------------
+
+def _parse_all(elements):
+    """Run ParseTicks over (origin, payload) elements; returns (ticks, dead letters)."""
+    from tests.beam_helpers import Collected
+
+    with TestPipeline() as p:
+        out = p | beam.Create(elements, reshuffle=False) | ParseTicks(lambda: NOW_US, "file")
+        ticks, dead = Collected(out[TICKS], "Ticks"), Collected(out[DEAD_LETTERS], "Dead")
+    return ticks.items, dead.items
+
+
+GOOD_LINE = json.dumps(GOOD).encode()
+HEADER = ("symbol", "ts_us", "price", "size", "trade_id", "source")
+GOOD_CELLS = ("AAPL", str(NOW_US - 1_000), "185.5", "100", "t1", "test")
+
+
+@pytest.mark.parametrize("payload, reason, raw, detail", [
+    (b"\xff\xfe" + GOOD_LINE, "bad_json", "\\xff\\xfe" + GOOD_LINE.decode(), "not valid UTF-8"),
+    (GOOD_LINE.replace(b'"t1"', b'"p\\ud800"'), "bad_json", GOOD_LINE.decode().replace('"t1"', '"p\\ud800"'),
+     "'trade_id'"),
+    (GOOD_LINE.replace(b'"test"', b'"\\udcff"'), "bad_json", GOOD_LINE.decode().replace('"test"', '"\\udcff"'),
+     "'source'"),
+    (b"[" * 100_000, "bad_json", "[" * 100_000, "not valid JSON"),  # nesting deeper than Python's stack
+    (GOOD_LINE.replace(b"185.5", b"1" + b"0" * 400), "bad_price", None, "beyond"),  # float() overflows
+    (CsvRow(HEADER, GOOD_CELLS[:5]), "bad_json", "AAPL,1704205799999000,185.5,100,t1", "5 cells"),
+    (CsvRow((json.dumps(GOOD),), (json.dumps(GOOD),)), "missing_field", None, "'symbol'"),  # a JSON header
+    (CsvRow(HEADER, ("AAPL\udcff",) + GOOD_CELLS[1:]), "bad_json", "AAPL\\xff,1704205799999000,185.5,100,t1,test",
+     "not valid UTF-8"),
+    (CsvRow(("symbol\udcff",) + HEADER[1:], GOOD_CELLS), "bad_json", None, "header is not valid UTF-8"),
+    (CsvRow(HEADER, (), error="field larger than field limit (131072)"), "bad_json", "", "field limit"),
+])
+def test_hostile_payloads_become_dead_letters_with_escaped_raw_text(payload, reason, raw, detail):
+    ticks, dead = _parse_all([("f:2", payload)])
+    assert ticks == []
+    assert [d.reason for d in dead] == [reason]
+    assert detail in dead[0].detail
+    if raw is not None:
+        assert dead[0].raw == raw
+    dead[0].raw.encode("utf-8"), dead[0].detail.encode("utf-8")  # storable by any sink
+
+
+def test_bom_bytes_and_csv_rows_parse_like_json_text():
+    ticks, dead = _parse_all([("a", codecs.BOM_UTF8 + GOOD_LINE), ("b", GOOD_LINE.decode()),
+                              ("c", CsvRow(HEADER, GOOD_CELLS))])
+    assert dead == []
+    assert ticks == [Tick("AAPL", NOW_US - 1_000, 185.5, 100.0, "t1", "test")] * 3
+
+
+def test_a_json_object_or_array_is_never_a_field_value():
+    for name in ("symbol", "trade_id", "source", "price", "size", "ts_us"):
+        for value in ({"nested": GOOD}, [1]):
+            assert reject(dict(GOOD, **{name: value})) in (DeadLetterReason.MISSING_FIELD, DeadLetterReason.BAD_SYMBOL,
+                                                          DeadLetterReason.BAD_PRICE, DeadLetterReason.BAD_SIZE,
+                                                          DeadLetterReason.BAD_TIMESTAMP), (name, value)
+
+
+def test_nanosecond_iso_timestamps_are_floored_to_the_microsecond():
+    tick = tick_from_json(json.dumps(dict(GOOD, ts_us=None, ts="2024-01-02T14:29:59.999999999Z")),
+                          now_us=NOW_US, default_source="file")
+    assert tick.ts_us == NOW_US - 1
+
+
+def test_identity_is_normalised_source_lower_trade_id_trimmed_symbol_upper():
+    row = dict(GOOD, symbol="\t brk.b ", source=" CoinBase\n", trade_id="  Ab-1 ")
+    tick = tick_from_json(json.dumps(row), now_us=NOW_US, default_source="file")
+    assert (tick.symbol, tick.trade_id, tick.source) == ("BRK.B", "Ab-1", "coinbase")
+    no_source = {k: v for k, v in dict(GOOD, trade_id=42).items() if k != "source"}
+    tick = tick_from_json(json.dumps(no_source), now_us=NOW_US, default_source=" File ")
+    assert (tick.trade_id, tick.source) == ("42", "file")
+    # Only ASCII letters change case: the same rule in Python, Arrow and any other reader.
+    assert tick_from_json(json.dumps(dict(GOOD, source="ÄrX")), now_us=NOW_US, default_source="f").source == "Ärx"
+
+
+@pytest.mark.parametrize("field, value, accepted", [
+    ("price", MIN_PRICE, True), ("price", MAX_PRICE, True), ("price", MIN_PRICE / 2, False),
+    ("price", MAX_PRICE * 2, False), ("price", 1e308, False), ("price", 5e-324, False),
+    ("size", 0.0, True), ("size", MIN_SIZE, True), ("size", MAX_SIZE, True), ("size", MIN_SIZE / 2, False),
+    ("size", MAX_SIZE * 2, False), ("size", 5e-324, False),
+])
+def test_price_and_size_ranges_in_both_paths(field, value, accepted):
+    row = dict(GOOD, **{field: value})
+    valid, dead = split_valid(_table([row]), "f", now_us=NOW_US, default_source="file", policy=ValidationPolicy())
+    if accepted:
+        assert tick_from_json(json.dumps(row), now_us=NOW_US, default_source="file") is not None
+        assert (valid.num_rows, dead) == (1, [])
+    else:
+        assert reject(row).value == f"bad_{field}"
+        assert [d.reason for d in dead] == [f"bad_{field}"] and valid.num_rows == 0
+        assert f"{MAX_PRICE if field == 'price' else MAX_SIZE:g}" in dead[0].detail  # the range is named
+
+
+def test_parquet_nanosecond_timestamps_are_floored_not_a_crash():
+    nanos = [(NOW_US - 2_000) * 1000 + 999, (NOW_US - 3_000) * 1000 + 1, 4_000_000_000_000_000_000]
+    table = pa.table({"symbol": ["AAPL"] * 3, "ts": pa.array(nanos, pa.timestamp("ns")), "price": [1.0] * 3,
+                      "size": [1.0] * 3, "trade_id": ["a", "b", "c"]})
+    valid, dead = split_valid(table, "f", now_us=NOW_US, default_source="file", policy=ValidationPolicy())
+    assert valid.column("ts_us").to_pylist() == [NOW_US - 2_000, NOW_US - 3_000]
+    assert [d.reason for d in dead] == ["future_timestamp"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-2**63, 2**63 - 1), min_size=1, max_size=20), st.sampled_from(["s", "ms", "us", "ns"]))
+def test_timestamps_to_micros_floors_and_clips_to_the_datetime_range(values, unit):
+    per_us = {"s": 1_000_000, "ms": 1_000, "us": 1}
+    expected = [v // 1000 if unit == "ns" else v * per_us[unit] for v in values]
+    expected = [min(max(v, DATETIME_MIN_US), DATETIME_MAX_US) for v in expected]
+    got = timestamps_to_micros(pa.chunked_array([pa.array(values, pa.timestamp(unit))]))
+    assert pc.cast(got, pa.int64()).to_pylist() == expected
+    assert len(got.to_pylist()) == len(values)  # every value converts to a datetime

@@ -1,8 +1,9 @@
 """ParseTicks: raw payloads -> Ticks, with every rejected record on a tagged dead-letter output.
 
 Input elements are ``(origin, payload)`` pairs: ``origin`` says where the record came from (a
-file and line, a subscription) and ``payload`` is the JSON text of one tick. CSV readers turn
-each row into a JSON object first, so there is one parser.
+file and line, a subscription) and ``payload`` is one tick as JSON (bytes, decoded here so an
+undecodable record is a dead letter, not a crash) or a ``CsvRow``. A dead letter keeps the raw
+payload as escaped text (``transforms.validation.raw_text``).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from alphastream.records import DeadLetter, Tick
-from transforms.validation import TickRejected, ValidationPolicy, tick_from_fields, tick_from_json
+from transforms.validation import CsvRow, TickRejected, ValidationPolicy, raw_text, tick_from_fields, tick_from_payload
 
 DEAD_LETTERS = "dead_letters"
 TICKS = "ticks"
@@ -29,12 +30,6 @@ def dead_letter(rejection: TickRejected, raw: str, origin: str, seen_at_us: int)
     )
 
 
-def _as_text(payload: str | bytes) -> str:
-    if isinstance(payload, bytes):
-        return payload.decode("utf-8", errors="replace")
-    return payload
-
-
 class _ParseTickDoFn(beam.DoFn):
     def __init__(self, now_us: NowFn, default_source: str, policy: ValidationPolicy):
         self._now_us = now_us
@@ -43,21 +38,21 @@ class _ParseTickDoFn(beam.DoFn):
         self._parsed = Metrics.counter(METRICS_NAMESPACE, "ticks_parsed")
         self._rejected = Metrics.counter(METRICS_NAMESPACE, "ticks_dead_lettered")
 
-    def process(self, element: tuple[str, str | bytes]) -> Iterable:
+    def process(self, element: tuple[str, str | bytes | CsvRow]) -> Iterable:
         origin, payload = element
         now_us = self._now_us()
         try:
-            tick = tick_from_json(payload, now_us=now_us, default_source=self._default_source, policy=self._policy)
+            tick = tick_from_payload(payload, now_us=now_us, default_source=self._default_source, policy=self._policy)
         except TickRejected as rejection:
             self._rejected.inc()
-            yield TaggedOutput(DEAD_LETTERS, dead_letter(rejection, _as_text(payload), origin, now_us))
+            yield TaggedOutput(DEAD_LETTERS, dead_letter(rejection, raw_text(payload), origin, now_us))
             return
         self._parsed.inc()
         yield tick
 
 
 class ParseTicks(beam.PTransform):
-    """(origin, JSON payload) -> Ticks on the main output, DeadLetters on ``dead_letters``.
+    """(origin, JSON payload or CsvRow) -> Ticks on the main output, DeadLetters on ``dead_letters``.
 
     ``now_us`` is the clock the "timestamp too far in the future" rule compares against; the
     pipeline passes the wall clock, tests pass a constant.

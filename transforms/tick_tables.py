@@ -24,10 +24,17 @@ from apache_beam.pvalue import TaggedOutput
 from alphastream.records import SYMBOL_PATTERN, DeadLetter, Tick
 from alphastream.synthetic import TICK_ARROW_SCHEMA
 from transforms.parse import DEAD_LETTERS, METRICS_NAMESPACE, TICKS, TypeDeadLetters, validate_fields
-from transforms.validation import ValidationPolicy
+from transforms.validation import (ASCII_WHITESPACE, MAX_PRICE, MAX_SIZE, MIN_PRICE, MIN_SIZE, ValidationPolicy,
+                                   canonical_source)
 
 TickTable = pa.Table  # columns and types of alphastream.synthetic.TICK_ARROW_SCHEMA
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+# Columns a tick row is read from; others are not carried into the per-record fallback.
+INPUT_COLUMNS = ("symbol", "ts_us", "ts", "price", "size", "trade_id", "source")
+# datetime's range (years 1 to 9999) in epoch microseconds: the per-record fallback turns
+# timestamps into datetimes, which cannot hold anything outside it.
+DATETIME_MIN_US, DATETIME_MAX_US = -62_135_596_800_000_000, 253_402_300_799_999_999
+_MICROS_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
 
 def table_to_ipc(table: pa.Table) -> bytes:
@@ -84,15 +91,45 @@ def table_to_ticks(table: pa.Table) -> list[Tick]:
     return [Tick(*row) for row in zip(*(table.column(name).to_pylist() for name in TICK_ARROW_SCHEMA.names))]
 
 
+def timestamps_to_micros(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A timestamp column as timestamp[us, UTC]: a sub-microsecond part is floored (toward the
+    past, as the per-record ISO parser does) and values are clipped to datetime's range (then
+    rejected as too early or too late), so no tick value can fail a cast or a conversion.
+    Arrow's own cast to microseconds raises on lost nanoseconds instead."""
+    raw = pc.cast(column, pa.int64())  # the stored count of the column's unit, UTC
+    unit = column.type.unit
+    if unit == "ns":
+        quotient = pc.divide(raw, 1_000)  # Arrow's integer division truncates toward zero
+        micros = pc.if_else(pc.less(raw, pc.multiply(quotient, 1_000)), pc.subtract(quotient, 1), quotient)
+    else:
+        factor = _MICROS_PER_UNIT[unit]
+        # One unit past the range on each side cannot overflow and still clips below.
+        bounded = pc.min_element_wise(pc.max_element_wise(raw, DATETIME_MIN_US // factor - 1),
+                                      DATETIME_MAX_US // factor + 1)
+        micros = pc.multiply(bounded, factor)
+    micros = pc.min_element_wise(pc.max_element_wise(micros, DATETIME_MIN_US), DATETIME_MAX_US)
+    return pc.cast(micros, pa.timestamp("us", tz="UTC"))
+
+
+def _input_columns(table: pa.Table) -> pa.Table:
+    """The tick columns of ``table``, timestamp-typed ones through timestamps_to_micros."""
+    table = table.select([name for name in INPUT_COLUMNS if name in table.column_names])
+    for index, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type):
+            table = table.set_column(index, field.name, timestamps_to_micros(table.column(index)))
+    return table
+
+
 def _timestamp_micros(table: pa.Table) -> pa.Array | None:
-    """ts_us as int64 microseconds from an integer ts_us or a timestamp-typed ts column."""
+    """ts_us as int64 microseconds from an integer ts_us or a ts column already through
+    timestamps_to_micros; None when a value does not fit (e.g. a uint64 beyond int64)."""
     if "ts_us" in table.column_names and pa.types.is_integer(table.schema.field("ts_us").type):
-        return pc.cast(table.column("ts_us"), pa.int64())
+        try:
+            return pc.cast(table.column("ts_us"), pa.int64())
+        except pa.ArrowInvalid:
+            return None
     if "ts" in table.column_names and pa.types.is_timestamp(table.schema.field("ts").type):
-        ts = table.column("ts")
-        if ts.type.tz is None:
-            ts = pc.assume_timezone(ts, "UTC")
-        return pc.cast(pc.cast(ts, pa.timestamp("us", tz="UTC")), pa.int64())
+        return pc.cast(table.column("ts"), pa.int64())
     return None
 
 
@@ -100,37 +137,53 @@ def _numeric(table: pa.Table, name: str) -> pa.Array | None:
     if name in table.column_names:
         field_type = table.schema.field(name).type
         if pa.types.is_integer(field_type) or pa.types.is_floating(field_type):
-            return pc.cast(table.column(name), pa.float64())
+            # Unsafe: an integer beyond 2**53 rounds to the nearest float, as float() does.
+            return pc.cast(table.column(name), pa.float64(), safe=False)
     return None
 
 
-def _canonical_symbols(column: pa.ChunkedArray) -> pa.Array:
-    """Symbols trimmed and upper-cased, null where the result fails SYMBOL_PATTERN (so the mask
-    needs no second pass). Computed once per distinct value: a tick table has a few symbols in
-    millions of rows, and the per-row kernels were ~half of validation (measured)."""
+def _per_distinct(column: pa.ChunkedArray, canonical) -> pa.Array:
+    """``canonical`` applied once per distinct value: a tick table has a few symbols and sources
+    in millions of rows, and per-row string kernels were ~half of validation (measured)."""
     encoded = pc.dictionary_encode(column).combine_chunks()
-    symbols = pc.utf8_upper(pc.utf8_trim_whitespace(encoded.dictionary))
-    valid_symbols = pc.if_else(pc.match_substring_regex(symbols, SYMBOL_PATTERN), symbols, None)
-    return pc.take(valid_symbols, encoded.indices)
+    return pc.take(canonical(encoded.dictionary), encoded.indices)
+
+
+def _canonical_symbols(values: pa.Array) -> pa.Array:
+    """transforms.validation.canonical_symbol, null where the result fails SYMBOL_PATTERN (so
+    the mask needs no second pass)."""
+    symbols = pc.ascii_upper(pc.utf8_trim(values, ASCII_WHITESPACE))
+    return pc.if_else(pc.match_substring_regex(symbols, SYMBOL_PATTERN), symbols, None)
+
+
+def _canonical_sources(values: pa.Array) -> pa.Array:
+    """transforms.validation.canonical_source."""
+    return pc.ascii_lower(pc.utf8_trim(values, ASCII_WHITESPACE))
 
 
 def normalise(table: pa.Table, default_source: str) -> pa.Table | None:
-    """The table with canonical tick columns and types (a symbol failing the pattern as null),
-    or None if its column types do not allow a vectorised check (e.g. timestamps as strings):
-    then every row goes through the per-record validator."""
+    """The table with canonical tick columns and types, identity normalised as
+    transforms.validation does (a symbol failing the pattern as null), or None if its column
+    types do not allow a vectorised check (e.g. timestamps as strings, float trade ids): then
+    every row goes through the per-record validator. Expects _input_columns' timestamps."""
     ts_us = _timestamp_micros(table)
     price, size = _numeric(table, "price"), _numeric(table, "size")
     names = table.column_names
     if ts_us is None or price is None or size is None or "symbol" not in names or "trade_id" not in names:
         return None
-    if not pa.types.is_string(table.schema.field("symbol").type):
+    trade_id_type = table.schema.field("trade_id").type
+    if not pa.types.is_string(table.schema.field("symbol").type) or not (
+            pa.types.is_string(trade_id_type) or pa.types.is_integer(trade_id_type)):
         return None
-    symbol = _canonical_symbols(table.column("symbol"))
-    trade_id = pc.utf8_trim_whitespace(pc.cast(table.column("trade_id"), pa.string()))
-    if "source" in names and pa.types.is_string(table.schema.field("source").type):
-        source = pc.fill_null(table.column("source"), default_source)
+    symbol = _per_distinct(table.column("symbol"), _canonical_symbols)
+    trade_id = pc.utf8_trim(pc.cast(table.column("trade_id"), pa.string()), ASCII_WHITESPACE)
+    default = canonical_source(default_source)
+    if "source" not in names:
+        source = pa.repeat(pa.scalar(default, pa.string()), table.num_rows)
+    elif pa.types.is_string(table.schema.field("source").type):
+        source = pc.fill_null(_per_distinct(table.column("source"), _canonical_sources), default)
     else:
-        source = pa.repeat(pa.scalar(default_source, pa.string()), table.num_rows)
+        return None
     return pa.table([symbol, ts_us, price, size, trade_id, source], schema=TICK_ARROW_SCHEMA)
 
 
@@ -142,8 +195,9 @@ def valid_mask(canonical: pa.Table, *, now_us: int, policy: ValidationPolicy) ->
         pc.is_valid(symbol),
         pc.greater_equal(ts_us, policy.min_ts_us),
         pc.less_equal(ts_us, now_us + policy.max_future_us),
-        pc.and_(pc.is_finite(price), pc.greater(price, 0.0)),
-        pc.and_(pc.is_finite(size), pc.greater_equal(size, 0.0)),
+        # NaN compares false, so these ranges also reject NaN and infinities.
+        pc.and_(pc.greater_equal(price, MIN_PRICE), pc.less_equal(price, MAX_PRICE)),
+        pc.or_(pc.equal(size, 0.0), pc.and_(pc.greater_equal(size, MIN_SIZE), pc.less_equal(size, MAX_SIZE))),
         # Byte length: non-empty iff the character count is, and it reads the offsets only
         # (utf8_length decodes every string: ~15 ms per column of 2M ticks, measured).
         pc.greater(pc.binary_length(trade_id), 0),
@@ -159,6 +213,7 @@ def split_valid(
     table: pa.Table, origin: str, *, now_us: int, default_source: str, policy: ValidationPolicy
 ) -> tuple[pa.Table, list[DeadLetter]]:
     """(valid ticks as a canonical table, dead letters for the rest)."""
+    table = _input_columns(table)
     canonical = normalise(table, default_source)
     if canonical is None:
         suspects, valid = table.to_pylist(), ticks_to_table([])
