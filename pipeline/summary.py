@@ -1,8 +1,9 @@
 """The run summary: what was read, written, dead-lettered and dropped as duplicates.
 
 Counts come from the Beam metrics the transforms increment, so the summary also proves the
-accounting rule: every tick read is either unique (turned into bars), a duplicate, or a dead
-letter.
+accounting rules: every tick read is either unique (turned into bars), a duplicate, or a dead
+letter; and every dead letter reached the lake, the ticks' and the rows a database sink could
+not store (``sink_failed``, the dead-letter table's own included).
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 from apache_beam.metrics.metric import MetricsFilter
 
 from transforms.parse import METRICS_NAMESPACE
+
+SINK_ROWS_FAILED = "db_rows_dead_lettered"  # pipeline.db.sink counts the rows it dead-letters here
 
 
 @dataclass
@@ -22,11 +25,20 @@ class RunSummary:
         return self.counters.get(name, 0)
 
     @property
-    def accounted(self) -> bool:
+    def ticks_accounted(self) -> bool:
         """ticks read == unique + duplicates + dead-lettered (sink failures are not ticks)."""
-        return self.unavailable is None and self.get("ticks_read") == (
+        return self.get("ticks_read") == (
             self.get("ticks_unique") + self.get("ticks_duplicate") + self.get("ticks_dead_lettered")
         )
+
+    @property
+    def dead_letters_accounted(self) -> bool:
+        """dead letters in the lake == ticks dead-lettered + rows the database sinks failed."""
+        return self.get("lake_deadletter_rows") == self.get("ticks_dead_lettered") + self.get(SINK_ROWS_FAILED)
+
+    @property
+    def accounted(self) -> bool:
+        return self.unavailable is None and self.ticks_accounted and self.dead_letters_accounted
 
     def lines(self, output: str, db: str | None) -> list[str]:
         if self.unavailable:
@@ -37,16 +49,19 @@ class RunSummary:
             f"  unique          {self.get('ticks_unique'):>12,}",
             f"  duplicates      {self.get('ticks_duplicate'):>12,}",
             f"  dead-lettered   {self.get('ticks_dead_lettered'):>12,}",
-            "  accounting      " + ("OK: read = unique + duplicates + dead-lettered" if self.accounted
+            "  accounting      " + ("OK: read = unique + duplicates + dead-lettered" if self.ticks_accounted
                                     else "MISMATCH: some ticks are not accounted for"),
             "bars              " + ", ".join(f"{k}: {v:,}" for k, v in bars.items()) if bars else "bars              none",
             f"lake              {output} ({self.get('lake_bar_rows'):,} bar rows, "
             f"{self.get('lake_deadletter_rows'):,} dead letters)",
+            f"dead letters      {self.get('ticks_dead_lettered'):,} ticks + {self.get(SINK_ROWS_FAILED):,} sink_failed: "
+            + ("OK, all in the lake" if self.dead_letters_accounted
+               else f"MISMATCH: the lake holds {self.get('lake_deadletter_rows'):,}"),
         ]
         if db:
             lines.append(f"database          {db} ({self.get('db_bar_rows'):,} bar rows upserted, "
                          f"{self.get('db_dead_letter_rows'):,} dead letters, "
-                         f"{self.get('db_rows_dead_lettered'):,} rows failed)")
+                         f"{self.get(SINK_ROWS_FAILED):,} rows failed)")
         return lines
 
 

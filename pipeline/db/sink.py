@@ -5,7 +5,9 @@ and writes them with ``writer.CopyMergeWriter`` in ``finish_bundle``, or earlier
 buffer is full: a binary COPY straight into the table while batches are all new bars, else a
 COPY into a temporary table and one merge statement that never lets a lower pane win. Rows the
 writer could not store after its retries come out as DeadLetters with reason ``sink_failed``,
-so nothing vanishes: the graph routes them to the dead-letter outputs.
+so nothing vanishes: the graph routes them to the dead-letter outputs. PostgreSQL text cannot
+hold NUL, which hostile input can carry into a dead letter: the dead-letter sink stores each NUL
+as the six characters ``\\u0000`` (the lake keeps the text as it was).
 """
 from __future__ import annotations
 
@@ -22,16 +24,28 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from alphastream.records import DeadLetter, DeadLetterReason
 from pipeline.db.writer import BARS, DEAD_LETTERS, TICKS, CopyMergeWriter, FailedRow, RetryPolicy, TableSpec
+from pipeline.summary import SINK_ROWS_FAILED
 from transforms.parse import METRICS_NAMESPACE
 from transforms.tick_tables import table_to_ticks
 
 # Rows buffered before a write inside a bundle: large enough to amortise a write's fixed
 # round trips, small enough to bound a worker's memory (~100 bytes per buffered bar).
 MAX_BUFFERED_ROWS = 100_000
-ROWS_DEAD_LETTERED = "db_rows_dead_lettered"
 # A DSN, or a Beam Secret holding one (--db_url_secret): read on the worker, in setup, so the
 # DSN never travels in the pickled graph.
 DatabaseUrl = str | Secret
+
+
+NUL = "\x00"
+NUL_IN_POSTGRES = "\\u0000"  # JSON's spelling of NUL, as the sinks' own raw payloads are JSON
+
+
+def storable_in_postgres(letter: DeadLetter) -> DeadLetter:
+    """``letter`` with every NUL spelled ``\\u0000``: PostgreSQL text refuses the character."""
+    if not any(NUL in value for value in letter if isinstance(value, str)):
+        return letter
+    return DeadLetter(*(value.replace(NUL, NUL_IN_POSTGRES) if isinstance(value, str) else value
+                        for value in letter))
 
 
 def sink_dead_letter(failed: FailedRow, spec: TableSpec) -> DeadLetter:
@@ -49,7 +63,7 @@ class _WriteRowsDoFn(beam.DoFn):
         self._spec = spec
         self._retry = retry
         self._written = Metrics.counter(METRICS_NAMESPACE, rows_metric)
-        self._failed = Metrics.counter(METRICS_NAMESPACE, ROWS_DEAD_LETTERED)
+        self._failed = Metrics.counter(METRICS_NAMESPACE, SINK_ROWS_FAILED)
         self._writer: CopyMergeWriter | None = None
         self._rows: list = []
 
@@ -117,8 +131,13 @@ class WriteTicksToPostgres(_WriteToPostgres):
 
 
 class WriteDeadLettersToPostgres(_WriteToPostgres):
-    """DeadLetters -> ``dead_letters``; the same dead letter replayed is recorded once."""
+    """DeadLetters -> ``dead_letters`` (NUL spelled ``\\u0000``); the same dead letter replayed
+    is recorded once."""
 
     def __init__(self, db_url: DatabaseUrl, retry: RetryPolicy | None = None):
         super().__init__(db_url, DEAD_LETTERS, "db_dead_letter_rows", retry)
+
+    def expand(self, dead_letters):
+        storable = dead_letters | "EscapeNul" >> beam.Map(storable_in_postgres).with_output_types(DeadLetter)
+        return super().expand(storable)
 
