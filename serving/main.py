@@ -16,14 +16,16 @@ from serving.catalog import Catalog
 from serving.deps import API_KEY_HEADER, database_url, make_pool, require_api_key
 from serving.errors import install_error_handlers
 from serving.metrics import ApiMetrics, RequestMetricsMiddleware
+from serving.models import BAR_STATE_DESCRIPTION
 from serving.page_cache import PageCache
-from serving.routes import bars, dead_letters, health, indicators, metrics, stream, symbols
+from serving.routes import bars, dead_letters, docs, health, indicators, metrics, stream, symbols
 from serving.settings import ApiSettings
 
 DESCRIPTION = (
     "OHLCV bars, quotes, indicators and dead letters of the alphastream market-data store. "
     f"Times are ISO-8601 UTC. When the API runs with ALPHASTREAM_API_KEY set, send it in the "
-    f"{API_KEY_HEADER} header (except /healthz, /readyz and /metrics)."
+    f"{API_KEY_HEADER} header (except /healthz, /readyz and the documentation pages); Prometheus "
+    f"scrapes /metrics with it too.\n\n" + BAR_STATE_DESCRIPTION
 )
 
 
@@ -42,7 +44,9 @@ def create_app(settings: ApiSettings | None = None, *, dsn: str | None = None) -
         finally:
             await app.state.pool.close()
 
-    app = FastAPI(title="alphastream API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    # The documentation routes are the app's own (routes/docs.py): FastAPI's load from a CDN.
+    app = FastAPI(title="alphastream API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+                  openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.catalog = Catalog(ttl_seconds=settings.api_catalog_ttl_seconds)
     app.state.page_cache = PageCache(int(settings.api_bars_cache_mb * 2**20), settings.api_bars_cache_ttl_seconds)
@@ -51,11 +55,12 @@ def create_app(settings: ApiSettings | None = None, *, dsn: str | None = None) -
     # The key check (and its OpenAPI security scheme) exists only when a key is configured,
     # so the published schema says whether this deployment wants X-API-Key.
     authenticated = [Depends(require_api_key)] if settings.api_key else []
-    for router in (symbols.router, bars.router, indicators.router, dead_letters.router, stream.router):
+    for router in (symbols.router, bars.router, indicators.router, dead_letters.router, stream.router,
+                   metrics.router):
         app.include_router(router, dependencies=authenticated)
-    # Probes and the scrape stay open: orchestrators and Prometheus do not carry the API key.
+    # Probes stay open (orchestrators do not carry the API key), and so does the schema.
     app.include_router(health.router)
-    app.include_router(metrics.router)
+    app.include_router(docs.router)
     if settings.api_cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.api_cors_origins,
                            allow_methods=["GET"], allow_headers=[API_KEY_HEADER],

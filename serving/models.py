@@ -3,24 +3,40 @@
 The bar and dead-letter models are generated from the record ``NamedTuple``s (field names via
 ``storage_name``, ``*_us`` integers as UTC datetimes), so a field added to a record appears in
 the API without another place to edit. Times are ISO-8601 UTC in every response.
+
+A number the store holds as NaN or infinity has no JSON spelling: it is served as null, and
+every float field says so in the schema (the pipeline never writes one; the columns could hold one).
 """
 from __future__ import annotations
 
 import datetime as dt
 import typing
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from alphastream.records import TIME_SUFFIX, Bar, DeadLetter, storage_name
-from serving.queries import RECORDED_AT, UPDATED_AT
+from serving.queries import RECORDED_AT, REVISION, STATE, UPDATED_AT, BarState
+
+NOT_FINITE = "Null when the stored value is not a finite number."
+# A float as served: null for NaN and infinities (orjson and pydantic both render them so).
+Number = Annotated[float | None, Field(description=NOT_FINITE)]
+
+BAR_STATE_DESCRIPTION = (
+    "Whether a bar can still change: `state` is `provisional` while its window is open (an early "
+    "pane: the bar will move), `final` once the watermark passed its end (on time), `revised` when a "
+    "late tick changed it after that; `revision` counts the bar's updates (its pane index: 0 for the "
+    "first). Rolled-up bars are provisional if any stored bar in them is, else revised if any is, and "
+    "carry their highest revision."
+)
 
 
 def record_model(name: str, record: type, doc: str, **extra: Any) -> type[BaseModel]:
     """A pydantic model with one field per record field (storage names, times as datetimes)."""
     hints = typing.get_type_hints(record)
     fields: dict[str, Any] = {
-        storage_name(field): (dt.datetime if field.endswith(TIME_SUFFIX) else hints[field], ...)
+        storage_name(field): (dt.datetime if field.endswith(TIME_SUFFIX) else Number if hints[field] is float
+                              else hints[field], ...)
         for field in record._fields
     }
     return create_model(name, __doc__=doc, **fields, **extra)
@@ -30,7 +46,9 @@ BarOut = record_model(
     "BarOut", Bar,
     "One OHLCV bar. Rolled-up bars: open of the first and close of the last stored bar, "
     "volume-weighted vwap, summed volume and trades.",
-    **{UPDATED_AT: (dt.datetime, Field(description="When the store last wrote this bar."))},
+    **{UPDATED_AT: (dt.datetime, Field(description="When the store last wrote this bar.")),
+       STATE: (BarState, Field(description=BAR_STATE_DESCRIPTION)),
+       REVISION: (int, Field(ge=0, description="Updates of this bar so far (its pane index)."))},
 )
 DeadLetterOut = record_model(
     "DeadLetterOut", DeadLetter, "A record the pipeline rejected, with the reason.",
@@ -56,7 +74,7 @@ class SymbolOut(BaseModel):
     intervals: list[str] = Field(description="Stored intervals, shortest first.")
     first_bar: dt.datetime | None = Field(description="Start of the oldest stored bar.")
     last_bar: dt.datetime | None = Field(description="Start of the newest bar of the shortest interval.")
-    last_price: float | None = Field(description="Close of that newest bar.")
+    last_price: float | None = Field(description=f"Close of that newest bar. {NOT_FINITE}")
 
 
 class SymbolsList(BaseModel):
@@ -68,12 +86,12 @@ class QuoteOut(BaseModel):
 
     symbol: str
     interval: str
-    price: float = Field(description="Close of the newest bar.")
+    price: float | None = Field(description=f"Close of the newest bar. {NOT_FINITE}")
     bucket_start: dt.datetime
     updated_at: dt.datetime = Field(description="When the store last wrote that bar.")
-    day_open: float = Field(description="Open of the first bar of the newest bar's UTC day.")
-    day_volume: float = Field(description="Volume of that UTC day so far.")
-    change_pct: float | None = Field(description="(price / day_open - 1) * 100.")
+    day_open: float | None = Field(description=f"Open of the first bar of the newest bar's UTC day. {NOT_FINITE}")
+    day_volume: float | None = Field(description=f"Volume of that UTC day so far. {NOT_FINITE}")
+    change_pct: float | None = Field(description=f"(price / day_open - 1) * 100. {NOT_FINITE}")
 
 
 class QuotesList(BaseModel):
@@ -82,7 +100,7 @@ class QuotesList(BaseModel):
 
 class IndicatorPoint(BaseModel):
     bucket_start: dt.datetime
-    value: float | None = Field(description="Null while the window is not yet full.")
+    value: float | None = Field(description=f"Null while the window is not yet full. {NOT_FINITE}")
 
 
 class IndicatorsPage(Page):

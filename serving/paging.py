@@ -13,18 +13,22 @@ import json
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 
 from alphastream.records import MICROS_PER_SECOND
 from serving.errors import invalid
 from serving.queries import EPOCH
 from serving.settings import ApiSettings
 
-# Far past and far future bounds for open-ended ranges (PostgreSQL timestamptz handles both).
+# Far past and far future bounds of every bar range the API reads. The store holds no bar
+# outside them (the pipeline dead-letters ticks before 1990 and from the future), so a range is
+# clipped to them; that leaves room to align up to any interval without leaving the calendar.
 MIN_TIME = dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc)
-MAX_TIME = dt.datetime(9000, 1, 1, tzinfo=dt.timezone.utc)  # leaves room to align up
+MAX_TIME = dt.datetime(9000, 1, 1, tzinfo=dt.timezone.utc)
 SECONDS_PER_DAY = 86_400
 
+
+NOT_ISSUED = "cursor is not one this API issued: pass next_cursor back unchanged"
 
 _NUMBER = re.compile(r"^\s*[-+]?[0-9.eE+-]+\s*$")
 
@@ -36,15 +40,23 @@ def _iso_text_only(value: Any) -> Any:
     return value
 
 
-IsoDateTime = Annotated[dt.datetime, BeforeValidator(_iso_text_only)]
-"""A time parameter: ISO-8601 text only (no offset means UTC)."""
+def utc(value: dt.datetime) -> dt.datetime:
+    """The time in UTC; a time without an offset is taken to be UTC already.
+
+    Raises ValueError (a 422 for a parameter) when the time in UTC falls outside the calendar,
+    as ``0001-01-01T00:00:00+14:00`` does.
+    """
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    try:
+        return value.astimezone(dt.timezone.utc)
+    except OverflowError as err:
+        raise ValueError(f"{value.isoformat()} is outside the calendar in UTC: give a time between "
+                         "0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z") from err
 
 
-def utc(value: dt.datetime | None) -> dt.datetime | None:
-    """The time in UTC; a time without an offset is taken to be UTC already."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+IsoDateTime = Annotated[dt.datetime, BeforeValidator(_iso_text_only), AfterValidator(utc)]
+"""A time parameter: ISO-8601 text only (no offset means UTC), converted to UTC."""
 
 
 def from_us(us: int) -> dt.datetime:
@@ -56,6 +68,23 @@ def to_us(value: dt.datetime) -> int:
     return (delta.days * SECONDS_PER_DAY + delta.seconds) * MICROS_PER_SECOND + delta.microseconds
 
 
+_CALENDAR_US = range(to_us(dt.datetime.min.replace(tzinfo=dt.timezone.utc)),
+                     to_us(dt.datetime.max.replace(tzinfo=dt.timezone.utc)) + 1)
+
+
+def in_calendar(us: Any) -> bool:
+    """Whether ``us`` is an integer of epoch microseconds that ``from_us`` can represent."""
+    return type(us) is int and us in _CALENDAR_US
+
+
+def time_position(position: Any) -> dt.datetime:
+    """The time a cursor position holds (epoch microseconds); 422 unless it is an integer in
+    the calendar, as every position the API issues is."""
+    if not in_calendar(position):
+        raise invalid(NOT_ISSUED)
+    return from_us(position)
+
+
 def ceil_to(value: dt.datetime, step_us: int) -> dt.datetime:
     """The first epoch-aligned bucket start at or after ``value``."""
     return from_us(-(-to_us(value) // step_us) * step_us)
@@ -63,8 +92,9 @@ def ceil_to(value: dt.datetime, step_us: int) -> dt.datetime:
 
 def checked_range(start: dt.datetime | None, end: dt.datetime | None, settings: ApiSettings
                   ) -> tuple[dt.datetime, dt.datetime]:
-    """[start, end) in UTC with open ends filled in; 422 if reversed or longer than allowed."""
-    lo, hi = utc(start) or MIN_TIME, utc(end) or MAX_TIME
+    """[start, end) in UTC with open ends filled in, clipped to [MIN_TIME, MAX_TIME]; 422 if
+    reversed or longer than allowed."""
+    lo, hi = (start and utc(start)) or MIN_TIME, (end and utc(end)) or MAX_TIME
     if lo >= hi:
         raise invalid(f"start ({lo.isoformat()}) must be before end ({hi.isoformat()})")
     if start is not None and end is not None:
@@ -72,7 +102,7 @@ def checked_range(start: dt.datetime | None, end: dt.datetime | None, settings: 
         if days > settings.api_max_range_days:
             raise invalid(f"range of {days:.1f} days is too large: at most {settings.api_max_range_days:g} "
                           "days per request (page through a long history with several requests)")
-    return lo, hi
+    return min(max(lo, MIN_TIME), MAX_TIME), min(max(hi, MIN_TIME), MAX_TIME)
 
 
 def checked_limit(limit: int | None, settings: ApiSettings) -> int:
@@ -89,13 +119,28 @@ def encode_cursor(scope: list[Any], position: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return isinstance(value, dict) and _holds_nul(list(value.items()))
+
+
 def decode_cursor(cursor: str, scope: list[Any]) -> Any:
-    """The position stored in a cursor made for this scope (422 otherwise)."""
+    """The position stored in a cursor made for this scope (422 otherwise).
+
+    A position never holds a NUL character (PostgreSQL text cannot), so a cursor with one is
+    refused here rather than failing in the database.
+    """
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        stored_scope, position = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        text = base64.urlsafe_b64decode(padded.encode()).decode()
+        stored_scope, position = json.loads(text)
     except (binascii.Error, ValueError, TypeError, UnicodeError) as err:
-        raise invalid("cursor is not one this API issued: pass next_cursor back unchanged") from err
+        raise invalid(NOT_ISSUED) from err
+    if _holds_nul(position):
+        raise invalid(NOT_ISSUED)
     if stored_scope != scope:
         raise invalid("cursor belongs to a different query: keep the other parameters unchanged "
                       "while following next_cursor")

@@ -6,7 +6,6 @@ import json
 import time
 from typing import Iterator
 
-import apache_beam as beam
 import pandas as pd
 import pytest
 import requests
@@ -14,10 +13,9 @@ from fastapi.testclient import TestClient
 
 from alphastream.records import Bar, PaneTiming
 from dash_app.api_client import ApiClient, ApiError
-from pipeline.db.sink import WriteBarsToPostgres
 from serving.main import create_app
 from tests.test_api_support import (  # noqa: F401  (fixtures)
-    api_settings, client, market_db, serve, stored_bars,
+    api_settings, client, market_db, serve, stored_bars, write_bars,
 )
 
 SYMBOL = "MSFT"
@@ -70,10 +68,14 @@ def test_api_key_is_required_when_set(market_db):
         missing = secured.get("/v1/symbols")
         wrong = secured.get("/v1/symbols", headers={"X-API-Key": "nope"})
         right = secured.get("/v1/symbols", headers={"X-API-Key": API_KEY})
-        probes = [secured.get(p).status_code for p in ("/healthz", "/readyz", "/metrics")]
+        open_routes = [secured.get(p).status_code for p in ("/healthz", "/readyz", "/docs", "/openapi.json")]
+        metrics = [secured.get("/metrics", headers=headers).status_code
+                   for headers in ({}, {"X-API-Key": "nope"}, {"X-API-Key": API_KEY})]
     assert missing.status_code == wrong.status_code == 401 and "X-API-Key" in missing.json()["detail"]
     assert right.status_code == 200 and right.json()["items"]
-    assert probes == [200, 200, 200]
+    assert open_routes == [200, 200, 200, 200]
+    # The scrape shows request rates and store contents: it needs the key too (Prometheus sends it).
+    assert metrics == [401, 401, 200]
 
 
 def test_cors_allows_only_the_configured_origins(market_db):
@@ -97,7 +99,7 @@ def test_dashboard_client_reads_the_api(market_db):
         quotes = api.latest_quotes([SYMBOL])
         api.dead_letters()
         assert api.health()["status"] == "ok" and api.ready()["status"] == "ready"
-        metrics = requests.get(f"{url}/metrics", timeout=5).text
+        metrics = requests.get(f"{url}/metrics", headers={"X-API-Key": API_KEY}, timeout=5).text
         with pytest.raises(ApiError) as refused:
             ApiClient(url).symbols()
     assert {s.symbol for s in symbols} == {"AAPL", "MSFT", "NVDA"} and all(s.last_bar for s in symbols)
@@ -107,11 +109,6 @@ def test_dashboard_client_reads_the_api(market_db):
     assert quotes[0]["symbol"] == SYMBOL and quotes[0]["price"] == long_history[-1]["close"]
     assert 'alphastream_api_requests_total{method="GET",route="/v1/bars",status="200"}' in metrics
     assert refused.value.status == 401
-
-
-def _write_bars(db_url: str, bars: list[Bar]) -> None:
-    with beam.Pipeline() as p:
-        _ = p | beam.Create(bars) | WriteBarsToPostgres(db_url)
 
 
 def _events(lines: Iterator[str], count: int | None = None) -> list[dict]:
@@ -141,10 +138,10 @@ def test_stream_pushes_a_bar_written_after_it_opened(market_db):
             # One line iterator throughout: dropping a requests line iterator closes the stream.
             lines = response.iter_lines(decode_unicode=True)
             assert next(lines).startswith("retry:")
-            _write_bars(market_db, [new_bar])
+            write_bars(market_db, [new_bar])
             events = _events(lines, 1)
             # A later pane of the same bar is an update: pushed again.
-            _write_bars(market_db, [new_bar._replace(close=1.7, high=2.5, pane_index=1)])
+            write_bars(market_db, [new_bar._replace(close=1.7, high=2.5, pane_index=1)])
             events += _events(lines, 1)
             closing = time.monotonic()
             events += _events(lines)  # max_events reached: the server ends the stream
@@ -177,7 +174,7 @@ def test_response_models_follow_the_records():
     from alphastream.records import BAR_FIELDS, DEAD_LETTER_FIELDS, storage_columns
     from serving.models import BarOut, DeadLetterOut
 
-    assert tuple(BarOut.model_fields) == storage_columns(BAR_FIELDS) + ("updated_at",)
+    assert tuple(BarOut.model_fields) == storage_columns(BAR_FIELDS) + ("updated_at", "state", "revision")
     assert tuple(DeadLetterOut.model_fields) == storage_columns(DEAD_LETTER_FIELDS) + ("recorded_at",)
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import apache_beam as beam
 import pandas as pd
 import psycopg
 from psycopg import sql
@@ -22,7 +23,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from alphastream.local_services import free_port
-from alphastream.records import BAR_FIELDS, storage_columns
+from alphastream.records import BAR_FIELDS, Bar, storage_columns
+from pipeline.db.sink import WriteBarsToPostgres
 
 from serving.main import create_app
 from serving.settings import ApiSettings
@@ -39,6 +41,12 @@ def run_market_pipeline(db_url: str, output: Path, *extra: str) -> None:
     """The real batch pipeline's synthetic market day into ``db_url``."""
     run_pipeline("--symbols", str(MARKET_SYMBOLS), "--ticks_per_symbol", str(MARKET_TICKS_PER_SYMBOL),
                  "--date", MARKET_DATE, "--db_url", db_url, "--output", str(output), *extra)
+
+
+def write_bars(db_url: str, bars: list[Bar]) -> None:
+    """Write ``bars`` with the pipeline's own PostgreSQL sink."""
+    with beam.Pipeline() as p:
+        _ = p | beam.Create(bars) | WriteBarsToPostgres(db_url)
 
 
 def stored_bars(db_url: str, symbol: str, interval: str) -> pd.DataFrame:

@@ -18,8 +18,8 @@ from serving.deps import Pool, Settings, StoreCatalog
 from serving.errors import invalid
 from serving.models import ERROR_RESPONSES, NOT_FOUND, BarsPage
 from serving.page_cache import PageCache
-from serving.paging import (IsoDateTime, ceil_to, checked_limit, checked_range, decode_cursor, encode_cursor, from_us,
-                            to_us)
+from serving.paging import (IsoDateTime, ceil_to, checked_limit, checked_range, decode_cursor, encode_cursor,
+                            time_position, to_us)
 from serving.settings import ApiSettings
 
 router = APIRouter(tags=["bars"])
@@ -50,10 +50,8 @@ def page_bounds(series: ResolvedSeries, start: dt.datetime | None, end: dt.datet
     lo, hi = checked_range(start, end, settings)
     rows = checked_limit(limit, settings)
     if cursor is not None:
-        position = decode_cursor(cursor, scope)
-        if not isinstance(position, int):
-            raise invalid("cursor is not one this API issued: pass next_cursor back unchanged")
-        lo = max(lo, from_us(position))
+        # Not past hi: a page past the end is empty, and hi leaves room to align up.
+        lo = min(max(lo, time_position(decode_cursor(cursor, scope))), hi)
     step_us = interval_micros(series.interval)
     if series.rolled:
         most = settings.api_max_scan_rows // series.ratio - 1
@@ -124,7 +122,7 @@ async def get_bars(request: Request, pool: Pool, catalog: StoreCatalog, settings
     else:
         body, media_type = encoding.dumps({"symbol": series.info.symbol, "interval": series.interval,
                                            "source_interval": series.source, "next_cursor": next_cursor,
-                                           "items": encoding.keyed_row_dicts(queries.BAR_ROW_COLUMNS, key, found)}
+                                           "items": encoding.keyed_row_dicts(queries.BAR_API_COLUMNS, key, found)}
                                           ), "application/json"
     if fingerprint is not None:
         cache.put(page_key, fingerprint, body, media_type, headers)
@@ -135,7 +133,7 @@ def bars_csv(rows: list[tuple]) -> str:
     """CSV with a header of the bar columns; times as ISO-8601 UTC."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(queries.BAR_ROW_COLUMNS)
+    writer.writerow(queries.BAR_API_COLUMNS)
     for row in rows:
         writer.writerow(v.isoformat() if isinstance(v, dt.datetime) else v for v in row)
     return out.getvalue()

@@ -11,7 +11,7 @@ from serving import encoding, queries
 from serving.deps import Pool, Settings
 from serving.errors import invalid
 from serving.models import ERROR_RESPONSES, DeadLettersPage
-from serving.paging import IsoDateTime, checked_limit, decode_cursor, encode_cursor, from_us, utc
+from serving.paging import NOT_ISSUED, IsoDateTime, checked_limit, decode_cursor, encode_cursor, time_position
 from serving.routes.bars import CursorParam, LimitParam
 
 router = APIRouter(tags=["operations"])
@@ -36,9 +36,9 @@ async def get_dead_letters(
         after = decode_cursor(cursor, scope)
         if not (isinstance(after, list) and len(after) == len(_POSITION_TYPES)
                 and all(isinstance(v, t) for v, t in zip(after, _POSITION_TYPES))):
-            raise invalid("cursor is not one this API issued: pass next_cursor back unchanged")
-        after[0] = from_us(after[0])
-    params = {"since": utc(since), "reason": reason.value if reason else None, "rows": rows + 1,
+            raise invalid(NOT_ISSUED)
+        after[0] = time_position(after[0])
+    params = {"since": since, "reason": reason.value if reason else None, "rows": rows + 1,
               "after_seen_at": after[0], "after_origin": after[1], "after_reason": after[2],
               "after_md5": after[3]}
     async with pool.connection() as conn:

@@ -15,6 +15,7 @@ from typing import Annotated, AsyncIterator
 import anyio
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import AfterValidator
 from psycopg_pool import AsyncConnectionPool
 
 from alphastream.intervals import IntervalError, canonical_interval
@@ -23,7 +24,7 @@ from serving.catalog import SymbolInfo
 from serving.deps import Pool, Settings, StoreCatalog
 from serving.errors import invalid
 from serving.models import ERROR_RESPONSES, NOT_FOUND
-from serving.paging import from_us, to_us
+from serving.paging import from_us, in_calendar, to_us
 from serving.routes.symbols import SymbolsParam, known_symbols, symbol_list
 from serving.settings import ApiSettings
 
@@ -52,6 +53,18 @@ def stream_series(infos: list[SymbolInfo], interval: str | None) -> list[str]:
     return [canonical] * len(infos)
 
 
+def _sent_event_id(value: str | None) -> str | None:
+    """Refuse an id no stream sends: all digits, but past the calendar (``from_us`` overflows)."""
+    if value is not None and not in_calendar(int(value)):
+        raise ValueError(f"{value} is not an event id this stream sent: reconnect without Last-Event-ID")
+    return value
+
+
+LastEventIdHeader = Annotated[str | None, Header(
+    pattern=r"^[0-9]{1,32}$", description="Resume after this event id (the id of the last event received)."),
+    AfterValidator(_sent_event_id)]
+
+
 def bounded(value: float | None, most: float, name: str) -> float:
     if value is None:
         return most
@@ -73,7 +86,7 @@ async def stream_bars(
     interval: Annotated[str | None, Query(max_length=8, description="Stored interval (default: each symbol's shortest).")] = None,
     max_events: Annotated[int | None, Query(ge=1, description="Close after this many events.")] = None,
     timeout_seconds: Annotated[float | None, Query(gt=0, description="Close after this many seconds.")] = None,
-    last_event_id: Annotated[str | None, Header(max_length=32, description="Resume after this event id.")] = None,
+    last_event_id: LastEventIdHeader = None,
 ) -> StreamingResponse:
     """Bars of the symbols written after the stream opened (or after ``Last-Event-ID``)."""
     infos = await known_symbols(catalog, pool, symbol_list(symbols, settings.api_max_symbols))
@@ -85,8 +98,6 @@ async def stream_bars(
               "lo": min(info.finest.last_bar for info in infos) - horizon}
     already_sent: dict[tuple, dt.datetime] = {}
     if last_event_id is not None:
-        if not last_event_id.isdigit():
-            raise invalid("Last-Event-ID must be an event id this stream sent (digits)")
         # Resuming may repeat bars written in the COMMIT_SLACK before that id: repeating an
         # upsert is harmless, losing a bar is not.
         since = from_us(int(last_event_id))
@@ -126,7 +137,7 @@ async def bar_events(request: Request, pool: AsyncConnectionPool, settings: ApiS
                 continue
             sent[key] = updated_at
             since = max(since, updated_at)
-            yield sse_event(to_us(updated_at), encoding.dumps(dict(zip(queries.BAR_ROW_COLUMNS, bar))).decode())
+            yield sse_event(to_us(updated_at), encoding.dumps(dict(zip(queries.BAR_API_COLUMNS, bar))).decode())
             sent_count += 1
             if sent_count >= max_events:
                 return
