@@ -6,7 +6,6 @@ the same flags work with ``--runner DataflowRunner``.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import gc
@@ -19,42 +18,24 @@ import time
 import apache_beam as beam
 from apache_beam.runners.runner import PipelineState
 from apache_beam.utils.secret import Secret
-from apache_beam.options.pipeline_options import (
-    DirectOptions,
-    GoogleCloudOptions,
-    PipelineOptions,
-    SetupOptions,
-    StandardOptions,
-    WorkerOptions,
-)
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
 from alphastream.settings import AlphastreamSettings, mask_dsn
+from pipeline.cli import build_parser, parse_pipeline_options
+from pipeline.errors import UserFacingError
 from pipeline.graph import build_graph
-from pipeline.options import AlphastreamOptions, db_url_secret, resolved_date, resolved_db_url
+from pipeline.options import (
+    AlphastreamOptions,
+    check_source_flags,
+    db_url_secret,
+    resolved_date,
+    resolved_db_url,
+)
 from pipeline.runners import is_default_direct_runner, local_runner
 from pipeline.streaming_sources import KafkaExpansionError
 from pipeline.summary import summarise
 
 log = logging.getLogger("pipeline")
-
-DESCRIPTION = (
-    "alphastream: market ticks -> OHLCV bars (with VWAP and trade counts) in a Parquet lake and "
-    "PostgreSQL, in batch or streaming, on any Beam runner. With no flags: a seeded synthetic "
-    "trading day on the DirectRunner, written to ./data/lake and the embedded local database."
-)
-# Beam's flag groups worth showing in --help; Beam accepts all of its other flags too.
-_BEAM_OPTION_GROUPS = (StandardOptions, GoogleCloudOptions, SetupOptions, WorkerOptions, DirectOptions)
-
-
-def help_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description=DESCRIPTION,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    AlphastreamOptions._add_argparse_args(parser)
-    for options_class in _BEAM_OPTION_GROUPS:
-        group = parser.add_argument_group(f"Beam: {options_class.__name__}")
-        options_class._add_argparse_args(group)
-    return parser
-
 
 def _is_direct_runner(options: PipelineOptions) -> bool:
     runner = options.view_as(StandardOptions).runner
@@ -77,15 +58,15 @@ def resolve_database(options: PipelineOptions, opts: AlphastreamOptions) -> str 
     try:
         secret = db_url_secret(opts)
     except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
+        raise UserFacingError(str(err)) from None
     if secret is not None:
         target: str | Secret = secret
     else:
         target = resolved_db_url(opts, settings)
         if target is None:
             if not _is_direct_runner(options):
-                raise SystemExit("error: a remote runner cannot reach the embedded local database: "
-                                 "pass --db_url_secret or --db_url (e.g. Cloud SQL), or --no_db")
+                raise UserFacingError("a remote runner cannot reach the embedded local database: "
+                                      "pass --db_url_secret or --db_url (e.g. Cloud SQL), or --no_db")
             log.info("no --db_url: starting the embedded local PostgreSQL (python -m pipeline.db stop to stop it)")
             target = localdb.LocalDatabase.from_settings(settings).ensure_running()
     if _is_direct_runner(options):  # remote runners never migrate: the deploy runs its migrate job
@@ -105,11 +86,23 @@ def check_local_synthetic_stream(options: PipelineOptions, opts: AlphastreamOpti
     if not (streaming and opts.source == "synthetic" and _is_direct_runner(options)):
         return
     if opts.max_duration is None:
-        raise SystemExit("error: --streaming --source synthetic on the DirectRunner needs --max_duration SECONDS "
-                         "(it emits bars when the source stops); for live bars use python -m alphastream.live_demo")
+        raise UserFacingError("--streaming --source synthetic on the DirectRunner needs --max_duration SECONDS "
+                              "(it emits bars when the source stops); for live bars use python -m alphastream.live_demo")
     if opts.early_firing_seconds:
         log.warning("the DirectRunner cannot fire early panes for the synthetic stream: --early_firing_seconds 0")
         opts.early_firing_seconds = 0
+
+
+def new_pipeline(options: PipelineOptions) -> beam.Pipeline:
+    """The pipeline on the runner the flags name, refused in one line if Beam's own checks of
+    the flags fail (an unknown --runner; Dataflow without --project, --region, --temp_location)."""
+    runner = local_runner(options) if is_default_direct_runner(options) else None  # None: what --runner names
+    try:
+        return beam.Pipeline(runner=runner, options=options)
+    except ValueError as err:  # Beam's PipelineOptionsValidator, or create_runner on an unknown name
+        problems = "; ".join(line.strip().rstrip(".") for line in str(err).splitlines()[1:] if line.strip()) or str(err)
+        raise UserFacingError(f"Beam refused the flags for --runner "
+                              f"{options.view_as(StandardOptions).runner or 'DirectRunner'}: {problems}") from None
 
 
 def _run_streaming(pipeline: beam.Pipeline, opts: AlphastreamOptions):
@@ -152,19 +145,33 @@ def frozen_heap():
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the pipeline; a UserFacingError becomes ``error: ...`` on stderr and its exit code
+    (anything else keeps its traceback: that is a bug to report)."""
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        return run(argv)
+    except UserFacingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+
+
+def run(argv: list[str]) -> int:
+    """Check the flags, prepare the database, build and run the graph, print the summary."""
     if "-h" in argv or "--help" in argv:
-        help_parser().print_help()
+        build_parser().print_help()
         return 0
+    options = parse_pipeline_options(argv)
+    opts = options.view_as(AlphastreamOptions)
+    streaming = options.view_as(StandardOptions).streaming
+    check_source_flags(opts, streaming)
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("apache_beam", "urllib3", "google"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    options = PipelineOptions(argv)
-    opts = options.view_as(AlphastreamOptions)
-    streaming = options.view_as(StandardOptions).streaming
     options.view_as(SetupOptions).save_main_session = False
     check_local_synthetic_stream(options, opts, streaming)
+    pipeline = new_pipeline(options)
     db_url = resolve_database(options, opts)
     day = resolved_date(opts, dt.datetime.now(dt.timezone.utc).date())
     if opts.source == "synthetic" and not streaming:
@@ -172,13 +179,10 @@ def main(argv: list[str] | None = None) -> int:
                  opts.symbols, f"{opts.ticks_per_symbol:,}", day, opts.seed)
 
     started = time.monotonic()
-    runner = local_runner(options) if is_default_direct_runner(options) else None  # None: what --runner names
-    pipeline = beam.Pipeline(runner=runner, options=options)
     try:
         build_graph(pipeline, opts, streaming=streaming, now_us=_now_us, day=day, db_url=db_url)
     except KafkaExpansionError as err:  # no Java expansion service: say what to do, no traceback
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise UserFacingError(str(err)) from err
     with frozen_heap():
         if streaming:
             result = _run_streaming(pipeline, opts)

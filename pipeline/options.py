@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import re
+from typing import Callable
 
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.utils.secret import GcpSecret
@@ -15,6 +17,8 @@ from apache_beam.utils.secret import GcpSecret
 from alphastream.intervals import DEFAULT_INTERVALS, interval_seconds, parse_intervals
 from alphastream.settings import AlphastreamSettings
 from alphastream.synthetic import last_weekday_before
+from pipeline.errors import UserFacingError
+from transforms.batch_bars import check_intervals_nest
 
 SOURCES = ("synthetic", "files", "pubsub", "kafka")
 FILE_FORMATS = ("auto", "csv", "jsonl", "parquet")
@@ -31,17 +35,39 @@ def _date(text: str) -> str:
 
 
 def _intervals(text: str) -> tuple[str, ...]:
+    # Nesting is checked here, not where bars are built, so batch and streaming refuse alike.
     try:
-        return parse_intervals(text)
+        intervals = parse_intervals(text)
+        check_intervals_nest(intervals)
+        return intervals
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+def _number(text: str, kind: type, accept: Callable[[float], bool], expected: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not accept(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _number(text, int, lambda v: v > 0, "a positive integer")
+
+
+def _non_negative_int(text: str) -> int:
+    return _number(text, int, lambda v: v >= 0, "an integer >= 0")
+
+
+def _positive_float(text: str) -> float:
+    return _number(text, float, lambda v: 0 < v < math.inf, "a positive number")
+
+
+def _share(text: str) -> float:
+    return _number(text, float, lambda v: 0 <= v <= 1, "a share between 0 and 1")
 
 
 class AlphastreamOptions(PipelineOptions):
@@ -51,7 +77,7 @@ class AlphastreamOptions(PipelineOptions):
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
         src = parser.add_argument_group("source")
         src.add_argument("--source", choices=SOURCES, default="synthetic",
-                         help="Where ticks come from: a seeded synthetic market (default), historical "
+                         help="Where ticks come from: a seeded synthetic market, historical "
                               "files (--input), Pub/Sub (--subscription or --topic) or Kafka (--kafka_topic).")
         src.add_argument("--input", default=None,
                          help="Files source: a path or glob, local or gs:// (e.g. 'gs://b/ticks/*.parquet'). "
@@ -66,11 +92,11 @@ class AlphastreamOptions(PipelineOptions):
                          help="Synthetic market (batch): trading day YYYY-MM-DD "
                               "(default: the last weekday before today, UTC).")
         src.add_argument("--seed", type=int, default=42, help="Synthetic market: random seed.")
-        src.add_argument("--duplicate_rate", type=float, default=0.002,
+        src.add_argument("--duplicate_rate", type=_share, default=0.002,
                          help="Synthetic market: share of trades delivered twice (exercises dedup).")
-        src.add_argument("--out_of_order_rate", type=float, default=0.01,
+        src.add_argument("--out_of_order_rate", type=_share, default=0.01,
                          help="Synthetic market: share of trades delivered out of order.")
-        src.add_argument("--rate", type=float, default=1000.0,
+        src.add_argument("--rate", type=_positive_float, default=1000.0,
                          help="Synthetic market with --streaming: ticks per second.")
         src.add_argument("--subscription", default=None,
                          help="Pub/Sub source: projects/P/subscriptions/S (preferred: survives restarts).")
@@ -85,14 +111,14 @@ class AlphastreamOptions(PipelineOptions):
 
         rules = parser.add_argument_group("event time and validation")
         rules.add_argument("--intervals", type=_intervals, default=DEFAULT_INTERVALS,
-                           help="Bar intervals, comma-separated, each dividing the largest (default 1m,5m,1h).")
-        rules.add_argument("--allowed_lateness", type=int, default=300,
+                           help="Bar intervals, comma-separated, each dividing the largest.")
+        rules.add_argument("--allowed_lateness", type=_non_negative_int, default=300,
                            help="Streaming: seconds after a window closes that late ticks still update its bar.")
-        rules.add_argument("--early_firing_seconds", type=int, default=5,
+        rules.add_argument("--early_firing_seconds", type=_non_negative_int, default=5,
                            help="Streaming: processing-time seconds between live partial bars (0: none).")
-        rules.add_argument("--max_future_seconds", type=int, default=60,
+        rules.add_argument("--max_future_seconds", type=_non_negative_int, default=60,
                            help="Ticks more than this many seconds ahead of the clock are dead-lettered.")
-        rules.add_argument("--dedup_horizon_seconds", type=int, default=None,
+        rules.add_argument("--dedup_horizon_seconds", type=_non_negative_int, default=None,
                            help="Streaming: event-time seconds a trade id is remembered for dedup "
                                 "(default: allowed lateness + the largest interval).")
 
@@ -113,8 +139,23 @@ class AlphastreamOptions(PipelineOptions):
                               "partition, window and pane).")
         out.add_argument("--write_ticks", action="store_true",
                          help="Also store deduplicated raw ticks in the database's ticks table.")
-        out.add_argument("--max_duration", type=float, default=None,
+        out.add_argument("--max_duration", type=_positive_float, default=None,
                          help="Streaming: stop cleanly after this many seconds (default: until Ctrl-C).")
+
+
+STREAMING_SOURCES = ("pubsub", "kafka")
+BATCH_SOURCES = ("files",)
+
+
+def check_source_flags(options: AlphastreamOptions, streaming: bool) -> None:
+    """Refuse --source combinations the graph cannot build, before anything starts."""
+    if options.source == "files" and not options.input:
+        raise UserFacingError("--source files needs --input PATH_OR_GLOB (local or gs://, e.g. 'ticks/*.csv')")
+    if streaming and options.source in BATCH_SOURCES:
+        raise UserFacingError(f"--source {options.source} is batch only: drop --streaming "
+                              "(stream ticks through --source pubsub or kafka)")
+    if not streaming and options.source in STREAMING_SOURCES:
+        raise UserFacingError(f"--source {options.source} is a streaming source: add --streaming")
 
 
 def resolved_date(options: AlphastreamOptions, today: dt.date) -> dt.date:

@@ -14,7 +14,8 @@ import sys
 
 from alphastream.settings import AlphastreamSettings, mask_dsn
 from pipeline.db import migrate
-from pipeline.db.localdb import LocalDatabase, LocalDatabaseError, PostgresNotInstalled
+from pipeline.db.localdb import LocalDatabase
+from pipeline.errors import UserFacingError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return run(args, AlphastreamSettings())
-    except (PostgresNotInstalled, LocalDatabaseError, migrate.MigrationError) as err:
+    except UserFacingError as err:  # the embedded database, an unreachable server: one line, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except migrate.MigrationError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

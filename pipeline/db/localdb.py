@@ -27,6 +27,7 @@ import psycopg
 
 from alphastream.local_services import free_port
 from alphastream.settings import AlphastreamSettings, mask_dsn
+from pipeline.errors import UserFacingError
 
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,11 @@ LOCK_FILE_NAME = "postgres.lock"  # in the home folder: serialises initdb/start 
 NON_DURABLE_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 
-class PostgresNotInstalled(RuntimeError):
+class PostgresNotInstalled(UserFacingError, RuntimeError):
     """No initdb/pg_ctl found: the message says how to install them."""
 
 
-class LocalDatabaseError(RuntimeError):
+class LocalDatabaseError(UserFacingError, RuntimeError):
     """The local cluster failed to initialise or start (the message carries the server log tail)."""
 
 

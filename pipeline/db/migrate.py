@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from alphastream.settings import mask_dsn
+from pipeline.errors import UserFacingError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,34 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now(),
     variant    text NOT NULL
 )"""
+
+
+# libpq waits for the OS's TCP timeout (minutes) on a host that drops packets; a run says so sooner.
+CONNECT_TIMEOUT_SECONDS = 10
+UNREACHABLE_HINT = ("Check that the server runs and the DSN (--db_url / ALPHASTREAM_DB_URL) is right; "
+                    "or leave --db_url unset to use the embedded local database (python -m pipeline.db start), "
+                    "or pass --no_db to write the Parquet lake only")
+
+
+class DatabaseUnreachable(UserFacingError):
+    """The DSN is malformed or its server does not answer; the message names host and port."""
+
+
+def connect(dsn: str) -> psycopg.Connection:
+    """An autocommit connection to ``dsn``, or DatabaseUnreachable saying where and what to try."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as err:
+        raise DatabaseUnreachable(f"{mask_dsn(dsn)} is not a PostgreSQL DSN ({str(err).strip()}): expected "
+                                  "postgresql://user:password@host:5432/dbname") from None
+    timeout = {} if "connect_timeout" in params else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    try:
+        return psycopg.connect(dsn, autocommit=True, **timeout)
+    except psycopg.OperationalError as err:
+        where = f"{params.get('host', 'the local socket')}:{params.get('port', 5432)}"
+        reason = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())  # libpq's spans lines
+        raise DatabaseUnreachable(f"cannot connect to PostgreSQL at {where} (database {params.get('dbname', '?')}, "
+                                  f"user {params.get('user', '?')}): {reason} -- {UNREACHABLE_HINT}") from None
 
 
 class MigrationError(RuntimeError):
@@ -113,13 +143,13 @@ def _pending(conn: psycopg.Connection) -> list[Migration]:
 
 def pending(dsn: str) -> list[str]:
     """Versions not applied yet ([] when the schema is current)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect(dsn) as conn:
         return [m.version for m in _pending(conn)]
 
 
 def current_version(dsn: str) -> str | None:
     """The highest applied version, or None for an empty database."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect(dsn) as conn:
         applied = _applied(conn)
         return max(applied) if applied else None
 
@@ -162,7 +192,7 @@ def migrate(dsn: str) -> list[str]:
     Also creates the partitions for the months ahead, so a long-running database stays ready
     as time advances if this runs regularly (every pipeline start does).
     """
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect(dsn) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
         try:
             conn.execute(_CREATE_SCHEMA_MIGRATIONS)
