@@ -1,11 +1,13 @@
-"""Local stand-ins for cloud services: Google's Pub/Sub emulator on a loopback port, and
-stopping the child processes that run them.
+"""Local stand-ins for cloud services: Google's Pub/Sub emulator and a single-node Kafka broker
+(KRaft) on loopback ports, Beam's Kafka expansion service, and stopping the child processes
+that run them.
 
 Shared by the live demo (``alphastream.live_demo``), the benchmarks and the test fixtures, so
-there is one way to start the emulator and wait until it answers, and one way to stop a child.
+there is one way to start each server and wait until it answers, and one way to stop a child.
 """
 from __future__ import annotations
 
+import base64
 import logging
 import shutil
 import signal
@@ -14,7 +16,10 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
+
+from alphastream.java_jars import KAFKA_BROKER, KAFKA_EXPANSION_SERVICE
 
 PUBSUB_EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
 PUBSUB_EMULATOR_LOG = "pubsub-emulator.log"
@@ -28,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 class EmulatorError(RuntimeError):
-    """The emulator is not installed, or did not start."""
+    """The emulator (or local server) is not installed, or did not start."""
 
 
 def free_port() -> int:
@@ -89,3 +94,114 @@ def stop_process(process: subprocess.Popen, name: str, sig: int = signal.SIGINT,
             process.kill()
             process.wait()
     return process.returncode
+
+
+def _wait_until(ready, process: subprocess.Popen, name: str, log_path: Path, timeout: float) -> None:
+    """Poll ``ready()`` until true; if the process dies or time runs out, stop it and raise
+    EmulatorError with the tail of its log."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process.poll() is not None or time.monotonic() > deadline:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            raise EmulatorError(f"{name} did not become ready within {timeout:.0f} s (exit code "
+                                f"{process.returncode}); log {log_path}:\n"
+                                f"{log_path.read_text(errors='replace')[-_LOG_TAIL_CHARS:]}")
+        time.sleep(_POLL_SECONDS)
+
+
+KAFKA_START_TIMEOUT_SECONDS = 90.0
+KAFKA_LOG = "kafka.log"
+KAFKA_READY_LINE = "Kafka Server started"
+# One node, one replica: the internal topics' defaults (3 replicas) cannot be met by one broker.
+_KAFKA_SERVER_PROPERTIES = """\
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs={data_dir}
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+group.initial.rebalance.delay.ms=0
+"""
+_LOG4J2_PROPERTIES = """\
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+appender.stdout.type = Console
+appender.stdout.name = STDOUT
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c)%n
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.apache.name = org.apache.kafka
+logger.apache.level = WARN
+"""
+_JVM_FLAGS = ("-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+
+
+def start_kafka_broker(work_dir: Path, timeout: float = KAFKA_START_TIMEOUT_SECONDS,
+                       new_session: bool = False) -> tuple[subprocess.Popen, str]:
+    """A single-node KRaft Kafka broker (broker and controller in one JVM) on a free loopback
+    port, data and log under ``work_dir``; waits until it logs that it started. Returns
+    (process, "127.0.0.1:port"). Raises JarsMissingError (naming the fetch command) if the
+    broker's jars are not cached."""
+    classpath = KAFKA_BROKER.classpath()
+    if shutil.which("java") is None:
+        raise EmulatorError("the Kafka broker needs java (Debian: apt-get install openjdk-17-jre-headless)")
+    port, controller_port = free_port(), free_port()
+    config = work_dir / "kafka-server.properties"
+    config.write_text(_KAFKA_SERVER_PROPERTIES.format(port=port, controller_port=controller_port,
+                                                      data_dir=work_dir / "kafka-data"))
+    log4j = work_dir / "kafka-log4j2.properties"
+    log4j.write_text(_LOG4J2_PROPERTIES)
+    java = ["java", *_JVM_FLAGS, f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()  # Kafka's Uuid format
+    formatted = subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
+                               capture_output=True, text=True, timeout=timeout)
+    if formatted.returncode != 0:
+        raise EmulatorError(f"formatting the Kafka storage in {work_dir} failed:\n"
+                            f"{(formatted.stdout + formatted.stderr)[-_LOG_TAIL_CHARS:]}")
+    log_path = work_dir / KAFKA_LOG
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen([*java, "kafka.Kafka", str(config)], stdout=log_file, stderr=subprocess.STDOUT,
+                                   cwd=work_dir, start_new_session=new_session)
+    _wait_until(lambda: KAFKA_READY_LINE in log_path.read_text(errors="replace"), process, "the Kafka broker",
+                log_path, timeout)
+    return process, f"127.0.0.1:{port}"
+
+
+EXPANSION_SERVICE_START_TIMEOUT_SECONDS = 60.0
+EXPANSION_SERVICE_LOG = "expansion-service.log"
+
+
+def _accepts_connections(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def start_kafka_expansion_service(work_dir: Path, timeout: float = EXPANSION_SERVICE_START_TIMEOUT_SECONDS,
+                                  new_session: bool = False) -> tuple[subprocess.Popen, str]:
+    """Beam's Java expansion service with KafkaIO on its classpath, on a free loopback port.
+    Returns (process, "localhost:port") for ``--expansion_service``."""
+    classpath = KAFKA_EXPANSION_SERVICE.classpath()
+    port = free_port()
+    log_path = work_dir / EXPANSION_SERVICE_LOG
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            ["java", *_JVM_FLAGS, "-cp", classpath, "org.apache.beam.sdk.expansion.service.ExpansionService",
+             str(port), "--javaClassLookupAllowlistFile=*"],
+            stdout=log_file, stderr=subprocess.STDOUT, cwd=work_dir, start_new_session=new_session)
+    _wait_until(lambda: _accepts_connections(port), process, "the Kafka expansion service", log_path, timeout)
+    return process, f"localhost:{port}"
