@@ -116,11 +116,12 @@ def input_key(origin: str) -> str:
 
 
 def dead_letter_stem(letter: DeadLetter) -> str:
-    return f"{dead_letter_partition(letter)}/dead_letters"
+    """The lake path of a dead letter's file without its ending: one per (date, input)."""
+    return f"{dead_letter_partition(letter)}/dead_letters-{input_key(letter.origin)}"
 
 
 def dead_letter_file(letter: DeadLetter) -> str:
-    return f"{dead_letter_stem(letter)}-{input_key(letter.origin)}.parquet"
+    return f"{dead_letter_stem(letter)}.parquet"
 
 
 def write_parquet_replacing(path: str, table: pa.Table) -> None:

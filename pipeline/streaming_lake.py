@@ -5,7 +5,7 @@ are cut into fixed event-time "lake windows" (``window_seconds``, default 60 s) 
 firing writes one file into the same Hive layout, under the same schema (pipeline.lake):
 
     <root>/bars/interval=1m/date=2026-01-24/bars-AAPL-20260124T061500Z-20260124T061600Z-pane000.parquet
-    <root>/dead_letters/date=2026-01-24/dead_letters-20260124T061500Z-20260124T061600Z-pane000.parquet
+    <root>/dead_letters/date=2026-01-24/dead_letters-<input>-20260124T061500Z-20260124T061600Z-pane000.parquet
 
 The on-time pane (pane000) is written when the watermark passes the lake window's end; late
 records (within the allowed lateness) are written as they come, one file per late bundle and
@@ -130,7 +130,7 @@ class WriteBarsToLakeStreaming(beam.PTransform):
 
 
 class WriteDeadLettersToLakeStreaming(beam.PTransform):
-    """Streaming: DeadLetters -> dead_letters/date=D/dead_letters-<window>-pane<N>.parquet,
+    """Streaming: DeadLetters -> dead_letters/date=D/dead_letters-<input>-<window>-pane<N>.parquet,
     windowed by ``seen_at_us``."""
 
     def __init__(self, root: str, *, window_seconds: int = DEFAULT_WINDOW_SECONDS,

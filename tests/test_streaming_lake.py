@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 
+import apache_beam as beam
 import polars as pl
 import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import StandardOptions
@@ -14,7 +15,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from alphastream.records import Bar, DeadLetter, PaneTiming
-from pipeline.lake import arrow_schema
+from pipeline.lake import arrow_schema, input_key
 from pipeline.streaming_lake import WriteBarsToLakeStreaming, WriteDeadLettersToLakeStreaming, lake_file_name
 
 T0 = 1_704_205_800_000_000  # 2024-01-02 14:30:00 UTC, a minute boundary
@@ -104,7 +105,29 @@ def test_dead_letters_are_windowed_by_when_they_were_seen(tmp_path):
 
     files = glob.glob(os.path.join(root, "dead_letters", "date=2024-01-02", "*.parquet"))
     assert [os.path.basename(f) for f in files] == [
-        lake_file_name("dead_letters", T0, T0 + LAKE_WINDOW_SECONDS * SEC, 0)]
+        lake_file_name(f"dead_letters-{input_key(letter.origin)}", T0, T0 + LAKE_WINDOW_SECONDS * SEC, 0)]
     rows = read_rows(files[0])
     assert pq.read_schema(files[0]).remove_metadata() == arrow_schema(DeadLetter)
     assert [(r["reason"], r["raw"], r["seen_at"].timestamp()) for r in rows] == [("bad_json", "{oops", seen / SEC)]
+
+
+def test_two_dead_letter_writes_in_one_window_keep_both(tmp_path):
+    """The graph writes dead letters twice (all of them, then those the table refused): files
+    are per input, so neither write replaces the other's file of the same window."""
+    seen = T0 + 5 * SEC
+    parsed = DeadLetter("bad_json", "not valid JSON", "{oops", "projects/p/subscriptions/s", seen)
+    unstored = DeadLetter("sink_failed", "refused", '{"raw": "{oops"}', "postgres:dead_letters", seen)
+    stream = (TestStream()
+              .advance_watermark_to(Timestamp(micros=T0))
+              .add_elements([TimestampedValue(parsed, Timestamp(micros=seen)),
+                             TimestampedValue(unstored, Timestamp(micros=seen))])
+              .advance_watermark_to_infinity())
+    root = str(tmp_path / "lake")
+    with streaming_pipeline() as p:
+        letters = p | stream
+        for label, reason in (("All", "bad_json"), ("Unstored", "sink_failed")):
+            _ = (letters | f"Only{label}" >> beam.Filter(lambda d, r=reason: d.reason == r)
+                 | f"Write{label}" >> WriteDeadLettersToLakeStreaming(root, window_seconds=LAKE_WINDOW_SECONDS))
+
+    files = glob.glob(os.path.join(root, "dead_letters", "date=2024-01-02", "*.parquet"))
+    assert sorted(r["reason"] for f in files for r in read_rows(f)) == ["bad_json", "sink_failed"]

@@ -11,7 +11,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from alphastream.records import Bar, DeadLetter, PaneTiming
-from pipeline.lake import arrow_schema
+from pipeline.lake import arrow_schema, input_key
 from pipeline.streaming_lake import WriteBarsToLakeStreaming, WriteDeadLettersToLakeStreaming, lake_file_name
 
 T0 = 1_704_205_800_000_000  # 2024-01-02 14:30:00 UTC
@@ -56,12 +56,12 @@ def test_bars_and_dead_letters_land_on_gcs_per_window_and_pane(gcs_emulator):
     assert written == sorted([
         f"{bars_dir}/{lake_file_name('bars-AAPL', T0, window_end, 0)}",
         f"{bars_dir}/{lake_file_name('bars-AAPL', T0, window_end, 1)}",
-        f"{letters_dir}/{lake_file_name('dead_letters', T0, window_end, 0)}",
+        f"{letters_dir}/{lake_file_name(f'dead_letters-{input_key(letter.origin)}', T0, window_end, 0)}",
     ]), "exactly the final files: no temporary file left behind"
     pane0 = read_table(f"{bars_dir}/{lake_file_name('bars-AAPL', T0, window_end, 0)}")
     assert pane0.schema.remove_metadata() == arrow_schema(Bar)
     assert [(r["close"], r["timing"]) for r in pane0.to_pylist()] == [(100.5, "ON_TIME")]
     pane1 = read_table(f"{bars_dir}/{lake_file_name('bars-AAPL', T0, window_end, 1)}")
     assert [(r["close"], r["trades"], r["timing"]) for r in pane1.to_pylist()] == [(98.0, 4, "LATE")]
-    letters = read_table(f"{letters_dir}/{lake_file_name('dead_letters', T0, window_end, 0)}").to_pylist()
+    letters = read_table(f"{letters_dir}/{lake_file_name(f'dead_letters-{input_key(letter.origin)}', T0, window_end, 0)}").to_pylist()
     assert [(r["reason"], r["raw"]) for r in letters] == [("bad_price", '{"price": -1}')]
