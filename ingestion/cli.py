@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import socket
 
 from ingestion.connectors.base import Connector
 from ingestion.settings import IngestionSettings
@@ -122,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Pub/Sub: projects/PROJECT/topics/TOPIC. Kafka: the topic name. Required for both.")
     out.add_argument("--create_topic", action="store_true",
                      help="Pub/Sub: create the topic if it does not exist (handy with the emulator).")
+    out.add_argument("--archive", default=None, metavar="PATH",
+                     help="Write every tick to the tick archive under PATH (a folder or gs://bucket/path) "
+                          "before publishing it, so `python -m pipeline repair` (and the streaming pipeline's "
+                          "--archive) can recompute any bar from it. Default: no archive.")
     out.add_argument("--bootstrap", default=None, help="Kafka: bootstrap servers host:port[,host:port].")
     out.add_argument("--batch_max_messages", type=_positive_int, default=PublishSettings.batch_max_messages,
                      help="Publish batches of at most this many messages (Pub/Sub allows at most "
@@ -227,6 +233,18 @@ def build_connector(args: argparse.Namespace, settings: IngestionSettings) -> Co
 
 
 def build_sink(args: argparse.Namespace) -> Sink:
+    sink = _bus_sink(args)
+    if not args.archive:
+        return sink
+    from alphastream.tick_archive import TickArchive
+    from ingestion.sinks.archive import ArchivingSink
+
+    # One file per writer process: two feeds archiving to one folder never share a file.
+    writer_id = f"{args.source}-{socket.gethostname()}-{os.getpid()}"
+    return ArchivingSink(sink, TickArchive(args.archive, writer_id))
+
+
+def _bus_sink(args: argparse.Namespace) -> Sink:
     if args.sink == "stdout":
         from ingestion.sinks.base import StdoutSink
 

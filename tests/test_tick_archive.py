@@ -104,3 +104,19 @@ def test_a_failing_archive_stops_publishing_and_counts_the_ticks(tmp_path):
         sink.publish(tick(1, "2"))
     assert inner.seen == []
     assert (sink.submitted, sink.published, sink.failed) == (2, 0, 2)
+
+
+def test_ingestion_cli_archives_every_tick_it_publishes(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "ingestion", "--source", "synthetic", "--sink", "stdout", "--rate", "5000",
+         "--max_ticks", "700", "--archive", str(tmp_path / "archive")],
+        capture_output=True, text=True, timeout=120, check=True).stdout
+    published = [Tick(**json.loads(line.split("\t")[0])) for line in out.splitlines() if line.strip()]
+    assert len(published) == 700
+    start, end = min(t.ts_us for t in published), max(t.ts_us for t in published) + 1
+    archived = [Tick(**item) for item in read_archive(str(tmp_path / "archive"), start, end)]
+    assert sorted(archived) == sorted(published)

@@ -54,6 +54,14 @@ class ArchivingSink(Sink):
             return self._inner.pending + len(self._buffer)
 
     @property
+    def latency_observer(self):
+        return self._inner.latency_observer
+
+    @latency_observer.setter
+    def latency_observer(self, observe) -> None:  # the publish latency is the inner sink's
+        self._inner.latency_observer = observe
+
+    @property
     def archived(self) -> int:
         return self._archive.archived
 
