@@ -41,8 +41,9 @@ if ! have_postgres_server; then
   apt_install postgresql || true
 fi
 if [[ $WANT_TEST -eq 1 ]]; then
-  # A real headless browser for the dashboard tests.
-  apt_install chromium chromium-driver || true
+  # A real headless browser for the dashboard tests; Prometheus and Alertmanager for the
+  # alert-rule and end-to-end alerting tests.
+  apt_install chromium chromium-driver prometheus prometheus-alertmanager || true
 fi
 
 # The Python environment. The stamp records what was installed, so a re-run is instant.
