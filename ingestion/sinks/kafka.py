@@ -1,10 +1,10 @@
 """KafkaSink: the same wire format on a Kafka topic, via confluent-kafka (librdkafka).
 
 Record value = the JSON body of ``ingestion.wire``; headers ``ts`` and ``id`` = the Pub/Sub
-attributes; key = the symbol, so each symbol's ticks stay in order on one partition.
-The producer is idempotent with acks=all (no duplicates from its own retries) and batches
-with linger.ms. Untested against a broker (there is none here): tests cover the record and
-config building, and that librdkafka accepts the config.
+attributes; key = the symbol, so each symbol's ticks stay in order on one partition; record
+timestamp (CreateTime) = the tick's event time in milliseconds, which is what the pipeline's
+ReadFromKafka stamps elements with. The producer is idempotent with acks=all (no duplicates
+from its own retries) and batches with linger.ms; every delivery report is counted.
 """
 from __future__ import annotations
 
@@ -35,11 +35,11 @@ def kafka_config(bootstrap: str, client_id: str = "alphastream-ingestion", linge
     }
 
 
-def kafka_record(tick: Tick) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    """(key, value, headers) of one tick."""
+def kafka_record(tick: Tick) -> tuple[bytes, bytes, list[tuple[str, bytes]], int]:
+    """(key, value, headers, timestamp in epoch ms) of one tick."""
     body, attributes = encode_tick(tick)
     headers = [(name, value.encode("utf-8")) for name, value in attributes.items()]
-    return tick.symbol.encode("utf-8"), body, headers
+    return tick.symbol.encode("utf-8"), body, headers, tick.ts_us // 1000
 
 
 class KafkaSink(Sink):
@@ -58,10 +58,11 @@ class KafkaSink(Sink):
             log.error("kafka delivery to %s failed: %s (counting further failures silently)", self.topic, error)
 
     def publish(self, tick: Tick) -> None:
-        key, value, headers = kafka_record(tick)
+        key, value, headers, timestamp_ms = kafka_record(tick)
         while True:
             try:
-                self._producer.produce(self.topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery)
+                self._producer.produce(self.topic, value=value, key=key, headers=headers, timestamp=timestamp_ms,
+                                       on_delivery=self._on_delivery)
                 break
             except BufferError:  # local queue full: serve callbacks until there is room
                 self._producer.poll(0.1)
