@@ -1,8 +1,9 @@
 """An independent pandas computation of bars, used as the oracle in tests and benchmarks.
 
-Written from the definitions (not from the pipeline's code): drop repeated (source,
-trade_id) keeping the earliest in trade order, bucket by epoch-aligned interval, open/close by
-(ts_us, trade_id, source) order, VWAP = sum(p*s)/sum(s) or the mean price when volume is 0.
+Written from the definitions (not from the pipeline's code): a trade is (source, symbol,
+trade_id) and keeps its delivery with the smallest (ts_us, price, size); bucket by epoch-aligned
+interval, open/close by (ts_us, trade_id, source) order, VWAP = sum(p*s)/sum(s) or the mean
+price when volume is 0, within [low, high]. Every delivery is matched, however far apart.
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from alphastream.intervals import interval_micros
 
 def pandas_bars(ticks: pd.DataFrame, intervals: tuple[str, ...]) -> pd.DataFrame:
     """Columns: symbol, interval, bucket_start_us, open, high, low, close, volume, vwap, trades."""
-    ordered = ticks.sort_values(["ts_us", "trade_id", "source"], kind="mergesort")
-    unique = ordered.drop_duplicates(subset=["source", "trade_id"], keep="first")
+    kept = (ticks.sort_values(["ts_us", "price", "size"], kind="mergesort")
+            .drop_duplicates(subset=["source", "symbol", "trade_id"], keep="first"))
+    unique = kept.sort_values(["ts_us", "trade_id", "source"], kind="mergesort")
     frames = []
     for interval in intervals:
         width = interval_micros(interval)
@@ -24,7 +26,8 @@ def pandas_bars(ticks: pd.DataFrame, intervals: tuple[str, ...]) -> pd.DataFrame
             open=("price", "first"), high=("price", "max"), low=("price", "min"), close=("price", "last"),
             volume=("size", "sum"), notional=("notional", "sum"), price_sum=("price", "sum"), trades=("price", "size"),
         ).reset_index()
-        out["vwap"] = (out["notional"] / out["volume"]).where(out["volume"] > 0, out["price_sum"] / out["trades"])
+        average = (out["notional"] / out["volume"]).where(out["volume"] > 0, out["price_sum"] / out["trades"])
+        out["vwap"] = average.clip(out["low"], out["high"])
         out["interval"] = interval
         frames.append(out)
     columns = ["symbol", "interval", "bucket_start_us", "open", "high", "low", "close", "volume", "vwap", "trades"]

@@ -59,9 +59,11 @@ def merge_two(a: Optional[OhlcvAccumulator], b: Optional[OhlcvAccumulator]) -> O
     )
 
 
-def vwap(volume: float, notional: float, price_sum: float, trades: int) -> float:
-    """Volume-weighted average price; the plain mean price when no volume traded."""
-    return notional / volume if volume > 0 else price_sum / trades
+def vwap(volume: float, notional: float, price_sum: float, trades: int, low: float, high: float) -> float:
+    """Volume-weighted average price; the plain mean price when no volume traded. Rounding of
+    the sums can put the quotient just outside the bar's prices, so it is clamped to them."""
+    average = notional / volume if volume > 0 else price_sum / trades
+    return min(max(average, low), high)
 
 
 class OhlcvCombineFn(beam.CombineFn):
@@ -89,7 +91,7 @@ def bar_from_accumulator(
     return Bar(
         symbol=symbol, interval=interval, bucket_start_us=bucket_start_us,
         open=acc.open, high=acc.high, low=acc.low, close=acc.close,
-        volume=acc.volume, vwap=vwap(acc.volume, acc.notional, acc.price_sum, acc.trades),
+        volume=acc.volume, vwap=vwap(acc.volume, acc.notional, acc.price_sum, acc.trades, acc.low, acc.high),
         trades=acc.trades, timing=timing.value, pane_index=pane_index,
     )
 

@@ -17,9 +17,17 @@ coder, which for bytes is a copy but for a ``pa.Table`` (ArrowTableCoder) would 
 decompression and compression. Uncompressed IPC measured ~0.1-0.25 s less CPU for 2M ticks but
 ~230 MiB more peak memory.
 
-The result equals ``StreamingBars`` over the same ticks (tests/test_batch_bars.py
-proves it): the same total trade order (ts_us, trade_id, source) picks open and close, and
-duplicates (same source and trade_id) are dropped keeping the earliest delivery by that order.
+Deliveries of one trade (transforms.trade_identity) resolve to the smallest (ts_us, price, size)
+whatever the order of rows and files. A trade redelivered with another time can fall in the next
+group (across midnight, say): each group also receives, as *context*, the rows of the previous
+group within ``dedup_horizon_seconds`` of its end, resolves identities over context and own
+rows together and makes bars from its own winning rows only. Deliveries of one trade farther
+apart than the horizon are not matched (each group keeps its own). A context row is always
+earlier than every own row, so the previous group is the only one that can hold a winner.
+
+The result equals the streaming paths over the same ticks whenever each trade's deliveries
+reach streaming together (tests/test_batch_bars.py proves it): the same total trade order
+(ts_us, trade_id, source) picks open and close.
 """
 from __future__ import annotations
 
@@ -36,9 +44,9 @@ from alphastream.intervals import interval_micros, interval_seconds
 from alphastream.records import Bar, PaneTiming
 from transforms.parse import METRICS_NAMESPACE
 from transforms.tick_tables import ipc_to_table, table_to_ipc
+from transforms.trade_identity import DELIVERY_ORDER
 
-# Trades are ordered by (ts_us, trade_id, source), then arrival: open/close and which delivery of a
-# repeated trade is kept follow it.
+# Trades are ordered by (ts_us, trade_id, source), then arrival: open and close follow it.
 TRADE_ORDER = ("ts_us", "trade_id", "source")
 # Groups span at least this long (see the module docstring).
 MIN_GROUP_SECONDS = 86_400
@@ -90,6 +98,21 @@ def split_by_symbol_bucket(table: pa.Table, coarse_us: int) -> Iterator[tuple[tu
         yield (symbols[symbol_codes[row]].as_py(), int(coarse[row])), ordered.slice(start, end - start)
 
 
+def context_for_next_group(table: pa.Table, coarse_us: int,
+                           horizon_us: int) -> Iterator[tuple[tuple[str, int], pa.Table]]:
+    """Yield ((symbol, next group start), rows of ``table`` within ``horizon_us`` of their group's
+    end): what the next group needs to see an earlier delivery of its trades (``horizon_us`` is
+    at most ``coarse_us``, so no other group can hold one)."""
+    if table.num_rows == 0 or horizon_us <= 0:
+        return
+    ts = table.column("ts_us").to_numpy()
+    near_end = ts % coarse_us >= coarse_us - horizon_us
+    if not near_end.any():
+        return
+    for (symbol, start), rows in split_by_symbol_bucket(table.filter(pa.array(near_end)), coarse_us):
+        yield (symbol, start + coarse_us), rows
+
+
 def trade_order(table: pa.Table, max_python_ties: float = 0.05) -> np.ndarray:
     """Row indices sorting ``table`` by TRADE_ORDER, stable (full ties keep their row order).
 
@@ -121,25 +144,31 @@ def trade_order(table: pa.Table, max_python_ties: float = 0.05) -> np.ndarray:
     return order
 
 
-def unique_in_trade_order(table: pa.Table) -> np.ndarray:
-    """Row indices of ``table`` in trade order, keeping the first row of each (source, trade_id)."""
+def winning_deliveries(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """(row indices of the kept delivery of each trade, in trade order; row indices of the
+    conflicting deliveries dropped). ``table`` holds one symbol, so a trade is (source, trade_id)
+    here; its kept delivery is the smallest (ts_us, price, size), the first row among equal ones."""
     order = trade_order(table)
     trade_codes, trade_ids = _codes(table.column("trade_id"))
     if len(trade_ids) == table.num_rows:
-        return order  # no trade id occurs twice, so no (source, trade_id) does
+        return order, np.empty(0, dtype=np.int64)  # no trade id occurs twice, so no trade does
     # Only rows whose trade id occurs more than once can repeat a trade; they are few, so the
-    # source is read for them alone (encoding the whole source column measured ~0.5 ms a group).
+    # source and delivery columns are read for them alone (encoding the whole source column
+    # measured ~0.5 ms a group).
     suspects = np.flatnonzero(np.bincount(trade_codes)[trade_codes] > 1)
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))  # each row's position in trade order
-    source_codes, _ = _codes(table.column("source").take(pa.array(suspects)))
-    trade_codes = trade_codes[suspects]
-    by_key = np.lexsort((rank[suspects], trade_codes, source_codes))  # by key, then trade order
-    source_codes, trade_codes = source_codes[by_key], trade_codes[by_key]
-    repeats = np.concatenate(([False], (source_codes[1:] == source_codes[:-1]) & (trade_codes[1:] == trade_codes[:-1])))
+    rows = pa.array(suspects)
+    source_codes, _ = _codes(table.column("source").take(rows))
+    ts, price, size = (table.column(name).take(rows).to_numpy() for name in DELIVERY_ORDER)
+    # By trade, then delivery order; lexsort is stable, so among equal deliveries the first row leads.
+    by_trade = np.lexsort((size, price, ts, trade_codes[suspects], source_codes))
+    source_codes, trade_codes = source_codes[by_trade], trade_codes[suspects][by_trade]
+    ts, price, size, suspects = ts[by_trade], price[by_trade], size[by_trade], suspects[by_trade]
+    repeat = np.concatenate(([False], (source_codes[1:] == source_codes[:-1]) & (trade_codes[1:] == trade_codes[:-1])))
+    winner = np.maximum.accumulate(np.where(repeat, 0, np.arange(len(repeat))))  # each row's trade's first
+    disagrees = (ts != ts[winner]) | (price != price[winner]) | (size != size[winner])
     keep = np.ones(len(order), dtype=bool)
-    keep[suspects[by_key][repeats]] = False
-    return order[keep[order]]
+    keep[suspects[repeat]] = False
+    return order[keep[order]], suspects[repeat & disagrees]
 
 
 def bars_from_ordered_ticks(symbol: str, ts: np.ndarray, price: np.ndarray, size: np.ndarray,
@@ -158,6 +187,8 @@ def bars_from_ordered_ticks(symbol: str, ts: np.ndarray, price: np.ndarray, size
         price_sums = np.add.reduceat(price, starts)
         counts = ends - starts
         vwaps = np.divide(notionals, volumes, out=price_sums / counts, where=volumes > 0)
+        # Rounding of the sums can put the quotient just outside the bar's prices.
+        np.clip(vwaps, lows, highs, out=vwaps)
         # tolist() turns each column into Python numbers in one call, not one scalar at a time.
         columns = (buckets[starts], price[starts], highs, lows, price[ends - 1], volumes, vwaps, counts)
         for bucket, open_, high, low, close, volume, vwap, trades in zip(*(c.tolist() for c in columns)):
@@ -167,30 +198,49 @@ def bars_from_ordered_ticks(symbol: str, ts: np.ndarray, price: np.ndarray, size
             )
 
 
-class _SplitDoFn(beam.DoFn):
-    def __init__(self, coarse_us: int):
-        self._coarse_us = coarse_us
+# A group's input parts: (True, rows of the previous group near its end) or (False, own rows).
+GroupPart = tuple[bool, bytes]
 
-    def process(self, table: pa.Table) -> Iterable[tuple[tuple[str, int], bytes]]:
+
+class _SplitDoFn(beam.DoFn):
+    def __init__(self, coarse_us: int, horizon_us: int):
+        self._coarse_us, self._horizon_us = coarse_us, horizon_us
+
+    def process(self, table: pa.Table) -> Iterable[tuple[tuple[str, int], GroupPart]]:
         for key, group in split_by_symbol_bucket(table, self._coarse_us):
-            yield key, table_to_ipc(group)
+            yield key, (False, table_to_ipc(group))
+        for key, rows in context_for_next_group(table, self._coarse_us, self._horizon_us):
+            yield key, (True, table_to_ipc(rows))
 
 
 class _DedupAndBarsDoFn(beam.DoFn):
     def __init__(self, intervals: tuple[str, ...]):
         self._intervals = intervals
         self._duplicates = Metrics.counter(METRICS_NAMESPACE, "ticks_duplicate")
+        self._conflicting = Metrics.counter(METRICS_NAMESPACE, "ticks_conflicting")
         self._unique = Metrics.counter(METRICS_NAMESPACE, "ticks_unique")
         self._bars = {i: Metrics.counter(METRICS_NAMESPACE, f"bars_{i}") for i in intervals}
 
-    def process(self, element: tuple[tuple[str, int], Iterable[bytes]]) -> Iterable[Bar]:
+    def process(self, element: tuple[tuple[str, int], Iterable[GroupPart]]) -> Iterable[Bar]:
         (symbol, _), parts = element
-        ticks = pa.concat_tables(ipc_to_table(part) for part in parts)
-        unique = unique_in_trade_order(ticks)
-        self._duplicates.inc(ticks.num_rows - len(unique))
-        self._unique.inc(len(unique))
+        context, own = [], []
+        for is_context, part in parts:
+            (context if is_context else own).append(ipc_to_table(part))
+        if not own:
+            return []  # rows near the end of a day, but none in the next one
+        # Context rows first: the row indices from own_start on are this group's own.
+        own_start = sum(t.num_rows for t in context)
+        ticks = pa.concat_tables(context + own)
+        winners, conflicting = winning_deliveries(ticks)
+        if own_start:
+            winners, conflicting = winners[winners >= own_start], conflicting[conflicting >= own_start]
+        self._duplicates.inc(ticks.num_rows - own_start - len(winners))
+        self._conflicting.inc(len(conflicting))
+        self._unique.inc(len(winners))
+        if not len(winners):
+            return []  # every own row redelivers a trade of the previous group
         # numpy takes of the three columns bars need: taking the table would copy strings too.
-        ts, price, size = (ticks.column(name).to_numpy()[unique] for name in ("ts_us", "price", "size"))
+        ts, price, size = (ticks.column(name).to_numpy()[winners] for name in ("ts_us", "price", "size"))
         bars = list(bars_from_ordered_ticks(symbol, ts, price, size, self._intervals))
         for interval, count in Counter(bar.interval for bar in bars).items():
             self._bars[interval].inc(count)  # one metric update per interval, not per bar
@@ -198,20 +248,28 @@ class _DedupAndBarsDoFn(beam.DoFn):
 
 
 class BatchBars(beam.PTransform):
-    """Canonical tick tables (any split, duplicates allowed) -> final Bars for every interval."""
+    """Canonical tick tables (any split, duplicates allowed) -> final Bars for every interval.
 
-    def __init__(self, intervals: tuple[str, ...], min_group_seconds: int = MIN_GROUP_SECONDS):
+    dedup_horizon_seconds: deliveries of one trade at most this far apart in event time are
+    matched even across group edges (groups then span at least the horizon); farther apart,
+    each counts. 0 matches only within a group.
+    """
+
+    def __init__(self, intervals: tuple[str, ...], dedup_horizon_seconds: int = 0,
+                 min_group_seconds: int = MIN_GROUP_SECONDS):
         super().__init__()
         check_intervals_nest(intervals)
+        if dedup_horizon_seconds < 0:
+            raise ValueError(f"dedup horizon must be >= 0 seconds, got {dedup_horizon_seconds}")
         self._intervals = intervals
-        self._coarse_us = coarse_bucket_micros(intervals, min_group_seconds)
+        self._coarse_us = coarse_bucket_micros(intervals, max(min_group_seconds, dedup_horizon_seconds))
+        self._horizon_us = dedup_horizon_seconds * 1_000_000
 
     def expand(self, tables):
         return (
             tables
-            | "SplitBySymbolBucket" >> beam.ParDo(_SplitDoFn(self._coarse_us)).with_output_types(
-                tuple[tuple[str, int], bytes])
+            | "SplitBySymbolBucket" >> beam.ParDo(_SplitDoFn(self._coarse_us, self._horizon_us)).with_output_types(
+                tuple[tuple[str, int], GroupPart])
             | "GroupBySymbolBucket" >> beam.GroupByKey()
             | "DedupAndBars" >> beam.ParDo(_DedupAndBarsDoFn(self._intervals)).with_output_types(Bar)
         )
-

@@ -8,14 +8,24 @@ it worse the more ticks are remembered. Here the unit is a message (a batch of t
 ``ingestion.wire``) and then a (symbol, bucket) group of it:
 
     (origin, body) --ParseTickBatches--> ((symbol, dedup bucket), [Tick]) + DeadLetters
-        --DedupTickBatches--> (symbol, [first deliveries])
+        --DedupTickBatches--> (symbol, [kept deliveries])
         --BarsFromTickBatches--> Bars, for every interval
 
-Dedup keeps, per (symbol, 1-second bucket), the set of (source, trade_id) seen: a duplicate has the same symbol and event time, so it always meets its original in
-the same group. A timer clears the set ``horizon`` after the bucket ends. Bars pre-aggregate
-each group into one ``OhlcvAccumulator`` per interval bucket before the windowed combine, so
-the trigger machinery sees one element per (message, symbol, bucket) instead of per tick.
-Results are identical to ``DedupTrades`` + ``StreamingBars`` (same arithmetic: transforms.bars).
+Trades and their deliveries follow transforms.trade_identity. The parser resolves each trade's
+deliveries within a message to the kept one and puts them all in the kept delivery's
+(symbol, 1-second bucket) group. Dedup remembers, per group, each trade's kept delivery; a timer
+forgets them ``horizon`` after the bucket ends. A later delivery of a remembered trade is a
+duplicate, and if it disagrees with the kept one it is also counted as ``ticks_conflicting``
+instead of changing the bars. Emitted bars cannot be retracted here, so a later delivery the
+rule would prefer, or one at another time (another bucket), leaves the result dependent on
+arrival order: streaming equals batch when each trade's deliveries arrive in one message, or
+later only as exact repeats of the kept delivery. Removing the remaining order dependence
+means making stored bars final from a durable tick archive with the batch rules
+(transforms.batch_bars); that is separate work.
+
+Bars pre-aggregate each group into one ``OhlcvAccumulator`` per interval bucket before the
+windowed combine, so the trigger machinery sees one element per (message, symbol, bucket)
+instead of per tick. The arithmetic is StreamingBars' (transforms.bars).
 """
 from __future__ import annotations
 
@@ -37,6 +47,7 @@ from alphastream.intervals import bucket_start_us, interval_micros, interval_sec
 from alphastream.records import Bar, DeadLetterReason, Tick
 from transforms.bars import OhlcvCombineFn, StreamingBars, _WindowedBarDoFn, merge_two, tick_accumulator
 from transforms.parse import DEAD_LETTERS, METRICS_NAMESPACE, TICKS, TypeDeadLetters, dead_letter
+from transforms.trade_identity import Delivery, delivery, kept_deliveries, trade_identity
 from transforms.validation import TickRejected, ValidationPolicy, tick_from_fields, tick_from_json
 
 NowFn = Callable[[], int]
@@ -71,6 +82,17 @@ def group_ticks(ticks: Iterable[Tick], bucket_us: int) -> dict[GroupKey, list[Ti
     groups: dict[GroupKey, list[Tick]] = {}
     for tick in ticks:
         groups.setdefault((tick.symbol, bucket_start_us(tick.ts_us, bucket_us)), []).append(tick)
+    return groups
+
+
+def group_deliveries(ticks: list[Tick], bucket_us: int) -> dict[GroupKey, list[Tick]]:
+    """Like group_ticks, but every delivery of a trade goes to the group of the trade's kept
+    delivery, so dedup sees them together even when their times fall in different buckets."""
+    kept = kept_deliveries(ticks)
+    groups: dict[GroupKey, list[Tick]] = {}
+    for tick in ticks:
+        ts_us = kept[trade_identity(tick)].ts_us  # never later than tick.ts_us
+        groups.setdefault((tick.symbol, bucket_start_us(ts_us, bucket_us)), []).append(tick)
     return groups
 
 
@@ -111,7 +133,7 @@ class _ParseTickBatchDoFn(beam.DoFn):
                 continue
             ticks.append(tick)
         self._parsed.inc(len(ticks))
-        for key, group in group_ticks(ticks, self._bucket_us).items():
+        for key, group in group_deliveries(ticks, self._bucket_us).items():
             yield TimestampedValue((key, group), Timestamp(micros=min(t.ts_us for t in group)))
 
 
@@ -131,58 +153,78 @@ class ParseTickBatches(beam.PTransform):
         return {TICKS: parsed[TICKS], DEAD_LETTERS: parsed[DEAD_LETTERS] | "TypeDeadLetters" >> TypeDeadLetters()}
 
 
-_TRADES_SEPARATOR = "\n"
-# Dedup groups: duplicates share symbol and event time, so any time bucketing keeps them
-# together; 1 s keeps each group's set of seen trades small (it is re-encoded on every write).
+# Dedup groups: a message's deliveries of a trade share its kept delivery's group; 1 s keeps
+# each group's remembered trades few (they are re-encoded on every write).
 DEDUP_BUCKET_US = 1_000_000
+# State: one line per trade, its identity as JSON (which escapes tabs and newlines inside ids),
+# a tab, then the kept delivery's "ts_us price size".
+_LINE, _FIELD = "\n", "\t"
 
 
-def _trade_key(tick: Tick) -> str:
-    """(source, trade_id) as one line of text: JSON escapes any newline inside an id."""
-    return json.dumps([tick.source, tick.trade_id], separators=(",", ":"))
+def _identity_text(tick: Tick) -> str:
+    return json.dumps(trade_identity(tick), separators=(",", ":"))
 
 
-class _FirstDeliveriesDoFn(beam.DoFn):
-    # The trades seen, one key per line: runners encode state on every write, and joining
-    # and splitting text is ~10x cheaper than pickling a set (profiled on the DirectRunner).
-    SEEN = ReadModifyWriteStateSpec("seen", StrUtf8Coder())
+def _delivery_text(tick: Tick) -> str:
+    return f"{tick.ts_us} {tick.price!r} {tick.size!r}"  # repr round-trips floats exactly
+
+
+def _parse_delivery(text: str) -> Delivery:
+    ts_us, price, size = text.split(" ")
+    return int(ts_us), float(price), float(size)
+
+
+class _KeptDeliveriesDoFn(beam.DoFn):
+    # The remembered trades as text: runners encode state on every write, and joining and
+    # splitting text is ~10x cheaper than pickling a set (profiled on the DirectRunner).
+    KEPT = ReadModifyWriteStateSpec("kept", StrUtf8Coder())
     FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
 
     def __init__(self, bucket_us: int, horizon_seconds: int):
         self._bucket_us = bucket_us
         self._horizon = Duration(seconds=horizon_seconds)
         self._duplicates = Metrics.counter(METRICS_NAMESPACE, "ticks_duplicate")
+        self._conflicting = Metrics.counter(METRICS_NAMESPACE, "ticks_conflicting")
         self._unique = Metrics.counter(METRICS_NAMESPACE, "ticks_unique")
 
-    def process(self, element, seen=beam.DoFn.StateParam(SEEN), forget=beam.DoFn.TimerParam(FORGET)):
+    def process(self, element, kept_state=beam.DoFn.StateParam(KEPT), forget=beam.DoFn.TimerParam(FORGET)):
         (symbol, bucket), ticks = element
-        stored = seen.read()
-        known = set(stored.split(_TRADES_SEPARATOR)) if stored else set()
-        fresh = []
+        stored = kept_state.read()
+        kept = dict(line.split(_FIELD, 1) for line in stored.split(_LINE)) if stored else {}
+        arrived: dict[str, list[Tick]] = {}
         for tick in ticks:
-            trade = _trade_key(tick)
-            if trade not in known:
-                known.add(trade)
-                fresh.append(tick)
+            arrived.setdefault(_identity_text(tick), []).append(tick)
+        fresh, conflicting = [], 0
+        for identity, deliveries in arrived.items():
+            if identity in kept:  # kept from an earlier message: it stays, whatever the rule prefers
+                earlier = _parse_delivery(kept[identity])
+            else:
+                best = min(deliveries, key=delivery)
+                earlier = delivery(best)
+                kept[identity] = _delivery_text(best)
+                fresh.append(best)
+            conflicting += sum(delivery(t) != earlier for t in deliveries)
         if fresh:
-            seen.write(_TRADES_SEPARATOR.join(known))
+            kept_state.write(_LINE.join(f"{identity}{_FIELD}{text}" for identity, text in kept.items()))
         forget.set(Timestamp(micros=bucket + self._bucket_us) + self._horizon)
         self._unique.inc(len(fresh))
+        # Conflicting deliveries are duplicates too (read = unique + duplicates + dead-lettered).
         self._duplicates.inc(len(ticks) - len(fresh))
+        self._conflicting.inc(conflicting)
         if fresh:
             yield symbol, fresh
 
     @on_timer(FORGET)
-    def _forget(self, seen=beam.DoFn.StateParam(SEEN)):
-        seen.clear()
+    def _forget(self, kept_state=beam.DoFn.StateParam(KEPT)):
+        kept_state.clear()
 
 
 class DedupTickBatches(beam.PTransform):
-    """((symbol, bucket), [Tick]) -> (symbol, [first delivery of each (source, trade_id)])."""
+    """((symbol, bucket), [Tick]) -> (symbol, [kept delivery of each trade new to its group])."""
 
     def __init__(self, bucket_us: int, horizon_seconds: int):
         super().__init__()
-        self._fn = _FirstDeliveriesDoFn(bucket_us, horizon_seconds)
+        self._fn = _KeptDeliveriesDoFn(bucket_us, horizon_seconds)
 
     def expand(self, groups):
         return groups | "FirstDeliveries" >> beam.ParDo(self._fn)
