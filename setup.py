@@ -4,7 +4,17 @@ Dataflow stages this file with ``--setup_file ./setup.py``: workers install the 
 requirements (Beam is already on the worker image, pinned here to the same version the job is
 built with). Extras add the API, the dashboard, the ingestion service and the dev tools.
 """
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
+
+# The SQL migrations and the dashboard's assets are folders of data inside the packages;
+# namespace discovery lists them as packages so setuptools ships their files without warning.
+PACKAGES = find_namespace_packages(include=["alphastream*", "pipeline*", "transforms*", "serving*", "dash_app*",
+                                            "ingestion*"], exclude=["*.__pycache__"])
+PACKAGE_DATA = {
+    "pipeline.db.migrations": ["*.sql"],
+    "dash_app.assets": ["*.css"],
+    "dash_app.assets.vendor": ["*.js", "*.txt", "*.md"],
+}
 
 BEAM = "apache-beam[gcp]==2.77.0"
 
@@ -18,7 +28,7 @@ CORE = [
     "pydantic-settings>=2.2",
 ]
 EXTRAS = {
-    "api": ["fastapi>=0.110", "uvicorn[standard]>=0.29", "prometheus-client>=0.20", "orjson>=3.9"],
+    "api": ["fastapi>=0.110", "fastapi-offline>=1.7", "uvicorn[standard]>=0.29", "prometheus-client>=0.20", "orjson>=3.9"],
     "dash": ["dash>=2.17", "plotly>=5.20", "requests>=2.31"],
     "ingestion": ["websockets>=12", "google-cloud-pubsub>=2.21", "requests>=2.31", "yfinance>=0.2.40"],
     "kafka": ["confluent-kafka>=2.3"],
@@ -43,9 +53,8 @@ setup(
     description="Real-time market data pipeline on Apache Beam: ticks to OHLCV bars, "
     "PostgreSQL and a Parquet lake, a REST API and a dashboard.",
     python_requires=">=3.10",
-    packages=find_packages(include=["alphastream*", "pipeline*", "transforms*", "serving*", "dash_app*", "ingestion*"]),
-    package_data={"pipeline": ["db/migrations/*.sql"], "dash_app": ["assets/*.css", "assets/vendor/*"]},
-    include_package_data=True,
+    packages=PACKAGES,
+    package_data=PACKAGE_DATA,
     install_requires=CORE,
     extras_require=EXTRAS,
 )
