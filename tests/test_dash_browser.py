@@ -5,7 +5,8 @@ Real everything: PostgreSQL filled by the pipeline (``python -m pipeline``), the
 Selenium. The candles on screen are counted (SVG paths and plotly's trace) and compared with
 the database and the API. Live mode is checked by writing a bar with the pipeline's own sink
 and watching it appear, then updating it with a later pane and watching it change in place.
-Saves ``docs/img/dashboard.png`` (1280x800) and ``docs/img/dashboard-narrow.png`` (390 px).
+Saves ``dashboard.png`` (1280x800) and ``dashboard-narrow.png`` (390 px) into ``screenshot_dir``:
+a temporary folder, or ``docs/img`` through ``scripts/refresh_screenshots.sh``.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import apache_beam as beam
 import pandas as pd
 import psycopg
 import pytest
+from PIL import Image
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -33,7 +35,6 @@ from tests.fixtures.browser import (WINDOW_SIZE, candles_drawn, install_draw_pro
 
 pytestmark = pytest.mark.timeout(180)
 
-DOCS_IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
 WAIT_SECONDS = 20  # generous: the machine is shared with other test runs
 LIVE_POLL_SECONDS = 0.5
 NARROW = (390, 844)  # a phone held upright
@@ -130,7 +131,17 @@ def side_panels_loaded(driver) -> bool:
         "return !!(g && g._fullData && g._fullData.length);")
 
 
-def test_chart_draws_every_bar_of_the_day(page, client, dashboard_db):
+def save_screenshot(page, folder: Path, name: str) -> Path:
+    """Save what the page shows as folder/name and check it is a PNG of the viewport's size."""
+    path = folder / name
+    assert page.save_screenshot(str(path)), f"Chromium did not save {path}"
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.size == tuple(page.execute_script("return [window.innerWidth, window.innerHeight]"))
+    return path
+
+
+def test_chart_draws_every_bar_of_the_day(page, client, dashboard_db, screenshot_dir):
     symbols = [s.symbol for s in client.symbols()]
     assert len(symbols) == 3, symbols
     symbol = "AAPL" if "AAPL" in symbols else symbols[0]
@@ -151,8 +162,7 @@ def test_chart_draws_every_bar_of_the_day(page, client, dashboard_db):
     watch_rows = page.find_elements(By.CSS_SELECTOR, "#watchlist tbody tr")
     assert sorted(r.find_element(By.CSS_SELECTOR, ".sym").text for r in watch_rows) == sorted(symbols)
     assert "API ok" in page.find_element(By.ID, "api-status").text
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    page.save_screenshot(str(DOCS_IMG / "dashboard.png"))
+    save_screenshot(page, screenshot_dir, "dashboard.png")
 
 
 def test_switching_symbol_and_interval_redraws_the_chart(page, client, dashboard_db):
@@ -207,7 +217,7 @@ def test_custom_range_and_overlay_controls(page, client):
     assert candles_drawn(page)["data"] == len(whole_day)  # overlays redraw the same bars
 
 
-def test_narrow_screen_stacks_the_panels_without_sideways_scrolling(page, client):
+def test_narrow_screen_stacks_the_panels_without_sideways_scrolling(page, client, screenshot_dir):
     set_viewport(page, *NARROW, mobile=True)
     page.refresh()
     symbol = wait_for(lambda: candles_drawn(page), "candles on a narrow screen")["title"].split(" · ")[0]
@@ -219,7 +229,7 @@ def test_narrow_screen_stacks_the_panels_without_sideways_scrolling(page, client
     assert watchlist["y"] >= chart["y"] + chart["height"]  # one column: the chart first
     assert chart["width"] <= NARROW[0]
     wait_for(lambda: side_panels_loaded(page), "the side panels on a narrow screen")
-    page.save_screenshot(str(DOCS_IMG / "dashboard-narrow.png"))
+    save_screenshot(page, screenshot_dir, "dashboard-narrow.png")
 
 
 def write_bars(db_url: str, bars: list[Bar]) -> None:
