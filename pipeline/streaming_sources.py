@@ -23,10 +23,14 @@ import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage, ReadFromPubSub
 from apache_beam.options.pipeline_options import StandardOptions
 
+from alphastream.java_jars import FETCH_COMMAND
+from pipeline.errors import UserFacingError
+
 log = logging.getLogger(__name__)
 
 KAFKA_ORIGIN_PREFIX = "kafka:"
 WAKE_TIMEOUT_SECONDS = 10.0
+CHECK_TIMEOUT_SECONDS = 10.0
 
 
 def _runner_is_dataflow(options) -> bool:
@@ -64,7 +68,31 @@ class ReadTicksFromPubSub(beam.PTransform):
         return cls(subscription=opts.subscription, topic=opts.topic,
                    timestamp_attribute=wire.TIMESTAMP_ATTRIBUTE, id_label=id_label)
 
+    def check_exists(self) -> None:
+        """Fail now, in one line, if the subscription or topic is missing: Beam would only find
+        out once the job runs (on Dataflow, minutes later, in a worker log)."""
+        from google.api_core import exceptions as gexc
+        from google.cloud import pubsub_v1
+
+        try:
+            if self.subscription:
+                with pubsub_v1.SubscriberClient() as subscriber:
+                    subscriber.get_subscription(subscription=self.subscription, timeout=CHECK_TIMEOUT_SECONDS)
+            else:
+                publisher = pubsub_v1.PublisherClient()
+                try:
+                    publisher.get_topic(topic=self.topic, timeout=CHECK_TIMEOUT_SECONDS)
+                finally:
+                    publisher.stop()
+        except gexc.NotFound:
+            kind, flag = ("subscription", "--subscription") if self.subscription else ("topic", "--topic")
+            raise UserFacingError(
+                f"Pub/Sub {kind} {self.origin} ({flag}) does not exist: create it first, e.g. "
+                f"`gcloud pubsub {kind}s create {self.origin.rsplit('/', 1)[-1]}"
+                f"{' --topic TOPIC' if self.subscription else ''}`, or check the project and name") from None
+
     def expand(self, pbegin):
+        self.check_exists()
         return (
             pbegin
             | "ReadFromPubSub" >> ReadFromPubSub(
@@ -101,7 +129,7 @@ def wake_pubsub_reader(subscription: str | None, topic: str | None) -> bool:
         return False
 
 
-class KafkaExpansionError(RuntimeError):
+class KafkaExpansionError(UserFacingError):
     """ReadFromKafka could not be expanded: no Java expansion service was reachable."""
 
 
@@ -115,7 +143,8 @@ def kafka_expansion_help(expansion_service: str | None, cause: BaseException) ->
         "What to do: start one where Java is installed, e.g.\n"
         "    java -jar beam-sdks-java-io-expansion-service-<beam version>.jar 8097\n"
         "and pass --expansion_service localhost:8097; or stage that jar in ~/.apache_beam/cache/jars/ "
-        "so Beam can start it without network access."
+        "so Beam can start it without network access. Where Maven Central does not serve that jar, "
+        f"`{FETCH_COMMAND}` caches an equivalent classpath and docs/kafka-flink.md shows how to start it."
     )
 
 
@@ -129,7 +158,7 @@ class ReadTicksFromKafka(beam.PTransform):
     def __init__(self, *, bootstrap_servers: str, topic: str, expansion_service: str | None = None):
         super().__init__()
         if not bootstrap_servers or not topic:
-            raise ValueError("--source kafka needs --kafka_bootstrap_servers host:port and --kafka_topic NAME "
+            raise UserFacingError("--source kafka needs --kafka_bootstrap_servers host:port and --kafka_topic NAME "
                              f"(got {bootstrap_servers!r}, {topic!r})")
         self.consumer_config = {"bootstrap.servers": bootstrap_servers}
         self.topic = topic
@@ -148,7 +177,27 @@ class ReadTicksFromKafka(beam.PTransform):
                              timestamp_policy=ReadFromKafka.create_time_policy,
                              expansion_service=self.expansion_service)
 
+    def check_broker(self) -> None:
+        """Fail now, in one line, if no broker answers at the bootstrap servers or the topic is
+        missing: the Java reader would otherwise retry silently inside the running job."""
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient
+
+        servers = self.consumer_config["bootstrap.servers"]
+        admin = AdminClient({"bootstrap.servers": servers})
+        try:
+            metadata = admin.list_topics(timeout=CHECK_TIMEOUT_SECONDS)
+        except KafkaException as err:
+            raise UserFacingError(f"no Kafka broker answered at --kafka_bootstrap_servers {servers} within "
+                                  f"{CHECK_TIMEOUT_SECONDS:.0f} s ({err.args[0].str()}): check the host:port "
+                                  "list and that the broker is running") from None
+        if self.topic not in metadata.topics:
+            raise UserFacingError(f"Kafka topic {self.topic!r} (--kafka_topic) does not exist on {servers}: create "
+                                  f"it (kafka-topics.sh --create --topic {self.topic} --bootstrap-server {servers}) "
+                                  "or check the name")
+
     def expand(self, pbegin):
+        self.check_broker()
         try:
             records = pbegin | "ReadFromKafka" >> self.kafka_read()
         except Exception as err:  # grpc.RpcError, RuntimeError from the jar download, OSError...

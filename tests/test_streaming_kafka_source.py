@@ -1,26 +1,29 @@
-"""--source kafka: Beam's real cross-language ReadFromKafka. No Kafka broker or Java expansion
-service runs here, so what is tested is what a user without one sees: a clear error naming
---expansion_service and what to do, from the real expansion attempt (no fake broker)."""
+"""--source kafka: Beam's real cross-language ReadFromKafka, expanded by the real Java expansion
+service (the cached 2.73.0 classpath, python -m alphastream.java_jars) against a real broker;
+and the one-line errors for what a user can get wrong: no bootstrap servers, no broker, no
+topic, no expansion service."""
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from alphastream.local_services import free_port
+from pipeline.errors import UserFacingError
 from pipeline.options import AlphastreamOptions
 from pipeline.streaming_sources import KAFKA_ORIGIN_PREFIX, ReadTicksFromKafka, kafka_expansion_help
 
 REPO = Path(__file__).resolve().parents[1]
+KAFKA_IO_NAME = "KafkaIO.Read"
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # nothing listens once the socket is closed
+def run_pipeline_cli(*flags: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", "--streaming", "--source", "kafka", "--no_db", *flags],
+                          cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 def test_flags_configure_the_reader():
@@ -34,24 +37,53 @@ def test_flags_configure_the_reader():
 
 @pytest.mark.parametrize("servers, topic", [(None, "ticks"), ("b:9092", None)])
 def test_missing_flags_are_named(servers, topic):
-    with pytest.raises(ValueError, match="--kafka_bootstrap_servers host:port and --kafka_topic"):
+    with pytest.raises(UserFacingError, match="--kafka_bootstrap_servers host:port and --kafka_topic"):
         ReadTicksFromKafka(bootstrap_servers=servers, topic=topic)
 
 
-def test_without_a_reachable_expansion_service_the_cli_says_what_to_do(tmp_path):
-    port = closed_port()
-    run = subprocess.run(
-        [sys.executable, "-m", "pipeline", "--streaming", "--source", "kafka", "--kafka_bootstrap_servers",
-         "127.0.0.1:9092", "--kafka_topic", "ticks", "--expansion_service", f"localhost:{port}", "--no_db",
-         "--output", str(tmp_path / "lake")],
-        cwd=REPO, capture_output=True, text=True, timeout=120)
+def test_an_unreachable_broker_is_one_line_from_the_cli(tmp_path):
+    servers = f"127.0.0.1:{free_port()}"
+    run = run_pipeline_cli("--kafka_bootstrap_servers", servers, "--kafka_topic", "ticks",
+                           "--output", str(tmp_path / "lake"), cwd=REPO)
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert f"error: no Kafka broker answered at --kafka_bootstrap_servers {servers}" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_a_missing_topic_is_named(kafka_broker):
+    reader = ReadTicksFromKafka(bootstrap_servers=kafka_broker.bootstrap, topic="no-such-topic")
+    with pytest.raises(UserFacingError, match="Kafka topic 'no-such-topic' .* does not exist"):
+        reader.check_broker()
+
+
+def test_without_a_reachable_expansion_service_the_cli_says_what_to_do(kafka_broker, tmp_path):
+    topic = kafka_broker.create_topic("noexp")
+    port = free_port()
+    run = run_pipeline_cli("--kafka_bootstrap_servers", kafka_broker.bootstrap, "--kafka_topic", topic,
+                           "--expansion_service", f"localhost:{port}", "--output", str(tmp_path / "lake"), cwd=REPO)
     assert run.returncode == 2, run.stderr[-3000:]
     assert f"the expansion service at --expansion_service localhost:{port} did not answer" in run.stderr
-    assert "java -jar beam-sdks-java-io-expansion-service" in run.stderr
+    assert "python -m alphastream.java_jars" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_the_real_expansion_service_expands_read_from_kafka(kafka_broker, kafka_expansion_service):
+    """Java 2.73.0 expansion for the pinned Python SDK (2.77.0): the graph gains KafkaIO's
+    Java transforms, configured with our topic and broker."""
+    topic = kafka_broker.create_topic("expand")
+    pipeline = beam.Pipeline()
+    _ = pipeline | ReadTicksFromKafka(bootstrap_servers=kafka_broker.bootstrap, topic=topic,
+                                      expansion_service=kafka_expansion_service)
+    proto = pipeline.to_runner_api()
+    names = [t.unique_name for t in proto.components.transforms.values()]
+    assert any(KAFKA_IO_NAME in name for name in names), names
+    environments = {env.urn for env in proto.components.environments.values()}
+    assert "beam:env:docker:v1" in environments  # the Java harness runs in Beam's Java container by default
+    payloads = b"".join(t.spec.payload for t in proto.components.transforms.values())
+    assert topic.encode() in payloads and kafka_broker.bootstrap.encode() in payloads
 
 
 def test_the_default_expansion_service_message_explains_the_jar_download():
     message = kafka_expansion_help(None, RuntimeError("Unable to fetch remote job server jar"))
     assert "Maven Central" in message and "--expansion_service localhost:8097" in message
-    assert "~/.apache_beam/cache/jars/" in message
+    assert "python -m alphastream.java_jars" in message

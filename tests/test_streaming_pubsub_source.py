@@ -12,6 +12,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from alphastream.records import Tick
 from ingestion.wire import ID_ATTRIBUTE, TIMESTAMP_ATTRIBUTE, encode_tick, rfc3339_millis
+from pipeline.errors import UserFacingError
 from pipeline.options import AlphastreamOptions
 from pipeline.streaming_sources import ReadTicksFromPubSub, wake_pubsub_reader
 from transforms.tick_batches import UNREADABLE, decode_tick_batch
@@ -136,3 +137,15 @@ def test_waking_the_reader_makes_cancel_quick(pubsub_emulator):
     started = time.monotonic()
     assert read_until(subscription, expected=0) == []
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("kind", ["subscription", "topic"])
+def test_a_missing_subscription_or_topic_is_named_when_the_source_is_built(pubsub_emulator, kind):
+    missing = getattr(pubsub_emulator, f"{kind}_path")(pubsub_emulator.unique_name("missing"))
+    with pytest.raises(UserFacingError, match=rf"Pub/Sub {kind} {missing} \(--{kind}\) does not exist"):
+        _ = beam.Pipeline() | ReadTicksFromPubSub(**{kind: missing}, timestamp_attribute=TIMESTAMP_ATTRIBUTE)
+
+
+def test_an_existing_subscription_passes_the_check(pubsub_emulator):
+    _, subscription = pubsub_emulator.create_topic_and_subscription("exists")
+    ReadTicksFromPubSub(subscription=subscription, timestamp_attribute=TIMESTAMP_ATTRIBUTE).check_exists()
