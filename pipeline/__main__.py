@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import gc
 import logging
+import os
 import signal
 import sys
 import threading
@@ -113,8 +114,15 @@ def _run_streaming(pipeline: beam.Pipeline, opts: AlphastreamOptions):
     if PipelineState.is_terminal(result.state):
         return result  # a bounded local run (see check_local_synthetic_stream) has finished
     stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        if stop.is_set():  # a second signal: the user does not want to wait for the drain
+            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(128 + signum)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     max_duration = opts.max_duration
     log.info("streaming; stop with Ctrl-C%s", f" (or after {max_duration:.0f} s)" if max_duration else "")
     stop.wait(timeout=max_duration)
@@ -126,6 +134,24 @@ def _run_streaming(pipeline: beam.Pipeline, opts: AlphastreamOptions):
     result.cancel()
     log.info("streaming pipeline stopped")
     return result
+
+
+@contextlib.contextmanager
+def finalizing(opts: AlphastreamOptions, db_url: str | Secret | None):
+    """With --archive (and a database): the bar finaliser runs beside the streaming run, and
+    makes one last pass after it stops (pipeline.finalizer)."""
+    if not (opts.archive and db_url):
+        yield
+        return
+    from pipeline.finalizer import BarFinalizer
+
+    finalizer = BarFinalizer(opts.archive, db_url.get_str() if isinstance(db_url, Secret) else db_url,
+                             opts.intervals, opts.allowed_lateness, every_seconds=opts.finalize_every_seconds)
+    finalizer.start()
+    try:
+        yield
+    finally:
+        finalizer.stop()
 
 
 @contextlib.contextmanager
@@ -149,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     (anything else keeps its traceback: that is a bug to report)."""
     argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv[:1] == ["repair"]:
+            from pipeline import repair
+
+            return repair.main(argv[1:])
         return run(argv)
     except UserFacingError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -185,7 +215,8 @@ def run(argv: list[str]) -> int:
         raise UserFacingError(str(err)) from err
     with frozen_heap():
         if streaming:
-            result = _run_streaming(pipeline, opts)
+            with finalizing(opts, db_url):
+                result = _run_streaming(pipeline, opts)
         else:
             result = pipeline.run()
             result.wait_until_finish()

@@ -38,6 +38,8 @@ examples:
   # live bars from Pub/Sub into your PostgreSQL
   {PROG} --streaming --source pubsub --subscription projects/P/subscriptions/ticks \\
       --db_url postgresql://user:pass@host:5432/alphastream
+  # recompute the bars of an hour from the tick archive, stored as final
+  {PROG} repair --archive data/lake --start 2024-05-01T14:00 --end 2024-05-01T15:00
   # build a Dataflow job without submitting it
   {PROG} --runner DataflowRunner --project P --region us-central1 \\
       --temp_location gs://B/tmp --setup_file ./setup.py --dry_run True

@@ -141,6 +141,13 @@ class AlphastreamOptions(PipelineOptions):
                          help="Also store deduplicated raw ticks in the database's ticks table.")
         out.add_argument("--max_duration", type=_positive_float, default=None,
                          help="Streaming: stop cleanly after this many seconds (default: until Ctrl-C).")
+        out.add_argument("--archive", default=None, metavar="PATH",
+                         help="Streaming: the tick archive that `python -m ingestion --archive PATH` writes. "
+                              "With it, bars become final from the archive once their window (plus the allowed "
+                              "lateness) has closed, including whatever a crash, stop or database outage left "
+                              "short (see `python -m pipeline repair --help`).")
+        out.add_argument("--finalize_every_seconds", type=_positive_float, default=10.0,
+                         help="Streaming with --archive: seconds between passes that finalise closed windows.")
 
 
 STREAMING_SOURCES = ("pubsub", "kafka")

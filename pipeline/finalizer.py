@@ -1,0 +1,120 @@
+"""The streaming run's bar finaliser: repairs closed windows from the tick archive, in order.
+
+A background thread beside a streaming run (``--archive``). It keeps one mark per archive in
+the ``bar_finalization`` table: every bar before the mark is final. Each pass moves the mark
+to the end of the last closed bucket of the largest interval (window end plus allowed
+lateness in the past), recomputing everything in between with ``pipeline.repair``. So:
+
+* at start-up it repairs whatever a previous run left short (a crash, a kill, a stop of any
+  length), from the stored mark; with no mark yet it starts at the current closed edge;
+* during a database outage its passes fail and the mark stays put; the first pass after the
+  database returns repairs the whole outage;
+* conflicting redeliveries that reached the live bars in the wrong order end final by the
+  batch rule, like every other bar.
+
+Bars of still-open windows stay provisional (the live panes); they become final one pass after
+their window closes.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import psycopg
+
+from alphastream.settings import mask_dsn
+from pipeline.repair import closed_until, recompute, store_final
+
+log = logging.getLogger(__name__)
+
+NowFn = Callable[[], int]
+
+_READ_MARK = "SELECT (extract(epoch FROM final_until) * 1000000)::bigint FROM bar_finalization WHERE archive = %s"
+_WRITE_MARK = (
+    "INSERT INTO bar_finalization (archive, final_until) "
+    "VALUES (%s, timestamptz 'epoch' + %s * interval '1 microsecond') "
+    "ON CONFLICT (archive) DO UPDATE SET final_until = excluded.final_until, updated_at = now() "
+    "WHERE bar_finalization.final_until < excluded.final_until"
+)
+
+
+def read_mark(db_url: str, archive: str) -> int | None:
+    with psycopg.connect(db_url, connect_timeout=10) as conn:
+        row = conn.execute(_READ_MARK, (archive,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def write_mark(db_url: str, archive: str, until_us: int) -> None:
+    with psycopg.connect(db_url, connect_timeout=10) as conn:
+        conn.execute(_WRITE_MARK, (archive, until_us))
+
+
+@dataclass
+class PassResult:
+    start_us: int
+    end_us: int
+    bars: int
+    failed: int
+
+
+@dataclass
+class BarFinalizer:
+    """Finalises the bars of ``archive`` in ``db_url`` (see the module docstring)."""
+
+    archive: str
+    db_url: str
+    intervals: Sequence[str]
+    allowed_lateness_seconds: int
+    every_seconds: float = 10.0
+    now_us: NowFn = field(default=lambda: time.time_ns() // 1_000)
+    passes: list[PassResult] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def run_once(self) -> PassResult | None:
+        """One pass: finalise everything between the stored mark and the closed edge. Returns
+        None when there is nothing new to finalise; raises when the database is unreachable."""
+        edge = closed_until(self.now_us(), self.allowed_lateness_seconds, self.intervals)
+        mark = read_mark(self.db_url, self.archive)
+        if mark is None:  # a new archive: nothing before now was ever provisional here
+            write_mark(self.db_url, self.archive, edge)
+            return None
+        if edge <= mark:
+            return None
+        result = recompute(self.archive, mark, edge, self.intervals, now_us=self.now_us())
+        failed = store_final(self.db_url, result.bars)
+        outcome = PassResult(mark, edge, len(result.bars), failed)
+        if failed:  # leave the mark: the next pass repeats the range (stores are idempotent)
+            log.warning("finaliser: %d of %d bars not stored; will retry", failed, len(result.bars))
+        else:
+            write_mark(self.db_url, self.archive, edge)
+            log.info("finaliser: %s", result.line())
+        self.passes.append(outcome)
+        return outcome
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="bar-finalizer", daemon=True)
+        self._thread.start()
+
+    def stop(self, final_pass: bool = True) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if final_pass:
+            self._attempt()
+
+    def _loop(self) -> None:
+        while True:
+            self._attempt()
+            if self._stop.wait(self.every_seconds):
+                return
+
+    def _attempt(self) -> None:
+        try:
+            self.run_once()
+        except psycopg.Error as err:  # the database is away: the mark waits for it
+            log.warning("finaliser: database %s unavailable (%s); retrying in %.0f s",
+                        mask_dsn(self.db_url), str(err).strip(), self.every_seconds)
