@@ -7,6 +7,7 @@ an infinity in a numeric column is served as the null the schema announces, neve
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import http.client
 import json
 import math
@@ -17,6 +18,8 @@ import psycopg
 import pytest
 import requests
 import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg import sql
 
 from alphastream.records import Bar, PaneTiming
@@ -134,6 +137,30 @@ def test_times_at_the_calendar_edges_in_utc_are_served(api_url):
         answers = [session.get(f"{api_url}{path}", params=params, timeout=10) for path, params in edges]
     assert [a.status_code for a in answers] == [200] * len(edges), [a.text for a in answers]
     assert len(answers[0].json()["items"]) == 1  # the stored day's 1-hour bar
+
+
+# Every UTC offset ISO-8601 allows, to the minute.
+OFFSETS = st.integers(-14 * 60, 14 * 60).map(lambda minutes: dt.timezone(dt.timedelta(minutes=minutes)))
+# Any time, and times within a day of either end of the calendar, where an offset can push UTC out.
+TIMES = st.one_of(st.datetimes(timezones=OFFSETS), st.datetimes(max_value=dt.datetime(1, 1, 2), timezones=OFFSETS),
+                  st.datetimes(min_value=dt.datetime(9999, 12, 30), timezones=OFFSETS))
+TIME_PARAMETERS = [("/v1/bars", BARS, "start"), ("/v1/bars", BARS, "end"), ("/v1/indicators", INDICATORS, "start"),
+                   ("/v1/indicators", INDICATORS, "end"), ("/v1/dead-letters", {}, "since")]
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[requests.Session]:
+    with requests.Session() as keep_alive:
+        yield keep_alive
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(when=TIMES, where=st.sampled_from(TIME_PARAMETERS))
+def test_no_time_with_any_offset_is_a_server_error(api_url, session, when, where):
+    path, params, name = where
+    response = session.get(f"{api_url}{path}", params={**params, name: when.isoformat()}, timeout=10)
+    assert response.status_code in (200, 422), f"{name}={when.isoformat()}: {response.status_code} {response.text}"
 
 
 schema = schemathesis.openapi.from_dict(create_app(api_settings()).openapi())
