@@ -1,10 +1,13 @@
 """StreamingBars + DedupTrades with TestStream: on-time, early, late, too-late, out-of-order
 and duplicate ticks, and the OhlcvCombineFn's algebra checked directly."""
 import itertools
+import math
 import random
 
 import apache_beam as beam
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
@@ -12,8 +15,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from alphastream.records import Tick
-from transforms.bars import OhlcvCombineFn, StreamingBars, merge_two, tick_accumulator
+from alphastream.records import PaneTiming, Tick
+from transforms.bars import OhlcvCombineFn, StreamingBars, bar_from_accumulator, merge_two, tick_accumulator
 from transforms.dedup import DedupTrades
 
 T0 = 1_704_205_800_000_000  # 2024-01-02 14:30:00 UTC, a minute boundary
@@ -68,6 +71,23 @@ def test_open_close_ties_broken_by_trade_id_not_arrival():
         for t in order:
             acc = merge_two(acc, tick_accumulator(t))
         assert (acc.open, acc.close) == (20.0, 10.0)  # trade "a" sorts first
+
+
+# The validated ranges (transforms.validation): price 1e-9..1e12, size 0 or 1e-12..1e15.
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.sampled_from([1e-9, 0.1, 0.3, 1e12]), st.floats(1e-9, 1e12)),
+                          st.one_of(st.sampled_from([0.0, 1e-12, 0.7, 1e15]), st.floats(1e-12, 1e15))),
+                min_size=1, max_size=30), st.randoms(use_true_random=False))
+@example([(0.1, 0.0)] * 3, random.Random(0))  # the mean of equal prices rounds above them
+@example([(0.3, 1e15), (0.3, 0.7), (0.3, 0.7)], random.Random(0))  # the weighted mean below
+def test_vwap_is_finite_and_within_low_and_high_however_merged(trades, rng):
+    accs = [tick_accumulator(tick(i, price, size, trade_id=f"t{i}")) for i, (price, size) in enumerate(trades)]
+    rng.shuffle(accs)
+    cut = rng.randint(0, len(accs))
+    acc = OhlcvCombineFn().merge_accumulators([OhlcvCombineFn().merge_accumulators(accs[:cut]),
+                                              OhlcvCombineFn().merge_accumulators(accs[cut:])])
+    bar = bar_from_accumulator("AAPL", "1m", T0, acc, PaneTiming.ON_TIME, 0)
+    assert math.isfinite(bar.vwap) and bar.low <= bar.vwap <= bar.high, bar
 
 
 # --- StreamingBars with TestStream -----------------------------------------------------
