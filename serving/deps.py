@@ -11,7 +11,7 @@ import logging
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool
 
 from alphastream.settings import mask_dsn
@@ -70,8 +70,19 @@ _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
                                description="Required when the API runs with ALPHASTREAM_API_KEY set.")
 
 
-async def require_api_key(settings: Settings, key: Annotated[str | None, Depends(_api_key_header)]) -> None:
-    """Refuse the request unless auth is off or the X-API-Key header matches (constant time)."""
+# The same key as a bearer token: what Prometheus's `authorization` scrape setting sends.
+_bearer = HTTPBearer(auto_error=False, description=f"The API key as a bearer token (same key as {API_KEY_HEADER}).")
+
+
+def _matches(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+async def require_api_key(settings: Settings, key: Annotated[str | None, Depends(_api_key_header)],
+                          bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+    """Refuse the request unless auth is off, or the X-API-Key header or a bearer token matches
+    (constant time)."""
     expected = settings.api_key
-    if expected and not (key and hmac.compare_digest(key.encode(), expected.encode())):
-        raise ApiProblem(401, f"missing or wrong {API_KEY_HEADER} header: this API requires an API key")
+    if expected and not (_matches(key, expected) or _matches(bearer and bearer.credentials, expected)):
+        raise ApiProblem(401, f"missing or wrong {API_KEY_HEADER} header (or Authorization: Bearer): "
+                              "this API requires an API key")

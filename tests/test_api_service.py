@@ -70,12 +70,14 @@ def test_api_key_is_required_when_set(market_db):
         right = secured.get("/v1/symbols", headers={"X-API-Key": API_KEY})
         open_routes = [secured.get(p).status_code for p in ("/healthz", "/readyz", "/docs", "/openapi.json")]
         metrics = [secured.get("/metrics", headers=headers).status_code
-                   for headers in ({}, {"X-API-Key": "nope"}, {"X-API-Key": API_KEY})]
+                   for headers in ({}, {"X-API-Key": "nope"}, {"Authorization": "Bearer nope"},
+                                   {"X-API-Key": API_KEY}, {"Authorization": f"Bearer {API_KEY}"})]
     assert missing.status_code == wrong.status_code == 401 and "X-API-Key" in missing.json()["detail"]
     assert right.status_code == 200 and right.json()["items"]
     assert open_routes == [200, 200, 200, 200]
-    # The scrape shows request rates and store contents: it needs the key too (Prometheus sends it).
-    assert metrics == [401, 401, 200]
+    # The scrape shows request rates and store contents: it needs the key too, which Prometheus
+    # sends as a bearer token (its `authorization` setting) or an X-API-Key header.
+    assert metrics == [401, 401, 401, 200, 200]
 
 
 def test_cors_allows_only_the_configured_origins(market_db):
