@@ -56,9 +56,13 @@ class ApiClient:
     """Typed access to the REST API. Thread-safe: one HTTP session per thread."""
 
     def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 5.0,
-                 page_size: int = PAGE_LIMIT):
+                 page_size: int = PAGE_LIMIT, id_token_audience: str | None = None):
+        """``id_token_audience``: for an API behind Cloud Run's IAM check, the audience (the
+        service URL) of the Google ID token sent with every request, from the runtime's
+        service account (Application Default Credentials)."""
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
+        self.id_token_audience = id_token_audience
         self.timeout = timeout
         self.page_size = page_size
         self._local = threading.local()
@@ -68,11 +72,28 @@ class ApiClient:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
+            session = self._id_token_session() if self.id_token_audience else requests.Session()
             if self.api_key:
                 session.headers[API_KEY_HEADER] = self.api_key
             self._local.session = session
         return session
+
+    def _id_token_session(self) -> requests.Session:
+        """A session that sends ``Authorization: Bearer <ID token>`` and renews the token
+        before it expires (google-auth's AuthorizedSession)."""
+        import google.auth.exceptions
+        from google.auth.transport.requests import AuthorizedSession, Request
+        from google.oauth2 import id_token
+
+        try:
+            credentials = id_token.fetch_id_token_credentials(self.id_token_audience, request=Request())
+        except google.auth.exceptions.DefaultCredentialsError as err:
+            raise ApiUnavailable(
+                f"cannot get an ID token for the private REST API {self.id_token_audience}: {err} "
+                "(on Cloud Run the service account provides it; locally set GOOGLE_APPLICATION_CREDENTIALS "
+                "to a service-account key, or unset the audience for a public API)", url=self.base_url,
+            ) from err
+        return AuthorizedSession(credentials)
 
     def _get(self, path: str, params: dict[str, Any] | None = None, *, text: bool = False) -> Any:
         url = f"{self.base_url}{path}"

@@ -45,7 +45,9 @@ _VAR_REF = re.compile(r"\bvar\.([a-z0-9_]+)\b")
 _LOCAL_REF = re.compile(r"\blocal\.([a-z0-9_]+)\b")
 # Project-level roles each service account may hold; everything else is granted on a resource.
 ALLOWED_PROJECT_ROLES = {
-    "pipeline": {"roles/dataflow.worker", "roles/cloudsql.client"},
+    # The workers reach Cloud SQL's private IP over TLS with the DSN's password, not through the
+    # Cloud SQL connector, so they need no cloudsql.client.
+    "pipeline": {"roles/dataflow.worker"},
     "api": {"roles/cloudsql.client"},
     "dashboard": set(),
     "ingestion": set(),
@@ -90,10 +92,11 @@ class Config:
     outputs: dict[str, dict]
     terraform: list[dict]
     providers: list[dict]
+    ephemeral: dict[tuple[str, str], dict]
 
 
 def _load_config() -> Config:
-    config = Config({}, {}, {}, {}, {}, [], [])
+    config = Config({}, {}, {}, {}, {}, [], [], {})
     for path in TF_FILES:
         with path.open() as handle:
             parsed = _clean(hcl2.load(handle))
@@ -103,7 +106,7 @@ def _load_config() -> Config:
             duplicated = set(block) & set(config.locals)
             assert not duplicated, f"{path.name}: locals defined twice: {sorted(duplicated)}"
             config.locals.update(block)
-        for kind, target in (("resource", config.resources), ("data", config.data)):
+        for kind, target in (("resource", config.resources), ("data", config.data), ("ephemeral", config.ephemeral)):
             for block in parsed.get(kind, []):
                 for rtype, named in block.items():
                     for name, body in named.items():
@@ -141,7 +144,7 @@ def _strings(node: Any) -> list[str]:
 
 def _all_expressions(config: Config) -> list[str]:
     trees = [config.variables, config.locals, config.outputs, config.providers, config.terraform,
-             list(config.resources.values()), list(config.data.values())]
+             list(config.resources.values()), list(config.data.values()), list(config.ephemeral.values())]
     return [s for tree in trees for s in _strings(tree)]
 
 
@@ -374,7 +377,7 @@ def test_tfvars_example_sets_declared_variables_and_every_required_one(config: C
 def test_no_secret_literals(config: Config):
     literal_secrets = []
     for (rtype, name), body in config.resources.items():
-        for key in ("secret_data", "password"):
+        for key in ("secret_data", "password", "secret_data_wo", "password_wo"):
             if key in body and str(body[key]).startswith('"'):
                 literal_secrets.append(f"{rtype}.{name}.{key}")
     assert not literal_secrets, f"secrets written as literals: {literal_secrets}"
@@ -607,9 +610,87 @@ def test_subscriptions_do_not_filter_or_rename_wire_attributes(config: Config):
         for text in _strings(body):
             for attribute in re.findall(r"attributes\.([A-Za-z0-9_]+)", text):
                 assert attribute in wire_attributes, f"{name} names attribute {attribute!r}, not in ingestion.wire"
-    topic_ids = {f"${{google_pubsub_topic.{n}.id}}" for t, n in config.resources if t == "google_pubsub_topic"}
-    dead_letter = pipeline_subscription["dead_letter_policy"][0]
-    assert dead_letter["dead_letter_topic"] in topic_ids - {pipeline_subscription["topic"]}, \
-        "dead letters must go to their own topic"
-    inspected = {body["topic"] for (t, _), body in config.resources.items() if t == "google_pubsub_subscription"}
-    assert dead_letter["dead_letter_topic"] in inspected, "a dead-letter topic without a subscription loses messages"
+
+
+# ---------------------------------------------------------------------------- defects a plan would not show
+
+
+def _subscription_read_by_dataflow(config: Config, evaluator: Evaluator) -> dict:
+    argv = evaluator.eval(config.locals["dataflow_launch_args"])
+    subscription = argv[argv.index("--subscription") + 1]
+    (body,) = [body for (rtype, name), body in config.resources.items() if rtype == "google_pubsub_subscription"
+               and evaluator.attribute(rtype, name, "id") == subscription]
+    return body
+
+
+def test_dataflow_subscription_has_no_delivery_policies_dataflow_ignores(config: Config, evaluator: Evaluator):
+    # Dataflow acks on durable receipt, so Pub/Sub never counts failed deliveries: a dead-letter
+    # or retry policy there would promise a safety net that never catches anything.
+    body = _subscription_read_by_dataflow(config, evaluator)
+    assert "dead_letter_policy" not in body and "retry_policy" not in body
+
+
+def test_api_is_private_unless_made_public_explicitly(config: Config, evaluator: Evaluator):
+    assert evaluator.eval(config.variables["api_allow_unauthenticated"]["default"]) is False
+    public = [body for (rtype, _), body in config.resources.items()
+              if rtype == "google_cloud_run_v2_service_iam_member" and _unquote(body["member"]) == "allUsers"]
+    assert public, "the public grants are expected behind their variables"
+    for body in public:
+        assert re.fullmatch(r"\$\{var\.[a-z_]+_allow_unauthenticated \? 1 : 0\}", str(body.get("count"))), body
+
+
+def test_dashboard_invoker_grant_comes_with_an_id_token_for_the_api(config: Config, evaluator: Evaluator):
+    grant = config.resources[("google_cloud_run_v2_service_iam_member", "dashboard_invokes_api")]
+    assert _unquote(grant["role"]) == "roles/run.invoker"
+    assert grant["member"] == "${google_service_account.dashboard.member}"
+    dashboard = _static_env(evaluator, _container(config.resources[("google_cloud_run_v2_service", "dashboard")]))
+    audience = f"{ENV_PREFIX}DASH_API_AUDIENCE"
+    assert audience in dashboard, "without an ID token the private API answers the dashboard 403"
+    assert dashboard[audience]["value"] == "${google_cloud_run_v2_service.api.uri}"
+
+
+def test_worker_pool_uses_only_fields_the_provider_has_and_ignores_the_reported_launch_stage(config: Config):
+    for (rtype, name), body in config.resources.items():
+        if "launch_stage" in body:
+            (lifecycle,) = body.get("lifecycle", [{}]) or [{}]
+            assert "launch_stage" in lifecycle.get("ignore_changes", []), f"{rtype}.{name}: perpetual diff"
+    pool = config.resources[("google_cloud_run_v2_worker_pool", "ingestion")]
+    (scaling,) = pool["scaling"]
+    assert set(scaling) == {"manual_instance_count"}, scaling
+
+
+def test_cloud_sql_states_its_ca_and_the_peering_can_be_destroyed(config: Config):
+    instance = config.resources[("google_sql_database_instance", "main")]
+    (ip,) = instance["settings"][0]["ip_configuration"]
+    assert _unquote(ip["server_ca_mode"]) == "GOOGLE_MANAGED_INTERNAL_CA"
+    assert _unquote(ip["ssl_mode"]) == "ENCRYPTED_ONLY"
+    peering = config.resources[("google_service_networking_connection", "private_services")]
+    assert _unquote(peering["deletion_policy"]) == "ABANDON"
+
+
+def test_apis_terraform_itself_needs_are_enabled(config: Config):
+    apis = {_unquote(api) for api in config.locals["apis"]}
+    assert "cloudresourcemanager.googleapis.com" in apis, "data.google_project and project IAM call it"
+    services = {body.get("service") for (rtype, _), body in config.resources.items() if rtype == "google_project_service"}
+    assert services == {"${each.value}"}
+
+
+def test_generated_secrets_never_reach_the_state(config: Config):
+    # Generated credentials are ephemeral and written only to write-only arguments (Terraform
+    # >= 1.11), each with a version to bump for rotation.
+    assert not [key for key in config.resources if key[0] == "random_password"], "random_password keeps its result in state"
+    generated = {name for rtype, name in config.ephemeral if rtype == "random_password"}
+    assert generated == {"db", "api_key"}
+    for (rtype, name), body in config.resources.items():
+        for attribute in ("secret_data", "password"):
+            assert attribute not in body, f"{rtype}.{name}.{attribute} is stored in state: use {attribute}_wo"
+        for attribute in ("secret_data_wo", "password_wo"):
+            if attribute in body:
+                assert f"{attribute}_version" in body, f"{rtype}.{name}: a write-only value needs its version"
+    versions = [_unquote(body["secret_data_wo_version"]) for (rtype, _), body in config.resources.items()
+                if rtype == "google_secret_manager_secret_version"]
+    assert versions and set(versions) == {"${var.credentials_version}"}
+    (settings,) = config.terraform
+    assert re.fullmatch(r">= ?1\.(1[1-9]|[2-9]\d)(\.\d+)?", _unquote(settings["required_version"]))
+    (providers,) = settings["required_providers"]
+    assert re.match(r">= ?3\.([7-9]|\d\d)", _unquote(providers["random"]["version"]))

@@ -1,6 +1,7 @@
 # One service account per component, each with only what it uses. Grants are on the resource
 # (topic, subscription, bucket, secret, service) wherever IAM allows; cloudsql.client and
-# dataflow.worker exist only at project level.
+# dataflow.worker exist only at project level. The pipeline has no cloudsql.client: its workers
+# reach the private IP directly (TLS, password from the DSN secret), not through the connector.
 
 resource "google_service_account" "pipeline" {
   account_id   = "${var.name_prefix}-pipeline"
@@ -35,12 +36,6 @@ resource "google_service_account" "ingestion" {
 resource "google_project_iam_member" "pipeline_dataflow_worker" {
   project = var.project_id
   role    = "roles/dataflow.worker"
-  member  = google_service_account.pipeline.member
-}
-
-resource "google_project_iam_member" "pipeline_cloudsql_client" {
-  project = var.project_id
-  role    = "roles/cloudsql.client"
   member  = google_service_account.pipeline.member
 }
 
@@ -115,7 +110,16 @@ resource "google_cloud_run_v2_service_iam_member" "api_public" {
   member   = "allUsers"
 }
 
-# --- dashboard: invokes the API, with the API's key ---
+resource "google_cloud_run_v2_service_iam_member" "api_invokers" {
+  for_each = toset(var.api_invokers)
+
+  name     = google_cloud_run_v2_service.api.name
+  location = google_cloud_run_v2_service.api.location
+  role     = "roles/run.invoker"
+  member   = each.value
+}
+
+# --- dashboard: invokes the private API with an ID token for it (dash_app/api_client.py) and the key ---
 
 resource "google_cloud_run_v2_service_iam_member" "dashboard_invokes_api" {
   name     = google_cloud_run_v2_service.api.name

@@ -18,6 +18,8 @@ data "google_project" "this" {
 locals {
   apis = [
     "artifactregistry.googleapis.com",
+    # Terraform itself reads project metadata and IAM through it (data.google_project, *_iam_member).
+    "cloudresourcemanager.googleapis.com",
     "compute.googleapis.com",
     "dataflow.googleapis.com",
     "iam.googleapis.com",
@@ -33,9 +35,6 @@ locals {
 
   # Cloud Run's default port; the API and the dashboard are told to listen on it.
   container_port = 8080
-
-  # Pub/Sub's own service agent publishes dead letters and acks the originals.
-  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 }
 
 resource "google_project_service" "enabled" {

@@ -15,6 +15,13 @@ resource "google_compute_subnetwork" "main" {
   ip_cidr_range = var.subnet_cidr
   # Workers without public IPs still reach Pub/Sub, GCS and Secret Manager.
   private_ip_google_access = true
+
+  # Flow logs, sampled: enough to investigate traffic to Cloud SQL and out through NAT.
+  log_config {
+    aggregation_interval = "INTERVAL_5_MIN"
+    flow_sampling        = 0.1
+    metadata             = "INCLUDE_ALL_METADATA"
+  }
 }
 
 # Private services access: the address range Cloud SQL's private IP comes from.
@@ -30,6 +37,9 @@ resource "google_service_networking_connection" "private_services" {
   network                 = google_compute_network.main.id
   service                 = "servicenetworking.googleapis.com"
   reserved_peering_ranges = [google_compute_global_address.private_services.name]
+  # Deleting the peering fails while Cloud SQL still holds addresses (it releases them minutes
+  # after the instance is gone); abandoning lets destroy finish and the network deletion frees it.
+  deletion_policy = "ABANDON"
 }
 
 # Dataflow workers exchange shuffle data on TCP 12345-12346; the rule Dataflow documents.

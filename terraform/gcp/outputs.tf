@@ -38,11 +38,6 @@ output "pipeline_subscription" {
   value       = google_pubsub_subscription.pipeline.id
 }
 
-output "dead_letter_subscription" {
-  description = "Subscription on the dead-letter topic, to inspect messages Pub/Sub gave up delivering."
-  value       = google_pubsub_subscription.dead_letter_inspection.id
-}
-
 output "lake_url" {
   description = "Root of the Parquet lake (the pipeline's --output)."
   value       = local.lake_root

@@ -12,6 +12,7 @@ locals {
     api_port          = "ALPHASTREAM_API_PORT"
     api_pool_max_size = "ALPHASTREAM_API_POOL_MAX_SIZE"
     dash_host         = "ALPHASTREAM_DASH_HOST"
+    dash_api_audience = "ALPHASTREAM_DASH_API_AUDIENCE"
     dash_port         = "ALPHASTREAM_DASH_PORT"
   }
 
@@ -169,6 +170,12 @@ resource "google_cloud_run_v2_service" "dashboard" {
         value = google_cloud_run_v2_service.api.uri
       }
 
+      # The API is private: the dashboard sends an ID token for this audience (its URL).
+      env {
+        name  = local.env.dash_api_audience
+        value = google_cloud_run_v2_service.api.uri
+      }
+
       env {
         name  = local.env.dash_host
         value = local.listen_all
@@ -209,7 +216,6 @@ resource "google_cloud_run_v2_worker_pool" "ingestion" {
 
   # One instance per feed connection; 0 pauses ingestion without deleting anything.
   scaling {
-    scaling_mode          = "MANUAL"
     manual_instance_count = var.ingestion_instances
   }
 
@@ -241,6 +247,12 @@ resource "google_cloud_run_v2_worker_pool" "ingestion" {
         }
       }
     }
+  }
+
+  # The API reports the launch stage it applied (GA once worker pools leave beta), not the one
+  # asked for: without this every plan would show a change.
+  lifecycle {
+    ignore_changes = [launch_stage]
   }
 
   depends_on = [

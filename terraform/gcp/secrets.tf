@@ -1,6 +1,7 @@
 # Secret Manager holds every credential; Cloud Run reads them as environment variables and the
-# Dataflow launch command reads the pipeline's DSN with gcloud. Nothing secret is in the code;
-# generated values do live in the Terraform state, so keep the state in a private bucket.
+# Dataflow workers read the pipeline's DSN themselves. Generated values are ephemeral and go to
+# write-only arguments (Terraform >= 1.11): they are in neither the plan nor the state. Bump
+# credentials_version to generate and write new ones.
 
 resource "google_secret_manager_secret" "db_password" {
   secret_id = "${var.name_prefix}-db-password"
@@ -13,8 +14,9 @@ resource "google_secret_manager_secret" "db_password" {
 }
 
 resource "google_secret_manager_secret_version" "db_password" {
-  secret      = google_secret_manager_secret.db_password.id
-  secret_data = random_password.db.result
+  secret                 = google_secret_manager_secret.db_password.id
+  secret_data_wo         = ephemeral.random_password.db.result
+  secret_data_wo_version = var.credentials_version
 }
 
 # Full DSNs: the components read one variable (ALPHASTREAM_DB_URL), not host/user/password.
@@ -29,8 +31,9 @@ resource "google_secret_manager_secret" "api_db_url" {
 }
 
 resource "google_secret_manager_secret_version" "api_db_url" {
-  secret      = google_secret_manager_secret.api_db_url.id
-  secret_data = local.api_db_url
+  secret                 = google_secret_manager_secret.api_db_url.id
+  secret_data_wo         = local.api_db_url
+  secret_data_wo_version = var.credentials_version
 }
 
 resource "google_secret_manager_secret" "pipeline_db_url" {
@@ -44,12 +47,13 @@ resource "google_secret_manager_secret" "pipeline_db_url" {
 }
 
 resource "google_secret_manager_secret_version" "pipeline_db_url" {
-  secret      = google_secret_manager_secret.pipeline_db_url.id
-  secret_data = local.pipeline_db_url
+  secret                 = google_secret_manager_secret.pipeline_db_url.id
+  secret_data_wo         = local.pipeline_db_url
+  secret_data_wo_version = var.credentials_version
 }
 
 # The REST API's key (X-API-Key); the dashboard sends it.
-resource "random_password" "api_key" {
+ephemeral "random_password" "api_key" {
   length  = var.api_key_length
   special = false
 }
@@ -65,8 +69,9 @@ resource "google_secret_manager_secret" "api_key" {
 }
 
 resource "google_secret_manager_secret_version" "api_key" {
-  secret      = google_secret_manager_secret.api_key.id
-  secret_data = random_password.api_key.result
+  secret                 = google_secret_manager_secret.api_key.id
+  secret_data_wo         = ephemeral.random_password.api_key.result
+  secret_data_wo_version = var.credentials_version
 }
 
 # The market-data feed's API key, for feeds that need one. Terraform creates the empty secret;

@@ -70,17 +70,6 @@ variable "ticks_retention_seconds" {
   }
 }
 
-variable "dead_letter_retention_seconds" {
-  description = "How long undeliverable tick messages are kept on the dead-letter topic and its inspection subscription, in seconds."
-  type        = number
-  default     = 604800
-
-  validation {
-    condition     = var.dead_letter_retention_seconds >= 600 && var.dead_letter_retention_seconds <= 604800
-    error_message = "dead_letter_retention_seconds must be between 600 and 604800 (7 days, a subscription's maximum)."
-  }
-}
-
 variable "pipeline_ack_deadline_seconds" {
   description = "Ack deadline of the pipeline subscription, in seconds (Dataflow extends it while a bundle is processed)."
   type        = number
@@ -89,17 +78,6 @@ variable "pipeline_ack_deadline_seconds" {
   validation {
     condition     = var.pipeline_ack_deadline_seconds >= 10 && var.pipeline_ack_deadline_seconds <= 600
     error_message = "pipeline_ack_deadline_seconds must be between 10 and 600."
-  }
-}
-
-variable "max_delivery_attempts" {
-  description = "Deliveries of one message before Pub/Sub moves it to the dead-letter topic."
-  type        = number
-  default     = 10
-
-  validation {
-    condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100
-    error_message = "max_delivery_attempts must be between 5 and 100 (Pub/Sub's limits)."
   }
 }
 
@@ -130,6 +108,17 @@ variable "lake_retention_days" {
   validation {
     condition     = var.lake_retention_days >= 0
     error_message = "lake_retention_days must be 0 (keep forever) or a positive number of days."
+  }
+}
+
+variable "lake_noncurrent_retention_days" {
+  description = "Days an overwritten or deleted lake object stays restorable (object versioning) before it is deleted."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.lake_noncurrent_retention_days >= 1
+    error_message = "lake_noncurrent_retention_days must be at least 1."
   }
 }
 
@@ -247,6 +236,17 @@ variable "db_password_length" {
   }
 }
 
+variable "credentials_version" {
+  description = "Version of the generated database password and API key: bump it to generate new ones and write them to Cloud SQL and Secret Manager (they are never stored in the Terraform state)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.credentials_version >= 1
+    error_message = "credentials_version must be 1 or more; increase it to rotate."
+  }
+}
+
 variable "api_key_length" {
   description = "Length of the generated REST API key."
   type        = number
@@ -329,9 +329,15 @@ variable "api_db_pool_max_size" {
 }
 
 variable "api_allow_unauthenticated" {
-  description = "Let anyone reach the API URL (allUsers invoker). Requests still need the X-API-Key from Secret Manager."
+  description = "Make the API public (allUsers invoker); requests still need the X-API-Key. Off (the default): only IAM members with run.invoker (the dashboard, api_invokers) reach it."
   type        = bool
-  default     = true
+  default     = false
+}
+
+variable "api_invokers" {
+  description = "IAM members, besides the dashboard, allowed to call the private API (they send an ID token and the X-API-Key), e.g. [\"serviceAccount:ci@P.iam.gserviceaccount.com\"]."
+  type        = list(string)
+  default     = []
 }
 
 # --- dashboard ---
