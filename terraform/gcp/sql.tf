@@ -22,12 +22,54 @@ resource "google_sql_database_instance" "main" {
 
     # Connection, lock and checkpoint logging for audits and incident review; statements only for
     # DDL (migrations), so the sink's steady writes are not logged one by one.
-    dynamic "database_flags" {
-      for_each = local.sql_flags
-      content {
-        name  = database_flags.key
-        value = database_flags.value
-      }
+    database_flags {
+      name  = "cloudsql.enable_pgaudit"
+      value = "on"
+    }
+
+    database_flags {
+      name  = "pgaudit.log"
+      value = "ddl,role"
+    }
+
+    database_flags {
+      name  = "log_checkpoints"
+      value = "on"
+    }
+
+    database_flags {
+      name  = "log_connections"
+      value = "on"
+    }
+
+    database_flags {
+      name  = "log_disconnections"
+      value = "on"
+    }
+
+    database_flags {
+      name  = "log_hostname"
+      value = "on"
+    }
+
+    database_flags {
+      name  = "log_lock_waits"
+      value = "on"
+    }
+
+    database_flags {
+      name  = "log_min_error_statement"
+      value = "error"
+    }
+
+    database_flags {
+      name  = "log_min_messages"
+      value = "error"
+    }
+
+    database_flags {
+      name  = "log_statement"
+      value = "ddl"
     }
 
     ip_configuration {
@@ -79,21 +121,6 @@ resource "google_sql_user" "alphastream" {
   # The user owns the tables the migrations create; PostgreSQL refuses to drop such a user, so
   # on destroy it is left to go with the instance.
   deletion_policy = "ABANDON"
-}
-
-locals {
-  sql_flags = {
-    "cloudsql.enable_pgaudit" = "on"
-    "pgaudit.log"             = "ddl,role"
-    log_checkpoints           = "on"
-    log_connections           = "on"
-    log_disconnections        = "on"
-    log_hostname              = "on"
-    log_lock_waits            = "on"
-    log_min_error_statement   = "error"
-    log_min_messages          = "error"
-    log_statement             = "ddl"
-  }
 }
 
 # Built from the ephemeral password, so ephemeral too: usable only in write-only arguments.
