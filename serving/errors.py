@@ -44,8 +44,14 @@ async def _problem(_: Request, exc: ApiProblem) -> JSONResponse:
     return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
 
+def _message(error: dict) -> str:
+    """pydantic's message, without the "Value error, " it puts before a validator's own sentence."""
+    raised = error.get("ctx", {}).get("error")
+    return str(raised) if error.get("type") == "value_error" and raised else str(error.get("msg", ""))
+
+
 async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+    errors = [{"loc": list(e.get("loc", ())), "msg": _message(e), "type": str(e.get("type", ""))}
               for e in exc.errors()]
     detail = "; ".join(_describe(e) for e in errors) or "invalid request"
     return JSONResponse({"detail": detail, "errors": errors}, status_code=422)

@@ -123,6 +123,18 @@ def test_hostile_input_is_a_422_and_the_connection_stays_open(api_url):
         conn.close()
 
 
+def test_refusals_say_which_parameter_and_what_to_send(api_url):
+    time = requests.get(f"{api_url}/v1/bars", params={**BARS, "start": FAR_PAST}, timeout=10).json()
+    event_id = requests.get(f"{api_url}/v1/stream/bars", params={"symbols": SYMBOL},
+                            headers={"Last-Event-ID": "9" * 32}, timeout=10).json()
+    assert time["detail"] == (f"start: {FAR_PAST} is outside the calendar in UTC: give a time between "
+                              "0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z")
+    assert time["errors"] == [{"loc": ["query", "start"], "msg": time["detail"][len("start: "):],
+                               "type": "value_error"}]
+    assert event_id["detail"].startswith("last-event-id: 999")
+    assert event_id["detail"].endswith("is not an event id this stream sent: reconnect without Last-Event-ID")
+
+
 def test_times_at_the_calendar_edges_in_utc_are_served(api_url):
     """Times that fit the calendar in UTC stay valid queries, however far out (nothing stored there)."""
     edges = [

@@ -15,8 +15,8 @@ from typing import Annotated, AsyncIterator
 import anyio
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import AfterValidator
 from psycopg_pool import AsyncConnectionPool
+from pydantic import AfterValidator
 
 from alphastream.intervals import IntervalError, canonical_interval
 from serving import encoding, queries
