@@ -11,6 +11,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
+from fastapi.testclient import TestClient
 
 from serving.main import create_app
 from tests.fixtures.browser import chromium_missing
@@ -57,6 +58,17 @@ def test_documentation_pages_load_everything_from_the_app(api_url, page):
         assert asset.status_code == 200 and len(asset.content) > 100, url
     schema = requests.get(f"{api_url}/openapi.json", timeout=10)
     assert schema.status_code == 200 and schema.json()["paths"]["/v1/bars"]
+
+
+def test_pages_behind_a_proxy_prefix_point_under_it():
+    # No lifespan (no `with`): the documentation routes never touch the database.
+    behind_proxy = TestClient(create_app(api_settings()), root_path="/market")
+    html = behind_proxy.get("/docs").text
+    schema = behind_proxy.get("/openapi.json").json()
+    assert {url for url in references(html)} == {"/market/docs/assets/swagger-ui.css",
+                                                  "/market/docs/assets/favicon.png",
+                                                  "/market/docs/assets/swagger-ui-bundle.js"}
+    assert "url: '/market/openapi.json'" in html and schema["servers"] == [{"url": "/market"}]
 
 
 def test_unknown_assets_are_404(api_url):

@@ -30,19 +30,29 @@ ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css
 SWAGGER_UI_PARAMETERS = {**swagger_ui_default_parameters, "validatorUrl": None}
 
 
+def _root(request: Request) -> str:
+    """The prefix a proxy mounts the app under (uvicorn --root-path), or ""."""
+    return request.scope.get("root_path", "").rstrip("/")
+
+
 def _asset_url(request: Request, name: str) -> str:
-    return f"{request.scope.get('root_path', '')}{ASSETS_URL}/{name}"
+    return f"{_root(request)}{ASSETS_URL}/{name}"
 
 
 @router.get(OPENAPI_URL)
 async def get_openapi(request: Request) -> JSONResponse:
-    return JSONResponse(request.app.openapi())
+    """The schema, naming the proxy prefix as its server as FastAPI's own route does, so "Try it
+    out" calls the API where the client reaches it."""
+    schema, root = request.app.openapi(), _root(request)
+    if root and request.app.root_path_in_servers and root not in {s.get("url") for s in schema.get("servers", [])}:
+        schema = {**schema, "servers": [{"url": root}, *schema.get("servers", [])]}
+    return JSONResponse(schema)
 
 
 @router.get(DOCS_URL)
 async def get_swagger_ui(request: Request) -> HTMLResponse:
     return get_swagger_ui_html(
-        openapi_url=f"{request.scope.get('root_path', '')}{OPENAPI_URL}", title=f"{request.app.title} - Swagger UI",
+        openapi_url=f"{_root(request)}{OPENAPI_URL}", title=f"{request.app.title} - Swagger UI",
         swagger_js_url=_asset_url(request, "swagger-ui-bundle.js"),
         swagger_css_url=_asset_url(request, "swagger-ui.css"),
         swagger_favicon_url=_asset_url(request, "favicon.png"), swagger_ui_parameters=SWAGGER_UI_PARAMETERS)
@@ -51,7 +61,7 @@ async def get_swagger_ui(request: Request) -> HTMLResponse:
 @router.get(REDOC_URL)
 async def get_redoc(request: Request) -> HTMLResponse:
     return get_redoc_html(
-        openapi_url=f"{request.scope.get('root_path', '')}{OPENAPI_URL}", title=f"{request.app.title} - ReDoc",
+        openapi_url=f"{_root(request)}{OPENAPI_URL}", title=f"{request.app.title} - ReDoc",
         redoc_js_url=_asset_url(request, "redoc.standalone.js"),
         redoc_favicon_url=_asset_url(request, "favicon.png"), with_google_fonts=False)
 
