@@ -115,7 +115,7 @@ def load_bars(kind: str, out_dir: str):
     import pandas as pd
 
     if kind.startswith("pipeline"):
-        df = pd.read_parquet(next(Path(out_dir).rglob("bars.parquet")))
+        df = pd.concat([pd.read_parquet(f) for f in sorted(Path(out_dir).glob("bars/**/*.parquet"))])
         df["bucket_start_us"] = df["bucket_start"].astype("int64")
         if str(df["bucket_start"].dtype).startswith("datetime64[ns"):
             df["bucket_start_us"] //= 1000

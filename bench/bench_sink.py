@@ -34,6 +34,7 @@ import psycopg
 from alphastream.records import Bar, PaneTiming, storage_name
 from pipeline.db import migrate
 from pipeline.db.localdb import LocalDatabase
+from pipeline.db.revisions import StoredBar, streaming_revision
 from pipeline.db.writer import BARS, CopyMergeWriter, EpochMicrosTimestamptzDumper
 
 MINUTE_US = 60_000_000
@@ -42,8 +43,9 @@ SYMBOLS = 200
 TARGET_RATIO = 0.9
 
 
-def make_bars(rows: int, pane_index: int = 0, seed: int = 7, offset_minutes: int = 0) -> list[Bar]:
-    """``rows`` one-minute bars over SYMBOLS symbols, random but valid (low <= open, close <= high)."""
+def make_bars(rows: int, pane_index: int = 0, seed: int = 7, offset_minutes: int = 0) -> list[StoredBar]:
+    """``rows`` one-minute bars over SYMBOLS symbols, random but valid (low <= open, close <= high),
+    as the table stores them (streaming panes: pipeline.db.revisions)."""
     rng = np.random.default_rng(seed + pane_index)
     per_symbol = -(-rows // SYMBOLS)
     opens = rng.uniform(10, 500, rows)
@@ -54,14 +56,15 @@ def make_bars(rows: int, pane_index: int = 0, seed: int = 7, offset_minutes: int
     trades = rng.integers(1, 500, rows)
     timing = PaneTiming.ON_TIME.value if pane_index == 0 else PaneTiming.LATE.value
     return [
-        Bar(f"S{i // per_symbol:04d}", "1m", START_US + (i % per_symbol + offset_minutes) * MINUTE_US,
-            float(opens[i]), float(highs[i]), float(lows[i]), float(closes[i]), float(volumes[i]),
-            float((highs[i] + lows[i]) / 2), int(trades[i]), timing, pane_index)
+        StoredBar(f"S{i // per_symbol:04d}", "1m", START_US + (i % per_symbol + offset_minutes) * MINUTE_US,
+                  float(opens[i]), float(highs[i]), float(lows[i]), float(closes[i]), float(volumes[i]),
+                  float((highs[i] + lows[i]) / 2), int(trades[i]), timing, pane_index,
+                  streaming_revision(0, pane_index))
         for i in range(rows)
     ]
 
 
-def plain_copy(dsn: str, rows: list[Bar]) -> float:
+def plain_copy(dsn: str, rows: list[StoredBar]) -> float:
     with psycopg.connect(dsn, autocommit=True) as conn:
         types = [conn.execute("SELECT atttypid::int FROM pg_attribute WHERE attrelid = 'bars'::regclass "
                               "AND attname = %s", (storage_name(f),)).fetchone()[0] for f in BARS.fields]
@@ -75,7 +78,7 @@ def plain_copy(dsn: str, rows: list[Bar]) -> float:
         return time.perf_counter() - started
 
 
-def sink_write(writer: CopyMergeWriter, rows: list[Bar]) -> float:
+def sink_write(writer: CopyMergeWriter, rows: list[StoredBar]) -> float:
     """One batch through a writer that lives across batches, as a DoFn instance's does."""
     started = time.perf_counter()
     failed = writer.write(rows)
@@ -84,7 +87,7 @@ def sink_write(writer: CopyMergeWriter, rows: list[Bar]) -> float:
     return elapsed
 
 
-def beam_write(dsn: str, rows: list[Bar]) -> float:
+def beam_write(dsn: str, rows: list[StoredBar]) -> float:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -94,7 +97,7 @@ def beam_write(dsn: str, rows: list[Bar]) -> float:
     started = time.perf_counter()
     options = PipelineOptions([])
     with beam.Pipeline(runner=local_runner(options), options=options) as p:  # as python -m pipeline
-        _ = p | beam.Create(rows, reshuffle=False) | WriteBarsToPostgres(dsn)
+        _ = p | beam.Create([Bar(*row[:-1]) for row in rows], reshuffle=False) | WriteBarsToPostgres(dsn)
     return time.perf_counter() - started
 
 

@@ -118,7 +118,10 @@ def build_graph(p, opts: AlphastreamOptions, *, streaming: bool, now_us: NowFn, 
     if db_url:
         from pipeline.db.sink import WriteBarsToPostgres, WriteTicksToPostgres
 
-        dead_sources.append(bars | "WriteBarsToPostgres" >> WriteBarsToPostgres(db_url))
+        # Batch bars are final; streaming panes carry this run's epoch, so after a restart the
+        # new run's panes replace the old run's (pipeline.db.revisions).
+        dead_sources.append(bars | "WriteBarsToPostgres" >> WriteBarsToPostgres(
+            db_url, final=not streaming, run_epoch_seconds=now_us() // 1_000_000))
         if opts.write_ticks:
             dead_sources.append(ticks | "WriteTicksToPostgres" >> WriteTicksToPostgres(db_url))
     dead_letters = dead_sources | "FlattenDeadLetters" >> beam.Flatten()

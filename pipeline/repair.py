@@ -136,12 +136,12 @@ def repair_parser() -> argparse.ArgumentParser:
 
 def store_final(db_url: str, bars: Sequence[Bar]) -> int:
     """Upsert ``bars`` with the final revision; returns how many could not be stored."""
-    from pipeline.db.revisions import FINAL_REVISION
-    from pipeline.db.writer import STORED_BARS, CopyMergeWriter
+    from pipeline.db.revisions import FINAL_REVISION, StoredBar
+    from pipeline.db.writer import BARS, CopyMergeWriter
 
-    writer = CopyMergeWriter(db_url, STORED_BARS)
+    writer = CopyMergeWriter(db_url, BARS)
     try:
-        failed = writer.write([(*bar, FINAL_REVISION) for bar in bars])
+        failed = writer.write([StoredBar(*bar, FINAL_REVISION) for bar in bars])
     finally:
         writer.close()
     for failure in failed[:5]:

@@ -17,7 +17,7 @@ from pipeline.db.writer import BARS, CopyMergeWriter
 from serving.main import create_app
 from serving.page_cache import PageCache
 from tests.test_api_support import api_settings, serve
-from tests.test_db_sink import T0, make_bar
+from tests.test_db_sink import T0, as_rows, make_bar
 
 SYMBOL = "CACHE"
 MINUTES = 120
@@ -79,7 +79,7 @@ def cache_db(pg_cluster) -> str:
 def write(db_url: str, *bars) -> None:
     writer = CopyMergeWriter(db_url, BARS)
     try:
-        assert writer.write(list(bars)) == []
+        assert writer.write(as_rows(bars)) == []
     finally:
         writer.close()
 
@@ -160,7 +160,7 @@ def test_racing_writes_never_give_a_page_older_than_the_request(cache_db):
         w = CopyMergeWriter(cache_db, BARS)
         try:
             for pane in range(10, 10 + panes):
-                assert w.write([make_bar(SYMBOL, minute, pane=pane, close=1000.0 + pane, start_us=DAY_A)]) == []
+                assert w.write(as_rows([make_bar(SYMBOL, minute, pane=pane, close=1000.0 + pane, start_us=DAY_A)])) == []
                 committed[0] = pane
                 time.sleep(0.01)
         except Exception as err:  # asserted below: the writer's failure must fail the test

@@ -32,7 +32,7 @@ def test_migrations_apply_on_empty_database_then_are_a_no_op(pg_cluster):
         recorded = conn.execute("SELECT version, name, applied_at, variant FROM schema_migrations ORDER BY 1").fetchall()
         assert [r[0] for r in recorded] == ALL_VERSIONS and {r[3] for r in recorded} == {PLAIN}
         # the tables follow alphastream.records
-        assert columns(conn, "bars") == storage_columns(BAR_FIELDS) + ("updated_at",)
+        assert columns(conn, "bars") == storage_columns(BAR_FIELDS) + ("updated_at", "revision")
         assert columns(conn, "ticks") == storage_columns(TICK_FIELDS)
         assert columns(conn, "dead_letters") == storage_columns(DEAD_LETTER_FIELDS) + ("recorded_at",)
         assert columns(conn, "bars_1h_from_1m") == ("symbol", "bucket_start", "open", "high", "low", "close",

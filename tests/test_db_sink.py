@@ -16,6 +16,7 @@ from apache_beam.utils.secret import RawSecret
 
 from alphastream.records import BAR_FIELDS, Bar, DeadLetter, DeadLetterReason, PaneTiming, Tick, storage_columns
 from pipeline.db.sink import WriteBarsToPostgres, WriteDeadLettersToPostgres, WriteTicksToPostgres
+from pipeline.db.revisions import StoredBar, streaming_revision
 from pipeline.db.writer import BARS, CopyMergeWriter, RetryPolicy
 from pipeline.summary import summarise
 from tests.beam_helpers import Collected
@@ -49,6 +50,11 @@ def run(elements, transform: beam.PTransform, options: PipelineOptions | None = 
     result = p.run()
     result.wait_until_finish()
     return failed.items, summarise(result)
+
+
+def as_rows(bars) -> list:
+    """Bars as the writer stores them: streaming panes of run epoch 0 (pipeline.db.revisions)."""
+    return [StoredBar(*bar, streaming_revision(0, bar.pane_index)) for bar in bars]
 
 
 def stored_bars(dsn: str) -> list[tuple]:
@@ -107,10 +113,10 @@ def test_sink_reads_its_dsn_from_a_secret_when_it_starts(db_url):
 def test_equal_pane_with_changed_values_replaces_a_lower_never(db_url):
     writer = CopyMergeWriter(db_url, BARS)
     try:
-        assert writer.write([make_bar(pane=1, close=100.0)]) == []
-        assert writer.write([make_bar(pane=1, close=105.0)]) == []  # a re-run over corrected ticks
+        assert writer.write(as_rows([make_bar(pane=1, close=100.0)])) == []
+        assert writer.write(as_rows([make_bar(pane=1, close=105.0)])) == []  # a re-run over corrected ticks
         assert final_bars(db_url)[0][BAR_FIELDS.index("close")] == 105.0
-        assert writer.write([make_bar(pane=0, close=50.0)]) == []  # an older pane arriving late
+        assert writer.write(as_rows([make_bar(pane=0, close=50.0)])) == []  # an older pane arriving late
         assert final_bars(db_url)[0][BAR_FIELDS.index("close")] == 105.0
     finally:
         writer.close()
@@ -126,7 +132,7 @@ def test_concurrent_writers_on_overlapping_bars(db_url):
         try:
             for pane in pane_order:
                 batch = [make_bar(s, m, pane=pane, close=100.0 + pane) for s, m in keys]
-                leftovers.extend(writer.write(batch[::-1] if reverse else batch))
+                leftovers.extend(writer.write(as_rows(batch[::-1] if reverse else batch)))
         except Exception as err:  # collected and asserted below: a thread's error must fail the test
             errors.append(err)
         finally:
@@ -212,7 +218,7 @@ def test_a_batch_that_keeps_failing_becomes_dead_letters_and_they_are_stored_onc
         assert counters.get("db_bar_rows") == 0 and counters.get("db_dead_letter_rows") == len(bars)
         assert {d.reason for d in letters} == {DeadLetterReason.SINK_FAILED.value}
         assert all(f"after {FAST_RETRY.attempts} attempts" in d.detail for d in letters)
-        assert sorted(Bar(**json.loads(d.raw)) for d in letters) == sorted(bars)  # the row, recoverable
+        assert sorted(StoredBar(**json.loads(d.raw)) for d in letters) == sorted(as_rows(bars))  # the row, recoverable
         assert "password" not in " ".join(d.detail for d in letters)
     with psycopg.connect(db_url) as conn:
         stored = conn.execute("SELECT reason, origin, seen_at FROM dead_letters ORDER BY seen_at").fetchall()
@@ -225,7 +231,7 @@ def test_rows_the_server_refuses_are_dead_lettered_alone(db_url):
     inverted = make_bar("BAD", 1)._replace(low=200.0)  # low > high: the check constraint refuses it
     nul = make_bar("NUL\x00", 2)  # PostgreSQL text cannot hold NUL
     failed, counters = run(good[:20] + [inverted] + good[20:] + [nul], WriteBarsToPostgres(db_url))
-    assert sorted(Bar(**json.loads(d.raw)) for d in failed) == sorted([inverted, nul])
+    assert sorted(StoredBar(**json.loads(d.raw)) for d in failed) == sorted(as_rows([inverted, nul]))
     assert any("bars_low_le_high" in d.detail for d in failed)
     assert counters.get("db_bar_rows") == len(good) and counters.get("db_rows_dead_lettered") == 2
     assert final_bars(db_url) == sorted(as_stored(b) for b in good)
@@ -277,7 +283,7 @@ def test_streaming_windowed_bars_are_written_and_failures_flow_on(db_url):
     bad = Collected(windowed | "Bad" >> WriteBarsToPostgres(_closed_port_dsn(db_url), FAST_RETRY), label="CollectBad")
     p.run().wait_until_finish()
     assert good.items == []
-    assert sorted(Bar(**json.loads(d.raw)) for d in bad.items) == sorted(bars)
+    assert sorted(StoredBar(**json.loads(d.raw)) for d in bad.items) == sorted(as_rows(bars))
     assert final_bars(db_url) == sorted(as_stored(b) for b in bars)
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from pipeline.db.versions import CROSS_PRODUCT_MAX_DAYS, MICROS_PER_DAY, touched_days
 from pipeline.db.writer import BARS, CopyMergeWriter
-from tests.test_db_sink import FAST_RETRY, T0, make_bar
+from tests.test_db_sink import FAST_RETRY, T0, as_rows, make_bar
 
 DAY_A = T0 - T0 % MICROS_PER_DAY  # midnight UTC of a day inside the current month
 DAY_B = DAY_A + MICROS_PER_DAY
@@ -32,17 +32,17 @@ def test_each_write_bumps_the_days_it_wrote_in_its_transaction(db_url):
     try:
         # New keys over two days: the direct COPY path. Within a short span the bump covers
         # symbol x interval x day of the batch, a superset of what was written.
-        assert writer.write([make_bar("AAPL", 0, start_us=DAY_A), make_bar("AAPL", 1, start_us=DAY_A),
+        assert writer.write(as_rows([make_bar("AAPL", 0, start_us=DAY_A), make_bar("AAPL", 1, start_us=DAY_A),
                              make_bar("AAPL", 0, interval="5m", start_us=DAY_A),
-                             make_bar("MSFT", 0, start_us=DAY_B)]) == []
+                             make_bar("MSFT", 0, start_us=DAY_B)])) == []
         first = versions(db_url)
         assert first == {(s, i, d): 1 for s in ("AAPL", "MSFT") for i in ("1m", "5m") for d in (A, B)}
         # A later pane of one bar: the merge path; only its series and day move.
-        assert writer.write([make_bar("AAPL", 0, pane=1, close=101.0, start_us=DAY_A)]) == []
+        assert writer.write(as_rows([make_bar("AAPL", 0, pane=1, close=101.0, start_us=DAY_A)])) == []
         assert versions(db_url) == {**first, ("AAPL", "1m", A): 2}
         # A refused row (low > high) is bisected out: its attempt rolled back with its bump.
         bad = make_bar("NVDA", 0, start_us=DAY_A)._replace(low=200.0)
-        failed = writer.write([make_bar("MSFT", 5, start_us=DAY_A), bad])
+        failed = writer.write(as_rows([make_bar("MSFT", 5, start_us=DAY_A), bad]))
         assert [f.row[0] for f in failed] == ["NVDA"]
         assert versions(db_url) == {**first, ("AAPL", "1m", A): 2, ("MSFT", "1m", A): 2}
     finally:
@@ -77,7 +77,7 @@ def test_concurrent_writers_over_shared_days_never_deadlock_nor_lose_a_bump(db_u
         try:
             for pane in range(writes_each):
                 batch = [make_bar(s, 0, pane=pane, close=100.0 + pane, start_us=day) for s, day in keys]
-                leftovers.extend(writer.write(batch[::-1] if reverse else batch))
+                leftovers.extend(writer.write(as_rows(batch[::-1] if reverse else batch)))
         except Exception as err:  # collected and asserted below: a thread's error must fail the test
             errors.append(err)
         finally:

@@ -21,12 +21,13 @@ from alphastream.records import (
     storage_columns,
     storage_name,
 )
+from pipeline.db.revisions import StoredBar
 from pipeline.lake import arrow_schema
 
 # What each Python type of a record field is stored as in PostgreSQL.
 SQL_TYPES = {str: {"text"}, float: {"double precision"}, int: {"bigint", "integer"}}
 TIMESTAMP_SQL_TYPE = "timestamp with time zone"
-TABLES = {"bars": Bar, "dead_letters": DeadLetter, "ticks": Tick}
+TABLES = {"bars": StoredBar, "dead_letters": DeadLetter, "ticks": Tick}
 
 
 def _table_columns(dsn: str, table: str) -> dict[str, str]:

@@ -67,7 +67,7 @@ def test_from_options_reads_the_wire_timestamp_and_asks_for_id_dedup_only_on_dat
 
 @pytest.mark.parametrize("flags", [(), ("--subscription", "projects/p/subscriptions/s", "--topic", "projects/p/topics/t")])
 def test_from_options_needs_exactly_one_of_subscription_and_topic(flags):
-    with pytest.raises(ValueError, match="exactly one of --subscription"):
+    with pytest.raises(UserFacingError, match="exactly one of --subscription"):
         ReadTicksFromPubSub.from_options(options(*flags))
 
 

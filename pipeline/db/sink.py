@@ -23,6 +23,7 @@ from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 from alphastream.records import DeadLetter, DeadLetterReason
+from pipeline.db.revisions import FINAL_REVISION, StoredBar, streaming_revision
 from pipeline.db.writer import BARS, DEAD_LETTERS, TICKS, CopyMergeWriter, FailedRow, RetryPolicy, TableSpec
 from pipeline.summary import SINK_ROWS_FAILED
 from transforms.parse import METRICS_NAMESPACE
@@ -116,11 +117,29 @@ class _WriteToPostgres(beam.PTransform):
         )
 
 
-class WriteBarsToPostgres(_WriteToPostgres):
-    """Bars -> ``bars``, upserted: a higher pane_index replaces a bar, a lower one never does."""
+class _WithRevision:
+    """Bar -> its stored row: final (a batch run) or a streaming pane of run ``epoch``."""
 
-    def __init__(self, db_url: DatabaseUrl, retry: RetryPolicy | None = None):
+    def __init__(self, final: bool, run_epoch_seconds: int):
+        self._final, self._epoch = final, run_epoch_seconds
+
+    def __call__(self, bar):
+        revision = FINAL_REVISION if self._final else streaming_revision(self._epoch, bar.pane_index)
+        return StoredBar(*bar, revision)
+
+
+class WriteBarsToPostgres(_WriteToPostgres):
+    """Bars -> ``bars``, upserted by revision (``pipeline.db.revisions``): ``final`` bars (batch
+    runs) replace every streaming pane and are never replaced by one; streaming panes of
+    ``run_epoch_seconds`` replace lower panes of their run and any pane of an earlier run."""
+
+    def __init__(self, db_url: DatabaseUrl, retry: RetryPolicy | None = None, *, final: bool = False,
+                 run_epoch_seconds: int = 0):
         super().__init__(db_url, BARS, "db_bar_rows", retry)
+        self._revision = _WithRevision(final, run_epoch_seconds)
+
+    def expand(self, bars):
+        return super().expand(bars | "WithRevision" >> beam.Map(self._revision))
 
 
 class WriteTicksToPostgres(_WriteToPostgres):

@@ -3,8 +3,9 @@
 A batch of records is written in one transaction: binary ``COPY`` into a per-connection
 temporary staging table, then one merge statement into the real table. COPY is the fastest way
 in; the merge makes the write idempotent (a replay changes nothing) and, for bars, lets only a
-higher (or equal, changed) ``pane_index`` update a row, so early, on-time and late panes end as
-the final values whatever order they arrive in. Ticks and dead letters never change once
+higher (or equal, changed) ``revision`` update a row (``pipeline.db.revisions``: pane order
+within a run, later runs over earlier ones, final bars over every pane), so early, on-time and
+late panes end as the final values whatever order they arrive in. Ticks and dead letters never change once
 stored: their merge is ``INSERT ... ON CONFLICT DO NOTHING``. Bars use an update + anti-join
 insert (see ``TableSpec._upsert_sql`` for why not ON CONFLICT DO UPDATE). While bar batches
 are all new keys (batch runs, new windows) the writer skips the staging table and COPYs
@@ -33,9 +34,10 @@ import psycopg
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-from alphastream.records import MICROS_PER_SECOND, TIME_SUFFIX, Bar, DeadLetter, Tick, storage_name
+from alphastream.records import MICROS_PER_SECOND, TIME_SUFFIX, DeadLetter, Tick, storage_name
 from alphastream.settings import mask_dsn
 from pipeline.db import versions
+from pipeline.db.revisions import StoredBar
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,9 @@ class TableSpec:
     """How one record type lands in one table; all SQL is derived from the record's fields.
 
     ``key``: the conflict target (None: ON CONFLICT DO NOTHING on any unique key).
-    ``version``: a field that must not go backwards (bars: pane_index); None: rows never change.
+    ``version``: a field that must not go backwards (bars: revision); None: rows never change.
+    ``pane``: the field that says a row is a later firing, likely to update a stored row (bars:
+    pane_index); None: rows are expected to be new.
     ``time_field``: the field used as the dead letter's event time and, for partitioned tables,
     to create the months a batch needs before writing it.
     ``series``: the (symbol, interval) fields whose per-day versions every write bumps
@@ -101,6 +105,7 @@ class TableSpec:
     partitioned: bool
     key: tuple[str, ...] | None = None
     version: str | None = None
+    pane: str | None = None
     series: tuple[str, str] | None = None
 
     @property
@@ -181,9 +186,10 @@ class TableSpec:
         )
 
 
-BARS = TableSpec("bars", Bar, time_field=fields_of(Bar, "bucket_start_us")[0], partitioned=True,
-                 key=fields_of(Bar, "symbol", "interval", "bucket_start_us"), version=fields_of(Bar, "pane_index")[0],
-                 series=fields_of(Bar, "symbol", "interval"))
+BARS = TableSpec("bars", StoredBar, time_field=fields_of(StoredBar, "bucket_start_us")[0], partitioned=True,
+                 key=fields_of(StoredBar, "symbol", "interval", "bucket_start_us"),
+                 version=fields_of(StoredBar, "revision")[0], pane=fields_of(StoredBar, "pane_index")[0],
+                 series=fields_of(StoredBar, "symbol", "interval"))
 TICKS = TableSpec("ticks", Tick, time_field=fields_of(Tick, "ts_us")[0], partitioned=True)
 DEAD_LETTERS = TableSpec("dead_letters", DeadLetter, time_field=fields_of(DeadLetter, "seen_at_us")[0],
                          partitioned=False)
@@ -235,7 +241,7 @@ class CopyMergeWriter:
         self._retry = retry
         self._conn: psycopg.Connection | None = None
         self._time_index = spec.fields.index(spec.time_field)
-        self._version_index = spec.fields.index(spec.version) if spec.version else None
+        self._pane_index = spec.fields.index(spec.pane) if spec.pane else None
         self._series_indexes = ((*map(spec.fields.index, spec.series), self._time_index)
                                 if spec.series else None)
         self._months_ready: set[tuple[int, int]] = set()
@@ -342,7 +348,7 @@ class CopyMergeWriter:
         """A batch led by a later pane updates stored bars: the direct COPY would fail. Only
         the first row is looked at (a scan would cost every batch); a batch of first panes
         with a few later ones costs one failed COPY, then the merge path takes over."""
-        return self._version_index is not None and rows[0][self._version_index] > 0
+        return self._pane_index is not None and rows[0][self._pane_index] > 0
 
     def _copy_direct(self, rows: Sequence[Row], span: tuple[int, int] | None) -> None:
         """Binary COPY straight into the table: right when every key is new, and as fast as
