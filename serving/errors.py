@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("serving")
 
@@ -69,9 +70,41 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
                         status_code=500)
 
 
+class AnswerUnexpectedErrors:
+    """Pure ASGI middleware answering an unexpected exception with the plain 500 itself.
+
+    Starlette's outermost error middleware answers too, but then re-raises, and uvicorn closes
+    the connection on an exception: one failing request would cost a keep-alive client its
+    connection. Here the exception ends with the answer (logged once, with its traceback).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception as exc:
+            if started:
+                raise  # mid-response: closing the connection is the only way left to tell the client
+            response = await _unexpected(Request(scope), exc)
+            await response(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiProblem, _problem)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(Exception, _unexpected)  # what escapes the middlewares themselves
+    app.add_middleware(AnswerUnexpectedErrors)

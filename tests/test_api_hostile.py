@@ -99,28 +99,47 @@ HOSTILE = [
 ]
 
 
-def test_hostile_input_is_a_422_and_the_connection_stays_open(api_url):
-    """Every case on one HTTP/1.1 connection: each answer is a 422 saying what was wrong, and a
-    request after it is served on the same socket (a 500 makes uvicorn drop the connection)."""
-    parts = urlsplit(api_url)
+def on_one_connection(url: str, requests_to_send: list[tuple[str, dict, dict]]) -> Iterator[tuple[int, dict]]:
+    """Status and JSON body of each request, all sent on one HTTP/1.1 connection; after each, a
+    /healthz on the same socket must be answered (uvicorn closes the connection after an
+    exception escapes the app)."""
+    parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     conn.connect()
     socket_name = conn.sock.getsockname()
     try:
-        for path, params, headers in HOSTILE:
+        for path, params, headers in requests_to_send:
             conn.request("GET", f"{path}?{urlencode(params)}", headers=headers)
             response = conn.getresponse()
-            body = json.loads(response.read())
+            answer = response.status, json.loads(response.read())
             case = f"{path} {params} {headers}"
-            assert response.status == 422, f"{case}: {response.status} {body}"
-            assert isinstance(body["detail"], str) and body["detail"], case
             assert response.getheader("connection") != "close", case
             conn.request("GET", "/healthz")
             follow_up = conn.getresponse()
             assert follow_up.status == 200 and follow_up.read(), case
             assert conn.sock is not None and conn.sock.getsockname() == socket_name, f"{case}: connection dropped"
+            yield answer
     finally:
         conn.close()
+
+
+def test_hostile_input_is_a_422_and_the_connection_stays_open(api_url):
+    for (path, params, headers), (status, body) in zip(HOSTILE, on_one_connection(api_url, HOSTILE), strict=True):
+        assert status == 422 and isinstance(body["detail"], str) and body["detail"], f"{path} {params} {headers}"
+
+
+def test_an_unexpected_error_is_a_500_and_the_connection_stays_open(store):
+    app = create_app(api_settings(), dsn=store)
+
+    @app.get("/v1/failing")
+    async def failing() -> None:
+        raise RuntimeError("a defect: the route fails whatever it is sent")
+
+    with serve(app) as url:
+        answers = list(on_one_connection(url, [("/v1/failing", {}, {})] * 2))
+        metrics = requests.get(f"{url}/metrics", timeout=10).text
+    assert answers == [(500, {"detail": "internal error: the API logged it; retry or report it"})] * 2
+    assert 'alphastream_api_requests_total{method="GET",route="/v1/failing",status="500"} 2.0' in metrics
 
 
 def test_refusals_say_which_parameter_and_what_to_send(api_url):
