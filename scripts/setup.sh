@@ -44,6 +44,8 @@ if [[ $WANT_TEST -eq 1 ]]; then
   # A real headless browser for the dashboard tests; Prometheus and Alertmanager for the
   # alert-rule and end-to-end alerting tests.
   apt_install chromium chromium-driver prometheus prometheus-alertmanager || true
+  # Java and Maven for the Kafka broker and Beam's expansion service (jars from Maven Central).
+  command -v mvn >/dev/null && command -v java >/dev/null || apt_install maven openjdk-17-jre-headless || true
 fi
 
 # The Python environment. The stamp records what was installed, so a re-run is instant.

@@ -8,4 +8,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh" --test
 cd "$ROOT"
+# Kafka broker and Beam's Kafka expansion service jars from Maven Central, cached in ~/.cache.
+.venv/bin/python -m alphastream.java_jars
 exec .venv/bin/python -m pytest "$@"
