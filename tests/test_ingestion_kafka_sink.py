@@ -2,6 +2,7 @@
 the record timestamp, delivery reports counted (including failures)."""
 from __future__ import annotations
 
+import logging
 
 import pytest
 
@@ -23,10 +24,13 @@ def test_ticks_arrive_keyed_by_symbol_in_order_per_symbol_with_event_time(kafka_
     topic = kafka_broker.create_topic("sink", partitions=3)
     sent = ticks(400)
     sink = KafkaSink(topic, kafka_config(kafka_broker.bootstrap, linger_ms=5))
+    latencies: list[float] = []
+    sink.latency_observer = latencies.append
     for tick in sent:
         sink.publish(tick)
     sink.close(timeout=30)
     assert (sink.submitted, sink.published, sink.failed) == (400, 400, 0)
+    assert len(latencies) == 400 and all(0 < seconds < 30 for seconds in latencies)  # one per delivery
 
     records = kafka_broker.consume(topic, expected=400)
     assert len(records) == 400
@@ -44,13 +48,21 @@ def test_ticks_arrive_keyed_by_symbol_in_order_per_symbol_with_event_time(kafka_
         assert per_symbol == sorted(per_symbol)
 
 
-def test_a_broker_that_never_answers_counts_every_tick_as_failed():
+def test_a_broker_that_never_answers_counts_and_logs_every_tick_as_failed(caplog):
     config = dict(kafka_config(f"127.0.0.1:{free_port()}"), **{"message.timeout.ms": 1000})
     sink = KafkaSink("nowhere", config)
-    for tick in ticks(5):
-        sink.publish(tick)
-    sink.close(timeout=10)
+    latencies: list[float] = []
+    sink.latency_observer = latencies.append
+    with caplog.at_level(logging.ERROR, logger="ingestion.sinks.kafka"):
+        for tick in ticks(5):
+            sink.publish(tick)
+        sink.close(timeout=10)
     assert (sink.submitted, sink.published, sink.failed) == (5, 0, 5)
+    assert latencies == []  # only confirmed publishes have a latency
+    failures = [r.getMessage() for r in caplog.records if "delivery to nowhere failed" in r.getMessage()]
+    assert len(failures) == 5, caplog.text
+    assert {SYMBOLS[i % len(SYMBOLS)] for i in range(5)} == {
+        symbol for symbol in SYMBOLS if any(f"b'{symbol}'" in message for message in failures)}
 
 
 def test_the_producer_is_idempotent_and_waits_for_all_replicas():

@@ -4,7 +4,8 @@ Record value = the JSON body of ``ingestion.wire``; headers ``ts`` and ``id`` = 
 attributes; key = the symbol, so each symbol's ticks stay in order on one partition; record
 timestamp (CreateTime) = the tick's event time in milliseconds, which is what the pipeline's
 ReadFromKafka stamps elements with. The producer is idempotent with acks=all (no duplicates
-from its own retries) and batches with linger.ms; every delivery report is counted.
+from its own retries) and batches with linger.ms; every delivery report is counted,
+its latency observed and each failure logged.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ingestion.wire import encode_tick
 log = logging.getLogger(__name__)
 
 POLL_EVERY = 1000  # serve delivery callbacks every N produce() calls
+_LOGGED_VALUE_BYTES = 200  # enough of a failed record's value to find the tick
 
 
 def kafka_config(bootstrap: str, client_id: str = "alphastream-ingestion", linger_ms: int = 50,
@@ -54,8 +56,13 @@ class KafkaSink(Sink):
 
     def _on_delivery(self, error, message) -> None:
         self._confirmed(error is None)
-        if error is not None and self.failed == 1:
-            log.error("kafka delivery to %s failed: %s (counting further failures silently)", self.topic, error)
+        if error is None:
+            latency = message.latency()  # produce() -> broker acknowledgement, measured by librdkafka
+            if latency is not None:
+                self._observe_latency(latency)
+            return
+        log.error("kafka delivery to %s failed for the tick keyed %r (value %r): %s", self.topic, message.key(),
+                  (message.value() or b"")[:_LOGGED_VALUE_BYTES], error)
 
     def publish(self, tick: Tick) -> None:
         key, value, headers, timestamp_ms = kafka_record(tick)
