@@ -101,3 +101,30 @@ def test_db_url_secret_is_refused_with_a_reason(args, problem):
 
 def test_no_db_wins_over_a_db_url_secret():
     assert db_url_secret(PipelineOptions(["--no_db", "--db_url_secret", SECRET_VERSION]).view_as(AlphastreamOptions)) is None
+
+
+# Top-level step labels of the streaming job. Dataflow matches a running job's steps to the new
+# graph's by these names when the job is updated (--update): renaming one needs
+# --transform_name_mapping '{"OldName": "NewName"}' (docs/deploy.md), so a change here is a
+# deliberate one, made together with that mapping.
+STREAMING_STEP_LABELS = {
+    "ReadPubsub", "ParseTicks", "DedupTrades", "Bars", "FlattenDeadLetters",
+    "WriteBarsToLake", "WriteDeadLettersToLake", "WriteUnstoredDeadLettersToLake",
+    "WriteBarsToPostgres", "WriteDeadLettersToPostgres",
+}
+
+
+def _step_labels(job) -> set[str]:
+    """The labels of the steps directly under the pipeline's root (Beam's runner-made root is
+    named by an id, not a label)."""
+    transforms = job.proto_pipeline.components.transforms
+    return {transforms[step].unique_name for root in job.proto_pipeline.root_transform_ids
+            for step in transforms[root].subtransforms}
+
+
+def test_streaming_step_labels_are_stable_for_updates():
+    job = dry_run(["--streaming", "--source", "pubsub", "--subscription", "projects/test-project/subscriptions/ticks"],
+                  streaming=True, db_url="postgresql://alphastream@10.0.0.5:5432/alphastream")
+    assert _step_labels(job) == STREAMING_STEP_LABELS, (
+        "the streaming job's step labels changed: a running job can only be updated with "
+        "--transform_name_mapping from the old names to the new (docs/deploy.md), then update this set")

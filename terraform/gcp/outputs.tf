@@ -82,3 +82,13 @@ output "ingestion_worker_pool" {
   description = "Cloud Run worker pool running the ingestion service."
   value       = google_cloud_run_v2_worker_pool.ingestion.name
 }
+
+output "dataflow_bucket" {
+  description = "Bucket for Dataflow's temp and staging files and the Flex Template spec (templates/)."
+  value       = google_storage_bucket.dataflow.name
+}
+
+output "dataflow_subnetwork" {
+  description = "Subnetwork the Dataflow workers run in, in the form --subnetwork takes."
+  value       = "regions/${var.region}/subnetworks/${google_compute_subnetwork.main.name}"
+}

@@ -1,4 +1,4 @@
-# One Docker repository for the images (API, dashboard, ingestion; see terraform/gcp/images/).
+# One Docker repository for the images (API, dashboard, ingestion, pipeline; see terraform/gcp/images/).
 
 resource "google_artifact_registry_repository" "images" {
   # checkov:skip=CKV_GCP_84:The images hold open code and no data; Google-managed encryption at rest is enough.

@@ -272,17 +272,22 @@ variable "untagged_image_retention_days" {
 }
 
 variable "api_image" {
-  description = "Container image of the REST API, e.g. REGION-docker.pkg.dev/PROJECT/alphastream/alphastream:TAG (see docs/deploy.md)."
+  description = "Container image of the REST API (and the migrations): terraform/gcp/images/Dockerfile --target api, e.g. REGION-docker.pkg.dev/PROJECT/alphastream/api:TAG."
   type        = string
 }
 
 variable "dashboard_image" {
-  description = "Container image of the dashboard (the same image as the API works: it holds every component)."
+  description = "Container image of the dashboard: terraform/gcp/images/Dockerfile --target dashboard."
   type        = string
 }
 
 variable "ingestion_image" {
-  description = "Container image of the ingestion service (the same image as the API works)."
+  description = "Container image of the ingestion service: terraform/gcp/images/Dockerfile --target ingestion."
+  type        = string
+}
+
+variable "pipeline_image" {
+  description = "Container image of the pipeline (terraform/gcp/images/pipeline.Dockerfile): the Dataflow workers' SDK container and the Flex Template launcher."
   type        = string
 }
 
@@ -444,8 +449,19 @@ variable "dataflow_machine_type" {
   default     = "n2-standard-2"
 }
 
+variable "dataflow_min_workers" {
+  description = "Workers the streaming job starts with (--num_workers); autoscaling moves between this and dataflow_max_workers."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.dataflow_min_workers >= 1
+    error_message = "dataflow_min_workers must be at least 1."
+  }
+}
+
 variable "dataflow_max_workers" {
-  description = "Upper bound of Dataflow autoscaling."
+  description = "Upper bound of Dataflow autoscaling (--max_num_workers); also bounds the sink's database connections."
   type        = number
   default     = 4
 
