@@ -24,6 +24,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 from apache_beam.io import fileio
+from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.parquetio import ReadAllFromParquetBatched
 from apache_beam.io.textio import ReadAllFromText
@@ -203,7 +204,10 @@ class _CountRead(beam.DoFn):
 
 
 def _matched_paths(pattern: str) -> list[str]:
-    matches = FileSystems.match([pattern])[0].metadata_list
+    try:
+        matches = FileSystems.match([pattern])[0].metadata_list
+    except (BeamIOError, ValueError) as err:  # a bucket that cannot be listed, a scheme Beam does not know
+        raise UserFacingError(f"--input {pattern!r} cannot be listed: {err}") from None
     if not matches:
         raise UserFacingError(f"--input {pattern!r} matches no file: check the path, and quote a glob so "
                               "the shell does not expand it")

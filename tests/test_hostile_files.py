@@ -130,6 +130,11 @@ def test_a_glob_matching_nothing_is_a_user_facing_error(tmp_path):
         _build(tmp_path, str(tmp_path / "nothing*.csv"))
 
 
+def test_an_input_that_cannot_be_listed_is_a_user_facing_error(tmp_path):
+    with pytest.raises(UserFacingError, match="cannot be listed"):
+        _build(tmp_path, "nosuchscheme://bucket/*.csv")
+
+
 def test_a_file_of_unknown_format_is_a_user_facing_error_naming_it_and_the_flag(tmp_path):
     (tmp_path / "ticks.txt").write_text("{}\n")
     with pytest.raises(UserFacingError, match=r"ticks\.txt.*--input_format"):

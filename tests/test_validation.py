@@ -213,9 +213,9 @@ def test_a_json_object_or_array_is_never_a_field_value():
                                                           DeadLetterReason.BAD_TIMESTAMP), (name, value)
 
 
-def test_nanosecond_iso_timestamps_are_floored_to_the_microsecond():
-    tick = tick_from_json(json.dumps(dict(GOOD, ts_us=None, ts="2024-01-02T14:29:59.999999999Z")),
-                          now_us=NOW_US, default_source="file")
+@pytest.mark.parametrize("ts", ["2024-01-02T14:29:59.999999999Z", "2024-01-02T14:29:59,9999999+00:00"])
+def test_nanosecond_iso_timestamps_are_floored_to_the_microsecond(ts):
+    tick = tick_from_json(json.dumps(dict(GOOD, ts_us=None, ts=ts)), now_us=NOW_US, default_source="file")
     assert tick.ts_us == NOW_US - 1
 
 

@@ -47,7 +47,7 @@ ASCII_WHITESPACE = " \t\n\r\f\v"
 _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 # Digits past the sixth of an ISO fraction: dropping them floors to the microsecond.
-_SUB_MICRO_DIGITS = re.compile(r"(\.\d{6})\d+")
+_SUB_MICRO_DIGITS = re.compile(r"([.,]\d{6})\d+")
 
 
 class TickRejected(ValueError):
