@@ -18,7 +18,7 @@ resource "google_compute_subnetwork" "main" {
   # Workers without public IPs still reach Pub/Sub, GCS and Secret Manager.
   private_ip_google_access = true
 
-  # Flow logs, sampled: enough to investigate traffic to Cloud SQL and out through NAT.
+  # Flow logs, sampled: enough to investigate traffic between the workers, Cloud Run and Cloud SQL.
   log_config {
     aggregation_interval = "INTERVAL_5_MIN"
     flow_sampling        = 0.1

@@ -19,7 +19,7 @@ output "db_password_secret" {
 }
 
 output "pipeline_db_url_secret" {
-  description = "Secret Manager secret holding the pipeline's DSN (private IP, TLS), read by the launch command."
+  description = "Secret Manager secret holding the pipeline's DSN (private IP, TLS); the workers read it (--db_url_secret)."
   value       = google_secret_manager_secret.pipeline_db_url.secret_id
 }
 
