@@ -195,7 +195,9 @@ def run(argv: list[str]) -> int:
     streaming = options.view_as(StandardOptions).streaming
     check_source_flags(opts, streaming)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # force: Beam's PipelineOptions() has already called logging.basicConfig() with its defaults
+    # (level WARNING), which would make this call a no-op and hide every INFO line.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     for noisy in ("apache_beam", "urllib3", "google"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
