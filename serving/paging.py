@@ -92,12 +92,12 @@ def ceil_to(value: dt.datetime, step_us: int) -> dt.datetime:
 
 def checked_range(start: dt.datetime | None, end: dt.datetime | None, settings: ApiSettings
                   ) -> tuple[dt.datetime, dt.datetime]:
-    """[start, end) in UTC with open ends filled in, clipped to [MIN_TIME, MAX_TIME]; 422 if
-    reversed or longer than allowed."""
+    """[start, end) in UTC, an open end being the end of the stored span, clipped to
+    [MIN_TIME, MAX_TIME] (a range wholly outside is empty); 422 if reversed or longer than allowed."""
     lo, hi = (start and utc(start)) or MIN_TIME, (end and utc(end)) or MAX_TIME
-    if lo >= hi:
-        raise invalid(f"start ({lo.isoformat()}) must be before end ({hi.isoformat()})")
     if start is not None and end is not None:
+        if lo >= hi:
+            raise invalid(f"start ({lo.isoformat()}) must be before end ({hi.isoformat()})")
         days = (hi - lo).total_seconds() / SECONDS_PER_DAY
         if days > settings.api_max_range_days:
             raise invalid(f"range of {days:.1f} days is too large: at most {settings.api_max_range_days:g} "

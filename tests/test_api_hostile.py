@@ -161,6 +161,8 @@ def test_times_at_the_calendar_edges_in_utc_are_served(api_url):
         ("/v1/bars", {**BARS, "start": "0001-01-01T00:00:00Z"}),
         ("/v1/bars", {**BARS, "start": "9999-12-31T00:00:00Z", "end": "9999-12-31T23:59:59.999999Z"}),
         ("/v1/indicators", {**INDICATORS, "start": "9999-12-30T00:00:00Z", "end": "9999-12-31T00:00:00Z"}),
+        ("/v1/bars", {**BARS, "start": "9999-12-30T00:00:00Z", "interval": "1d"}),  # after the stored span
+        ("/v1/bars", {**BARS, "end": "1800-01-01T00:00:00Z"}),  # before it
         ("/v1/dead-letters", {"since": "0001-01-01T00:00:00Z"}),
         ("/v1/dead-letters", {"since": "9999-12-31T23:59:59Z"}),
     ]
@@ -168,6 +170,7 @@ def test_times_at_the_calendar_edges_in_utc_are_served(api_url):
         answers = [session.get(f"{api_url}{path}", params=params, timeout=10) for path, params in edges]
     assert [a.status_code for a in answers] == [200] * len(edges), [a.text for a in answers]
     assert len(answers[0].json()["items"]) == 1  # the stored day's 1-hour bar
+    assert answers[4].json()["items"] == answers[5].json()["items"] == []
 
 
 # Every UTC offset ISO-8601 allows, to the minute.
