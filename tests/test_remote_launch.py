@@ -136,3 +136,16 @@ def test_dry_run_submits_nothing_and_succeeds(monkeypatch):
     out = io.StringIO()
     assert run_remote(pipeline, options, wait=True, out=out) == EXIT_SUBMITTED
     assert "no job submitted" in out.getvalue()
+
+
+@pytest.mark.timeout(120)
+def test_python_m_pipeline_on_dataflow_returns_after_submitting(calls: Calls, monkeypatch, capsys):
+    from pipeline.__main__ import main
+
+    def never_wait(result, duration=None):
+        raise AssertionError("python -m pipeline waited for a streaming job without --wait")
+
+    monkeypatch.setattr(DataflowPipelineResult, "wait_until_finish", never_wait)
+    assert main(ARGS + OFFLINE) == EXIT_SUBMITTED
+    assert calls.submitted == 1 and calls.cancelled == 0
+    assert f"gcloud dataflow jobs drain {JOB_ID}" in capsys.readouterr().out
