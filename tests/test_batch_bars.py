@@ -356,6 +356,7 @@ def test_batch_vwap_is_finite_and_within_low_and_high(trades):
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(extreme_trades)
+@example([(0, 0.1, 0.0), (1, 0.1, 0.0), (2, 0.1, 0.0)])
 def test_batch_and_streaming_agree_on_extreme_prices_and_sizes(trades):
     ticks = [Tick("A", T0 + ts, price, size, f"t{i}", "feed") for i, (ts, price, size) in enumerate(trades)]
     batch = run_batch([ticks_to_table(ticks)], ("1m", "5m"))

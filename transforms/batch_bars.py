@@ -21,9 +21,9 @@ Deliveries of one trade (transforms.trade_identity) resolve to the smallest (ts_
 whatever the order of rows and files. A trade redelivered with another time can fall in the next
 group (across midnight, say): each group also receives, as *context*, the rows of the previous
 group within ``dedup_horizon_seconds`` of its end, resolves identities over context and own
-rows together and makes bars from its own winning rows only. Deliveries of one trade farther
-apart than the horizon are not matched (each group keeps its own). A context row is always
-earlier than every own row, so the previous group is the only one that can hold a winner.
+rows together and makes bars from its own winning rows only. Only the previous group sends
+context: a later group's rows are later, so they never win. Deliveries of one trade farther
+apart than the horizon are matched only when they fall in the same group.
 
 The result equals the streaming paths over the same ticks whenever each trade's deliveries
 reach streaming together (tests/test_batch_bars.py proves it): the same total trade order
