@@ -23,11 +23,13 @@ NOT_FINITE = "Null when the stored value is not a finite number."
 Number = Annotated[float | None, Field(description=NOT_FINITE)]
 
 BAR_STATE_DESCRIPTION = (
-    "Whether a bar can still change: `state` is `provisional` while its window is open (an early "
-    "pane: the bar will move), `final` once the watermark passed its end (on time), `revised` when a "
-    "late tick changed it after that; `revision` counts the bar's updates (its pane index: 0 for the "
-    "first). Rolled-up bars are provisional if any stored bar in them is, else revised if any is, and "
-    "carry their highest revision."
+    "Whether a bar can still change. `state` is `final` when the store holds it as final (a batch "
+    "run, or the streaming finaliser's repair from the tick archive): only a re-run over corrected "
+    "input changes it again; `revised` when a late tick changed it after its window closed (it may "
+    "change again until finalised); `provisional` otherwise: its window is open (an early pane) or "
+    "closed and not yet finalised. `revision` counts the bar's updates in the run that wrote it (its "
+    "pane index: 0 for the first). A rolled-up bar is final when all of its stored bars are, else "
+    "provisional if any of them is early, else revised if any is late; it carries their highest revision."
 )
 
 

@@ -17,6 +17,7 @@ import functools
 from psycopg import sql
 
 from alphastream.records import BAR_FIELDS, DEAD_LETTER_FIELDS, PaneTiming, storage_columns
+from pipeline.db.revisions import FINAL_REVISION
 
 BARS_TABLE = "bars"
 TICKS_TABLE = "ticks"
@@ -55,27 +56,27 @@ def _epoch_us(column: sql.Composable) -> sql.Composable:
 
 
 class BarState(str, enum.Enum):
-    """Whether a served bar can still change."""
+    """Whether a served bar can still change (``pipeline.db.revisions.bar_state``)."""
 
-    PROVISIONAL = "provisional"  # its window is still open: later ticks will move it
-    FINAL = "final"  # the watermark passed its window end: only a late tick could still move it
-    REVISED = "revised"  # a late tick changed it after it was final
-
-
-# A pane timing not listed here (the pipeline writes none) is provisional: it is not known final.
-STATE_BY_TIMING = {PaneTiming.EARLY: BarState.PROVISIONAL, PaneTiming.ON_TIME: BarState.FINAL,
-                   PaneTiming.LATE: BarState.REVISED}
-UNKNOWN_TIMING_STATE = BarState.PROVISIONAL
+    PROVISIONAL = "provisional"  # its window is open, or closed and not yet finalised
+    FINAL = "final"  # stored final (a batch run or a repair): only a re-run over corrected input changes it
+    REVISED = "revised"  # a late tick changed it after its window closed; not yet finalised
 
 
-def bar_state_columns(timing: sql.Composable, pane_index: sql.Composable) -> sql.Composable:
-    """The ``state`` and ``revision`` columns of a bar from its stored pane: the one place that
-    decides whether a bar can change (an explicit stored ``final`` flag would replace the CASE)."""
-    cases = sql.SQL(" ").join(sql.SQL("WHEN {} THEN {}").format(sql.Literal(pane.value), sql.Literal(state.value))
-                              for pane, state in STATE_BY_TIMING.items())
-    return sql.SQL("CASE {timing} {cases} ELSE {unknown} END AS {state}, {pane_index} AS {revision}").format(
-        timing=timing, cases=cases, unknown=sql.Literal(UNKNOWN_TIMING_STATE.value), state=sql.Identifier(STATE),
-        pane_index=pane_index, revision=sql.Identifier(REVISION))
+# Whether a stored bar is final, from its row: the store's own rule (pipeline.db.revisions).
+STORED_FINAL = sql.SQL("({} >= {})").format(sql.Identifier("revision"), sql.Literal(FINAL_REVISION))
+FINAL = "final"  # that flag, carried through the bar queries under this name
+
+
+def bar_state_columns(final: sql.Composable, timing: sql.Composable, pane_index: sql.Composable) -> sql.Composable:
+    """The ``state`` and ``revision`` columns of a bar: the one place that decides whether a
+    bar can change. The same rule as ``pipeline.db.revisions.bar_state``, in SQL."""
+    return sql.SQL("CASE WHEN {final} THEN {final_state} WHEN {timing} = {late} THEN {revised} "
+                   "ELSE {provisional} END AS {state}, {pane_index} AS {revision}").format(
+        final=final, final_state=sql.Literal(BarState.FINAL.value), timing=timing,
+        late=sql.Literal(PaneTiming.LATE.value), revised=sql.Literal(BarState.REVISED.value),
+        provisional=sql.Literal(BarState.PROVISIONAL.value), state=sql.Identifier(STATE), pane_index=pane_index,
+        revision=sql.Identifier(REVISION))
 
 
 # -- catalog and symbols -------------------------------------------------------------------------
@@ -128,10 +129,10 @@ def _stored(*, backward: bool, limit: str) -> sql.Composed:
     where, order = ((sql.SQL("{b} < %(lo)s"), sql.SQL("DESC")) if backward else
                     (sql.SQL("{b} >= %(lo)s AND {b} < %(hi)s"), sql.SQL("")))
     return sql.SQL("""
-SELECT {columns} FROM {bars}
+SELECT {columns}, {stored_final} AS {final} FROM {bars}
 WHERE {symbol} = %(symbol)s AND {interval} = %(source)s AND {where}
 ORDER BY {bucket_start} {order} LIMIT {limit}""").format(
-        columns=_columns(BAR_ROW_COLUMNS), bars=BARS, symbol=symbol, interval=interval,
+        columns=_columns(BAR_ROW_COLUMNS), stored_final=STORED_FINAL, final=sql.Identifier(FINAL), bars=BARS, symbol=symbol, interval=interval,
         bucket_start=bucket_start, where=where.format(b=bucket_start), order=order,
         limit=sql.Placeholder(limit))
 
@@ -139,7 +140,8 @@ ORDER BY {bucket_start} {order} LIMIT {limit}""").format(
 # Bars of a larger interval rolled up from stored ones: open of the first constituent, close of
 # the last, volume-weighted VWAP (trade-weighted when there is no volume, which keeps the bar
 # definition "mean price when volume is 0"). A rolled bar is EARLY if any constituent is, else
-# LATE if any is; its pane_index and updated_at are the largest of its constituents'.
+# LATE if any is; its pane_index and updated_at are the largest of its constituents'; it is final
+# when all of them are.
 _ROLLUP = sql.SQL("""
 SELECT {symbol}, %(interval)s::text AS {interval},
        date_bin(%(stride)s, {bucket_start}, %(epoch)s) AS {bucket_start},
@@ -152,7 +154,7 @@ SELECT {symbol}, %(interval)s::text AS {interval},
        sum({trades})::bigint AS {trades},
        CASE WHEN bool_or({timing} = {early}) THEN {early}
             WHEN bool_or({timing} = {late}) THEN {late} ELSE {on_time} END AS {timing},
-       max({pane_index}) AS {pane_index}, max({updated_at}) AS {updated_at}
+       max({pane_index}) AS {pane_index}, max({updated_at}) AS {updated_at}, bool_and({final}) AS {final}
 FROM ({stored}) AS constituents
 GROUP BY {symbol}, 3
 ORDER BY 3 {order} LIMIT {limit}""")
@@ -174,7 +176,7 @@ def bar_range(rolled: bool, *, backward: bool = False) -> sql.Composed:
         stored=_stored(backward=backward, limit="lookback_scan_rows" if backward else "scan_rows"),
         order=sql.SQL("DESC" if backward else ""), limit=sql.Placeholder(rows),
         early=sql.Literal(PaneTiming.EARLY.value), late=sql.Literal(PaneTiming.LATE.value),
-        on_time=sql.Literal(PaneTiming.ON_TIME.value), **_c)
+        on_time=sql.Literal(PaneTiming.ON_TIME.value), final=sql.Identifier(FINAL), **_c)
 
 
 def rendered(build):
@@ -196,7 +198,7 @@ PAGE_COLUMNS: tuple[str, ...] = BAR_API_COLUMNS[len(SERIES_KEY_COLUMNS):]
 if BAR_ROW_COLUMNS[:len(SERIES_KEY_COLUMNS)] != SERIES_KEY_COLUMNS:
     raise RuntimeError(f"bar columns {BAR_ROW_COLUMNS} no longer start with the series key {SERIES_KEY_COLUMNS}")
 PAGE_START_INDEX: int = next(i for i, name in enumerate(PAGE_COLUMNS) if _c[name] == bucket_start)
-_STATE = bar_state_columns(_c["timing"], _c["pane_index"])
+_STATE = bar_state_columns(sql.Identifier(FINAL), _c["timing"], _c["pane_index"])
 
 
 @rendered
@@ -220,7 +222,8 @@ SELECT {updated_at}, {symbol}, {interval}, {us}, {columns}, {state} FROM {bars}
 WHERE ({symbol}, {interval}) IN (SELECT * FROM unnest(%(symbols)s::text[], %(intervals)s::text[]))
   AND {bucket_start} >= %(lo)s AND {updated_at} > %(since)s
 ORDER BY {updated_at}, {symbol}, {bucket_start} LIMIT %(rows)s""").format(
-    updated_at=_c[UPDATED_AT], us=_epoch_us(bucket_start), columns=_columns(BAR_ROW_COLUMNS), state=_STATE, bars=BARS,
+    updated_at=_c[UPDATED_AT], us=_epoch_us(bucket_start), columns=_columns(BAR_ROW_COLUMNS),
+    state=bar_state_columns(STORED_FINAL, _c["timing"], _c["pane_index"]), bars=BARS,
     symbol=symbol, interval=interval, bucket_start=bucket_start)
 
 DATABASE_NOW = sql.SQL("SELECT now()")

@@ -43,10 +43,11 @@ def run_market_pipeline(db_url: str, output: Path, *extra: str) -> None:
                  "--date", MARKET_DATE, "--db_url", db_url, "--output", str(output), *extra)
 
 
-def write_bars(db_url: str, bars: list[Bar]) -> None:
-    """Write ``bars`` with the pipeline's own PostgreSQL sink."""
+def write_bars(db_url: str, bars: list[Bar], *, final: bool = False) -> None:
+    """Write ``bars`` with the pipeline's own PostgreSQL sink: as streaming panes, or ``final`` as
+    a batch run writes them."""
     with beam.Pipeline() as p:
-        _ = p | beam.Create(bars) | WriteBarsToPostgres(db_url)
+        _ = p | beam.Create(bars) | WriteBarsToPostgres(db_url, final=final)
 
 
 def stored_bars(db_url: str, symbol: str, interval: str) -> pd.DataFrame:
