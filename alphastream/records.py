@@ -22,7 +22,7 @@ class Tick(NamedTuple):
     ts_us: int  # event time of the trade, epoch microseconds UTC
     price: float  # > 0, finite
     size: float  # >= 0, finite (shares, contracts or coins)
-    trade_id: str  # the feed's trade id; (source, trade_id) identifies a trade
+    trade_id: str  # the feed's trade id; (source, symbol, trade_id) identifies a trade
     source: str  # the feed that reported it, e.g. "synthetic", "coinbase"
 
 
@@ -54,10 +54,10 @@ class Bar(NamedTuple):
 class DeadLetterReason(str, enum.Enum):
     """Machine-readable reasons a record was rejected. Values are stable: stored and queried."""
 
-    BAD_JSON = "bad_json"  # payload is not a JSON object (or not a CSV row we can read)
+    BAD_JSON = "bad_json"  # not UTF-8, not a JSON object, holds a lone surrogate, or a CSV row not matching its header
     MISSING_FIELD = "missing_field"  # a required tick field is absent or empty
-    BAD_PRICE = "bad_price"  # price not a number, not finite, or <= 0
-    BAD_SIZE = "bad_size"  # size not a number, not finite, or < 0
+    BAD_PRICE = "bad_price"  # price not a number, or outside [1e-9, 1e12] (transforms.validation)
+    BAD_SIZE = "bad_size"  # size not a number, or neither 0 nor within [1e-12, 1e15]
     BAD_TIMESTAMP = "bad_timestamp"  # timestamp unreadable or before 1990
     FUTURE_TIMESTAMP = "future_timestamp"  # timestamp too far ahead of the clock
     BAD_SYMBOL = "bad_symbol"  # symbol does not match SYMBOL_PATTERN

@@ -18,7 +18,7 @@ def create_app(settings: DashSettings | None = None, clock: Clock = utc_now) -> 
     """The dashboard reading the REST API at ``settings.api_url``."""
     settings = settings or DashSettings()
     client = ApiClient(settings.api_url, api_key=settings.api_key,
-                       timeout=settings.dash_api_timeout_seconds)
+                       timeout=settings.dash_api_timeout_seconds, id_token_audience=settings.dash_api_audience)
     app = Dash(__name__, title=TITLE, update_title=None,
                meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}])
     # A function, not a value: each page load asks the API for the current symbol list.

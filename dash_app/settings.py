@@ -16,6 +16,9 @@ class DashSettings(AlphastreamSettings):
 
     dash_host: str = Field(default="127.0.0.1", description="Interface the dashboard binds to.")
     dash_port: int = Field(default=8050, ge=1, le=65535, description="Port the dashboard listens on.")
+    dash_api_audience: str | None = Field(
+        default=None, description="Private API on Cloud Run: the audience (its URL) of the Google ID token "
+                                  "sent with every request.")
     dash_poll_seconds: float = Field(
         default=2.0, gt=0, description="Live mode: how often the chart asks the API for new bars."
     )

@@ -215,6 +215,10 @@ def run(argv: list[str]) -> int:
         build_graph(pipeline, opts, streaming=streaming, now_us=_now_us, day=day, db_url=db_url)
     except KafkaExpansionError as err:  # no Java expansion service: say what to do, no traceback
         raise UserFacingError(str(err)) from err
+    if not _is_direct_runner(options):  # Dataflow and other remote runners: submit, report, return
+        from pipeline.launch import run_remote
+
+        return run_remote(pipeline, options, wait=opts.wait)
     with frozen_heap():
         if streaming:
             with finalizing(opts, db_url):
@@ -224,9 +228,6 @@ def run(argv: list[str]) -> int:
             result.wait_until_finish()
     elapsed = time.monotonic() - started
 
-    if options.view_as(StandardOptions).runner and not _is_direct_runner(options):
-        print(f"submitted to {options.view_as(StandardOptions).runner} in {elapsed:.1f} s")
-        return 0
     summary = summarise(result)
     print(f"\nalphastream run finished in {elapsed:.1f} s")
     if db_url is None:

@@ -41,13 +41,14 @@ def management_lines(options: PipelineOptions, job_id: str) -> list[str]:
     ]
 
 
-def run_remote(pipeline: beam.Pipeline, options: PipelineOptions, *, wait: bool, out: TextIO = sys.stdout) -> int:
+def run_remote(pipeline: beam.Pipeline, options: PipelineOptions, *, wait: bool, out: TextIO | None = None) -> int:
     """Submit ``pipeline`` to its remote runner and return an exit code.
 
     Without ``wait``: print the job id, console URL and management commands, and return 0 as
     soon as the service accepted the job. With ``wait``: then block until the job ends (0 if it
     ended well); Ctrl-C stops the waiting and leaves the job running. Never cancels the job.
     """
+    out = out or sys.stdout  # looked up now: sys.stdout may have been replaced since import
     result = pipeline.run()
     job_id = _job_id(result)
     if job_id is None:  # nothing was submitted: --dry_run, or --template_location staged a template

@@ -139,6 +139,10 @@ class AlphastreamOptions(PipelineOptions):
                               "partition, window and pane).")
         out.add_argument("--write_ticks", action="store_true",
                          help="Also store deduplicated raw ticks in the database's ticks table.")
+        out.add_argument("--wait", action="store_true",
+                         help="Remote runners (Dataflow): after submitting, wait until the job ends and exit "
+                              "non-zero if it did not end well; Ctrl-C stops the waiting, never the job. "
+                              "Default: return once the job is submitted.")
         out.add_argument("--max_duration", type=_positive_float, default=None,
                          help="Streaming: stop cleanly after this many seconds (default: until Ctrl-C).")
         out.add_argument("--archive", default=None, metavar="PATH",

@@ -20,6 +20,7 @@ TEMPLATE_DESCRIPTION = ("Market ticks to OHLCV bars (VWAP, trade counts) in Post
 NOT_TEMPLATE_PARAMETERS = {
     "db_url": "a DSN with its password would be visible in the job's parameters: use db_url_secret",
     "max_duration": "local runs only: a Dataflow job is stopped by drain or cancel",
+    "wait": "a template launch returns once submitted; the launcher never waits",
 }
 _INTEGER = r"^[0-9]+$"
 _NUMBER = r"^[0-9]*\.?[0-9]+$"

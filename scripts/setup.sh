@@ -60,4 +60,10 @@ if [[ ! -f "$STAMP" || "$ROOT/setup.py" -nt "$STAMP" ]]; then
   "$VENV/bin/python" -m pip install -q -e "$ROOT[all,dev]"
   touch "$STAMP"
 fi
+if [[ $WANT_TEST -eq 1 && ! -x "$VENV/checkov/bin/checkov" ]]; then
+  # checkov pins old versions of packages pytest needs: it gets a virtualenv of its own.
+  say "installing checkov into $VENV/checkov"
+  "$PYTHON" -m venv "$VENV/checkov"
+  "$VENV/checkov/bin/python" -m pip install -q "checkov>=3.3,<4"
+fi
 say "ready: $VENV"

@@ -56,8 +56,8 @@ def test_synthetic_run_writes_lake_equal_to_pandas_and_rerun_replaces(tmp_path, 
     assert f"duplicates      {len(ticks) - len(ticks.drop_duplicates(['source', 'trade_id'])):>12,}" in out
 
     files_before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.parquet"))
-    assert [str(f) for f in files_before] == [
-        f"bars/interval={i}/date={DAY}/bars.parquet" for i in ("1h", "1m", "5m")]
+    assert [str(f) for f in files_before] == [  # one file per (interval, date, symbol)
+        f"bars/interval={i}/date={DAY}/bars-{s}.parquet" for i in ("1h", "1m", "5m") for s in sorted(ticks["symbol"].unique())]
     code, _ = run(argv, capsys)  # a re-run replaces each partition instead of adding to it
     assert code == 0
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.parquet")) == files_before
@@ -68,7 +68,7 @@ def test_lake_columns_follow_the_records(tmp_path, capsys):
     code, _ = run(["--no_db", "--output", str(tmp_path), "--symbols", "1", "--ticks_per_symbol", "50",
                    "--date", DAY.isoformat()], capsys)
     assert code == 0
-    schema = pq.read_schema(next(tmp_path.rglob("bars.parquet")))
+    schema = pq.read_schema(next(tmp_path.rglob("bars-*.parquet")))
     assert tuple(schema.names) == storage_columns(BAR_FIELDS)
     assert schema.field("bucket_start").type == pa.timestamp("us", tz="UTC")
 
@@ -115,9 +115,9 @@ def test_files_source_csv_jsonl_parquet_with_bad_records(tmp_path, capsys):
                    ("MSFT", 1704205800000000): (370.0, 370.0, 1)}
 
 
-def test_files_source_without_input_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="--input"):
-        main(["--source", "files", "--no_db", "--output", str(tmp_path)])
+def test_files_source_without_input_is_a_clear_error(tmp_path, capsys):
+    assert main(["--source", "files", "--no_db", "--output", str(tmp_path)]) == 2
+    assert "--input" in capsys.readouterr().err
 
 
 def test_missing_input_files_is_a_clear_error(tmp_path):
@@ -170,7 +170,7 @@ def test_mixed_input_flattens_tables_and_records(tmp_path):
     assert "ReadTickFiles/ReadCsvRows" not in labels  # no CSV file matched: no CSV branch
 
 
-def test_lake_packs_bars_from_several_bundles_into_one_file_per_partition(tmp_path):
+def test_lake_packs_bars_from_several_bundles_into_one_file_per_symbol_and_partition(tmp_path):
     day2 = int(dt.datetime(2024, 1, 3, tzinfo=dt.timezone.utc).timestamp()) * 1_000_000
     bars = [Bar(symbol=s, interval=i, bucket_start_us=start + k * 60_000_000, open=1.0, high=2.0, low=0.5,
                 close=1.5, volume=10.0, vwap=1.2, trades=3, timing="ON_TIME", pane_index=0)
@@ -179,13 +179,13 @@ def test_lake_packs_bars_from_several_bundles_into_one_file_per_partition(tmp_pa
     with TestPipeline() as p:
         _ = p | beam.Create(bars, reshuffle=True) | WriteBarsToLake(str(tmp_path))
     files = sorted(str(f.relative_to(tmp_path)) for f in tmp_path.rglob("*.parquet"))
-    assert files == [f"bars/interval={i}/date={d}/bars.parquet" for i in ("1m", "5m")
-                     for d in ("2024-01-02", "2024-01-03")]
-    for path in tmp_path.rglob("bars.parquet"):
+    assert files == [f"bars/interval={i}/date={d}/bars-{s}.parquet" for i in ("1m", "5m")
+                     for d in ("2024-01-02", "2024-01-03") for s in ("AAPL", "MSFT")]
+    for path in tmp_path.rglob("bars-*.parquet"):
         got = pq.read_table(path).to_pandas()
-        assert len(got) == 10
-        assert list(got["symbol"]) == ["AAPL"] * 5 + ["MSFT"] * 5  # sorted by symbol, then time
-        assert got.equals(got.sort_values(["symbol", "bucket_start"]).reset_index(drop=True))
+        assert len(got) == 5
+        assert set(got["symbol"]) == {path.stem.removeprefix("bars-")}
+        assert got.equals(got.sort_values("bucket_start").reset_index(drop=True))  # in time order
 
 
 @pytest.mark.parametrize("micros", [0, -1, 1_704_153_599_999_999, 1_704_153_600_000_000, 4_102_444_799_999_999,
