@@ -132,7 +132,8 @@ def _stored(*, backward: bool, limit: str) -> sql.Composed:
 SELECT {columns}, {stored_final} AS {final} FROM {bars}
 WHERE {symbol} = %(symbol)s AND {interval} = %(source)s AND {where}
 ORDER BY {bucket_start} {order} LIMIT {limit}""").format(
-        columns=_columns(BAR_ROW_COLUMNS), stored_final=STORED_FINAL, final=sql.Identifier(FINAL), bars=BARS, symbol=symbol, interval=interval,
+        columns=_columns(BAR_ROW_COLUMNS), stored_final=STORED_FINAL, final=sql.Identifier(FINAL), bars=BARS,
+        symbol=symbol, interval=interval,
         bucket_start=bucket_start, where=where.format(b=bucket_start), order=order,
         limit=sql.Placeholder(limit))
 
