@@ -60,8 +60,11 @@ def child_polars(input_path: str, out_dir: str) -> None:
     width = 60_000_000
     bars = (
         pl.scan_parquet(input_path)
+        # The pipeline's trade rule: one delivery per (source, symbol, trade_id), the smallest
+        # (ts, price, size); then trade order for open and close.
+        .sort(["ts_us", "price", "size"])
+        .unique(subset=["source", "symbol", "trade_id"], keep="first", maintain_order=True)
         .sort(["ts_us", "trade_id", "source"])
-        .unique(subset=["source", "trade_id"], keep="first", maintain_order=True)
         .with_columns((pl.col("ts_us") - pl.col("ts_us") % width).alias("bucket_start_us"),
                       (pl.col("price") * pl.col("size")).alias("notional"))
         .group_by(["symbol", "bucket_start_us"], maintain_order=True)
@@ -69,7 +72,7 @@ def child_polars(input_path: str, out_dir: str) -> None:
              close=pl.col("price").last(), volume=pl.col("size").sum(), notional=pl.col("notional").sum(),
              price_sum=pl.col("price").sum(), trades=pl.len())
         .with_columns(vwap=pl.when(pl.col("volume") > 0).then(pl.col("notional") / pl.col("volume"))
-                      .otherwise(pl.col("price_sum") / pl.col("trades")))
+                      .otherwise(pl.col("price_sum") / pl.col("trades")).clip(pl.col("low"), pl.col("high")))
         .collect()
     )
     bars.write_parquet(Path(out_dir) / "bars.parquet")

@@ -112,7 +112,7 @@ def build_graph(p, opts: AlphastreamOptions, *, streaming: bool, now_us: NowFn, 
                  if opts.write_ticks else None)
     else:
         tables, dead_sources = read_batch(p, opts, now_us, day)
-        bars = tables | "Bars" >> BatchBars(opts.intervals)
+        bars = tables | "Bars" >> BatchBars(opts.intervals, dedup_horizon_seconds(opts))
         ticks = tables  # Arrow tables; the ticks table's unique key drops repeated trades
 
     if db_url:

@@ -119,8 +119,9 @@ class AlphastreamOptions(PipelineOptions):
         rules.add_argument("--max_future_seconds", type=_non_negative_int, default=60,
                            help="Ticks more than this many seconds ahead of the clock are dead-lettered.")
         rules.add_argument("--dedup_horizon_seconds", type=_non_negative_int, default=None,
-                           help="Streaming: event-time seconds a trade id is remembered for dedup "
-                                "(default: allowed lateness + the largest interval).")
+                           help="Event-time seconds within which deliveries of one trade are matched: batch "
+                                "across day groups (groups span at least this), streaming how long a trade is "
+                                "remembered (default: allowed lateness + the largest interval).")
 
         out = parser.add_argument_group("outputs")
         out.add_argument("--output", default=DEFAULT_OUTPUT,

@@ -129,3 +129,21 @@ def test_conflicting_deliveries_resolve_in_a_message_and_later_ones_leave_the_ba
     # so the bars show it): the later delivery is dropped.
     later = TestStream().add_elements([message([kept, other_symbol])]).add_elements([message([preferred_but_late, kept])])
     assert bars_of(later) == expected
+
+
+def test_hostile_message_bodies_become_dead_letters_with_their_bytes_kept():
+    """A body nested beyond Python's recursion limit, or not UTF-8, is one bad_json dead letter
+    (its invalid bytes kept as \\xNN escapes), and the run goes on."""
+    import apache_beam as beam
+
+    from transforms.tick_batches import UNREADABLE, decode_tick_batch
+
+    assert decode_tick_batch(b"[" * 100_000) == [(UNREADABLE, b"[" * 100_000)]
+    with TestPipeline() as p:
+        parsed = (p | beam.Create([("sub", b"\xff\xfe" + json.dumps({"symbol": "AAPL"}).encode()),
+                                   ("sub", b"[" * 100_000)])
+                  | ParseTickBatches(lambda: 0, "pubsub", ValidationPolicy(), DEDUP_BUCKET_US))
+        letters = Collected(parsed[DEAD_LETTERS])
+    dead = letters.items
+    assert sorted(letter.raw[:6] for letter in dead) == ["[[[[[[", "\\xff\\x"]
+    assert {letter.reason for letter in dead} == {"bad_json"}

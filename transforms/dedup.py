@@ -1,13 +1,12 @@
 """DedupTrades: drop repeated deliveries of the same trade in a stream.
 
-Pub/Sub and websocket feeds deliver at least once, so the same trade (same source and trade
-id) can arrive twice. A stateful DoFn keyed by (source, trade_id) remembers each trade for
+Pub/Sub and websocket feeds deliver at least once, so the same trade (same source, symbol and
+trade id: transforms.trade_identity) can arrive twice. A stateful DoFn keyed by the trade remembers each trade for
 ``horizon_seconds`` of event time after the trade, then forgets it (an event-time timer clears
 the state), so memory stays bounded. The horizon should cover the allowed lateness: a
 duplicate arriving after it would be counted twice.
 
-The batch path deduplicates inside its (symbol, bucket) groups instead (transforms.batch_bars),
-because duplicates share symbol and timestamp and so always land in the same group.
+The batch path deduplicates inside its (symbol, day) groups instead (transforms.batch_bars).
 """
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ from apache_beam.utils.timestamp import Duration
 
 from alphastream.records import Tick
 from transforms.parse import METRICS_NAMESPACE
+from transforms.trade_identity import trade_identity
 
 
 class _FirstDeliveryOnlyDoFn(beam.DoFn):
@@ -53,7 +53,7 @@ class _FirstDeliveryOnlyDoFn(beam.DoFn):
 
 
 class DedupTrades(beam.PTransform):
-    """Timestamped Ticks -> the first delivery of each (source, trade_id), timestamps kept."""
+    """Timestamped Ticks -> the first delivery of each trade, timestamps kept."""
 
     def __init__(self, horizon_seconds: int):
         super().__init__()
@@ -62,6 +62,7 @@ class DedupTrades(beam.PTransform):
     def expand(self, ticks):
         return (
             ticks
-            | "KeyByTrade" >> beam.Map(lambda t: ((t.source, t.trade_id), t)).with_output_types(tuple[tuple[str, str], Tick])
+            | "KeyByTrade" >> beam.Map(lambda t: (trade_identity(t), t)).with_output_types(
+                tuple[tuple[str, str, str], Tick])
             | "FirstDeliveryOnly" >> beam.ParDo(_FirstDeliveryOnlyDoFn(self._horizon_seconds)).with_output_types(Tick)
         )

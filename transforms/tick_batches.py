@@ -48,7 +48,7 @@ from alphastream.records import Bar, DeadLetterReason, Tick
 from transforms.bars import OhlcvCombineFn, StreamingBars, _WindowedBarDoFn, merge_two, tick_accumulator
 from transforms.parse import DEAD_LETTERS, METRICS_NAMESPACE, TICKS, TypeDeadLetters, dead_letter
 from transforms.trade_identity import Delivery, delivery, kept_deliveries, trade_identity
-from transforms.validation import TickRejected, ValidationPolicy, tick_from_fields, tick_from_json
+from transforms.validation import TickRejected, ValidationPolicy, raw_text, tick_from_fields, tick_from_json
 
 NowFn = Callable[[], int]
 GroupKey = tuple  # (symbol, bucket start us)
@@ -70,7 +70,7 @@ def decode_tick_batch(body: bytes) -> list[tuple[object, bytes]]:
     """
     try:
         decoded = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         return [(UNREADABLE, body)]
     if not isinstance(decoded, list):
         return [(decoded, body)]
@@ -129,7 +129,7 @@ class _ParseTickBatchDoFn(beam.DoFn):
             except TickRejected as rejection:
                 self._rejected.inc()
                 yield TaggedOutput(DEAD_LETTERS, dead_letter(
-                    rejection, payload.decode("utf-8", errors="replace"), origin, now_us))
+                    rejection, raw_text(payload), origin, now_us))
                 continue
             ticks.append(tick)
         self._parsed.inc(len(ticks))
