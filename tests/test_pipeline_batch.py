@@ -194,3 +194,21 @@ def test_partition_date_is_exact_at_day_edges(micros):
     """The last microsecond of a day stays in that day, before 1970 and up to year 9999."""
     expected = (dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=micros)).date().isoformat()
     assert utc_date(micros) == expected
+
+
+def test_a_redelivery_across_midnight_counts_once_through_the_cli(tmp_path, capsys):
+    """Two files deliver one trade on both sides of midnight with different prices: the run keeps
+    the delivery with the smallest (ts, price, size), whichever file holds it."""
+    midnight = int(dt.datetime(2024, 5, 2, tzinfo=dt.timezone.utc).timestamp()) * 1_000_000
+    first = {"symbol": "AAPL", "ts_us": midnight - 200_000, "price": 100.0, "size": 1.0, "trade_id": "t1",
+             "source": "coinbase"}
+    again = {**first, "ts_us": midnight + 200_000, "price": 101.0}  # the feed's correction, after midnight
+    other = {**first, "ts_us": midnight + 30_000_000, "price": 102.0, "trade_id": "t2"}
+    (tmp_path / "b.jsonl").write_text(json.dumps(again) + "\n" + json.dumps(other) + "\n")
+    (tmp_path / "a.jsonl").write_text(json.dumps(first) + "\n")
+    code, out = run(["--source", "files", "--input", str(tmp_path / "*.jsonl"), "--intervals", "1m", "--no_db",
+                     "--output", str(tmp_path / "lake")], capsys)
+    assert code == 0, out
+    bars = lake_bars(tmp_path / "lake")
+    by_start = {row.bucket_start_us: (row.open, row.trades) for row in bars.itertuples()}
+    assert by_start == {midnight - 60_000_000: (100.0, 1), midnight: (102.0, 1)}
