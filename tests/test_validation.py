@@ -16,7 +16,7 @@ from alphastream.records import DeadLetterReason, Tick
 from transforms.parse import DEAD_LETTERS, TICKS, ParseTicks
 from transforms.tick_tables import DATETIME_MAX_US, DATETIME_MIN_US, split_valid, timestamps_to_micros
 from transforms.validation import (MAX_PRICE, MAX_SIZE, MIN_PRICE, MIN_SIZE, CsvRow, TickRejected, ValidationPolicy,
-                                   tick_from_json)
+                                   tick_from_fields, tick_from_json)
 
 NOW_US = 1_704_205_800_000_000  # 2024-01-02 14:30 UTC
 GOOD = {"symbol": "AAPL", "ts_us": NOW_US - 1_000, "price": 185.5, "size": 100, "trade_id": "t1", "source": "test"}
@@ -78,9 +78,9 @@ def test_parse_ticks_tags_dead_letters_with_reason_raw_and_origin():
         assert_that(out[TICKS], equal_to([Tick("AAPL", NOW_US - 1_000, 185.5, 100.0, "t1", "test")]), label="ticks")
         summary = out[DEAD_LETTERS] | beam.Map(lambda d: (d.reason, d.raw, d.origin, d.seen_at_us))
         assert_that(summary, equal_to([
-            ("bad_json", "{oops", "sub:1", NOW_US),
-            ("bad_price", bad[1][1], "sub:2", NOW_US),
-            ("bad_symbol", bad[2][1], "sub:3", NOW_US),
+            ("bad_json", "{oops", "sub:1", NOW_US),  # no event time: dated by the read
+            ("bad_price", bad[1][1], "sub:2", NOW_US - 1_000),  # dated by the trade's own time
+            ("bad_symbol", bad[2][1], "sub:3", NOW_US - 1_000),
         ]), label="dead letters")
 
 
@@ -266,3 +266,23 @@ def test_timestamps_to_micros_floors_and_clips_to_the_datetime_range(values, uni
     got = timestamps_to_micros(pa.chunked_array([pa.array(values, pa.timestamp(unit))]))
     assert pc.cast(got, pa.int64()).to_pylist() == expected
     assert len(got.to_pylist()) == len(values)  # every value converts to a datetime
+
+
+def test_a_rejected_record_keeps_its_valid_event_time_for_its_dead_letter():
+    from transforms.parse import dead_letter
+
+    now = 1_714_608_000_000_000  # 2024-05-02
+    ts = now - 86_400_000_000
+    cases = {  # rejected fields -> the event time its dead letter is dated by
+        (("price", -1.0),): ts,  # bad price, good time: the trade's day
+        (("symbol", "bad symbol!"),): ts,  # bad symbol, checked before the time: still the trade's day
+        (("ts_us", "yesterday"),): None,  # no readable time: the read time
+        (("ts_us", now + 10**12),): None,  # a time refused as future is not trusted either
+    }
+    base = {"symbol": "AAPL", "ts_us": ts, "price": 1.0, "size": 1.0, "trade_id": "1"}
+    for change, expected in cases.items():
+        with pytest.raises(TickRejected) as caught:
+            tick_from_fields({**base, **dict(change)}, now_us=now, default_source="file")
+        assert caught.value.event_us == expected, change
+        letter = dead_letter(caught.value, "raw", "f.jsonl", now)
+        assert letter.seen_at_us == (now if expected is None else expected)

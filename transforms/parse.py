@@ -24,7 +24,10 @@ METRICS_NAMESPACE = "alphastream"
 NowFn = Callable[[], int]
 
 
-def dead_letter(rejection: TickRejected, raw: str, origin: str, seen_at_us: int) -> DeadLetter:
+def dead_letter(rejection: TickRejected, raw: str, origin: str, read_at_us: int) -> DeadLetter:
+    """The rejected record as a DeadLetter, dated by its own event time when it has a valid one
+    (so the lake files it under the day it belongs to), else by when it was read."""
+    seen_at_us = read_at_us if rejection.event_us is None else rejection.event_us
     return DeadLetter(
         reason=rejection.reason.value, detail=rejection.detail, raw=raw, origin=origin, seen_at_us=seen_at_us
     )

@@ -53,10 +53,11 @@ _SUB_MICRO_DIGITS = re.compile(r"([.,]\d{6})\d+")
 class TickRejected(ValueError):
     """A record that is not a valid tick, with the reason code and a readable detail."""
 
-    def __init__(self, reason: DeadLetterReason, detail: str):
+    def __init__(self, reason: DeadLetterReason, detail: str, event_us: int | None = None):
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.event_us = event_us  # the record's own valid event time, when it has one
 
 
 class CsvRow(NamedTuple):
@@ -215,7 +216,25 @@ def parse_timestamp_us(fields: Mapping[str, Any]) -> int:
 def tick_from_fields(
     fields: Mapping[str, Any], *, now_us: int, default_source: str, policy: ValidationPolicy = ValidationPolicy()
 ) -> Tick:
-    """Validate one decoded record and build a Tick, or raise TickRejected."""
+    """Validate one decoded record and build a Tick, or raise TickRejected (carrying the
+    record's event time when it has a valid one, so its dead letter is dated by it)."""
+    try:
+        return _checked_tick(fields, now_us=now_us, default_source=default_source, policy=policy)
+    except TickRejected as rejection:
+        if rejection.event_us is None and isinstance(fields, Mapping):
+            rejection.event_us = _valid_event_time(fields, now_us, policy)
+        raise
+
+
+def _valid_event_time(fields: Mapping[str, Any], now_us: int, policy: ValidationPolicy) -> int | None:
+    try:
+        ts_us = parse_timestamp_us(fields)
+    except TickRejected:
+        return None
+    return ts_us if policy.min_ts_us <= ts_us <= now_us + policy.max_future_us else None
+
+
+def _checked_tick(fields: Mapping[str, Any], *, now_us: int, default_source: str, policy: ValidationPolicy) -> Tick:
     if not isinstance(fields, Mapping):
         raise TickRejected(DeadLetterReason.BAD_JSON, f"expected a JSON object, got {type(fields).__name__}")
     symbol = canonical_symbol(_text(fields, "symbol"))
