@@ -19,6 +19,7 @@ from serving.metrics import ApiMetrics, RequestMetricsMiddleware
 from serving.models import BAR_STATE_DESCRIPTION
 from serving.page_cache import PageCache
 from serving.routes import bars, dead_letters, docs, health, indicators, metrics, stream, symbols
+from serving.routes import alerts as alert_routes
 from serving.settings import ApiSettings
 
 DESCRIPTION = (
@@ -56,7 +57,7 @@ def create_app(settings: ApiSettings | None = None, *, dsn: str | None = None) -
     # so the published schema says whether this deployment wants X-API-Key.
     authenticated = [Depends(require_api_key)] if settings.api_key else []
     for router in (symbols.router, bars.router, indicators.router, dead_letters.router, stream.router,
-                   metrics.router):
+                   metrics.router, alert_routes.router):
         app.include_router(router, dependencies=authenticated)
     # Probes stay open (orchestrators do not carry the API key), and so does the schema.
     app.include_router(health.router)

@@ -1,10 +1,13 @@
-"""Prometheus metrics of the API: requests, latency, the connection pool and data freshness.
+"""Prometheus metrics of the API: requests, latency, the connection pool, the store's health and
+data freshness.
 
 Request counts and latency histograms are labelled by route template (``/v1/bars``, not the
 full URL) so the number of series stays bounded. Pool statistics, per-symbol freshness and
 the rows PostgreSQL has counted into each table are read when ``/metrics`` is scraped; the row
 counters (``alphastream_bar_rows_written_total``, ...) are what the dashboard charts as
-pipeline throughput. ``alphastream_api_bars_cache_lookups_total{result}`` and
+pipeline throughput. ``alphastream_db_up`` says whether those store queries answered at the
+last scrape (the DatabaseUnreachable rule); ``alphastream_dead_letters_recent{reason}`` counts
+the dead letters recorded in the /v1/alerts window. ``alphastream_api_bars_cache_lookups_total{result}`` and
 ``alphastream_api_bars_cache_bytes`` show how the bar page cache does. Each app has its own
 registry, so several apps can live in one process (tests); with several uvicorn workers each
 worker reports its own requests.
@@ -21,8 +24,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from alphastream.intervals import interval_seconds
 from serving import queries
+from serving.alerts import bar_age_seconds
 from serving.catalog import SymbolInfo
 from serving.page_cache import PageCache
 
@@ -43,6 +46,8 @@ class StoreSnapshot:
     rows_written: dict[str, float] = field(default_factory=dict)
     pool_stats: dict[str, int] = field(default_factory=dict)
     taken_at: dt.datetime | None = None
+    db_up: bool = False  # whether the store answered this scrape's queries
+    recent_dead_letters: dict[str, int] = field(default_factory=dict)
 
 
 class StoreCollector(Collector):
@@ -58,6 +63,8 @@ class StoreCollector(Collector):
         for name, value in sorted(snap.pool_stats.items()):
             pool.add_metric([name], float(value))
         yield pool
+        yield GaugeMetricFamily(f"{NAMESPACE}_db_up", "1 when PostgreSQL answered the store queries of this scrape, "
+                                "else 0.", value=1.0 if snap.db_up else 0.0)
         bar_age = GaugeMetricFamily(
             f"{NAMESPACE}_bar_age_seconds",
             "Seconds from the end of the newest bar (shortest stored interval) to the scrape.",
@@ -68,11 +75,16 @@ class StoreCollector(Collector):
         if snap.taken_at is not None:
             for info in snap.symbols.values():
                 s = info.finest
-                end = s.last_bar + dt.timedelta(seconds=interval_seconds(s.interval))
-                bar_age.add_metric([info.symbol, s.interval], (snap.taken_at - end).total_seconds())
+                bar_age.add_metric([info.symbol, s.interval], bar_age_seconds(s, snap.taken_at))
                 write_age.add_metric([info.symbol, s.interval], (snap.taken_at - s.last_updated).total_seconds())
         yield bar_age
         yield write_age
+        recent = GaugeMetricFamily(f"{NAMESPACE}_dead_letters_recent",
+                                   "Dead letters recorded in the /v1/alerts window "
+                                   "(ALPHASTREAM_API_ALERT_DEAD_LETTER_WINDOW_SECONDS), by reason.", labels=["reason"])
+        for reason, count in sorted(snap.recent_dead_letters.items()):
+            recent.add_metric([reason], float(count))
+        yield recent
         for table, name in ROW_COUNTERS.items():
             counter = CounterMetricFamily(f"{NAMESPACE}_{name}",
                                           f"Rows PostgreSQL counted into {table} (inserts + updates) since "

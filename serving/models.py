@@ -10,6 +10,7 @@ every float field says so in the schema (the pipeline never writes one; the colu
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import typing
 from typing import Annotated, Any
 
@@ -102,7 +103,13 @@ class QuotesList(BaseModel):
 
 class IndicatorPoint(BaseModel):
     bucket_start: dt.datetime
-    value: float | None = Field(description=f"Null while the window is not yet full. {NOT_FINITE}")
+    value: float | None = Field(description=f"Null while the window is not yet full. {NOT_FINITE} "
+                                            "macd: the MACD line; bollinger: the middle band.")
+    # Present only for the kinds that have them (the route leaves them unset otherwise).
+    signal: float | None = Field(default=None, description="macd only: EMA9 of the line.")
+    histogram: float | None = Field(default=None, description="macd only: line - signal.")
+    upper: float | None = Field(default=None, description="bollinger only: middle + 2 std.")
+    lower: float | None = Field(default=None, description="bollinger only: middle - 2 std.")
 
 
 class IndicatorsPage(Page):
@@ -140,3 +147,34 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorBody, "description": "The database is unreachable or too slow."},
 }
 NOT_FOUND = {404: {"model": ErrorBody, "description": "Unknown symbol."}}
+
+
+class AlertName(str, enum.Enum):
+    """Alerts the store can tell, named as the Prometheus rules in deploy/prometheus/alerts.yml."""
+
+    SYMBOL_DATA_STALE = "SymbolDataStale"
+    DEAD_LETTER_RATE = "DeadLetterRate"
+    DATABASE_UNREACHABLE = "DatabaseUnreachable"
+
+
+class AlertOut(BaseModel):
+    """One condition firing now."""
+
+    alert: AlertName
+    severity: str = Field(description='"warning" or "critical", as the Prometheus rule labels it.')
+    symbol: str | None = Field(default=None, description="The symbol concerned (SymbolDataStale), else null.")
+    interval: str | None = Field(default=None, description="The stored interval whose newest bar is measured.")
+    value: float = Field(description="Seconds since the newest bar ended (SymbolDataStale), or dead letters per "
+                                     "second over the window (DeadLetterRate); 0 for DatabaseUnreachable.")
+    threshold: float = Field(description="The limit `value` crossed (the API's ALPHASTREAM_API_ALERT_* setting).")
+    since: dt.datetime | None = Field(default=None, description="When the condition began, where the store knows "
+                                                                "(the newest bar's end plus the threshold).")
+    reasons: dict[str, int] = Field(default_factory=dict,
+                                    description="DeadLetterRate: dead letters in the window by reason.")
+    summary: str = Field(description="One sentence for people.")
+    runbook_url: str = Field(description="What it means and what to do.")
+
+
+class AlertsList(BaseModel):
+    checked_at: dt.datetime = Field(description="When the store was asked.")
+    items: list[AlertOut] = Field(description="Alerts firing now, critical first; empty when all is well.")

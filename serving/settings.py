@@ -68,3 +68,17 @@ class ApiSettings(AlphastreamSettings):
     api_stream_max_events: int = Field(
         default=100_000, ge=1, description="Most events one bar stream sends before closing."
     )
+    # /v1/alerts: the store's view of the Prometheus rules SymbolDataStale and DeadLetterRate
+    # (deploy/prometheus/alerts.yml); the defaults are the rules' thresholds.
+    api_alert_stale_seconds: float = Field(
+        default=300.0, gt=0,
+        description="A symbol is stale (SymbolDataStale) when the end of its newest bar (shortest stored "
+        "interval) is more than this many seconds ago.",
+    )
+    api_alert_dead_letter_rate: float = Field(
+        default=1.0, ge=0,
+        description="Dead letters per second (recorded over the window below) above which DeadLetterRate fires.",
+    )
+    api_alert_dead_letter_window_seconds: float = Field(
+        default=300.0, gt=0, description="The window the dead-letter rate is measured over (seconds)."
+    )
