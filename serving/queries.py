@@ -237,16 +237,18 @@ def indicator_inputs(rolled: bool) -> sql.Composed:
     """The bars an indicator page needs, oldest first: up to %(lookback)s warm-up bars before
     lo, then up to %(rows)s bars from lo; ``in_page`` tells them apart."""
     return sql.SQL("""
-SELECT {us} AS us, in_page, {close}, {volume}, {vwap} FROM (
+SELECT {us} AS us, in_page, {high}, {low}, {close}, {volume}, {vwap} FROM (
     (SELECT *, false AS in_page FROM ({before}) AS b)
     UNION ALL
     (SELECT *, true AS in_page FROM ({page}) AS p)
 ) AS series ORDER BY {bucket_start}""").format(
         us=_epoch_us(bucket_start), before=bar_range(rolled, backward=True), page=bar_range(rolled),
-        close=_c["close"], volume=_c["volume"], vwap=_c["vwap"], bucket_start=bucket_start)
+        high=_c["high"], low=_c["low"], close=_c["close"], volume=_c["volume"], vwap=_c["vwap"],
+        bucket_start=bucket_start)
 
 
-# Window-function indicators over the series above (EMA is computed in Python: see indicators.py).
+# Window-function indicators over the series above (the recursive ones are computed in Python:
+# see indicators.py).
 # Each is NULL until its window is full, as the dashboard's pandas versions are.
 INDICATOR_EXPRESSIONS: dict[str, sql.Composable] = {
     "sma": sql.SQL("CASE WHEN count({close}) OVER w = %(window)s THEN avg({close}) OVER w END").format(
