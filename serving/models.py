@@ -17,7 +17,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from alphastream.records import TIME_SUFFIX, Bar, DeadLetter, storage_name
+from serving.paging import IsoDateTime
 from serving.queries import RECORDED_AT, REVISION, STATE, UPDATED_AT, BarState
+from serving.risk import Calendar
 
 NOT_FINITE = "Null when the stored value is not a finite number."
 # A float as served: null for NaN and infinities (orjson and pydantic both render them so).
@@ -118,6 +120,58 @@ class IndicatorsPage(Page):
     kind: str
     window: int
     items: list[IndicatorPoint]
+
+
+class DrawdownOut(BaseModel):
+    fraction: float = Field(description="Largest fall of the close (or portfolio value) from its running peak, "
+                                        "as a fraction of that peak: 0.25 is a 25% drawdown.")
+    peak_at: dt.datetime | None = Field(description="Start of the bar at the peak (null without a drawdown).")
+    trough_at: dt.datetime | None = Field(description="Start of the bar at the trough (null without a drawdown).")
+
+
+class TailOut(BaseModel):
+    confidence: float = Field(description="0.95 or 0.99.")
+    var: float | None = Field(description="Historical value at risk: minus the (1 - confidence) quantile of the "
+                                          "per-bar returns (linear interpolation), a positive loss fraction.")
+    expected_shortfall: float | None = Field(
+        description="Minus the mean of the per-bar returns at or below that quantile.")
+
+
+class RiskOut(BaseModel):
+    """Risk metrics over the bars of [start, end); null where too few bars define a metric."""
+
+    symbol: str = Field(description='The symbol, or "portfolio".')
+    interval: str
+    weights: dict[str, float] | None = Field(default=None, description="Portfolio only: the weights used.")
+    bars: int = Field(description="Bars (closes) used; their returns are one fewer.")
+    first_bar: dt.datetime | None
+    last_bar: dt.datetime | None
+    calendar: Calendar = Field(description="equity (252 sessions of 6.5 h) or 24/7 (365 days of 24 h).")
+    bars_per_year: float = Field(description="Annualization: values per bar times sqrt(bars_per_year).")
+    volatility: float | None = Field(description="Per bar: sample standard deviation of log returns.")
+    volatility_annualized: float | None
+    max_drawdown: DrawdownOut
+    tails: list[TailOut] = Field(description="Historical VaR and expected shortfall at 95% and 99%.")
+    sharpe: float | None = Field(description="Annualized Sharpe ratio, risk-free rate 0: "
+                                             "mean / sample std of the returns x sqrt(bars_per_year).")
+    benchmark: str | None
+    beta: float | None = Field(description="cov(r, r_benchmark) / var(r_benchmark) over the bars both have.")
+    correlation: float | None = Field(description="Pearson correlation of r and r_benchmark.")
+    benchmark_returns: int = Field(description="Returns shared with the benchmark (0 without one).")
+
+
+class PortfolioRequest(BaseModel):
+    """A portfolio rebalanced to fixed weights every bar, over the bars all its symbols have."""
+
+    model_config = ConfigDict(extra="forbid")
+    weights: dict[str, float] = Field(min_length=1, description='Symbol -> weight, e.g. {"AAPL": 0.6, '
+                                      '"MSFT": 0.4}; negative weights are shorts; they need not sum to 1.')
+    interval: str = Field(max_length=8, description="Bar interval, as in /v1/bars.")
+    start: IsoDateTime | None = Field(default=None, description="Bars starting at or after this time.")
+    end: IsoDateTime | None = Field(default=None, description="Bars starting before this time.")
+    benchmark: str | None = Field(default=None, description="Symbol for beta and correlation.")
+    calendar: Calendar | None = Field(default=None, description="equity or 24/7; default: 24/7 when every symbol is "
+                                                           "a pair (e.g. BTC-USD), else equity.")
 
 
 class DeadLettersPage(Page):

@@ -281,6 +281,15 @@ SELECT us, value FROM (
         expression=INDICATOR_EXPRESSIONS[kind], close=_c["close"], inputs=indicator_inputs(rolled))
 
 
+# -- risk ----------------------------------------------------------------------------------------
+
+@rendered
+def closes(rolled: bool) -> sql.Composed:
+    """Epoch-microsecond start and close of the bars in [lo, hi), oldest first (at most %(rows)s)."""
+    return sql.SQL("SELECT {us}, {close} FROM ({page}) AS page ORDER BY {bucket_start}").format(
+        us=_epoch_us(bucket_start), close=_c["close"], page=bar_range(rolled), bucket_start=bucket_start)
+
+
 # -- dead letters --------------------------------------------------------------------------------
 
 # Newest first: each row's key (the cursor position), then its columns. The key
