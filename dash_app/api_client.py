@@ -176,6 +176,11 @@ class ApiClient:
         return self._paged("/v1/dead-letters", {"since": since, "reason": reason,
                                                  "limit": min(limit, self.page_size)}, max_rows=limit)
 
+    def alerts(self) -> list[dict]:
+        """``GET /v1/alerts``: what is firing now (alert, severity, symbol, summary, runbook_url, ...)."""
+        items, _ = _split_page(self._get("/v1/alerts"), "/v1/alerts")
+        return items
+
 
 # -- response shapes ---------------------------------------------------------------------------
 

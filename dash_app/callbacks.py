@@ -7,6 +7,7 @@ from typing import Callable
 import pandas as pd
 from dash import Dash, Input, Output, State, ctx, no_update
 
+from dash_app import alerts as alert_panel
 from dash_app import updates
 from dash_app.api_client import ApiClient, ApiError
 from dash_app.layout import default_symbol, symbol_options
@@ -55,14 +56,16 @@ def register_callbacks(app: Dash, client: ApiClient, settings: DashSettings, clo
         Output("watchlist", "children"), Output("api-status", "children"),
         Output("api-status", "className"), Output("page-error", "children"),
         Output("page-error", "style"), Output("symbols-store", "data"),
+        Output("alerts-banner", "children"), Output("alerts-banner", "style"),
         Input("side-panels-start", "n_intervals"), Input("slow-poll", "n_intervals"),
         State("symbol", "value"), prevent_initial_call=True,
     )
     def refresh_overview(_start, _tick, symbol):
         result = updates.overview_update(client, selected=symbol, size=settings.dash_watchlist_size,
                                          stale_seconds=settings.dash_stale_seconds, now=clock())
-        return (result.watchlist, result.api_text, result.api_class, result.page_error,
-                result.page_error_style, result.symbols)
+        firing = alert_panel.alerts_view(client)
+        return (alert_panel.with_badges(result.watchlist, firing.by_symbol), result.api_text, result.api_class,
+                result.page_error, result.page_error_style, result.symbols, firing.banner, firing.banner_style)
 
     # Not on page load: the layout already filled the picker, and the first chart must not wait
     # for this callback (Dash holds a callback until every callback feeding its inputs has run,

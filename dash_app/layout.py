@@ -127,6 +127,7 @@ def build_layout(client: ApiClient, settings: DashSettings) -> html.Div:
         ], className="topbar"),
         html.Div(banner, id="page-error", className="status status-error",
                  style={} if banner else {"display": "none"}),
+        html.Div(id="alerts-banner", className="alerts-banner", role="alert", style={"display": "none"}),
         _controls(symbol_options(symbols), symbol),
         html.Main([_chart_card(), _side_panels()], className="grid"),
         html.Footer(f"Data: {client.base_url} · times in UTC", className="footer"),
