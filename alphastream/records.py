@@ -1,6 +1,6 @@
 """The project's records: the one place that names a field.
 
-Tick, Bar and DeadLetter are typed ``NamedTuple``s. Beam infers a schema (and uses
+Tick, Bar, DeadLetter and Anomaly are typed ``NamedTuple``s. Beam infers a schema (and uses
 ``RowCoder``) from them; ``transforms.schemas`` registers the coders. The SQL migrations, the
 API's pydantic models and the Parquet writer follow the field lists below, and
 ``tests/test_records_agree.py`` checks that they do.
@@ -74,12 +74,34 @@ class DeadLetter(NamedTuple):
     seen_at_us: int  # event time if known, else the time it was read; epoch microseconds
 
 
+class AnomalyKind(str, enum.Enum):
+    """What a detection found in a symbol's bars (transforms.anomalies). Values are stable: stored and queried."""
+
+    RETURN_OUTLIER = "return_outlier"  # a 1-bar log return far from the rolling median (robust z-score)
+    VOLUME_SPIKE = "volume_spike"  # volume many times the rolling median volume
+    GAP_JUMP = "gap_jump"  # the first bar after missing buckets moved far more than the gap's length explains
+    STALE_PRICE = "stale_price"  # the close has not changed for N consecutive bars that had trades
+
+
+class Anomaly(NamedTuple):
+    """One detection on one bar; (symbol, interval, bucket_start_us, kind) identifies it."""
+
+    symbol: str
+    interval: str  # the bars it was found in (the shortest interval of the run, "1m" by default)
+    bucket_start_us: int  # the bar the detection fired on
+    kind: str  # an AnomalyKind value
+    score: float  # the statistic compared with the threshold (robust z, volume ratio, run length)
+    threshold: float  # the score's limit the detection passed (|score| >= threshold)
+    details: str  # JSON object with the inputs of the score (e.g. log_return, median, scale, window)
+
+
 # Symbols: letters and digits with . - / _ = ^ separators (BRK.B, BTC-USD, XBT/USD, ^GSPC, EURUSD=X).
 SYMBOL_PATTERN = r"^[A-Z0-9^][A-Z0-9.\-/_=^]{0,31}$"
 
 TICK_FIELDS: tuple[str, ...] = Tick._fields
 BAR_FIELDS: tuple[str, ...] = Bar._fields
 DEAD_LETTER_FIELDS: tuple[str, ...] = DeadLetter._fields
+ANOMALY_FIELDS: tuple[str, ...] = Anomaly._fields
 
 MICROS_PER_SECOND = 1_000_000
 

@@ -8,6 +8,12 @@ exercised by default.
 
 Generation is vectorised (numpy + Arrow) and per symbol: symbol i's ticks depend only on
 (seed, i), so any split of symbols across workers gives identical data.
+
+``MarketSpec.anomalies_per_symbol`` injects labelled anomalies into each symbol's session
+(``injected_anomalies`` lists them): a persistent price jump, a volume spike, a price jump
+across a gap of missing minutes (those minutes' trades removed), and a frozen price. Each is
+sized by the symbol's own one-minute volatility, so the detectors (transforms.anomalies) can be
+scored for precision and recall against the labels (bench/bench_anomalies.py).
 """
 from __future__ import annotations
 
@@ -18,7 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from alphastream.records import MICROS_PER_SECOND, TICK_FIELDS
+from typing import NamedTuple
+
+from alphastream.records import MICROS_PER_SECOND, TICK_FIELDS, AnomalyKind
 
 SYNTHETIC_SOURCE = "synthetic"
 SESSION_OPEN_UTC = dt.time(14, 30)
@@ -27,6 +35,21 @@ SESSION_SECONDS = 390 * 60  # 6.5 hours
 VOLUME_PROFILE_BETA = 0.7
 ANNUAL_VOLATILITY_RANGE = (0.15, 0.60)
 TRADING_SECONDS_PER_YEAR = 252 * SESSION_SECONDS
+MINUTE_SECONDS = 60
+SESSION_MINUTES = SESSION_SECONDS // MINUTE_SECONDS
+
+# Injected anomalies: sizes in the symbol's own one-minute log-return standard deviations.
+INJECTED_JUMP_SIGMAS = 12.0
+INJECTED_VOLUME_FACTOR = 25.0  # the minute's trade sizes multiplied by this
+INJECTED_GAP_MINUTES = 5  # minutes whose trades are removed before a gap jump
+INJECTED_FREEZE_MINUTES = 8  # minutes of unchanged price (every trade at the last price before)
+# The first injection leaves this much history for rolling windows; injections are this far
+# apart, so one never sits in another's span.
+INJECTION_WARMUP_MINUTES = 35
+INJECTION_SPACING_MINUTES = 15
+INJECTION_SLOTS = range(INJECTION_WARMUP_MINUTES, SESSION_MINUTES - INJECTION_SPACING_MINUTES, INJECTION_SPACING_MINUTES)
+INJECTED_KINDS = (AnomalyKind.RETURN_OUTLIER, AnomalyKind.VOLUME_SPIKE, AnomalyKind.GAP_JUMP, AnomalyKind.STALE_PRICE)
+_ANOMALY_STREAM = 1  # a random stream of its own: the plan never shifts the market's draws
 
 _NAMED_SYMBOLS = (
     "AAPL MSFT NVDA AMZN GOOGL META TSLA BRK.B JPM V UNH XOM JNJ WMT MA PG AVGO HD CVX MRK "
@@ -79,10 +102,15 @@ class MarketSpec:
     seed: int = 42
     duplicate_rate: float = 0.002  # share of trades delivered twice
     out_of_order_rate: float = 0.01  # share of trades swapped with a neighbour in delivery order
+    anomalies_per_symbol: int = 0  # labelled anomalies injected into each symbol (injected_anomalies)
 
     def __post_init__(self) -> None:
         if self.ticks_per_symbol < 1:
             raise ValueError(f"ticks_per_symbol must be >= 1, got {self.ticks_per_symbol}")
+        if not 0 <= self.anomalies_per_symbol <= len(INJECTION_SLOTS):
+            raise ValueError(f"anomalies_per_symbol must be within [0, {len(INJECTION_SLOTS)}] "
+                             f"(one per {INJECTION_SPACING_MINUTES} minutes of the session), "
+                             f"got {self.anomalies_per_symbol}")
         for name in ("duplicate_rate", "out_of_order_rate"):
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
@@ -90,7 +118,8 @@ class MarketSpec:
 
     @property
     def total_ticks(self) -> int:
-        """Ticks delivered, duplicates included (what a reader of the feed sees)."""
+        """Ticks delivered, duplicates included (what a reader of the feed sees); gap anomalies
+        (anomalies_per_symbol) remove the trades of their missing minutes from this."""
         per_symbol = self.ticks_per_symbol + int(round(self.ticks_per_symbol * self.duplicate_rate))
         return per_symbol * self.symbols
 
@@ -99,8 +128,28 @@ def _symbol_rng(spec: MarketSpec, index: int) -> np.random.Generator:
     return np.random.default_rng([spec.seed, index])
 
 
+class InjectedAnomaly(NamedTuple):
+    """A label: an anomaly of ``kind`` put into ``symbol``'s bars between two 1m buckets (inclusive)."""
+
+    symbol: str
+    kind: str  # an AnomalyKind value
+    first_bucket_us: int
+    last_bucket_us: int  # a frozen price spans its minutes; the other kinds are one bucket
+
+
 def symbol_ticks(spec: MarketSpec, index: int) -> pa.Table:
     """All ticks of symbol number ``index`` for the session, in delivery order."""
+    return _symbol_ticks_and_labels(spec, index)[0]
+
+
+def injected_anomalies(spec: MarketSpec) -> list[InjectedAnomaly]:
+    """The labels of every anomaly ``spec`` injects (none when anomalies_per_symbol is 0)."""
+    if not spec.anomalies_per_symbol:
+        return []
+    return [label for i in range(spec.symbols) for label in _symbol_ticks_and_labels(spec, i)[1]]
+
+
+def _symbol_ticks_and_labels(spec: MarketSpec, index: int) -> tuple[pa.Table, list[InjectedAnomaly]]:
     rng = _symbol_rng(spec, index)
     symbol = symbol_names(spec.symbols)[index]
     n = spec.ticks_per_symbol
@@ -112,14 +161,20 @@ def symbol_ticks(spec: MarketSpec, index: int) -> pa.Table:
     sigma = rng.uniform(*ANNUAL_VOLATILITY_RANGE)
     dt_years = np.diff(offsets_s, prepend=0.0) / TRADING_SECONDS_PER_YEAR
     log_returns = rng.standard_normal(n) * sigma * np.sqrt(dt_years)
-    price = np.round(start_price * np.exp(np.cumsum(log_returns)), 4)
     size = np.maximum(1.0, np.round(rng.lognormal(mean=4.0, sigma=1.0, size=n)))
+    labels, keep = [], np.ones(n, dtype=bool)
+    if spec.anomalies_per_symbol:
+        labels, keep = _inject_anomalies(spec, index, symbol, offsets_s, log_returns, size,
+                                         sigma * np.sqrt(MINUTE_SECONDS / TRADING_SECONDS_PER_YEAR))
+    price = np.round(start_price * np.exp(np.cumsum(log_returns)), 4)
+    kept = np.flatnonzero(keep)  # a gap's trades are removed after pricing: the walk goes on under it
+    ts_us, price, size, n = ts_us[kept], price[kept], size[kept], len(kept)
 
     order = np.arange(n)
     order = _with_duplicates(order, spec.duplicate_rate, rng)
     order = _out_of_order(order, spec.out_of_order_rate, rng)
 
-    seq = pa.array(np.arange(n))
+    seq = pa.array(kept)  # trade ids number the trades before any were removed
     trade_ids = pc.binary_join_element_wise(symbol, pc.cast(seq, pa.string()), "-")
     columns = {
         "symbol": pa.array([symbol] * n, pa.string()),
@@ -130,7 +185,47 @@ def symbol_ticks(spec: MarketSpec, index: int) -> pa.Table:
         "source": pa.array([SYNTHETIC_SOURCE] * n, pa.string()),
     }
     table = pa.table(columns, schema=TICK_ARROW_SCHEMA)
-    return table.take(pa.array(order))
+    return table.take(pa.array(order)), labels
+
+
+def _inject_anomalies(spec: MarketSpec, index: int, symbol: str, offsets_s: np.ndarray, log_returns: np.ndarray,
+                      size: np.ndarray, minute_sigma: float) -> tuple[list[InjectedAnomaly], np.ndarray]:
+    """Change ``log_returns`` and ``size`` in place; returns the labels and which trades to keep.
+
+    Slots whose minutes (one before to the end of the slot) all have trades are eligible, so a
+    label never lands where the market had a gap of its own.
+    """
+    rng = np.random.default_rng([spec.seed, index, _ANOMALY_STREAM])
+    minute = (offsets_s // MINUTE_SECONDS).astype(np.int64)
+    trades_per_minute = np.bincount(minute, minlength=SESSION_MINUTES + 1)
+    eligible = [s for s in INJECTION_SLOTS if trades_per_minute[s - 1:s + INJECTION_SPACING_MINUTES - 1].all()]
+    if len(eligible) < spec.anomalies_per_symbol:
+        raise ValueError(f"{symbol}: only {len(eligible)} slots have a trade in every minute for "
+                         f"{spec.anomalies_per_symbol} anomalies; raise ticks_per_symbol")
+    slots = np.sort(rng.choice(eligible, size=spec.anomalies_per_symbol, replace=False))
+    first_kind = int(rng.integers(len(INJECTED_KINDS)))
+    keep = np.ones(len(offsets_s), dtype=bool)
+    open_us = session_open_us(spec.day)
+    labels = []
+    for j, slot in enumerate(slots):
+        kind = INJECTED_KINDS[(first_kind + j) % len(INJECTED_KINDS)]
+        sign = 1.0 if rng.random() < 0.5 else -1.0
+        first = last = int(slot)
+        if kind is AnomalyKind.RETURN_OUTLIER:  # a persistent jump at the minute's first trade
+            log_returns[np.argmax(minute == slot)] += sign * INJECTED_JUMP_SIGMAS * minute_sigma
+        elif kind is AnomalyKind.VOLUME_SPIKE:
+            size[minute == slot] *= INJECTED_VOLUME_FACTOR
+        elif kind is AnomalyKind.GAP_JUMP:  # no trades for a few minutes, then a jump
+            first = last = int(slot) + INJECTED_GAP_MINUTES
+            keep[(minute >= slot) & (minute < first)] = False
+            log_returns[np.argmax(minute == first)] += (
+                sign * INJECTED_JUMP_SIGMAS * minute_sigma * np.sqrt(INJECTED_GAP_MINUTES + 1))
+        else:  # every trade of the frozen minutes at the last price before them
+            last = int(slot) + INJECTED_FREEZE_MINUTES - 1
+            log_returns[(minute >= slot) & (minute <= last)] = 0.0
+        labels.append(InjectedAnomaly(symbol, kind.value, open_us + first * MINUTE_SECONDS * MICROS_PER_SECOND,
+                                      open_us + last * MINUTE_SECONDS * MICROS_PER_SECOND))
+    return labels, keep
 
 
 def _with_duplicates(order: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:

@@ -1,0 +1,258 @@
+"""Anomaly detection on a symbol's bars: one pure step function, called by batch and streaming.
+
+``detect_step(state, bar, params)`` reads one bar and the symbol's rolling state (the last
+``window`` one-bar log returns and volumes, the previous close and bucket, the run of unchanged
+closes) and returns the new state and the bar's detections. Batch folds it over each symbol's
+bars in bucket order; streaming folds it in a stateful DoFn keyed by symbol, in the same order
+(below). Same bars in, same state, same arithmetic: batch == streaming by construction.
+
+Detections (each an ``alphastream.records.Anomaly``):
+
+- ``return_outlier``: robust z-score of the bar's log return against the window's returns,
+  z = (r - median) / scale, scale = 1.4826 * MAD (the normal-consistent MAD), or, when more
+  than half the returns are equal and the MAD is 0, 1.2533 * mean absolute deviation (Iglewicz
+  and Hoaglin's fallback). |z| >= ``return_z``.
+- ``gap_jump``: the first bar after k - 1 missing buckets: its log return over the k buckets,
+  z = (r - k * median) / (scale * sqrt(k)) (a random walk's spread grows with sqrt(k)),
+  |z| >= ``return_z``. Gap returns do not enter the return window, and neither do unchanged
+  closes: a frozen price would shrink the MAD towards 0 and make the next honest move an
+  outlier (measured: precision 0.92-0.95 on the synthetic market with them, see docs).
+- ``volume_spike``: volume / median volume of the window >= ``volume_ratio``. A rolling median
+  of the previous bars, not a time-of-day profile: a profile needs many sessions of per-minute
+  history per symbol before it says anything, while a 30-bar median follows the intraday
+  U-shape locally from the first half hour.
+- ``stale_price``: ``stale_bars`` consecutive bars with trades whose close equals the previous
+  close (a frozen feed or a halted quote); reported once per run, on the bar completing it.
+
+Return and volume scores need ``min_history`` values in the window first. Bars without trades
+(gap-filled carry-forward bars) are not read: they are not prices the market made.
+
+Streaming reads only ON_TIME panes: a bucket's bar as it stood when the watermark passed its
+end. Early panes are partial, and late panes arrive after later buckets were already judged;
+re-judging would retract detections, which the sinks do not model. The stateful DoFn buffers
+on-time bars and judges them when the watermark passes their end (an event-time timer), so
+out-of-order arrival within the watermark does not change the order bars are read in. A bar
+older than one already judged is dropped and counted (``anomaly_bars_out_of_order``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Iterable, NamedTuple
+
+import apache_beam as beam
+from apache_beam.coders import FastPrimitivesCoder, RowCoder
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.utils.timestamp import Timestamp
+
+from alphastream.intervals import interval_micros
+from alphastream.records import Anomaly, AnomalyKind, Bar, PaneTiming
+from transforms.parse import METRICS_NAMESPACE
+
+beam.coders.registry.register_coder(Anomaly, RowCoder)
+
+# Scale a MAD (or a mean absolute deviation) to the standard deviation for normal data.
+MAD_TO_SIGMA = 1.4826
+MEAN_AD_TO_SIGMA = 1.2533
+
+
+@dataclass(frozen=True)
+class DetectorParams:
+    """Window and thresholds. Defaults: see docs (precision/recall measured by bench/bench_anomalies.py)."""
+
+    window: int = 30  # bars of rolling history (returns and volumes)
+    min_history: int = 10  # values needed in the window before a score is computed
+    return_z: float = 6.0  # robust z-score threshold for return outliers and gap jumps
+    volume_ratio: float = 8.0  # volume / rolling median volume threshold
+    stale_bars: int = 5  # consecutive unchanged closes (with trades) that make a stale price
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_history <= self.window:
+            raise ValueError(f"anomaly min_history must be within [1, window={self.window}], got {self.min_history}")
+        if self.return_z <= 0 or self.volume_ratio <= 0:
+            raise ValueError(f"anomaly thresholds must be positive, "
+                             f"got {self.return_z} and {self.volume_ratio}")
+        if self.stale_bars < 1:
+            raise ValueError(f"anomaly stale_bars must be >= 1, got {self.stale_bars}")
+
+
+class SeriesState(NamedTuple):
+    """What detection remembers of one symbol's series (the streaming state, field for field)."""
+
+    last_bucket_us: int | None = None
+    last_close: float | None = None
+    returns: tuple[float, ...] = ()  # the last ``window`` one-bar log returns, oldest first
+    volumes: tuple[float, ...] = ()  # the last ``window`` volumes, oldest first
+    unchanged: int = 0  # consecutive bars so far whose close equals the previous close
+
+
+def robust_scale(values: tuple[float, ...], center: float) -> float:
+    """Spread of ``values`` around ``center`` as a normal standard deviation; 0 if none."""
+    deviations = [abs(v - center) for v in values]
+    mad = statistics.median(deviations)
+    return MAD_TO_SIGMA * mad if mad > 0 else MEAN_AD_TO_SIGMA * statistics.fmean(deviations)
+
+
+def _anomaly(bar: Bar, kind: AnomalyKind, score: float, threshold: float, **details) -> Anomaly:
+    return Anomaly(bar.symbol, bar.interval, bar.bucket_start_us, kind.value, float(score), float(threshold),
+                   json.dumps(details, sort_keys=True))
+
+
+def _return_anomaly(state: SeriesState, bar: Bar, log_return: float, buckets: int,
+                    params: DetectorParams) -> Anomaly | None:
+    """A return outlier (buckets == 1) or a gap jump (buckets > 1), or None."""
+    if len(state.returns) < params.min_history:
+        return None
+    median = statistics.median(state.returns)
+    scale = robust_scale(state.returns, median)
+    if scale == 0:
+        return None  # every return in the window is the same: nothing to measure a move against
+    z = (log_return - buckets * median) / (scale * math.sqrt(buckets))
+    if abs(z) < params.return_z:
+        return None
+    if buckets == 1:
+        return _anomaly(bar, AnomalyKind.RETURN_OUTLIER, z, params.return_z,
+                        log_return=log_return, median=median, scale=scale, window=len(state.returns))
+    return _anomaly(bar, AnomalyKind.GAP_JUMP, z, params.return_z, log_return=log_return, median=median,
+                    scale=scale, window=len(state.returns), buckets=buckets, previous_close=state.last_close)
+
+
+def _volume_anomaly(state: SeriesState, bar: Bar, params: DetectorParams) -> Anomaly | None:
+    if len(state.volumes) < params.min_history:
+        return None
+    median = statistics.median(state.volumes)
+    if median <= 0:
+        return None  # most bars traded size 0: a ratio means nothing
+    ratio = bar.volume / median
+    if ratio < params.volume_ratio:
+        return None
+    return _anomaly(bar, AnomalyKind.VOLUME_SPIKE, ratio, params.volume_ratio,
+                    volume=bar.volume, median_volume=median, window=len(state.volumes))
+
+
+def detect_step(state: SeriesState, bar: Bar, params: DetectorParams) -> tuple[SeriesState, list[Anomaly]]:
+    """Read one bar (later than ``state.last_bucket_us``, with trades): (new state, its detections)."""
+    found: list[Anomaly] = []
+    returns, unchanged = state.returns, 0
+    if state.last_close is not None:
+        buckets = (bar.bucket_start_us - state.last_bucket_us) // interval_micros(bar.interval)
+        log_return = math.log(bar.close / state.last_close)
+        anomaly = _return_anomaly(state, bar, log_return, buckets, params)
+        if anomaly:
+            found.append(anomaly)
+        unchanged = state.unchanged + 1 if bar.close == state.last_close else 0
+        if buckets == 1 and not unchanged:
+            returns = (*state.returns, log_return)[-params.window:]
+        if unchanged == params.stale_bars:
+            found.append(_anomaly(bar, AnomalyKind.STALE_PRICE, unchanged, params.stale_bars, close=bar.close))
+    anomaly = _volume_anomaly(state, bar, params)
+    if anomaly:
+        found.append(anomaly)
+    volumes = (*state.volumes, bar.volume)[-params.window:]
+    return SeriesState(bar.bucket_start_us, bar.close, returns, volumes, unchanged), found
+
+
+def detect_series(bars: Iterable[Bar], params: DetectorParams) -> list[Anomaly]:
+    """Every detection in one symbol's bars (any order; one bar per bucket), as batch reads them."""
+    state, found = SeriesState(), []
+    for bar in sorted(bars, key=lambda b: b.bucket_start_us):
+        state, anomalies = detect_step(state, bar, params)
+        found.extend(anomalies)
+    return found
+
+
+class _IsDetectable:
+    """The bars detection reads: the chosen interval, settled (not early), with trades."""
+
+    def __init__(self, interval: str, on_time_only: bool):
+        self._interval, self._on_time_only = interval, on_time_only
+
+    def __call__(self, bar: Bar) -> bool:
+        if bar.interval != self._interval or bar.trades <= 0:
+            return False
+        return bar.timing == PaneTiming.ON_TIME.value or not self._on_time_only
+
+
+class _DetectPerSymbolDoFn(beam.DoFn):
+    """Batch: (symbol, its bars) -> its anomalies."""
+
+    def __init__(self, params: DetectorParams):
+        self._params = params
+        self._found = Metrics.counter(METRICS_NAMESPACE, "anomalies_detected")
+
+    def process(self, element: tuple[str, Iterable[Bar]]) -> Iterable[Anomaly]:
+        found = detect_series(element[1], self._params)
+        self._found.inc(len(found))
+        return found
+
+
+class _StreamingDetectorDoFn(beam.DoFn):
+    """Streaming: (symbol, on-time Bar) -> anomalies, each bar judged once the watermark passes its end."""
+
+    # Plain tuples: FastPrimitivesCoder encodes them compactly (a NamedTuple would be pickled).
+    SERIES = ReadModifyWriteStateSpec("series", FastPrimitivesCoder())
+    PENDING = BagStateSpec("pending", FastPrimitivesCoder())
+    JUDGE = TimerSpec("judge", TimeDomain.WATERMARK)
+
+    def __init__(self, params: DetectorParams, interval: str):
+        self._params = params
+        self._interval_us = interval_micros(interval)
+        self._found = Metrics.counter(METRICS_NAMESPACE, "anomalies_detected")
+        self._out_of_order = Metrics.counter(METRICS_NAMESPACE, "anomaly_bars_out_of_order")
+
+    def _due_us(self, bar: Bar) -> int:
+        return bar.bucket_start_us + self._interval_us - 1  # the bar's window's last microsecond
+
+    def process(self, element: tuple[str, Bar], pending=beam.DoFn.StateParam(PENDING),
+                judge=beam.DoFn.TimerParam(JUDGE)) -> None:
+        pending.add(tuple(element[1]))
+        judge.set(Timestamp(micros=min(self._due_us(Bar(*b)) for b in pending.read())))
+
+    @on_timer(JUDGE)
+    def _judge(self, fired=beam.DoFn.TimestampParam, series=beam.DoFn.StateParam(SERIES),
+               pending=beam.DoFn.StateParam(PENDING), judge=beam.DoFn.TimerParam(JUDGE)) -> Iterable[Anomaly]:
+        bars = sorted((Bar(*b) for b in pending.read()), key=lambda b: b.bucket_start_us)
+        due = [b for b in bars if self._due_us(b) <= fired.micros]
+        waiting = [b for b in bars if self._due_us(b) > fired.micros]
+        stored = series.read()
+        state = SeriesState(*stored) if stored else SeriesState()
+        for bar in due:
+            if state.last_bucket_us is not None and bar.bucket_start_us <= state.last_bucket_us:
+                self._out_of_order.inc()  # a bucket already judged (or its repeat): judging it now would reorder
+                continue
+            state, found = detect_step(state, bar, self._params)
+            self._found.inc(len(found))
+            yield from found
+        series.write(tuple(state))
+        pending.clear()
+        for bar in waiting:
+            pending.add(tuple(bar))
+        if waiting:
+            judge.set(Timestamp(micros=self._due_us(waiting[0])))
+
+
+class DetectAnomalies(beam.PTransform):
+    """Bars (any intervals, any panes) -> Anomalies of the ``interval`` bars, batch or streaming.
+
+    Batch groups each symbol's bars and folds ``detect_step`` over them; streaming keeps each
+    symbol's state and folds on-time bars in bucket order as the watermark passes them.
+    """
+
+    def __init__(self, interval: str, params: DetectorParams = DetectorParams(), *, streaming: bool):
+        super().__init__()
+        self._interval, self._params, self._streaming = interval, params, streaming
+
+    def expand(self, bars):
+        keyed = (bars
+                 | "DetectableBars" >> beam.Filter(_IsDetectable(self._interval, on_time_only=self._streaming))
+                 | "KeyBySymbol" >> beam.Map(lambda bar: (bar.symbol, bar)).with_output_types(tuple[str, Bar]))
+        if self._streaming:
+            detect = beam.ParDo(_StreamingDetectorDoFn(self._params, self._interval))
+            return keyed | "JudgeInEventTime" >> detect.with_output_types(Anomaly)
+        return (keyed
+                | "GroupBySymbol" >> beam.GroupByKey()
+                | "DetectPerSymbol" >> beam.ParDo(_DetectPerSymbolDoFn(self._params)).with_output_types(Anomaly))
