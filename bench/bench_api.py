@@ -13,7 +13,10 @@ PostgreSQL sink. Three figures, in the same run and against the same database:
 * requests/s over loopback: uvicorn (``--workers``) under ``wrk`` (``apt-get install wrk``),
   or a Python threaded client when wrk is missing (which then measures mostly itself).
 
-Three requests are measured: the whole day (1,440 bars, ~440 kB of JSON), the dashboard's
+Risk (``GET /v1/risk``, with a benchmark) is measured in the same run over a day of 1-minute bars
+and a year of daily bars, against the bare query of its closes; target p99 <= 20 ms.
+
+Three bar requests are measured: the whole day (1,440 bars, ~440 kB of JSON), the dashboard's
 live poll (the last hour, 60 bars) and the day as a 15-minute roll-up. The store does not change
 during the run, so repeated requests are served by the API's bar page cache (a fingerprint
 lookup, then cached bytes: serving/page_cache.py); the whole day is measured once more with the
@@ -43,8 +46,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SYMBOL = "BENCH"
+MARKET = "MKT"  # the benchmark of the risk requests
 DAY = dt.datetime(2024, 3, 5, tzinfo=dt.timezone.utc)
 MINUTES_PER_DAY = 1_440
+DAYS_PER_YEAR = 365
+TARGET_RISK_P99_MS = 20.0
 WARMUP_REQUESTS = 100  # fills the pool, prepares statements (psycopg prepares after 5 runs)
 P99 = 0.99
 TARGET_P99_MS = 5.0
@@ -55,18 +61,21 @@ PROTOCOLS = ("text", "binary")  # of the bare query
 SERVER_START_TIMEOUT_SECONDS = 30.0
 
 
-def make_bars() -> list:
-    """A seeded random walk: one bar per minute of DAY."""
+def make_bars(symbol: str = SYMBOL, interval: str = "1m", count: int = MINUTES_PER_DAY, seed: int = 7) -> list:
+    """A seeded random walk: ``count`` bars of ``interval`` from DAY (daily ones end at DAY)."""
+    from alphastream.intervals import interval_seconds
     from alphastream.records import Bar, PaneTiming
 
-    rng = random.Random(7)
+    rng = random.Random(seed)
+    step = dt.timedelta(seconds=interval_seconds(interval))
+    first = DAY if interval == "1m" else DAY - step * count
     price, bars = 100.0, []
-    for minute in range(MINUTES_PER_DAY):
-        start_us = int((DAY + dt.timedelta(minutes=minute)).timestamp()) * 1_000_000
+    for minute in range(count):
+        start_us = int((first + step * minute).timestamp()) * 1_000_000
         prices = [price := price * math.exp(rng.gauss(0, 0.001)) for _ in range(5)]
         sizes = [rng.randint(1, 500) for _ in prices]
         volume = float(sum(sizes))
-        bars.append(Bar(SYMBOL, "1m", start_us, prices[0], max(prices), min(prices), prices[-1], volume,
+        bars.append(Bar(symbol, interval, start_us, prices[0], max(prices), min(prices), prices[-1], volume,
                         sum(p * s for p, s in zip(prices, sizes)) / volume, len(prices),
                         PaneTiming.ON_TIME.value, 0))
     return bars
@@ -80,12 +89,14 @@ def fill(db_url: str) -> None:
 
     migrate.migrate(db_url)
     with beam.Pipeline() as p:
-        _ = p | beam.Create(make_bars()) | WriteBarsToPostgres(db_url)
+        _ = p | beam.Create(make_bars() + make_bars(MARKET, seed=8) + make_bars(interval="1d", count=DAYS_PER_YEAR)
+                            + make_bars(MARKET, "1d", DAYS_PER_YEAR, seed=8)) | WriteBarsToPostgres(db_url)
     import psycopg
 
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("ANALYZE bars")
-        count = conn.execute("SELECT count(*) FROM bars WHERE symbol = %s", (SYMBOL,)).fetchone()[0]
+        count = conn.execute("SELECT count(*) FROM bars WHERE symbol = %s AND interval = '1m'",
+                             (SYMBOL,)).fetchone()[0]
     assert count == MINUTES_PER_DAY, count
 
 
@@ -99,22 +110,24 @@ def summary(samples_s: list[float]) -> dict:
     return {"p50_ms": statistics.median(ms), "p99_ms": percentile(ms, P99), "n": len(ms)}
 
 
-def bench_bare_query(db_url: str, start: dt.datetime, end: dt.datetime, n: int) -> dict:
-    """The API's own statement (``queries.bars_page``) with psycopg and nothing else: typed rows,
-    fetched, over the binary protocol (as the API reads them) and over the text protocol
-    (psycopg's default). The binary figure is the floor the API is compared with."""
+def bench_bare_query(db_url: str, start: dt.datetime, end: dt.datetime, n: int, interval: str = "1m",
+                     statement=None) -> dict:
+    """The API's own statement (``queries.bars_page``, or ``statement``) with psycopg and nothing
+    else: typed rows, fetched, over the binary protocol (as the API reads them) and over the text
+    protocol (psycopg's default). The binary figure is the floor the API is compared with."""
     import psycopg
 
     from serving.queries import bars_page
 
-    params = {"symbol": SYMBOL, "source": "1m", "lo": start, "hi": end, "rows": MINUTES_PER_DAY + 1}
+    statement = statement or bars_page(False)
+    params = {"symbol": SYMBOL, "source": interval, "lo": start, "hi": end, "rows": MINUTES_PER_DAY + 1}
     results = {}
     with psycopg.connect(db_url, autocommit=True, options="-c TimeZone=UTC") as conn:
         for protocol in PROTOCOLS:
             samples = []
             for i in range(n + WARMUP_REQUESTS):
                 t0 = time.perf_counter()
-                rows = conn.execute(bars_page(False), params, binary=protocol == "binary").fetchall()
+                rows = conn.execute(statement, params, binary=protocol == "binary").fetchall()
                 if i >= WARMUP_REQUESTS:
                     samples.append(time.perf_counter() - t0)
             results[protocol] = {**summary(samples), "rows": len(rows)}
@@ -143,7 +156,8 @@ async def _in_process(db_url: str, paths: dict[str, str], n: int, cache_mb: floa
                     assert response.status_code == 200, response.text
                     if i >= WARMUP_REQUESTS:
                         samples.append(elapsed)
-                results[name] = {**summary(samples), "bars": len(response.json()["items"]),
+                body = response.json()
+                results[name] = {**summary(samples), "bars": len(body["items"]) if "items" in body else body["bars"],
                                  "bytes": len(response.content)}
     return results
 
@@ -250,9 +264,21 @@ def main() -> None:
                  "day as 15m roll-up (96 bars)": f"/v1/bars?{day_q.replace('interval=1m', 'interval=15m')}"}
         bare = {"day (1440 bars)": bench_bare_query(db_url, DAY, end, args.requests),
                 "last hour (60 bars)": bench_bare_query(db_url, end - dt.timedelta(hours=1), end, args.requests)}
-        in_process = asyncio.run(_in_process(db_url, paths, args.requests))
+        year_start = DAY - dt.timedelta(days=DAYS_PER_YEAR)
+        risk_paths = {
+            "day of 1m, vs benchmark": f"/v1/risk?{day_q.split('&limit')[0]}&benchmark={MARKET}",
+            "year of 1d, vs benchmark": f"/v1/risk?symbol={SYMBOL}&interval=1d&start={year_start:%Y-%m-%dT%H:%M:%SZ}"
+                                        f"&end={DAY:%Y-%m-%dT%H:%M:%SZ}&benchmark={MARKET}",
+        }
+        from serving.queries import closes
+
+        bare.update({"day of 1m, vs benchmark": bench_bare_query(db_url, DAY, end, args.requests,
+                                                                 statement=closes(False)),
+                     "year of 1d, vs benchmark": bench_bare_query(db_url, year_start, DAY, args.requests, "1d",
+                                                                  statement=closes(False))})
+        in_process = asyncio.run(_in_process(db_url, {**paths, **risk_paths}, args.requests))
         # /healthz touches no database: the ceiling of this machine's HTTP stack right now.
-        loopback = bench_loopback(db_url, {**paths, CEILING: "/healthz"}, args)
+        loopback = bench_loopback(db_url, {**paths, **risk_paths, CEILING: "/healthz"}, args)
         uncached = {UNCACHED: paths["day (1440 bars)"]}
         in_process.update(asyncio.run(_in_process(db_url, uncached, args.requests, cache_mb=0)))
         loopback.update(bench_loopback(db_url, uncached, args, cache_mb=0))
@@ -278,7 +304,16 @@ def main() -> None:
           f"{loopback[CEILING]['p99_ms'] or 0:>11.1f}")
     print(f"\nloopback: {args.workers} uvicorn workers, {args.connections} connections, {args.duration:g} s, "
           f"client {next(iter(loopback.values()))['client']}; errors: {sum(lb['errors'] for lb in loopback.values())}")
-    print(f"targets: p99 <= {TARGET_P99_MS:g} ms in-process, >= {TARGET_RPS:,.0f} req/s on loopback")
+    print(f"\nGET /v1/risk (one bare query is the symbol's closes; the API reads the benchmark's too)")
+    print(f"{'request':<30} {'bare binary p50/p99 ms':>23} {'API in-process p50/p99 ms':>26} {'loopback req/s':>15}")
+    for name in risk_paths:
+        b, i = bare[name]["binary"], in_process[name]
+        print(f"{name:<30} {b['p50_ms']:>10.2f} / {b['p99_ms']:<10.2f} {i['p50_ms']:>12.2f} / {i['p99_ms']:<11.2f} "
+              f"{loopback[name]['rps']:>15,.0f}   ({i['bars']} bars)")
+    print(f"targets: p99 <= {TARGET_P99_MS:g} ms in-process, >= {TARGET_RPS:,.0f} req/s on loopback; "
+          f"risk p99 <= {TARGET_RISK_P99_MS:g} ms")
+    for name in risk_paths:
+        print(f"  {name:<30} p99 {'OK' if in_process[name]['p99_ms'] <= TARGET_RISK_P99_MS else 'MISS'}")
     for name in paths:
         p99_ok = in_process[name]["p99_ms"] <= TARGET_P99_MS
         rps_ok = loopback[name]["rps"] >= TARGET_RPS

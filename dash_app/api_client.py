@@ -170,6 +170,22 @@ class ApiClient:
         items, _ = _split_page(self._get("/v1/quotes/latest", {"symbols": names}), "/v1/quotes/latest")
         return items
 
+    def indicator(self, symbol: str, interval: str, kind: str, *, window: int | None = None,
+                  start: str | None = None, end: str | None = None) -> list[dict]:
+        """``GET /v1/indicators``: one point per bar in [start, end), oldest first: ``bucket_start``,
+        ``value`` (null while the window fills) and the kind's other components (macd: ``signal``,
+        ``histogram``; bollinger: ``upper``, ``lower``)."""
+        params = {"symbol": symbol, "interval": interval, "kind": kind, "window": window, "start": start,
+                  "end": end, "limit": self.page_size}
+        return self._paged("/v1/indicators", params)
+
+    def risk(self, symbol: str, interval: str, *, start: str | None = None, end: str | None = None,
+             benchmark: str | None = None) -> dict:
+        """``GET /v1/risk``: volatility, max drawdown, VaR/ES at 95% and 99%, Sharpe (and beta and
+        correlation against ``benchmark``) over the bars in [start, end)."""
+        return self._get("/v1/risk", {"symbol": symbol, "interval": interval, "start": start, "end": end,
+                                      "benchmark": benchmark})
+
     def dead_letters(self, *, since: str | None = None, reason: str | None = None,
                      limit: int = MAX_ROWS) -> list[dict]:
         """``GET /v1/dead-letters``: rejected records (reason, detail, raw, origin, seen_at)."""

@@ -8,7 +8,7 @@ import pandas as pd
 from dash import Dash, Input, Output, State, ctx, no_update
 
 from dash_app import alerts as alert_panel
-from dash_app import updates
+from dash_app import panels, updates
 from dash_app.api_client import ApiClient, ApiError
 from dash_app.layout import default_symbol, symbol_options
 from dash_app.settings import DashSettings
@@ -51,6 +51,16 @@ def register_callbacks(app: Dash, client: ApiClient, settings: DashSettings, clo
             symbols=symbols,
             now=clock())
         return result.figure, result.store, result.status_text, result.status_class
+
+    # From the bars store, not the controls: the panels cover exactly the bars drawn, and follow
+    # them when a live tick brings new ones.
+    @app.callback(
+        Output("rsi-chart", "figure"), Output("macd-chart", "figure"), Output("risk-summary", "children"),
+        Input("bars-store", "data"),
+    )
+    def update_analytics(stored):
+        result = panels.analytics_update(client, stored)
+        return result.rsi, result.macd, result.risk
 
     @app.callback(
         Output("watchlist", "children"), Output("api-status", "children"),

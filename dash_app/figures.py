@@ -232,6 +232,59 @@ def throughput_figure(rates: pd.DataFrame) -> Figure:
                                tickmode="auto"))  # own ticks, not ones synced to the left axis
 
 
+RSI_COLOR = "#7c3aed"
+RSI_BANDS = (30.0, 70.0)  # Wilder's oversold and overbought levels
+MACD_COLOR, SIGNAL_COLOR = "#2563eb", "#f59e0b"
+
+
+def _points_frame(points: Sequence[dict], columns: Sequence[str]) -> pd.DataFrame:
+    """API indicator points as a frame: naive-UTC times (plotly.js has no time zones), floats."""
+    frame = pd.DataFrame(list(points), columns=["bucket_start", *columns])
+    frame["bucket_start"] = pd.to_datetime(frame["bucket_start"], utc=True, format="ISO8601")
+    frame[list(columns)] = frame[list(columns)].astype(float)
+    return frame
+
+
+def _indicator_axes(layout: dict, frame: pd.DataFrame, interval: str, title: str, **yaxis) -> dict:
+    breaks = gap_breaks(frame["bucket_start"], interval)
+    return {"xaxis": {**layout["xaxis"], "rangebreaks": breaks},
+            "yaxis": {**layout["yaxis"], "title": {"text": title}, "rangemode": "normal", **yaxis}}
+
+
+def rsi_figure(points: Sequence[dict], interval: str, window: int) -> Figure:
+    """RSI (``GET /v1/indicators?kind=rsi``) on a 0-100 scale with the 30 and 70 levels."""
+    frame = _points_frame(points, ["value"])
+    if frame["value"].notna().sum() == 0:
+        return message_figure(f"RSI({window}): not enough bars in this range")
+    x = frame["bucket_start"].dt.tz_localize(None)
+    traces = [go.Scatter(x=x, y=frame["value"], name=f"RSI {window}", mode="lines",
+                         line=dict(color=RSI_COLOR, width=1.4), hovertemplate="%{y:.1f}<extra>RSI</extra>")]
+    layout = _small_layout()
+    levels = [dict(type="line", xref="paper", x0=0, x1=1, y0=level, y1=level,
+                   line=dict(color="#9ca3af", width=1, dash="dot")) for level in RSI_BANDS]
+    return _figure(traces, layout, shapes=levels, showlegend=False,
+                   **_indicator_axes(layout, frame, interval, f"RSI {window}", range=[0, 100],
+                                     tickvals=[0, *RSI_BANDS, 100]))
+
+
+def macd_figure(points: Sequence[dict], interval: str) -> Figure:
+    """MACD 12/26/9 (``GET /v1/indicators?kind=macd``): line, signal and histogram bars."""
+    frame = _points_frame(points, ["value", "signal", "histogram"])
+    if frame["value"].notna().sum() == 0:
+        return message_figure("MACD(12, 26, 9): not enough bars in this range")
+    x = frame["bucket_start"].dt.tz_localize(None)
+    up = frame["histogram"] >= 0
+    traces = [
+        go.Bar(x=x, y=frame["histogram"], name="histogram", showlegend=False,
+               marker=dict(color=up.map({True: UP_COLOR, False: DOWN_COLOR}).tolist(), opacity=0.5,
+                           line=dict(width=0))),
+        go.Scatter(x=x, y=frame["value"], name="MACD", mode="lines", line=dict(color=MACD_COLOR, width=1.4)),
+        go.Scatter(x=x, y=frame["signal"], name="signal", mode="lines", line=dict(color=SIGNAL_COLOR, width=1.2)),
+    ]
+    layout = _small_layout()
+    return _figure(traces, layout, bargap=0.1, **_indicator_axes(layout, frame, interval, "MACD"))
+
+
 def warm_up() -> None:
     """Build and cache the layouts and load plotly's validators before the first page load."""
     start = pd.Timestamp("2000-01-03T14:30:00Z")
@@ -241,4 +294,7 @@ def warm_up() -> None:
     candles_figure(bars, Overlays(sma=(2,), ema=(2,), vwap=True, bollinger=2, volatility=2))
     dead_letters_figure(pd.DataFrame({"bad_json": [1]}, index=pd.DatetimeIndex([start])))
     throughput_figure(pd.DataFrame({"ticks": [1.0], "bars": [1.0]}, index=pd.DatetimeIndex([start])))
+    points = [{"bucket_start": bar["bucket_start"], "value": 1.0, "signal": 1.0, "histogram": 0.0} for bar in bars]
+    rsi_figure(points, "1m", 14)
+    macd_figure(points, "1m")
     message_figure("")

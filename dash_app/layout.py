@@ -22,6 +22,8 @@ SPINNER_DELAY_MS = 400  # live refreshes are faster than this: no spinner flicke
 # not compete with the first chart's (the dashboard server and the API share two cores here).
 SIDE_PANELS_DELAY_MS = 700
 DEFAULT_SYMBOL = "AAPL"
+# Three columns that wrap on narrow screens; kept here so the panel needs no stylesheet change.
+ANALYTICS_GRID = {"display": "grid", "gap": "10px", "gridTemplateColumns": "repeat(auto-fit, minmax(300px, 1fr))"}
 
 
 def symbol_options(symbols: list[SymbolInfo]) -> list[dict]:
@@ -109,6 +111,20 @@ def _side_panels() -> html.Div:
     ], className="side")
 
 
+def _analytics_card() -> html.Section:
+    """RSI, MACD and the risk summary of the bars the chart shows (dash_app/panels.py)."""
+    def graph(graph_id: str, title: str) -> html.Div:
+        return html.Div([html.H3(title), dcc.Graph(id=graph_id, responsive=True, className="small-chart",
+                                                   config={"displayModeBar": False})])
+
+    return html.Section([
+        html.H2("Indicators and risk · this range"),
+        html.Div([graph("rsi-chart", "RSI (14)"), graph("macd-chart", "MACD (12, 26, 9)"),
+                  html.Div([html.H3("Risk"), html.Div(id="risk-summary", children="Loading…")])],
+                 className="analytics-grid", style=ANALYTICS_GRID),
+    ], className="card analytics-card", id="analytics", style={"marginTop": "10px"})
+
+
 def build_layout(client: ApiClient, settings: DashSettings) -> html.Div:
     """The whole page; pre-fills the symbol picker when the API answers."""
     try:
@@ -130,6 +146,7 @@ def build_layout(client: ApiClient, settings: DashSettings) -> html.Div:
         html.Div(id="alerts-banner", className="alerts-banner", role="alert", style={"display": "none"}),
         _controls(symbol_options(symbols), symbol),
         html.Main([_chart_card(), _side_panels()], className="grid"),
+        _analytics_card(),
         html.Footer(f"Data: {client.base_url} · times in UTC", className="footer"),
         dcc.Interval(id="live-poll", interval=int(settings.dash_poll_seconds * 1000)),
         dcc.Interval(id="slow-poll", interval=int(settings.dash_health_poll_seconds * 1000)),

@@ -1,20 +1,28 @@
-"""View logic of the side panels as plain functions: the watchlist and the pipeline health.
+"""View logic of the panels as plain functions: the watchlist, the pipeline health, and the
+indicator (RSI, MACD) and risk panels under the chart.
 
-Both panels are computed from what the REST API stores and serves (symbols, bars, dead
+The indicator and risk panels show what the API computes (``/v1/indicators``, ``/v1/risk``) for
+exactly the bars the chart holds: one definition, the API's. The side panels are computed
+from what the REST API stores and serves (symbols, bars, dead
 letters), not from process counters: the pipeline's counters live in its runner, and the
 API's ``/metrics`` counts requests, not ticks. Bars carry their trade count, so the ticks
 and bars that landed per minute are read straight from the stored 1-minute bars.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
+from dash import html
 
 from alphastream.intervals import interval_seconds
-from dash_app.api_client import SymbolInfo
-from dash_app.views import bars_frame, parse_time
+from dash_app.api_client import ApiClient, ApiError, SymbolInfo
+from dash_app.figures import Figure, macd_figure, message_figure, rsi_figure
+from dash_app.views import bars_frame, iso, parse_time
+
+log = logging.getLogger("dash_app")
 
 THROUGHPUT_INTERVAL = "1m"
 THROUGHPUT_SPAN = pd.Timedelta(hours=1)  # the throughput chart shows the last hour of data
@@ -129,3 +137,72 @@ def throughput_per_minute(bars_by_symbol: Mapping[str, Sequence[dict]]) -> pd.Da
     per_minute = frame.groupby("bucket_start").agg(ticks=("trades", "sum"), bars=("symbol", "size"))
     minutes = pd.date_range(per_minute.index.min(), per_minute.index.max(), freq="min")
     return per_minute.reindex(minutes, fill_value=0).astype(float)
+
+
+# -- indicator and risk panels -------------------------------------------------------------------
+
+RSI_WINDOW = 14  # Wilder's own
+
+
+@dataclass(frozen=True)
+class AnalyticsUpdate:
+    rsi: Figure
+    macd: Figure
+    risk: Any  # the risk summary's children
+
+
+def chart_span(stored: dict | None) -> tuple[str, str, str, str] | None:
+    """(symbol, interval, start, end) covering exactly the bars the chart holds, or None."""
+    if not stored or not stored.get("bars"):
+        return None
+    symbol, interval = stored["key"][:2]
+    bars = stored["bars"]
+    end = parse_time(bars[-1]["bucket_start"]) + pd.Timedelta(seconds=interval_seconds(interval))
+    return symbol, interval, iso(parse_time(bars[0]["bucket_start"])), iso(end)
+
+
+def _percent(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def risk_rows(risk: dict) -> list[tuple[str, str]]:
+    """The risk summary as (label, text) lines, from ``GET /v1/risk``."""
+    drawdown = risk["max_drawdown"]
+    moves = ""
+    if drawdown["peak_at"] and drawdown["trough_at"]:
+        moves = (f" · {parse_time(drawdown['peak_at']):%m-%d %H:%M} → "
+                 f"{parse_time(drawdown['trough_at']):%m-%d %H:%M}")
+    tails = {tail["confidence"]: tail for tail in risk["tails"]}
+    sharpe = risk["sharpe"]
+    return [
+        ("Volatility", f"{_percent(risk['volatility_annualized'], 1)} a year · "
+                       f"{_percent(risk['volatility'], 3)} a bar"),
+        ("Max drawdown", _percent(drawdown["fraction"]) + moves),
+        ("VaR 95 / 99", " / ".join(_percent(tails[c]["var"], 3) for c in (0.95, 0.99)) + " a bar"),
+        ("ES 95 / 99", " / ".join(_percent(tails[c]["expected_shortfall"], 3) for c in (0.95, 0.99)) + " a bar"),
+        ("Sharpe", "—" if sharpe is None else f"{sharpe:.2f} (annualized, rf 0)"),
+        ("Basis", f"{risk['bars']} bars · {risk['calendar']} calendar · {risk['bars_per_year']:,.0f} bars a year"),
+    ]
+
+
+def risk_table(risk: dict) -> html.Table:
+    return html.Table(html.Tbody([html.Tr([html.Th(label), html.Td(text, className="num")])
+                                  for label, text in risk_rows(risk)]), className="watch-table risk-table")
+
+
+def analytics_update(client: ApiClient, stored: dict | None) -> AnalyticsUpdate:
+    """RSI and MACD charts and the risk summary for the bars the chart holds, from the API."""
+    span = chart_span(stored)
+    if span is None:
+        empty = message_figure("No bars in this range")
+        return AnalyticsUpdate(empty, empty, "No bars in this range.")
+    symbol, interval, start, end = span
+    try:
+        rsi = client.indicator(symbol, interval, "rsi", window=RSI_WINDOW, start=start, end=end)
+        macd = client.indicator(symbol, interval, "macd", start=start, end=end)
+        risk = client.risk(symbol, interval, start=start, end=end)
+    except ApiError as err:
+        log.warning("indicators and risk: %s", err)
+        unavailable = message_figure("Indicators unavailable")
+        return AnalyticsUpdate(unavailable, unavailable, str(err))
+    return AnalyticsUpdate(rsi_figure(rsi, interval, RSI_WINDOW), macd_figure(macd, interval), risk_table(risk))
