@@ -19,9 +19,11 @@ from apache_beam.pvalue import PCollection
 
 from alphastream.records import Tick
 from alphastream.synthetic import MarketSpec
+from pipeline.anomaly_lake import write_anomalies_to_lake
 from pipeline.lake import WriteBarsToLake, WriteDeadLettersToLake
-from pipeline.options import AlphastreamOptions, dedup_horizon_seconds
+from pipeline.options import AlphastreamOptions, anomaly_params, dedup_horizon_seconds
 from pipeline.sources import ReadLiveSyntheticMarket, ReadSyntheticMarket, ReadTickFiles
+from transforms.anomalies import DetectAnomalies
 from transforms.batch_bars import BatchBars
 from transforms.parse import DEAD_LETTERS, TICKS, ParseTicks
 from transforms.tick_batches import DEDUP_BUCKET_US, BarsFromTickBatches, DedupTickBatches, ParseTickBatches
@@ -54,7 +56,8 @@ def read_batch(p, opts: AlphastreamOptions, now_us: NowFn, day: dt.date) -> tupl
     policy, default_source = _policy(opts), _default_source(opts)
     if opts.source == "synthetic":
         spec = MarketSpec(day=day, symbols=opts.symbols, ticks_per_symbol=opts.ticks_per_symbol, seed=opts.seed,
-                          duplicate_rate=opts.duplicate_rate, out_of_order_rate=opts.out_of_order_rate)
+                          duplicate_rate=opts.duplicate_rate, out_of_order_rate=opts.out_of_order_rate,
+                          anomalies_per_symbol=opts.inject_anomalies)
         raw_tables = p | "ReadSyntheticMarket" >> ReadSyntheticMarket(spec)
         validated = raw_tables | "ValidateTickTables" >> ValidateTickTables(now_us, default_source, policy)
         return validated[TICKS], [validated[DEAD_LETTERS]]
@@ -114,6 +117,18 @@ def build_graph(p, opts: AlphastreamOptions, *, streaming: bool, now_us: NowFn, 
         tables, dead_sources = read_batch(p, opts, now_us, day)
         bars = tables | "Bars" >> BatchBars(opts.intervals, dedup_horizon_seconds(opts))
         ticks = tables  # Arrow tables; the ticks table's unique key drops repeated trades
+
+    if opts.detect_anomalies:
+        # The shortest interval's bars; streaming judges each on-time bar as the watermark passes it.
+        anomalies = bars | "DetectAnomalies" >> DetectAnomalies(opts.intervals[0], anomaly_params(opts),
+                                                                 streaming=streaming)
+        _ = anomalies | "WriteAnomaliesToLake" >> write_anomalies_to_lake(
+            opts.output, streaming=streaming, window_seconds=opts.lake_window_seconds,
+            allowed_lateness_seconds=opts.allowed_lateness)
+        if db_url:
+            from pipeline.db.sink import WriteAnomaliesToPostgres
+
+            dead_sources.append(anomalies | "WriteAnomaliesToPostgres" >> WriteAnomaliesToPostgres(db_url))
 
     if db_url:
         from pipeline.db.sink import WriteBarsToPostgres, WriteTicksToPostgres

@@ -2,11 +2,12 @@
 
     <root>/bars/interval=1m/date=2024-01-02/bars-AAPL.parquet
     <root>/dead_letters/date=2024-01-02/dead_letters-<input>.parquet
+    <root>/anomalies/date=2024-01-02/anomalies-AAPL.parquet
 
 A file holds exactly what one run recomputes and nothing else, so a re-run replaces it without
 touching anything it did not recompute: bars are one file per (interval, date, symbol), so a
 back-fill of one symbol leaves the other symbols' bars alone; dead letters are one file per
-(date, input), ``<input>`` a short hash of the origin without its line number (the file, the
+(date, input), anomalies one file per (date, symbol), ``<input>`` a short hash of the origin without its line number (the file, the
 subscription, ``postgres:bars`` for a sink's failures). The symbol is in the file name, not a
 Hive folder: a Hive value would override the file's own symbol column on read, and symbols hold
 characters (``/``) a folder name cannot. Dead letters are dated by ``seen_at`` (the record's
@@ -35,7 +36,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import BoundedWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
-from alphastream.records import TIME_SUFFIX, Bar, DeadLetter, storage_name
+from alphastream.records import TIME_SUFFIX, Anomaly, Bar, DeadLetter, storage_name
 from transforms.parse import METRICS_NAMESPACE
 from transforms.tick_tables import ArrowTableCoder  # noqa: F401  (registers the pa.Table coder)
 
@@ -124,6 +125,18 @@ def dead_letter_file(letter: DeadLetter) -> str:
     return f"{dead_letter_stem(letter)}.parquet"
 
 
+def anomaly_stem(anomaly: Anomaly) -> str:
+    """The lake path of an anomaly's file without its ending: one per (date, symbol), as bars."""
+    return f"anomalies/date={utc_date(anomaly.bucket_start_us)}/anomalies-{_symbol_in_file_name(anomaly.symbol)}"
+
+
+ANOMALY_SORT_BY = ("bucket_start_us", "interval", "kind")
+
+
+def anomaly_file(anomaly: Anomaly) -> str:
+    return f"{anomaly_stem(anomaly)}.parquet"
+
+
 def write_parquet_replacing(path: str, table: pa.Table) -> None:
     """Write ``table`` to ``path`` atomically: temp file, then rename over any old file."""
     temp_path = f"{path}.tmp-{uuid.uuid4().hex}"
@@ -203,3 +216,10 @@ class WriteDeadLettersToLake(_WriteToLake):
 
     def __init__(self, root: str):
         super().__init__(root, DeadLetter, dead_letter_file, ("seen_at_us", "origin", "raw"))
+
+
+class WriteAnomaliesToLake(_WriteToLake):
+    """Batch: Anomalies -> one Parquet file per (date, symbol); yields the paths written."""
+
+    def __init__(self, root: str):
+        super().__init__(root, Anomaly, anomaly_file, ANOMALY_SORT_BY)

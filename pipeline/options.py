@@ -16,8 +16,9 @@ from apache_beam.utils.secret import GcpSecret
 
 from alphastream.intervals import DEFAULT_INTERVALS, interval_seconds, parse_intervals
 from alphastream.settings import AlphastreamSettings
-from alphastream.synthetic import last_weekday_before
+from alphastream.synthetic import INJECTION_SLOTS, last_weekday_before
 from pipeline.errors import UserFacingError
+from transforms.anomalies import DetectorParams
 from transforms.batch_bars import check_intervals_nest
 
 SOURCES = ("synthetic", "files", "pubsub", "kafka")
@@ -70,6 +71,10 @@ def _share(text: str) -> float:
     return _number(text, float, lambda v: 0 <= v <= 1, "a share between 0 and 1")
 
 
+def _injected_anomalies(text: str) -> int:
+    return _number(text, int, lambda v: 0 <= v <= len(INJECTION_SLOTS), f"an integer within [0, {len(INJECTION_SLOTS)}]")
+
+
 class AlphastreamOptions(PipelineOptions):
     """alphastream's own flags (see also Beam's: --runner, --streaming, --project, ...)."""
 
@@ -96,6 +101,9 @@ class AlphastreamOptions(PipelineOptions):
                          help="Synthetic market: share of trades delivered twice (exercises dedup).")
         src.add_argument("--out_of_order_rate", type=_share, default=0.01,
                          help="Synthetic market: share of trades delivered out of order.")
+        src.add_argument("--inject_anomalies", type=_injected_anomalies, default=0,
+                         help="Synthetic market (batch): labelled anomalies injected per symbol (a price jump, "
+                              "a volume spike, a jump after missing minutes, a frozen price, in turn).")
         src.add_argument("--rate", type=_positive_float, default=1000.0,
                          help="Synthetic market with --streaming: ticks per second.")
         src.add_argument("--subscription", default=None,
@@ -154,6 +162,21 @@ class AlphastreamOptions(PipelineOptions):
         out.add_argument("--finalize_every_seconds", type=_positive_float, default=10.0,
                          help="Streaming with --archive: seconds between passes that finalise closed windows.")
 
+        found = parser.add_argument_group("anomaly detection")
+        found.add_argument("--detect_anomalies", action="store_true",
+                           help="Detect anomalies in the shortest interval's bars (return outliers, volume spikes, "
+                                "jumps across gaps, stale prices) into the anomalies table and the lake; "
+                                "streaming judges each on-time bar when the watermark passes it.")
+        found.add_argument("--anomaly_window", type=_positive_int, default=DetectorParams.window,
+                           help="Anomalies: bars of rolling history the median and MAD are taken over.")
+        found.add_argument("--anomaly_return_z", type=_positive_float, default=DetectorParams.return_z,
+                           help="Anomalies: robust z-score (vs the rolling median/MAD of 1-bar log returns) "
+                                "that makes a return outlier or a jump across a gap.")
+        found.add_argument("--anomaly_volume_ratio", type=_positive_float, default=DetectorParams.volume_ratio,
+                           help="Anomalies: volume / rolling median volume that makes a volume spike.")
+        found.add_argument("--anomaly_stale_bars", type=_positive_int, default=DetectorParams.stale_bars,
+                           help="Anomalies: consecutive bars with trades and an unchanged close that make a stale price.")
+
 
 STREAMING_SOURCES = ("pubsub", "kafka")
 BATCH_SOURCES = ("files",)
@@ -202,3 +225,11 @@ def dedup_horizon_seconds(options: AlphastreamOptions) -> int:
     if options.dedup_horizon_seconds is not None:
         return options.dedup_horizon_seconds
     return options.allowed_lateness + max(interval_seconds(i) for i in options.intervals)
+
+
+def anomaly_params(options: AlphastreamOptions) -> DetectorParams:
+    """The detectors' window and thresholds from the flags (history needed: at most the window)."""
+    return DetectorParams(window=options.anomaly_window,
+                          min_history=min(DetectorParams.min_history, options.anomaly_window),
+                          return_z=options.anomaly_return_z, volume_ratio=options.anomaly_volume_ratio,
+                          stale_bars=options.anomaly_stale_bars)

@@ -20,6 +20,7 @@ from serving.models import BAR_STATE_DESCRIPTION
 from serving.page_cache import PageCache
 from serving.routes import bars, dead_letters, docs, health, indicators, metrics, stream, symbols
 from serving.routes import alerts as alert_routes
+from serving.routes import anomalies as anomaly_routes
 from serving.routes import risk as risk_routes
 from serving.settings import ApiSettings
 
@@ -58,7 +59,7 @@ def create_app(settings: ApiSettings | None = None, *, dsn: str | None = None) -
     # so the published schema says whether this deployment wants X-API-Key.
     authenticated = [Depends(require_api_key)] if settings.api_key else []
     for router in (symbols.router, bars.router, indicators.router, dead_letters.router, stream.router,
-                   metrics.router, alert_routes.router, risk_routes.router):
+                   metrics.router, alert_routes.router, risk_routes.router, anomaly_routes.router):
         app.include_router(router, dependencies=authenticated)
     # Probes stay open (orchestrators do not carry the API key), and so does the schema.
     app.include_router(health.router)

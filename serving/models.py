@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from alphastream.records import TIME_SUFFIX, Bar, DeadLetter, storage_name
+from alphastream.records import TIME_SUFFIX, Anomaly, AnomalyKind, Bar, DeadLetter, storage_name
 from serving.paging import IsoDateTime
 from serving.queries import RECORDED_AT, REVISION, STATE, UPDATED_AT, BarState
 from serving.risk import Calendar
@@ -176,6 +176,24 @@ class PortfolioRequest(BaseModel):
 
 class DeadLettersPage(Page):
     items: list[DeadLetterOut]  # type: ignore[valid-type]
+
+
+_AnomalyRecordOut = record_model(
+    "_AnomalyRecordOut", Anomaly, "One detection on one bar.",
+    **{UPDATED_AT: (dt.datetime, Field(description="When the store last wrote this detection."))},
+)
+
+
+class AnomalyOut(_AnomalyRecordOut):  # type: ignore[valid-type, misc]
+    """One detection on one bar: ``score`` passed ``threshold`` (in absolute value for z-scores)."""
+
+    kind: AnomalyKind
+    details: dict[str, Any] = Field(description="The inputs of the score: window, median, scale, log_return, "
+                                                "volume, buckets... depending on the kind.")
+
+
+class AnomaliesPage(Page):
+    items: list[AnomalyOut]
 
 
 class Health(BaseModel):

@@ -24,7 +24,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from alphastream.records import DeadLetter, DeadLetterReason
 from pipeline.db.revisions import FINAL_REVISION, StoredBar, streaming_revision
-from pipeline.db.writer import BARS, DEAD_LETTERS, TICKS, CopyMergeWriter, FailedRow, RetryPolicy, TableSpec
+from pipeline.db.writer import ANOMALIES, BARS, DEAD_LETTERS, TICKS, CopyMergeWriter, FailedRow, RetryPolicy, TableSpec
 from pipeline.summary import SINK_ROWS_FAILED
 from transforms.parse import METRICS_NAMESPACE
 from transforms.tick_tables import table_to_ticks
@@ -147,6 +147,14 @@ class WriteTicksToPostgres(_WriteToPostgres):
 
     def __init__(self, db_url: DatabaseUrl, retry: RetryPolicy | None = None):
         super().__init__(db_url, TICKS, "db_tick_rows", retry)
+
+
+class WriteAnomaliesToPostgres(_WriteToPostgres):
+    """Anomalies -> ``anomalies``, keyed by (symbol, interval, bucket_start, kind): a replay changes
+    nothing, a detection scored differently by a re-run is updated."""
+
+    def __init__(self, db_url: DatabaseUrl, retry: RetryPolicy | None = None):
+        super().__init__(db_url, ANOMALIES, "db_anomaly_rows", retry)
 
 
 class WriteDeadLettersToPostgres(_WriteToPostgres):

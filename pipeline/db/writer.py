@@ -34,7 +34,7 @@ import psycopg
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-from alphastream.records import MICROS_PER_SECOND, TIME_SUFFIX, DeadLetter, Tick, storage_name
+from alphastream.records import MICROS_PER_SECOND, TIME_SUFFIX, Anomaly, DeadLetter, Tick, storage_name
 from alphastream.settings import mask_dsn
 from pipeline.db import versions
 from pipeline.db.revisions import StoredBar
@@ -193,6 +193,9 @@ BARS = TableSpec("bars", StoredBar, time_field=fields_of(StoredBar, "bucket_star
 TICKS = TableSpec("ticks", Tick, time_field=fields_of(Tick, "ts_us")[0], partitioned=True)
 DEAD_LETTERS = TableSpec("dead_letters", DeadLetter, time_field=fields_of(DeadLetter, "seen_at_us")[0],
                          partitioned=False)
+# A re-run that scores a detection differently (new thresholds, corrected bars) updates it.
+ANOMALIES = TableSpec("anomalies", Anomaly, time_field=fields_of(Anomaly, "bucket_start_us")[0], partitioned=False,
+                      key=fields_of(Anomaly, "symbol", "interval", "bucket_start_us", "kind"))
 
 
 @dataclass(frozen=True)
