@@ -1,16 +1,18 @@
-"""The Java pieces the Kafka path needs, fetched from Maven Central into a cache outside the clone.
+"""The Java pieces the Kafka path needs, fetched from Maven Central into a cache outside the clone,
+and Beam's Prism runner (which runs the Java Kafka reader locally), built with ``go install``.
 
 Each bundle is a tiny generated pom whose runtime dependencies ``mvn dependency:copy-dependencies``
 copies into ``~/.cache/alphastream/jars/<bundle>-<version>/lib``; a marker file written last
 makes a second fetch a no-op. Versions are the ones Maven Central serves here (see
 docs/kafka-flink.md for what was tried and refused).
 
-    python -m alphastream.java_jars          # fetch every bundle (idempotent, ~1 s when cached)
+    python -m alphastream.java_jars          # fetch every bundle and Prism (idempotent, ~1 s when cached)
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -82,6 +84,9 @@ KAFKA_VERSION = "4.1.1"
 # The newest Beam Java release whose expansion service and KafkaIO resolve on Maven Central here;
 # the shaded beam-sdks-java-io-expansion-service jar is refused at every version tried.
 BEAM_JAVA_VERSION = "2.73.0"
+# KafkaIO 2.73 is built against the 3.x client API (4.0 removed methods it calls); 3.9 clients
+# talk to the 4.1 broker.
+KAFKA_CLIENTS_VERSION = "3.9.1"
 
 KAFKA_BROKER = JarBundle("kafka-broker", KAFKA_VERSION, (
     Dependency("org.apache.kafka", "kafka_2.13", KAFKA_VERSION),
@@ -92,9 +97,52 @@ KAFKA_EXPANSION_SERVICE = JarBundle("beam-kafka-expansion-service", BEAM_JAVA_VE
     Dependency("org.apache.beam", "beam-sdks-java-expansion-service", BEAM_JAVA_VERSION),
     # Confluent's schema-registry serializers live outside Maven Central; only Avro-registry reads need them.
     Dependency("org.apache.beam", "beam-sdks-java-io-kafka", BEAM_JAVA_VERSION, excluded_groups=("io.confluent",)),
-    Dependency("org.apache.kafka", "kafka-clients", KAFKA_VERSION),
+    Dependency("org.apache.kafka", "kafka-clients", KAFKA_CLIENTS_VERSION),
+    # The Java SDK harness (run by the worker pool, see local_services) sizes its caches with jamm,
+    # which Beam's container image supplies and the harness's pom leaves out.
+    Dependency("com.github.jbellis", "jamm", "0.4.0"),
+    Dependency("org.slf4j", "slf4j-jdk14", "2.0.16"),  # the harness and KafkaIO log through SLF4J 2
 ))
 BUNDLES = (KAFKA_BROKER, KAFKA_EXPANSION_SERVICE)
+
+# Beam's Prism runner, built from the Go module of the installed Python SDK's version: Python
+# Beam would download a release binary from GitHub, which this network does not serve.
+PRISM_MODULE = "github.com/apache/beam/sdks/v2/go/cmd/prism"
+GO_BUILD_TIMEOUT_SECONDS = 1200
+
+
+def prism_path() -> Path:
+    import apache_beam
+
+    return CACHE_DIR.parent / f"prism-{apache_beam.__version__}" / "prism"
+
+
+def prism_binary() -> Path:
+    """The cached Prism binary; raises JarsMissingError (naming the fetch command) if absent."""
+    path = prism_path()
+    if not path.exists():
+        raise JarsMissingError(f"Beam's Prism runner is not built at {path}: build it with `{FETCH_COMMAND}` "
+                               "(needs Go and the Go module proxy)")
+    return path
+
+
+def fetch_prism() -> Path:
+    """``go install`` Prism into the cache unless already there; returns the binary."""
+    path = prism_path()
+    if path.exists():
+        return path
+    go = shutil.which("go")
+    if go is None:
+        raise JarsMissingError("building Beam's Prism runner needs Go (https://go.dev/dl/)")
+    import apache_beam
+
+    log.info("building Prism %s into %s (a few minutes the first time) ...", apache_beam.__version__, path.parent)
+    run = subprocess.run([go, "install", f"{PRISM_MODULE}@v{apache_beam.__version__}"], capture_output=True,
+                         text=True, timeout=GO_BUILD_TIMEOUT_SECONDS, env={**os.environ, "GOBIN": str(path.parent)})
+    if run.returncode != 0:
+        raise JarsMissingError(f"go install {PRISM_MODULE}@v{apache_beam.__version__} failed:\n"
+                               f"{(run.stdout + run.stderr)[-3000:]}")
+    return path
 
 
 def fetch(bundle: JarBundle) -> Path:
@@ -120,12 +168,14 @@ def fetch(bundle: JarBundle) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m alphastream.java_jars",
-                                     description=f"Fetch the Kafka broker and Beam expansion service jars into {CACHE_DIR}.")
+                                     description=f"Fetch the Kafka broker and Beam expansion service jars into {CACHE_DIR} "
+                                                 "and build Beam's Prism runner beside them.")
     parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         for bundle in BUNDLES:
             print(f"{bundle.name} {bundle.version}: {fetch(bundle)}")
+        print(f"prism: {fetch_prism()}")
     except JarsMissingError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
 """Local stand-ins for cloud services: Google's Pub/Sub emulator and a single-node Kafka broker
-(KRaft) on loopback ports, Beam's Kafka expansion service, and stopping the child processes
-that run them.
+(KRaft) on loopback ports, Beam's Kafka expansion service and the Java worker pool that runs
+the Kafka reader, and stopping the child processes that run them.
 
 Shared by the live demo (``alphastream.live_demo``), the benchmarks and the test fixtures, so
 there is one way to start each server and wait until it answers, and one way to stop a child.
@@ -8,7 +8,9 @@ there is one way to start each server and wait until it answers, and one way to 
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import os
 import shutil
 import signal
 import socket
@@ -17,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from alphastream.java_jars import KAFKA_BROKER, KAFKA_EXPANSION_SERVICE
@@ -146,6 +149,8 @@ logger.apache.name = org.apache.kafka
 logger.apache.level = WARN
 """
 _JVM_FLAGS = ("-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+# The worker pool runs the Kafka reader itself: full JIT, and room for its read buffers.
+_WORKER_JVM_FLAGS = ("-Xms256m", "-Xmx1g", "-XX:+UseSerialGC")
 
 
 def start_kafka_broker(work_dir: Path, timeout: float = KAFKA_START_TIMEOUT_SECONDS,
@@ -191,17 +196,76 @@ def _accepts_connections(port: int) -> bool:
         return False
 
 
-def start_kafka_expansion_service(work_dir: Path, timeout: float = EXPANSION_SERVICE_START_TIMEOUT_SECONDS,
-                                  new_session: bool = False) -> tuple[subprocess.Popen, str]:
-    """Beam's Java expansion service with KafkaIO on its classpath, on a free loopback port.
-    Returns (process, "localhost:port") for ``--expansion_service``."""
+JAVA_WORKER_POOL_LOG = "java-worker-pool.log"
+
+
+def start_java_worker_pool(work_dir: Path, timeout: float = EXPANSION_SERVICE_START_TIMEOUT_SECONDS,
+                           new_session: bool = False) -> tuple[subprocess.Popen, str]:
+    """Beam's Java SDK worker pool (``ExternalWorkerService``) on the expansion service's
+    classpath, on a free loopback port: the runner asks it to start a Java SDK harness for the
+    Kafka reader's stage, in place of Beam's Java container (no Docker here). Returns
+    (process, "localhost:port")."""
     classpath = KAFKA_EXPANSION_SERVICE.classpath()
     port = free_port()
+    log_path = work_dir / JAVA_WORKER_POOL_LOG
+    # The pool reads its own options (where to listen) from this variable, as Beam's container boot does.
+    options = json.dumps({"options": {"environmentOptions": [f"external_service_address=localhost:{port}"]}})
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            ["java", *_WORKER_JVM_FLAGS, "-cp", classpath, "org.apache.beam.fn.harness.ExternalWorkerService"],
+            stdout=log_file, stderr=subprocess.STDOUT, cwd=work_dir, start_new_session=new_session,
+            env={**os.environ, "PIPELINE_OPTIONS": options})
+    _wait_until(lambda: _accepts_connections(port), process, "the Java SDK worker pool", log_path, timeout)
+    return process, f"localhost:{port}"
+
+
+def start_kafka_expansion_service(work_dir: Path, timeout: float = EXPANSION_SERVICE_START_TIMEOUT_SECONDS,
+                                  new_session: bool = False, worker_pool: str | None = None
+                                  ) -> tuple[subprocess.Popen, str]:
+    """Beam's Java expansion service with KafkaIO on its classpath, on a free loopback port.
+    With ``worker_pool`` (host:port of ``start_java_worker_pool``) the transforms it expands
+    run their Java stages there (an EXTERNAL environment); without it, in Beam's Java Docker
+    image. Returns (process, "localhost:port") for ``--expansion_service``."""
+    classpath = KAFKA_EXPANSION_SERVICE.classpath()
+    port = free_port()
+    environment = ([] if worker_pool is None else
+                   ["--defaultEnvironmentType=EXTERNAL", f"--defaultEnvironmentConfig={worker_pool}"])
     log_path = work_dir / EXPANSION_SERVICE_LOG
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             ["java", *_JVM_FLAGS, "-cp", classpath, "org.apache.beam.sdk.expansion.service.ExpansionService",
-             str(port), "--javaClassLookupAllowlistFile=*"],
+             str(port), "--javaClassLookupAllowlistFile=*", *environment],
             stdout=log_file, stderr=subprocess.STDOUT, cwd=work_dir, start_new_session=new_session)
     _wait_until(lambda: _accepts_connections(port), process, "the Kafka expansion service", log_path, timeout)
     return process, f"localhost:{port}"
+
+
+@dataclass
+class KafkaServices:
+    """A broker, a Java worker pool and an expansion service whose Kafka reads run in that pool:
+    everything ``python -m pipeline --source kafka`` needs on one machine."""
+
+    bootstrap: str
+    expansion_service: str
+    processes: list[tuple[subprocess.Popen, str]]
+
+    def stop(self) -> None:
+        for process, name in reversed(self.processes):
+            stop_process(process, name, signal.SIGTERM)
+
+
+def start_kafka_services(work_dir: Path, new_session: bool = False) -> KafkaServices:
+    """Start the broker, the worker pool and the expansion service (stopping what started if one fails)."""
+    processes: list[tuple[subprocess.Popen, str]] = []
+    try:
+        broker, bootstrap = start_kafka_broker(work_dir, new_session=new_session)
+        processes.append((broker, "the Kafka broker"))
+        pool, pool_address = start_java_worker_pool(work_dir, new_session=new_session)
+        processes.append((pool, "the Java SDK worker pool"))
+        expansion, expansion_address = start_kafka_expansion_service(work_dir, new_session=new_session,
+                                                                     worker_pool=pool_address)
+        processes.append((expansion, "the Kafka expansion service"))
+    except BaseException:
+        KafkaServices("", "", processes).stop()
+        raise
+    return KafkaServices(bootstrap, expansion_address, processes)

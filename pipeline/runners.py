@@ -6,7 +6,9 @@ back to its FnApiRunner (batch, and streaming without Pub/Sub) or its BundleBase
 (Pub/Sub). So the same command ran on different runners on different machines, and every run
 here paid ~50 ms for a failed download. alphastream picks the fallback directly: the runners
 its tests, benchmarks and documented latencies are measured on. Prism stays one flag away:
-``--runner PrismRunner``.
+``--runner PrismRunner``, and is the runner for ``--source kafka``: Beam's Kafka reader is a
+Java transform, and of the local runners only Prism runs it unbounded (in the Java worker pool
+that ``alphastream.local_services`` starts).
 """
 from __future__ import annotations
 
@@ -25,9 +27,13 @@ def is_default_direct_runner(options: PipelineOptions) -> bool:
 
 
 def local_runner(options: PipelineOptions) -> PipelineRunner:
-    """The runner Beam's DirectRunner falls back to without Prism, made the way it makes it."""
-    reads_pubsub = options.view_as(StandardOptions).streaming and options.view_as(AlphastreamOptions).source == "pubsub"
-    if reads_pubsub:  # Pub/Sub's Python IO runs on the BundleBasedDirectRunner only
+    """The runner Beam's DirectRunner falls back to without Prism, made the way it makes it; Prism
+    for a Kafka stream (the only local runner that runs Beam's Java Kafka reader, unbounded)."""
+    streaming = options.view_as(StandardOptions).streaming
+    source = options.view_as(AlphastreamOptions).source
+    if streaming and source == "kafka":
+        return prism_runner(options)
+    if streaming and source == "pubsub":  # Pub/Sub's Python IO runs on the BundleBasedDirectRunner only
         from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 
         return BundleBasedDirectRunner()
@@ -38,3 +44,21 @@ def local_runner(options: PipelineOptions) -> PipelineRunner:
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
     provision = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
     return fn_runner.FnApiRunner(provision_info=provision)
+
+
+def prism_runner(options: PipelineOptions) -> PipelineRunner:
+    """Beam's Prism runner, on the binary ``python -m alphastream.java_jars`` builds unless
+    ``--prism_location`` names one (Beam itself would download it from GitHub)."""
+    from apache_beam.options.pipeline_options import PrismRunnerOptions
+    from apache_beam.runners.portability.prism_runner import PrismRunner
+
+    from alphastream.java_jars import JarsMissingError, prism_binary
+    from pipeline.errors import UserFacingError
+
+    prism = options.view_as(PrismRunnerOptions)
+    if not prism.prism_location:
+        try:
+            prism.prism_location = str(prism_binary())
+        except JarsMissingError as err:
+            raise UserFacingError(f"--source kafka runs on Beam's Prism runner here: {err}") from None
+    return PrismRunner()

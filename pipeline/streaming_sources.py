@@ -29,6 +29,7 @@ from pipeline.errors import UserFacingError
 log = logging.getLogger(__name__)
 
 KAFKA_ORIGIN_PREFIX = "kafka:"
+AUTO_COMMIT_INTERVAL_MS = 1000
 WAKE_TIMEOUT_SECONDS = 10.0
 CHECK_TIMEOUT_SECONDS = 10.0
 
@@ -107,6 +108,30 @@ class ReadTicksFromPubSub(beam.PTransform):
         )
 
 
+def lost_subscription_error(subscription: str | None) -> UserFacingError | None:
+    """If the running pipeline failed because ``subscription`` no longer exists, the one-line
+    error that says so and what to do; None if it exists (or cannot be checked)."""
+    if not subscription:
+        return None
+    from google.api_core import exceptions as gexc
+    from google.cloud import pubsub_v1
+
+    try:
+        with pubsub_v1.SubscriberClient() as subscriber:
+            subscriber.get_subscription(subscription=subscription, timeout=CHECK_TIMEOUT_SECONDS)
+        return None
+    except gexc.NotFound:
+        return UserFacingError(
+            f"Pub/Sub subscription {subscription} (--subscription) disappeared while the pipeline was reading it "
+            f"(deleted, or expired unused): re-create it (`gcloud pubsub subscriptions create "
+            f"{subscription.rsplit('/', 1)[-1]} --topic TOPIC`) and restart; the ticks published meanwhile are "
+            "not in it, so repair their bars from the tick archive (--archive, or python -m pipeline repair)",
+            exit_code=3)
+    except (gexc.GoogleAPICallError, gexc.RetryError) as err:
+        log.warning("could not check whether %s still exists: %s", subscription, err)
+        return None
+
+
 def wake_pubsub_reader(subscription: str | None, topic: str | None) -> bool:
     """Publish a heartbeat (an empty batch) to the topic being read, so that a pull blocked on
     an idle subscription returns now. The DirectRunner's pull waits up to 30 s for a message
@@ -133,6 +158,11 @@ def wake_pubsub_reader(subscription: str | None, topic: str | None) -> bool:
         return False
 
 
+def default_consumer_group(topic: str) -> str:
+    """One group per topic, so that a restarted pipeline resumes where the last one committed."""
+    return f"alphastream-{topic}"
+
+
 class KafkaExpansionError(UserFacingError):
     """ReadFromKafka could not be expanded: no Java expansion service was reachable."""
 
@@ -155,23 +185,36 @@ def kafka_expansion_help(expansion_service: str | None, cause: BaseException) ->
 class ReadTicksFromKafka(beam.PTransform):
     """Kafka topic -> ("kafka:<topic>", record value), through Beam's cross-language ReadFromKafka.
 
-    Records are timestamped with their Kafka CreateTime (the producer should set it to the
-    earliest tick's event time); a value may be one tick or a JSON array of ticks, as on Pub/Sub.
+    Records are timestamped with their Kafka CreateTime (the producer sets it to the tick's
+    event time). KafkaIO's create-time policy holds each partition's watermark at its latest
+    record time and, once a partition is caught up (idle), advances it to the wall clock, so a
+    quiet partition does not hold bars back. Offsets are committed to ``consumer_group`` when
+    the runner finalizes a bundle's checkpoint, and a restart with the same group resumes from
+    them (a new group starts at the earliest retained record). A value may be one tick or a JSON
+    array of ticks, as on Pub/Sub.
     """
 
-    def __init__(self, *, bootstrap_servers: str, topic: str, expansion_service: str | None = None):
+    def __init__(self, *, bootstrap_servers: str, topic: str, expansion_service: str | None = None,
+                 consumer_group: str | None = None):
         super().__init__()
         if not bootstrap_servers or not topic:
             raise UserFacingError("--source kafka needs --kafka_bootstrap_servers host:port and --kafka_topic NAME "
                              f"(got {bootstrap_servers!r}, {topic!r})")
-        self.consumer_config = {"bootstrap.servers": bootstrap_servers}
         self.topic = topic
+        self.consumer_group = consumer_group or default_consumer_group(topic)
+        # Prism refuses the @RequiresStableInput step of commit_offset_in_finalize, so the consumer
+        # commits what it has polled itself; ticks polled but not yet in a bar when the job dies
+        # are put back by the --archive finaliser, not by a re-read.
+        self.consumer_config = {"bootstrap.servers": bootstrap_servers, "group.id": self.consumer_group,
+                                "auto.offset.reset": "earliest", "enable.auto.commit": "true",
+                                "auto.commit.interval.ms": str(AUTO_COMMIT_INTERVAL_MS)}
         self.expansion_service = expansion_service
 
     @classmethod
     def from_options(cls, opts) -> "ReadTicksFromKafka":
         return cls(bootstrap_servers=opts.kafka_bootstrap_servers, topic=opts.kafka_topic,
-                   expansion_service=opts.expansion_service)
+                   expansion_service=opts.expansion_service,
+                   consumer_group=getattr(opts, "kafka_consumer_group", None))
 
     def kafka_read(self):
         """Beam's ReadFromKafka configured for this source (expanded when applied)."""

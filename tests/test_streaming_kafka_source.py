@@ -11,11 +11,13 @@ from pathlib import Path
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.portability.api import beam_runner_api_pb2
 
 from alphastream.local_services import free_port
 from pipeline.errors import UserFacingError
 from pipeline.options import AlphastreamOptions
-from pipeline.streaming_sources import KAFKA_ORIGIN_PREFIX, ReadTicksFromKafka, kafka_expansion_help
+from pipeline.streaming_sources import (KAFKA_ORIGIN_PREFIX, ReadTicksFromKafka, default_consumer_group,
+                                        kafka_expansion_help)
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_IO_NAME = "KafkaIO.Read"
@@ -30,7 +32,11 @@ def test_flags_configure_the_reader():
     opts = PipelineOptions(["--source", "kafka", "--kafka_bootstrap_servers", "b1:9092,b2:9092",
                             "--kafka_topic", "ticks", "--expansion_service", "localhost:8097"]).view_as(AlphastreamOptions)
     reader = ReadTicksFromKafka.from_options(opts)
-    assert reader.consumer_config == {"bootstrap.servers": "b1:9092,b2:9092"}
+    assert reader.consumer_config["bootstrap.servers"] == "b1:9092,b2:9092"
+    # A stable group per topic: a restart resumes from its committed offsets, a first run from the start.
+    assert reader.consumer_config["group.id"] == default_consumer_group("ticks") == "alphastream-ticks"
+    assert reader.consumer_config["auto.offset.reset"] == "earliest"
+    assert reader.consumer_config["enable.auto.commit"] == "true"
     assert (reader.topic, reader.expansion_service) == ("ticks", "localhost:8097")
     assert KAFKA_ORIGIN_PREFIX == "kafka:"
 
@@ -67,9 +73,9 @@ def test_without_a_reachable_expansion_service_the_cli_says_what_to_do(kafka_bro
     assert "Traceback" not in run.stderr
 
 
-def test_the_real_expansion_service_expands_read_from_kafka(kafka_broker, kafka_expansion_service):
+def test_the_real_expansion_service_expands_read_from_kafka(kafka_broker, kafka_expansion_service, java_worker_pool):
     """Java 2.73.0 expansion for the pinned Python SDK (2.77.0): the graph gains KafkaIO's
-    Java transforms, configured with our topic and broker."""
+    Java transforms, configured with our topic and broker, to run in the local Java worker pool."""
     topic = kafka_broker.create_topic("expand")
     pipeline = beam.Pipeline()
     _ = pipeline | ReadTicksFromKafka(bootstrap_servers=kafka_broker.bootstrap, topic=topic,
@@ -77,8 +83,10 @@ def test_the_real_expansion_service_expands_read_from_kafka(kafka_broker, kafka_
     proto = pipeline.to_runner_api()
     names = [t.unique_name for t in proto.components.transforms.values()]
     assert any(KAFKA_IO_NAME in name for name in names), names
-    environments = {env.urn for env in proto.components.environments.values()}
-    assert "beam:env:docker:v1" in environments  # the Java harness runs in Beam's Java container by default
+    environments = {env.urn: env.payload for env in proto.components.environments.values()}
+    assert "beam:env:docker:v1" not in environments  # no Docker here: Beam's Java image cannot run
+    external = beam_runner_api_pb2.ExternalPayload.FromString(environments["beam:env:external:v1"])
+    assert external.endpoint.url == java_worker_pool
     payloads = b"".join(t.spec.payload for t in proto.components.transforms.values())
     assert topic.encode() in payloads and kafka_broker.bootstrap.encode() in payloads
 
