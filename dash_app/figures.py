@@ -124,11 +124,17 @@ def _candles_layout() -> dict:
     return fig.to_plotly_json()["layout"]
 
 
-def candles_figure(bars: Sequence[dict] | pd.DataFrame, overlays: Overlays = Overlays()) -> Figure:
-    """Candlesticks with overlays, volume beneath and a volatility panel, one time axis."""
+def candles_figure(bars: Sequence[dict] | pd.DataFrame, overlays: Overlays = Overlays(),
+                   lines: indicators.OverlayLines | None = None) -> Figure:
+    """Candlesticks with overlays, volume beneath and a volatility panel, one time axis.
+
+    ``lines`` are the indicator lines from the API (``indicators.overlay_lines``), one value per
+    bar; without them they are computed from the bars (``indicators.local_lines``).
+    """
     frame = bars_frame(bars)
     if frame.empty:
         return message_figure("No bars in this time range")
+    lines = lines or indicators.local_lines(frame, overlays)
     # plotly.js has no time zones: hand it naive UTC times and say so on the axis.
     x = frame["bucket_start"].dt.tz_convert("UTC").dt.tz_localize(None)
     traces: list[go.BaseTraceType] = [go.Candlestick(
@@ -138,7 +144,7 @@ def candles_figure(bars: Sequence[dict] | pd.DataFrame, overlays: Overlays = Ove
         decreasing=dict(line=dict(color=DOWN_COLOR, width=1), fillcolor=DOWN_COLOR),
         showlegend=False, xaxis="x", yaxis="y",
     )]
-    traces += _price_overlays(frame, x, overlays)
+    traces += _price_overlays(frame, x, overlays, lines)
     up = frame["close"] >= frame["open"]
     traces.append(go.Bar(
         x=x, y=frame["volume"], name="volume", showlegend=False, xaxis="x2", yaxis="y2",
@@ -147,7 +153,7 @@ def candles_figure(bars: Sequence[dict] | pd.DataFrame, overlays: Overlays = Ove
         hovertemplate="%{y:,.0f}<extra>volume</extra>",
     ))
     traces.append(go.Scatter(
-        x=x, y=indicators.volatility(frame, overlays.volatility), name=f"volatility ({overlays.volatility})",
+        x=x, y=lines.volatility, name=f"volatility ({overlays.volatility})",
         mode="lines", showlegend=False, xaxis="x3", yaxis="y3",
         line=dict(color="#9333ea", width=1.4), fill="tozeroy", fillcolor="rgba(147, 51, 234, 0.08)",
         hovertemplate="%{y:.3f}%<extra>volatility</extra>",
@@ -162,13 +168,14 @@ def candles_figure(bars: Sequence[dict] | pd.DataFrame, overlays: Overlays = Ove
     return _figure(traces, layout, **axes, **title, **overlays.extra)
 
 
-def _price_overlays(frame: pd.DataFrame, x: pd.Series, overlays: Overlays) -> list[go.Scatter]:
+def _price_overlays(frame: pd.DataFrame, x: pd.Series, overlays: Overlays,
+                    lines: indicators.OverlayLines) -> list[go.Scatter]:
     """Lines drawn over the candles: Bollinger bands, SMAs, EMAs, session VWAP."""
     traces = []
     colors = iter(LINE_COLORS * 4)
     line = dict(mode="lines", xaxis="x", yaxis="y")
-    if overlays.bollinger:
-        middle, upper, lower = indicators.bollinger(frame, overlays.bollinger)
+    if overlays.bollinger and lines.bollinger:
+        middle, upper, lower = lines.bollinger
         label = f"BB({overlays.bollinger}, 2σ)"
         band = dict(name=label, legendgroup="bb", **line)
         traces += [
@@ -178,10 +185,10 @@ def _price_overlays(frame: pd.DataFrame, x: pd.Series, overlays: Overlays) -> li
             go.Scatter(x=x, y=middle, showlegend=False, line=dict(color=BAND_COLOR, width=1), **band),
         ]
     for window in overlays.sma:
-        traces.append(go.Scatter(x=x, y=indicators.sma(frame, window), name=f"SMA {window}",
+        traces.append(go.Scatter(x=x, y=lines.sma[window], name=f"SMA {window}",
                                  line=dict(color=next(colors), width=1.5), **line))
     for window in overlays.ema:
-        traces.append(go.Scatter(x=x, y=indicators.ema(frame, window), name=f"EMA {window}",
+        traces.append(go.Scatter(x=x, y=lines.ema[window], name=f"EMA {window}",
                                  line=dict(color=next(colors), width=1.5, dash="dash"), **line))
     if overlays.vwap:
         traces.append(go.Scatter(x=x, y=indicators.session_vwap(frame), name="VWAP (session)",

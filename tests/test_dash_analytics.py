@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from dash_app import figures, panels
+from dash_app import figures, indicators, panels, views
 from dash_app.api_client import ApiClient
 from dash_app.views import iso
 from serving.main import create_app
@@ -112,3 +112,38 @@ def test_panels_say_when_the_api_is_down():
         "key": ["AAPL", "1m"], "bars": [{"bucket_start": "2024-03-05T14:30:00Z"}]})
     assert "unreachable" in update.risk
     assert update.rsi["layout"]["annotations"][0]["text"] == "Indicators unavailable"
+
+
+def test_chart_lines_come_from_the_api_for_the_bars_held(api_client):
+    start = MINUTE_START + dt.timedelta(minutes=300)
+    bars = api_client.bars(MINUTE_SYMBOL, "1m", start=iso(start), end=iso(start + dt.timedelta(hours=1)))
+    overlays = figures.Overlays(sma=(10,), ema=(30,), bollinger=20, volatility=15, interval="1m")
+    lines = indicators.overlay_lines(api_client, MINUTE_SYMBOL, "1m", bars, overlays)
+
+    def api(kind: str, window: int, name: str = "value") -> list:
+        return [p[name] for p in api_client.indicator(MINUTE_SYMBOL, "1m", kind, window=window, start=iso(start),
+                                                      end=iso(start + dt.timedelta(hours=1)))]
+
+    assert lines.sma[10] == api("sma", 10) and lines.ema[30] == api("ema", 30)
+    assert lines.bollinger == (api("bollinger", 20), api("bollinger", 20, "upper"), api("bollinger", 20, "lower"))
+    assert lines.volatility == api("volatility", 15) and len(lines.volatility) == len(bars) == 60
+    assert None not in lines.ema[30]  # seeded before the range, unlike a computation over the bars alone
+    local = indicators.local_lines(views.bars_frame(bars), overlays)
+    assert local.ema[30][:29] == [None] * 29
+    np.testing.assert_allclose(np.array(local.sma[10][9:], dtype=float), lines.sma[10][9:], rtol=1e-9)
+
+    figure = go.Figure(figures.candles_figure(bars, overlays, lines))
+    drawn = {trace.name: trace.y for trace in figure.data if trace.type == "scatter"}
+    np.testing.assert_array_equal(np.array(drawn["SMA 10"], dtype=float), np.array(lines.sma[10], dtype=float))
+    np.testing.assert_array_equal(np.array(drawn["EMA 30"], dtype=float), np.array(lines.ema[30], dtype=float))
+    np.testing.assert_array_equal(np.array(drawn["volatility (15)"], dtype=float),
+                                  np.array(lines.volatility, dtype=float))
+
+
+def test_points_line_up_with_bars_by_time():
+    bars = [{"bucket_start": "2024-03-05T14:30:00Z"}, {"bucket_start": "2024-03-05T14:31:00Z"},
+            {"bucket_start": "2024-03-05T14:32:00Z"}]
+    found = [{"bucket_start": "2024-03-05T14:32:00+00:00", "value": 3.0, "upper": 4.0},
+             {"bucket_start": "2024-03-05T14:30:00.000000Z", "value": None, "upper": None}]
+    assert indicators.aligned(found, bars) == [None, None, 3.0]
+    assert indicators.aligned(found, bars, "upper") == [None, None, 4.0]
