@@ -114,6 +114,16 @@ def _run_streaming(pipeline: beam.Pipeline, opts: AlphastreamOptions):
     if PipelineState.is_terminal(result.state):
         return result  # a bounded local run (see check_local_synthetic_stream) has finished
     stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def watch() -> None:  # a failed run must end the process, not leave it idle (a lost subscription)
+        try:
+            result.wait_until_finish()
+        except Exception as err:  # noqa: BLE001 - re-raised in the main thread below
+            failures.append(err)
+        stop.set()
+
+    threading.Thread(target=watch, name="pipeline-watch", daemon=True).start()
 
     def on_signal(signum, _frame):
         if stop.is_set():  # a second signal: the user does not want to wait for the drain
@@ -126,6 +136,8 @@ def _run_streaming(pipeline: beam.Pipeline, opts: AlphastreamOptions):
     max_duration = opts.max_duration
     log.info("streaming; stop with Ctrl-C%s", f" (or after {max_duration:.0f} s)" if max_duration else "")
     stop.wait(timeout=max_duration)
+    if failures:
+        raise _stream_failure(opts, failures[0])
     log.info("stopping the streaming pipeline...")
     if opts.source == "pubsub":
         from pipeline.streaming_sources import wake_pubsub_reader
@@ -134,6 +146,17 @@ def _run_streaming(pipeline: beam.Pipeline, opts: AlphastreamOptions):
     result.cancel()
     log.info("streaming pipeline stopped")
     return result
+
+
+def _stream_failure(opts: AlphastreamOptions, err: BaseException) -> BaseException:
+    """The error a failed streaming run ends with: one line if its cause is the user's to fix."""
+    if opts.source == "pubsub":
+        from pipeline.streaming_sources import lost_subscription_error
+
+        lost = lost_subscription_error(opts.subscription)
+        if lost is not None:
+            return lost
+    return err
 
 
 @contextlib.contextmanager
@@ -146,7 +169,8 @@ def finalizing(opts: AlphastreamOptions, db_url: str | Secret | None):
     from pipeline.finalizer import BarFinalizer
 
     finalizer = BarFinalizer(opts.archive, db_url.get_str() if isinstance(db_url, Secret) else db_url,
-                             opts.intervals, opts.allowed_lateness, every_seconds=opts.finalize_every_seconds)
+                             opts.intervals, opts.allowed_lateness, every_seconds=opts.finalize_every_seconds,
+                             lake=opts.output)
     finalizer.start()
     try:
         yield

@@ -10,7 +10,11 @@ lateness in the past), recomputing everything in between with ``pipeline.repair`
 * during a database outage its passes fail and the mark stays put; the first pass after the
   database returns repairs the whole outage;
 * conflicting redeliveries that reached the live bars in the wrong order end final by the
-  batch rule, like every other bar.
+  batch rule, like every other bar;
+* with the lake (``lake``), each pass also replays into ``dead_letters`` the lake's dead-letter
+  files changed since the last replay that succeeded (``pipeline.dead_letter_replay``): the
+  dead letters of an outage, which only the lake could take, reach the table once it is back.
+  At start-up it looks back ``DEAD_LETTER_LOOKBACK_SECONDS``, for a previous run's outage.
 
 Bars of still-open windows stay provisional (the live panes); they become final one pass after
 their window closes.
@@ -26,9 +30,12 @@ from typing import Callable, Sequence
 import psycopg
 
 from alphastream.settings import mask_dsn
+from pipeline.dead_letter_replay import MTIME_MARGIN_SECONDS, replay_dead_letters
 from pipeline.repair import closed_until, recompute, store_final
 
 log = logging.getLogger(__name__)
+
+DEAD_LETTER_LOOKBACK_SECONDS = 3_600
 
 NowFn = Callable[[], int]
 
@@ -70,7 +77,10 @@ class BarFinalizer:
     allowed_lateness_seconds: int
     every_seconds: float = 10.0
     now_us: NowFn = field(default=lambda: time.time_ns() // 1_000)
+    lake: str | None = None
     passes: list[PassResult] = field(default_factory=list)
+    replayed_since: float | None = None  # epoch seconds: dead-letter files older than this are replayed
+    _replayed_files: set = field(default_factory=set)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -95,6 +105,23 @@ class BarFinalizer:
         self.passes.append(outcome)
         return outcome
 
+    def replay_once(self) -> None:
+        """Replay the lake's dead-letter files changed since the last replay that succeeded."""
+        if self.lake is None:
+            return
+        now = self.now_us() / 1e6
+        since = now - DEAD_LETTER_LOOKBACK_SECONDS if self.replayed_since is None else self.replayed_since
+        result, files = replay_dead_letters(self.lake, self.db_url, since, now, frozenset(self._replayed_files))
+        if result.failed:
+            log.warning("finaliser: %d of %d dead letters from the lake not stored; will retry",
+                        result.failed, result.letters)
+            return
+        if result.letters:
+            log.info("finaliser: %d dead letters from %d lake files are in the table", result.letters, result.files)
+        self.replayed_since = now
+        # Files inside the re-read margin are skipped while unchanged; older ones are not listed.
+        self._replayed_files = {f for f in self._replayed_files | set(files) if f[1] >= now - 2 * MTIME_MARGIN_SECONDS}
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="bar-finalizer", daemon=True)
         self._thread.start()
@@ -115,6 +142,7 @@ class BarFinalizer:
     def _attempt(self) -> None:
         try:
             self.run_once()
+            self.replay_once()
         except psycopg.Error as err:  # the database is away: the mark waits for it
             log.warning("finaliser: database %s unavailable (%s); retrying in %.0f s",
                         mask_dsn(self.db_url), str(err).strip(), self.every_seconds)

@@ -75,11 +75,21 @@ class _WriteWindowPaneDoFn(beam.DoFn):
         yield path
 
 
+def _stamp_not_before_arrival(record, event_time_of: Callable, arrived=beam.DoFn.TimestampParam) -> TimestampedValue:
+    """``record`` timestamped by its event time, or by its element's own time if that is later.
+
+    A record whose event time is long past (a sink_failed dead letter of a bar that failed after
+    the sink's retries, a malformed tick stamped hours ago) would otherwise land in a lake window
+    already closed beyond the allowed lateness, and Beam drops it without a trace."""
+    return TimestampedValue(record, Timestamp(micros=max(event_time_of(record), arrived.micros)))
+
+
 class WriteToLakeStreaming(beam.PTransform):
     """Records -> windowed Parquet files under ``root``; yields the paths written.
 
     stem_of: record -> its file's lake path without the window and pane (pipeline.lake's stems).
-    event_time_of: record -> epoch us to window it by; None keeps the element's timestamp.
+    event_time_of: record -> epoch us to window it by (never earlier than the element's own
+    timestamp); None keeps the element's timestamp.
     allowed_lateness_seconds: keep windows open this long for late records (match the bars').
     """
 
@@ -97,8 +107,7 @@ class WriteToLakeStreaming(beam.PTransform):
 
     def expand(self, records):
         if self._event_time_of is not None:
-            records = records | "StampForLake" >> beam.Map(
-                lambda r, at=self._event_time_of: TimestampedValue(r, Timestamp(micros=at(r))))
+            records = records | "StampForLake" >> beam.Map(_stamp_not_before_arrival, self._event_time_of)
         return (
             records
             | "LakeWindows" >> beam.WindowInto(

@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindow, GlobalWindows
+from apache_beam.transforms.window import GlobalWindow, GlobalWindows, TimestampedValue
 from apache_beam.utils.secret import Secret
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
@@ -77,17 +77,23 @@ class _WriteRowsDoFn(beam.DoFn):
     def start_bundle(self) -> None:
         self._rows = []
 
-    def process(self, element) -> Iterator[DeadLetter]:
+    def process(self, element) -> Iterator[TimestampedValue]:
         if isinstance(element, pa.Table):  # batch ticks travel as Arrow tables
             self._rows.extend(table_to_ticks(element))
         else:
             self._rows.append(element)
         if len(self._rows) >= MAX_BUFFERED_ROWS:
-            yield from self._flush()
+            failed_at = Timestamp.now()
+            for letter in self._flush():
+                yield TimestampedValue(letter, failed_at)
 
     def finish_bundle(self) -> Iterable[WindowedValue]:
+        # Stamped when the write failed, not by the row's event time (the letter's seen_at_us):
+        # in streaming, a bar that failed after the retries is already past its window, and
+        # an event-time stamp would make its dead letter too late for the lake's windows.
+        failed_at = Timestamp.now()
         for letter in self._flush():
-            yield WindowedValue(letter, Timestamp(micros=letter.seen_at_us), [GlobalWindow()])
+            yield WindowedValue(letter, failed_at, [GlobalWindow()])
 
     def teardown(self) -> None:
         if self._writer is not None:

@@ -16,7 +16,10 @@ Failures: a lost connection (or a deadlock, or a server restart) is retried on a
 connection with exponential backoff; the transaction makes the retry all-or-nothing, so rows
 are never lost or doubled. A row the server refuses (bad value, check constraint) is found by
 bisecting the batch, so one bad row does not sink its neighbours. Whatever still fails is
-returned with the reason, for the caller to dead-letter.
+returned with the reason, for the caller to dead-letter. Once a batch has failed every attempt
+on a lost server, later batches fail at once, with one probe per ``RetryPolicy.probe_seconds``,
+until a write succeeds (a circuit breaker: a streaming bundle must not sit in backoff while the
+rest of the pipeline, the lake included, waits behind it).
 """
 from __future__ import annotations
 
@@ -24,9 +27,10 @@ import datetime as dt
 import logging
 import random
 import struct
+import threading
 import time
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import NamedTuple, Sequence
 
@@ -205,6 +209,7 @@ class RetryPolicy:
     attempts: int = 5
     first_backoff_seconds: float = 0.2
     max_backoff_seconds: float = 10.0
+    probe_seconds: float = 2.0  # while the server is down: at most one attempt this often
 
     def backoff(self, attempt: int) -> float:
         delay = min(self.max_backoff_seconds, self.first_backoff_seconds * 2 ** attempt)
@@ -223,6 +228,42 @@ _TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors.U
 # The server (or psycopg while encoding) refused particular rows: retrying the same rows fails
 # again, so bisect to find them.
 _ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError, TypeError, ValueError, OverflowError)
+
+
+@dataclass
+class _ServerState:
+    """Circuit breaker, one per DSN and process: after a batch failed every attempt on a lost
+    server, the next batches fail at once (one probe per ``RetryPolicy.probe_seconds``) instead
+    of each spending the whole backoff: a streaming bundle sitting in retries holds back every
+    step behind it, the lake included. Shared by the process's writers because runners make a
+    new DoFn (and writer) per bundle or thread. Their rows become dead letters; the finaliser
+    repairs the bars from the tick archive."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    down_since: float | None = None
+    reason: str = ""
+    last_probe: float = 0.0
+
+    def down(self, reason: str) -> None:
+        with self.lock:
+            if self.down_since is None:
+                self.down_since, self.reason = time.monotonic(), reason
+            self.last_probe = time.monotonic()
+
+    def up(self, table: str, dsn: str) -> None:
+        with self.lock:
+            if self.down_since is not None:
+                log.info("%s: %s reachable again after %.0f s", table, mask_dsn(dsn), time.monotonic() - self.down_since)
+                self.down_since = None
+
+
+_SERVERS: dict[str, _ServerState] = {}
+_SERVERS_LOCK = threading.Lock()
+
+
+def _server_state(dsn: str) -> _ServerState:
+    with _SERVERS_LOCK:
+        return _SERVERS.setdefault(dsn, _ServerState())
 
 
 def _month_starts(first_us: int, last_us: int) -> list[tuple[int, int]]:
@@ -253,6 +294,7 @@ class CopyMergeWriter:
         # Try the direct COPY while batches are all new keys (batch runs, new windows); after a
         # batch that updated or repeated keys (streaming panes, replays), merge until one is new.
         self._try_direct = spec.key is not None
+        self._server = _server_state(dsn)
 
     def connect(self) -> None:
         if self._conn is not None and not self._conn.closed:
@@ -277,8 +319,21 @@ class CopyMergeWriter:
         """Write ``rows``; returns those that could not be written, each with the reason."""
         if not rows:
             return []
+        server = self._server
+        with server.lock:
+            down = server.down_since is not None
+            skip = down and time.monotonic() - server.last_probe < self._retry.probe_seconds
+            if down and not skip:
+                server.last_probe = time.monotonic()
+        if skip:
+            reason = (f"{self._spec.table} not written: {mask_dsn(self._dsn)} unreachable for "
+                      f"{time.monotonic() - server.down_since:.0f} s ({server.reason})")
+            log.error("%s: %s rows dead-lettered: %s", self._spec.table, len(rows), reason)
+            return [FailedRow(row, reason) for row in rows]
+        # While the server is known to be down, one probe per probe_seconds, without backoff.
+        attempts = 1 if down else self._retry.attempts
         last_error: Exception | None = None
-        for attempt in range(self._retry.attempts):
+        for attempt in range(attempts):
             if attempt:
                 time.sleep(self._retry.backoff(attempt - 1))
             try:
@@ -286,11 +341,12 @@ class CopyMergeWriter:
                 span = self._time_span(rows)
                 self._ensure_partitions(span)
                 self._write_once(rows, span)
+                server.up(self._spec.table, self._dsn)
                 return []
             except _TRANSIENT as err:
                 last_error = err
                 log.warning("%s: %s rows not written (attempt %d of %d), reconnecting to %s: %s",
-                            self._spec.table, len(rows), attempt + 1, self._retry.attempts,
+                            self._spec.table, len(rows), attempt + 1, attempts,
                             mask_dsn(self._dsn), str(err).strip())
                 self.close()
             except _ROW_ERRORS as err:
@@ -302,8 +358,10 @@ class CopyMergeWriter:
                 reason = f"{self._spec.table} write failed: {str(err).strip()}"
                 log.error("%s: %s rows dead-lettered: %s", self._spec.table, len(rows), reason)
                 return [FailedRow(row, reason) for row in rows]
-        reason = (f"{self._spec.table} write failed after {self._retry.attempts} attempts: "
+        reason = (f"{self._spec.table} write failed after {attempts} attempts: "
                   f"{str(last_error).strip()}")
+        if isinstance(last_error, (psycopg.OperationalError, psycopg.InterfaceError)):
+            server.down(str(last_error).strip().splitlines()[0])
         log.error("%s: %s rows dead-lettered: %s", self._spec.table, len(rows), reason)
         return [FailedRow(row, reason) for row in rows]
 
