@@ -252,7 +252,7 @@ def run(argv: list[str]) -> int:
             result.wait_until_finish()
     elapsed = time.monotonic() - started
 
-    summary = summarise(result)
+    summary = summarise(result, complete=not streaming or result.state == PipelineState.DONE)
     print(f"\nalphastream run finished in {elapsed:.1f} s")
     if db_url is None:
         database = None
@@ -260,7 +260,7 @@ def run(argv: list[str]) -> int:
         database = mask_dsn(db_url) if isinstance(db_url, str) else f"the DSN in {opts.db_url_secret}"
     for line in summary.lines(opts.output, database):
         print("  " + line)
-    # A cancelled streaming run's counters miss the bundles in flight: no accounting verdict.
+    # A stopped streaming run's counters miss the bundles in flight: its verdict is "unknown".
     return 0 if summary.accounted or streaming else 1
 
 

@@ -3,7 +3,9 @@
 Counts come from the Beam metrics the transforms increment, so the summary also proves the
 accounting rules: every tick read is either unique (turned into bars), a duplicate, or a dead
 letter; and every dead letter reached the lake, the ticks' and the rows a database sink could
-not store (``sink_failed``, the dead-letter table's own included).
+not store (``sink_failed``, the dead-letter table's own included). A stopped streaming run
+cannot prove them (its counters miss what was in flight): the summary says "unknown" there,
+and the finaliser (``--archive``) or ``python -m pipeline repair`` makes the bars exact.
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ SINK_ROWS_FAILED = "db_rows_dead_lettered"  # pipeline.db.sink counts the rows i
 class RunSummary:
     counters: dict[str, int] = field(default_factory=dict)
     unavailable: str | None = None  # why the runner could not report its counters
+    # False for a stopped (cancelled) streaming run: its counters miss the bundles that were in
+    # flight, so the equations can be neither proven nor refuted.
+    complete: bool = True
 
     def get(self, name: str) -> int:
         return self.counters.get(name, 0)
@@ -38,7 +43,12 @@ class RunSummary:
 
     @property
     def accounted(self) -> bool:
-        return self.unavailable is None and self.ticks_accounted and self.dead_letters_accounted
+        return self.unavailable is None and self.complete and self.ticks_accounted and self.dead_letters_accounted
+
+    def _verdict(self, holds: bool, ok: str, mismatch: str) -> str:
+        if not self.complete:
+            return "unknown: a stopped streaming run's counters miss the bundles in flight"
+        return ok if holds else mismatch
 
     def lines(self, output: str, db: str | None) -> list[str]:
         if self.unavailable:
@@ -49,14 +59,14 @@ class RunSummary:
             f"  unique          {self.get('ticks_unique'):>12,}",
             f"  duplicates      {self.get('ticks_duplicate'):>12,}",
             f"  dead-lettered   {self.get('ticks_dead_lettered'):>12,}",
-            "  accounting      " + ("OK: read = unique + duplicates + dead-lettered" if self.ticks_accounted
-                                    else "MISMATCH: some ticks are not accounted for"),
+            "  accounting      " + self._verdict(self.ticks_accounted, "OK: read = unique + duplicates + dead-lettered",
+                                                      "MISMATCH: some ticks are not accounted for"),
             "bars              " + ", ".join(f"{k}: {v:,}" for k, v in bars.items()) if bars else "bars              none",
             f"lake              {output} ({self.get('lake_bar_rows'):,} bar rows, "
             f"{self.get('lake_deadletter_rows'):,} dead letters)",
             f"dead letters      {self.get('ticks_dead_lettered'):,} ticks + {self.get(SINK_ROWS_FAILED):,} sink_failed: "
-            + ("OK, all in the lake" if self.dead_letters_accounted
-               else f"MISMATCH: the lake holds {self.get('lake_deadletter_rows'):,}"),
+            + self._verdict(self.dead_letters_accounted, "OK, all in the lake",
+                            f"MISMATCH: the lake holds {self.get('lake_deadletter_rows'):,}"),
         ]
         if db:
             lines.append(f"database          {db} ({self.get('db_bar_rows'):,} bar rows upserted, "
@@ -65,8 +75,9 @@ class RunSummary:
         return lines
 
 
-def summarise(result) -> RunSummary:
-    """Collect the alphastream counters of a finished (or cancelled) run."""
+def summarise(result, complete: bool = True) -> RunSummary:
+    """Collect the alphastream counters of a finished (or cancelled) run; ``complete=False``
+    for a run stopped before its end (its counters are a lower bound)."""
     try:
         query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
     except RecursionError:
@@ -76,6 +87,8 @@ def summarise(result) -> RunSummary:
                                       "PeriodicImpulse run (a Beam limitation); the outputs are complete")
     counters: dict[str, int] = {}
     for counter in query["counters"]:
-        value = counter.committed if counter.committed is not None else counter.attempted
+        # A stopped run's committed values miss bundles that were processed but not committed
+        # when it was cancelled; attempted ones include them (and, on a retry, count twice).
+        value = counter.committed if complete and counter.committed is not None else counter.attempted
         counters[counter.key.metric.name] = counters.get(counter.key.metric.name, 0) + (value or 0)
-    return RunSummary(counters)
+    return RunSummary(counters, complete=complete)
