@@ -146,6 +146,19 @@ def test_dags_import_without_errors_with_explicit_retries_and_catchup(airflow_ve
     assert maintenance["tasks"]["repair"]["downstream"] == ["compact_lake"]
 
 
+def test_a_deployment_sets_the_params_defaults_through_an_airflow_variable(airflow_venv, airflow_env):
+    site = {**airflow_env, "AIRFLOW_VAR_ALPHASTREAM_BACKFILL_PARAMS": json.dumps({"runner": "dataflow",
+                                                                                  "lake": "gs://b/lake"})}
+    script = f"""
+from airflow.models.dagbag import DagBag
+params = DagBag(dag_folder={str(DAGS)!r}, include_examples=False).dags["alphastream_backfill"].params
+print(params["runner"], params["lake"], params["ticks_glob"])
+"""
+    done = subprocess.run([str(airflow_venv / "bin" / "python"), "-c", script], env=site, capture_output=True,
+                          text=True, timeout=AIRFLOW_SECONDS, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "dataflow gs://b/lake data/ticks/{date}/*"
+
+
 def test_backfill_dag_stores_the_bars_of_a_direct_run_and_a_rerun_changes_nothing(
         airflow_env, pg_cluster, tmp_path):
     _write_ticks(tmp_path / "ticks" / DAY)

@@ -23,7 +23,7 @@ import json
 from airflow.providers.google.cloud.hooks.dataflow import DataflowHook
 from airflow.providers.google.cloud.operators.dataflow import DataflowStartFlexTemplateOperator
 from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param, Variable, task
 from airflow.task.trigger_rule import TriggerRule
 
 RETRIES = 2
@@ -37,6 +37,11 @@ IN_PROJECT = "cd {{ params.project_dir }} && {{ params.python }}"
 # No db_url: the pipeline's own default ($ALPHASTREAM_DB_URL on the worker, else its embedded database).
 DB_FLAGS = "{% if params.no_db %}--no_db{% elif params.db_url %}--db_url \"$DAG_DB_URL\"{% endif %}"
 
+# A deployment's defaults for the params (e.g. runner=dataflow on Cloud Composer), from the Airflow
+# Variable alphastream_backfill_params (JSON;
+# AIRFLOW_VAR_ALPHASTREAM_BACKFILL_PARAMS in the environment). A trigger's conf still overrides each one.
+SITE = Variable.get("alphastream_backfill_params", default={}, deserialize_json=True)
+
 with DAG(
     dag_id="alphastream_backfill",
     description="Tick files of a day -> OHLCV bars (lake + PostgreSQL), then a data-quality gate",
@@ -46,25 +51,28 @@ with DAG(
     max_active_runs=1,
     default_args={"retries": RETRIES, "retry_delay": RETRY_DELAY, "execution_timeout": RUN_TIMEOUT},
     params={
-        "runner": Param("local", enum=["local", "dataflow"], description="where the batch pipeline runs"),
-        "ticks_glob": Param("data/ticks/{date}/*", type="string",
+        "runner": Param(SITE.get("runner", "local"), enum=["local", "dataflow"],
+                        description="where the batch pipeline runs"),
+        "ticks_glob": Param(SITE.get("ticks_glob", "data/ticks/{date}/*"), type="string",
                             description="tick files of a day, local or gs://; {date} becomes YYYY-MM-DD"),
-        "lake": Param("data/lake", type="string", description="Parquet lake root, local or gs://"),
-        "db_url": Param("", type="string",
+        "lake": Param(SITE.get("lake", "data/lake"), type="string", description="Parquet lake root, local or gs://"),
+        "db_url": Param(SITE.get("db_url", ""), type="string",
                         description="local runner: PostgreSQL DSN (empty: the worker's ALPHASTREAM_DB_URL); "
                                     "passed to the command in an environment variable, not on its command line"),
-        "no_db": Param(False, type="boolean", description="write the Parquet lake only"),
-        "project_dir": Param(".", type="string", description="local runner: the alphastream checkout"),
-        "python": Param(".venv/bin/python", type="string",
+        "no_db": Param(SITE.get("no_db", False), type="boolean", description="write the Parquet lake only"),
+        "project_dir": Param(SITE.get("project_dir", "."), type="string",
+                             description="local runner: the alphastream checkout"),
+        "python": Param(SITE.get("python", ".venv/bin/python"), type="string",
                         description="interpreter with alphastream installed (relative to project_dir)"),
-        "max_dead_letter_rate": Param(0.01, type="number", minimum=0, maximum=1),
-        "min_bar_ratio": Param(0.5, type="number", minimum=0),
-        "gcp_project": Param("", type="string", description="dataflow runner: GCP project"),
-        "gcp_region": Param("us-central1", type="string", description="dataflow runner: region"),
-        "template_gcs_path": Param("", type="string",
+        "max_dead_letter_rate": Param(SITE.get("max_dead_letter_rate", 0.01), type="number", minimum=0, maximum=1),
+        "min_bar_ratio": Param(SITE.get("min_bar_ratio", 0.5), type="number", minimum=0),
+        "gcp_project": Param(SITE.get("gcp_project", ""), type="string", description="dataflow runner: GCP project"),
+        "gcp_region": Param(SITE.get("gcp_region", "us-central1"), type="string",
+                            description="dataflow runner: region"),
+        "template_gcs_path": Param(SITE.get("template_gcs_path", ""), type="string",
                                    description="dataflow runner: gs:// path of the Flex Template spec"),
-        "db_url_secret": Param("", type="string",
-                               description="dataflow runner: Secret Manager version holding the DSN"),
+        "db_url_secret": Param(SITE.get("db_url_secret", ""), type="string",
+                               description="dataflow runner (required there): Secret Manager version holding the DSN"),
     },
     tags=["alphastream"],
 ) as dag:

@@ -19,9 +19,14 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Param, Variable
 
 IN_PROJECT = "cd {{ params.project_dir }} && {{ params.python }}"
+
+# A deployment's defaults for the params (e.g. runner=dataflow on Cloud Composer), from the Airflow
+# Variable alphastream_maintenance_params (JSON;
+# AIRFLOW_VAR_ALPHASTREAM_MAINTENANCE_PARAMS in the environment). A trigger's conf still overrides each one.
+SITE = Variable.get("alphastream_maintenance_params", default={}, deserialize_json=True)
 
 with DAG(
     dag_id="alphastream_maintenance",
@@ -33,12 +38,14 @@ with DAG(
     default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=10),
                   "execution_timeout": dt.timedelta(hours=2)},
     params={
-        "archive": Param("data/lake", type="string", description="tick archive root (ingestion --archive)"),
-        "lake": Param("data/lake", type="string", description="Parquet lake root, local or gs://"),
-        "db_url": Param("", type="string", description="PostgreSQL DSN (empty: ALPHASTREAM_DB_URL or the "
-                                                       "embedded database); passed to the command in an environment variable"),
-        "project_dir": Param(".", type="string", description="the alphastream checkout"),
-        "python": Param(".venv/bin/python", type="string",
+        "archive": Param(SITE.get("archive", "data/lake"), type="string",
+                         description="tick archive root (ingestion --archive)"),
+        "lake": Param(SITE.get("lake", "data/lake"), type="string", description="Parquet lake root, local or gs://"),
+        "db_url": Param(SITE.get("db_url", ""), type="string",
+                        description="PostgreSQL DSN (empty: ALPHASTREAM_DB_URL or the embedded database); "
+                                    "passed to the command in an environment variable"),
+        "project_dir": Param(SITE.get("project_dir", "."), type="string", description="the alphastream checkout"),
+        "python": Param(SITE.get("python", ".venv/bin/python"), type="string",
                         description="interpreter with alphastream installed (relative to project_dir)"),
     },
     tags=["alphastream"],
