@@ -22,7 +22,11 @@ database:
     .venv/bin/python bench/bench_streaming.py --rate 10000 --seconds 30
     .venv/bin/python bench/bench_streaming.py --rate 20000 --seconds 30 --repeats 3
 
+    .venv/bin/python bench/bench_streaming.py --rate 10000 --seconds 30 --repeats 3 --compare_archive
+
 Targets (issue 4): >= 10,000 ticks/s sustained and >= 0.7x the publish rate; p99 <= 2 s.
+Issue 19 (--compare_archive): the feed's tick archive costs <= 10% of the consumed ticks/s;
+the repair's ticks/s over the archived ticks, next to the batch path's over the same files.
 """
 from __future__ import annotations
 
@@ -57,6 +61,7 @@ STARTUP_TIMEOUT_SECONDS = 120
 TARGET_TICKS_PER_SECOND = 10_000
 TARGET_RATIO = 0.7
 TARGET_P99_SECONDS = 2.0
+ARCHIVE_COST_TARGET = 0.10  # issue 19: the tick archive costs at most 10% of the ticks/s
 _FINAL_LINE = re.compile(r"stopped \((?P<reason>[^)]*)\) after (?P<seconds>[\d.]+) s: submitted=(?P<submitted>\d+) "
                          r"published=(?P<published>\d+) failed=(?P<failed>\d+)")
 
@@ -140,7 +145,7 @@ def _bar_stats(db_url: str, interval: str) -> tuple[int, dict[str, int]]:
     return int(ticks), timings
 
 
-def run_once(args: argparse.Namespace, db_url: str, env: dict[str, str]) -> RunResult:
+def run_once(args: argparse.Namespace, db_url: str, env: dict[str, str], archive: str | None = None) -> RunResult:
     from ingestion.sinks.pubsub import PublishSettings, PubSubSink
 
     with psycopg.connect(db_url) as conn:
@@ -164,7 +169,7 @@ def run_once(args: argparse.Namespace, db_url: str, env: dict[str, str]) -> RunR
         feed = subprocess.run(
             [sys.executable, "-m", "ingestion", "--source", "synthetic", "--topic", topic, "--rate", str(args.rate),
              "--max_ticks", str(int(args.rate * args.seconds)), "--ticks_per_message", str(args.ticks_per_message),
-             "--num_symbols", str(args.symbols), "--log_interval", "5"],
+             "--num_symbols", str(args.symbols), "--log_interval", "5", *(["--archive", archive] if archive else [])],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=args.seconds * 10 + 60)
         match = _FINAL_LINE.search(feed.stderr)
         if feed.returncode != 0 or not match:
@@ -189,6 +194,59 @@ def run_once(args: argparse.Namespace, db_url: str, env: dict[str, str]) -> RunR
                      watch.final_delays())
 
 
+def measure_repair(archive: str, interval: str, output: str) -> tuple[int, float, float]:
+    """(ticks, seconds of pipeline.repair.recompute over the whole archive, seconds of the batch
+    path, ``python -m pipeline --source files``, over the same archived files)."""
+    from alphastream.tick_archive import read_archive
+    from pipeline.repair import recompute
+
+    now_us = time.time_ns() // 1_000
+    hour = 3_600_000_000
+    started = time.perf_counter()
+    result = recompute(archive, now_us - 2 * hour, now_us + hour, (interval,), now_us=now_us)
+    repair_seconds = time.perf_counter() - started
+    assert result.ticks_read == sum(1 for _ in read_archive(archive, now_us - 2 * hour, now_us + hour))
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "pipeline", "--source", "files", "--input", f"{archive}/ticks/*/*/*.jsonl",
+                    "--input_format", "jsonl", "--intervals", interval, "--no_db", "--output", output],
+                   cwd=REPO, check=True, capture_output=True, timeout=600)
+    return result.ticks_read, repair_seconds, time.perf_counter() - started
+
+
+def _line(result: RunResult) -> str:
+    return (f"published {result.published:,} ticks in {result.publish_seconds:.1f} s "
+            f"({result.publish_rate:,.0f}/s); in bars {result.ticks_in_bars:,} ({result.consumed_rate:,.0f}/s, "
+            f"{result.consumed_rate / result.publish_rate:.2f}x); window end -> row p50 "
+            f"{result.percentile(0.5):.2f} s, p99 {result.percentile(0.99):.2f} s over {len(result.delays)} bars "
+            f"(complete: p50 {result.percentile(0.5, True):.2f} s, p99 {result.percentile(0.99, True):.2f} s); "
+            f"bars by last pane timing {result.timings}")
+
+
+def compare_archive(args: argparse.Namespace, db_url: str, env: dict[str, str], work: Path) -> int:
+    """Alternate runs without and with the feed's tick archive; report both medians, their
+    ratio, and the repair's speed over the last archive (vs the batch path on the same ticks)."""
+    plain, archived = [], []
+    for run in range(args.repeats):
+        for results, archive in ((plain, None), (archived, str(work / f"archive-{run}"))):
+            result = run_once(args, db_url, env, archive)
+            results.append(result)
+            print(f"run {run + 1} {'with' if archive else 'without'} --archive: {_line(result)}", flush=True)
+    without = statistics.median(r.consumed_rate for r in plain)
+    with_archive = statistics.median(r.consumed_rate for r in archived)
+    publish_without = statistics.median(r.publish_rate for r in plain)
+    publish_with = statistics.median(r.publish_rate for r in archived)
+    cost = 1 - with_archive / without
+    print(f"\nmedian of {args.repeats}: consumed {without:,.0f} ticks/s without the archive, {with_archive:,.0f} with "
+          f"({cost:+.1%} fewer; target <= {ARCHIVE_COST_TARGET:.0%}); publisher {publish_without:,.0f} vs "
+          f"{publish_with:,.0f} ticks/s")
+    ticks, repair_seconds, batch_seconds = measure_repair(str(work / f"archive-{args.repeats - 1}"), args.interval,
+                                                          str(work / "batch-lake"))
+    print(f"repair: {ticks:,} archived ticks in {repair_seconds:.2f} s ({ticks / repair_seconds:,.0f} ticks/s); "
+          f"batch path (python -m pipeline --source files, process included) {batch_seconds:.2f} s "
+          f"({ticks / batch_seconds:,.0f} ticks/s); repair/batch speed {batch_seconds / repair_seconds:.1f}x")
+    return 0 if cost <= ARCHIVE_COST_TARGET else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=12_000.0, help="Publisher target ticks per second.")
@@ -198,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--symbols", type=int, default=20, help="Synthetic symbols.")
     parser.add_argument("--repeats", type=int, default=1, help="Runs; medians are reported.")
     parser.add_argument("--db_url", default=None, help="PostgreSQL DSN (default: a throwaway local cluster).")
+    parser.add_argument("--compare_archive", action="store_true",
+                        help="Alternate runs without and with the feed's tick archive (--archive); report the "
+                             "archive's cost on throughput and the repair's speed over the archived ticks.")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench-streaming-"))
@@ -216,17 +277,13 @@ def main(argv: list[str] | None = None) -> int:
             local = LocalDatabase(work / "pg", durable=False)
             db_url = local.ensure_running()
             migrate.migrate(db_url)
+        if args.compare_archive:
+            return compare_archive(args, db_url, env, work)
         results = []
         for run in range(args.repeats):
             result = run_once(args, db_url, env)
             results.append(result)
-            print(f"run {run + 1}: published {result.published:,} ticks in {result.publish_seconds:.1f} s "
-                  f"({result.publish_rate:,.0f}/s); in bars {result.ticks_in_bars:,} ({result.consumed_rate:,.0f}/s, "
-                  f"{result.consumed_rate / result.publish_rate:.2f}x); window end -> row p50 "
-                  f"{result.percentile(0.5):.2f} s, p99 {result.percentile(0.99):.2f} s over {len(result.delays)} bars "
-                  f"(complete: p50 {result.percentile(0.5, True):.2f} s, p99 {result.percentile(0.99, True):.2f} s); "
-                  f"bars by last pane timing {result.timings}",
-                  flush=True)
+            print(f"run {run + 1}: {_line(result)}", flush=True)
     finally:
         if local is not None:
             local.stop()
