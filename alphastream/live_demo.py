@@ -1,11 +1,13 @@
 """``python -m alphastream.live_demo``: the live path in one command.
 
-Starts, in order: Google's Pub/Sub emulator on loopback (unless ``--project`` names a real GCP
-project), a topic and a subscription, the streaming pipeline (``python -m pipeline --streaming
---source pubsub``, bars into the embedded local database or ``--db_url``) and the ingestion
-service (``python -m ingestion``, synthetic market by default). Bars appear in the database
+Starts, in order: the bus (``--bus pubsub``: Google's Pub/Sub emulator on loopback unless
+``--project`` names a real GCP project, a topic and a subscription; ``--bus kafka``: a local
+Kafka broker, Beam's Java worker pool and expansion service, a topic), the streaming pipeline
+(``python -m pipeline --streaming``, bars into the embedded local database or ``--db_url``,
+finalised from the tick archive in the lake) and the ingestion service (``python -m
+ingestion``, synthetic market by default, archiving every tick). Bars appear in the database
 every interval. Ctrl-C (or ``--max_duration``) stops them in the reverse order: the feed first
-(it flushes), then the pipeline (while its reader still sees heartbeats), then the emulator.
+(it flushes), then the pipeline (while its reader still sees heartbeats), then the bus.
 
 Each part is its own process running its own public CLI, so the demo is exactly what a user
 would run by hand; nothing here is imported by the pipeline.
@@ -23,9 +25,12 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from alphastream.local_services import EmulatorError, start_pubsub_emulator, stop_process
+from alphastream.java_jars import JarsMissingError
+from alphastream.local_services import EmulatorError, start_kafka_services, start_pubsub_emulator, stop_process
 
 log = logging.getLogger("live_demo")
 
@@ -33,14 +38,20 @@ EMULATOR_PROJECT = "alphastream-demo"  # Beam checks project ids against GCP's p
 EMULATOR_START_TIMEOUT_SECONDS = 60.0
 PIPELINE_START_TIMEOUT_SECONDS = 120.0
 PIPELINE_READY_LINE = "streaming; stop with Ctrl-C"
+KAFKA_PARTITIONS = 2
+KAFKA_ADMIN_TIMEOUT_SECONDS = 30.0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m alphastream.live_demo",
-        description="Live demo: Pub/Sub emulator + ingestion service + streaming pipeline, bars into "
+        description="Live demo: message bus (Pub/Sub emulator or Kafka) + ingestion service + streaming pipeline, bars into "
                     "PostgreSQL every interval. Ctrl-C stops everything cleanly.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--bus", choices=("pubsub", "kafka"), default="pubsub",
+                        help="Message bus between ingestion and the pipeline: the Pub/Sub emulator (or --project), "
+                             "or a local single-node Kafka broker (Beam's Java Kafka reader, run on Prism; needs "
+                             "`python -m alphastream.java_jars` once).")
     parser.add_argument("--source", default="synthetic",
                         help="Ingestion source (python -m ingestion --help lists them; keyed feeds read "
                              "their API key from the environment or .env).")
@@ -53,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db_url", default=None,
                         help="PostgreSQL DSN (default: $ALPHASTREAM_DB_URL, else the embedded local database).")
     parser.add_argument("--output", default="data/lake",
-                        help="Parquet lake root for the pipeline, local or gs:// (files per 60 s window).")
+                        help="Parquet lake root for the pipeline, local or gs:// (files per 60 s window); the tick "
+                             "archive goes there too (ingestion writes it, the pipeline's finaliser makes closed "
+                             "bars final from it).")
     parser.add_argument("--project", default=None,
                         help="A real GCP project to use instead of the emulator (topic and subscription "
                              "are created there and deleted at the end; needs Application Default Credentials).")
@@ -99,6 +112,68 @@ def delete_topic_and_subscription(topic: str, subscription: str) -> None:
         publisher.stop()
 
 
+@dataclass
+class Bus:
+    """Where the demo's ticks travel: the flags that point each CLI at it, and how to tear it down."""
+
+    description: str
+    pipeline_flags: list[str]
+    ingestion_flags: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    close: Callable[[], None] = lambda: None
+
+
+def pubsub_bus(args: argparse.Namespace, work_dir: Path) -> Bus:
+    """The emulator (unless --project), a topic and a subscription."""
+    env: dict[str, str] = {}
+    emulator = None
+    if args.project:
+        project = args.project
+    else:
+        emulator, host = start_emulator(work_dir)
+        project = EMULATOR_PROJECT
+        os.environ["PUBSUB_EMULATOR_HOST"] = host  # for our own client calls below
+        env["PUBSUB_EMULATOR_HOST"] = host
+        log.info("Pub/Sub emulator on %s", host)
+    try:
+        topic, subscription = create_topic_and_subscription(project)
+    except BaseException:
+        if emulator is not None:
+            stop_process(emulator, "pubsub emulator", signal.SIGTERM)
+        raise
+
+    def close() -> None:
+        if args.project:
+            delete_topic_and_subscription(topic, subscription)
+        if emulator is not None:
+            stop_process(emulator, "pubsub emulator", signal.SIGTERM)
+
+    return Bus(topic, ["--source", "pubsub", "--subscription", subscription], ["--topic", topic], env, close)
+
+
+def kafka_bus(work_dir: Path) -> Bus:
+    """A local broker, the Java worker pool and the expansion service, and a topic."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    try:
+        services = start_kafka_services(work_dir, new_session=True)
+    except (EmulatorError, JarsMissingError) as err:
+        raise SystemExit(f"error: {err}") from None
+    topic = f"alphastream-live-{uuid.uuid4().hex[:8]}"
+    try:
+        admin = AdminClient({"bootstrap.servers": services.bootstrap})
+        admin.create_topics([NewTopic(topic, num_partitions=KAFKA_PARTITIONS, replication_factor=1)]
+                            )[topic].result(timeout=KAFKA_ADMIN_TIMEOUT_SECONDS)
+    except BaseException:
+        services.stop()
+        raise
+    log.info("Kafka broker on %s, expansion service on %s", services.bootstrap, services.expansion_service)
+    return Bus(f"kafka topic {topic}",
+               ["--source", "kafka", "--kafka_bootstrap_servers", services.bootstrap, "--kafka_topic", topic,
+                "--expansion_service", services.expansion_service],
+               ["--sink", "kafka", "--bootstrap", services.bootstrap, "--topic", topic], close=services.stop)
+
+
 def _relay(process: subprocess.Popen, name: str, ready: threading.Event | None) -> None:
     """Copy a child's log lines to ours, prefixed with its name; set ``ready`` on the ready line."""
     for line in process.stderr:
@@ -112,25 +187,17 @@ def run_demo(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     work_dir = Path(tempfile.mkdtemp(prefix="alphastream-live-"))
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    emulator = None
+    bus = None
     children: list[tuple[subprocess.Popen, str]] = []
     try:
-        if args.project:
-            project = args.project
-        else:
-            emulator, host = start_emulator(work_dir)
-            project = EMULATOR_PROJECT
-            os.environ["PUBSUB_EMULATOR_HOST"] = host  # for our own client calls below
-            env["PUBSUB_EMULATOR_HOST"] = host
-            log.info("Pub/Sub emulator on %s", host)
-        topic, subscription = create_topic_and_subscription(project)
-        log.info("topic %s, subscription %s", topic, subscription)
+        bus = kafka_bus(work_dir) if args.bus == "kafka" else pubsub_bus(args, work_dir)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **bus.env)
+        log.info("bus: %s", bus.description)
 
-        pipeline_cmd = [sys.executable, "-m", "pipeline", "--streaming", "--source", "pubsub",
-                        "--subscription", subscription, "--intervals", args.intervals,
-                        "--allowed_lateness", str(args.allowed_lateness),
-                        "--early_firing_seconds", str(args.early_firing_seconds), "--output", args.output]
+        pipeline_cmd = [sys.executable, "-m", "pipeline", "--streaming", *bus.pipeline_flags,
+                        "--intervals", args.intervals, "--allowed_lateness", str(args.allowed_lateness),
+                        "--early_firing_seconds", str(args.early_firing_seconds), "--output", args.output,
+                        "--archive", args.output]
         if args.db_url:
             pipeline_cmd += ["--db_url", args.db_url]
         pipeline = subprocess.Popen(pipeline_cmd, env=env, stderr=subprocess.PIPE, text=True,
@@ -143,15 +210,15 @@ def run_demo(args: argparse.Namespace) -> int:
             if pipeline.poll() is not None or stop.is_set() or time.monotonic() > deadline:
                 raise SystemExit("error: the streaming pipeline did not start (see its log above)")
 
-        ingestion_cmd = [sys.executable, "-m", "ingestion", "--source", args.source, "--topic", topic,
-                         *args.ingestion_args.split()]
+        ingestion_cmd = [sys.executable, "-m", "ingestion", "--source", args.source, *bus.ingestion_flags,
+                         "--archive", args.output, *args.ingestion_args.split()]
         if args.source == "synthetic":
             ingestion_cmd += ["--rate", str(args.rate)]
         ingestion = subprocess.Popen(ingestion_cmd, env=env, stderr=subprocess.PIPE, text=True,
                                      start_new_session=True)
         children.append((ingestion, "ingestion"))
         threading.Thread(target=_relay, args=(ingestion, "ingestion", None), daemon=True).start()
-        log.info("live: %s -> %s -> pipeline -> database; Ctrl-C to stop", args.source, topic)
+        log.info("live: %s -> %s -> pipeline -> database; Ctrl-C to stop", args.source, bus.description)
 
         deadline = time.monotonic() + args.max_duration if args.max_duration else None
         while not stop.wait(0.5):
@@ -162,20 +229,21 @@ def run_demo(args: argparse.Namespace) -> int:
                 break
         codes = {name: stop_process(child, name) for child, name in reversed(children)}
         children.clear()
-        if args.project:
-            delete_topic_and_subscription(topic, subscription)
         log.info("stopped: %s", ", ".join(f"{name} exit {code}" for name, code in codes.items()))
         return 0 if all(code == 0 for code in codes.values()) else 1
     finally:
         for child, name in reversed(children):
             stop_process(child, name)
-        if emulator is not None:
-            stop_process(emulator, "pubsub emulator", signal.SIGTERM)
+        if bus is not None:
+            bus.close()
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.bus == "kafka" and args.project:
+        parser.error("--project names a GCP project for Pub/Sub; --bus kafka runs a local broker")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run_demo(args)
 
