@@ -23,7 +23,7 @@ SPINNER_DELAY_MS = 400  # live refreshes are faster than this: no spinner flicke
 SIDE_PANELS_DELAY_MS = 700
 DEFAULT_SYMBOL = "AAPL"
 # Three columns that wrap on narrow screens; kept here so the panel needs no stylesheet change.
-ANALYTICS_GRID = {"display": "grid", "gap": "10px", "gridTemplateColumns": "repeat(auto-fit, minmax(300px, 1fr))"}
+ANALYTICS_GRID = {"display": "grid", "gap": "10px", "gridTemplateColumns": "repeat(auto-fit, minmax(min(300px, 100%), 1fr))"}
 
 
 def symbol_options(symbols: list[SymbolInfo]) -> list[dict]:

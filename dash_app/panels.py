@@ -185,8 +185,12 @@ def risk_rows(risk: dict) -> list[tuple[str, str]]:
     ]
 
 
+# The watchlist's table style, but values may wrap: a phone-wide panel has no room for one line.
+WRAP = {"whiteSpace": "normal"}
+
+
 def risk_table(risk: dict) -> html.Table:
-    return html.Table(html.Tbody([html.Tr([html.Th(label), html.Td(text, className="num")])
+    return html.Table(html.Tbody([html.Tr([html.Th(label), html.Td(text, className="num", style=WRAP)])
                                   for label, text in risk_rows(risk)]), className="watch-table risk-table")
 
 
