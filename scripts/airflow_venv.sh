@@ -42,7 +42,7 @@ if [[ ! -f "$STAMP" ]]; then
   say "ready: $VENV"
   # Virtualenvs of older locks are never used again: free their space.
   for old in "$CACHE"/airflow-venv-*/; do
-    [[ "${old%/}" != "$VENV" && -f "$old/.alphastream-complete" ]] && rm -rf "${old%/}"
+    [[ "${old%/}" != "$VENV" && -f "$old/.alphastream-complete" ]] && rm -rf "${old%/}" "${old%/}.lock"
   done
 fi
 echo "$VENV"
