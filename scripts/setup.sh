@@ -66,4 +66,8 @@ if [[ $WANT_TEST -eq 1 && ! -x "$VENV/checkov/bin/checkov" ]]; then
   "$PYTHON" -m venv "$VENV/checkov"
   "$VENV/checkov/bin/python" -m pip install -q "checkov>=3.3,<4"
 fi
+if [[ $WANT_TEST -eq 1 ]]; then
+  # Airflow 3 in a virtualenv of its own (cached outside the clone, keyed by its lock file).
+  say "Airflow's virtualenv: $(bash "$ROOT/scripts/airflow_venv.sh")"
+fi
 say "ready: $VENV"

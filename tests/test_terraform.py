@@ -52,6 +52,7 @@ ALLOWED_PROJECT_ROLES = {
     "api": {"roles/cloudsql.client"},
     "dashboard": set(),
     "ingestion": set(),
+    "composer": {"roles/composer.worker", "roles/dataflow.developer"},
 }
 # The module whose settings class reads the environment of each Cloud Run workload.
 SETTINGS_OF_WORKLOAD = {
@@ -394,7 +395,7 @@ def test_iam_is_additive_and_least_privilege(config: Config):
     granted: dict[str, set[str]] = {account: set() for account in accounts}
     for (rtype, _), body in config.resources.items():
         if rtype == "google_project_iam_member":
-            match = re.fullmatch(r"\$\{google_service_account\.([a-z0-9_]+)\.member\}", body["member"])
+            match = re.fullmatch(r"\$\{google_service_account\.([a-z0-9_]+)(?:\[0\])?\.member\}", body["member"])
             assert match, f"project role {body['role']} granted to something other than our accounts: {body['member']}"
             granted[match.group(1)].add(_unquote(body["role"]))
     for account, roles in granted.items():
