@@ -31,7 +31,7 @@ import psycopg
 
 from alphastream.settings import mask_dsn
 from pipeline.dead_letter_replay import MTIME_MARGIN_SECONDS, replay_dead_letters
-from pipeline.repair import closed_until, recompute, store_final
+from pipeline.repair import closed_until, iso_time, recompute, store_final
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ class BarFinalizer:
     now_us: NowFn = field(default=lambda: time.time_ns() // 1_000)
     lake: str | None = None
     passes: list[PassResult] = field(default_factory=list)
+    mark_us: int | None = None  # the stored mark as last read or written: bars before it are final
     replayed_since: float | None = None  # epoch seconds: dead-letter files older than this are replayed
     _replayed_files: set = field(default_factory=set)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -91,7 +92,9 @@ class BarFinalizer:
         mark = read_mark(self.db_url, self.archive)
         if mark is None:  # a new archive: nothing before now was ever provisional here
             write_mark(self.db_url, self.archive, edge)
+            self.mark_us = edge
             return None
+        self.mark_us = mark
         if edge <= mark:
             return None
         result = recompute(self.archive, mark, edge, self.intervals, now_us=self.now_us())
@@ -101,6 +104,7 @@ class BarFinalizer:
             log.warning("finaliser: %d of %d bars not stored; will retry", failed, len(result.bars))
         else:
             write_mark(self.db_url, self.archive, edge)
+            self.mark_us = edge
             log.info("finaliser: %s", result.line())
         self.passes.append(outcome)
         return outcome
@@ -132,6 +136,11 @@ class BarFinalizer:
             self._thread.join()
         if final_pass:
             self._attempt()
+            # A stop does not wait for open windows: their bars stay provisional (the live panes,
+            # maybe short) until the next run's finaliser, starting from this mark, or a repair.
+            log.info("finaliser: final pass done; bars from %s on stay provisional until the next run's "
+                     "finaliser (same --archive and database) or python -m pipeline repair makes them final",
+                     "?" if self.mark_us is None else iso_time(self.mark_us))
 
     def _loop(self) -> None:
         while True:

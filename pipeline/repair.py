@@ -47,12 +47,12 @@ class RepairResult:
     archive: ArchiveReadStats = field(default_factory=ArchiveReadStats)
 
     def line(self) -> str:
-        return (f"repair {_iso(self.start_us)} .. {_iso(self.end_us)}: {self.ticks_read:,} archived ticks read "
+        return (f"repair {iso_time(self.start_us)} .. {iso_time(self.end_us)}: {self.ticks_read:,} archived ticks read "
                 f"({self.archive.files} files, {self.archive.torn_lines} torn lines skipped), "
                 f"{self.ticks_invalid:,} invalid, {self.ticks_unique:,} unique trades -> {len(self.bars):,} final bars")
 
 
-def _iso(micros: int) -> str:
+def iso_time(micros: int) -> str:
     return (dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=micros)).isoformat()
 
 

@@ -60,7 +60,7 @@ def test_graceful_stop_and_restart_leaves_every_bar_exact(stack):
     time.sleep(FAULT_AFTER_SECONDS)
     pipeline.signal(signal.SIGTERM)
     assert pipeline.wait(30) == 0, pipeline.log
-    assert "finaliser" in pipeline.log  # its last pass ran before the exit
+    assert "finaliser: final pass done" in pipeline.log  # its last pass ran before the exit
     time.sleep(3)
     stack.start_pipeline()
     finish_feed(stack, feed)
