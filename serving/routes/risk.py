@@ -14,7 +14,7 @@ from serving import queries, risk
 from serving.catalog import ResolvedSeries, resolve_series
 from serving.deps import Pool, Settings, StoreCatalog
 from serving.errors import invalid
-from serving.models import ERROR_RESPONSES, NOT_FOUND, DrawdownOut, PortfolioRequest, RiskOut, TailOut
+from serving.models import ERROR_RESPONSES, NOT_FOUND, DrawdownOut, ErrorBody, PortfolioRequest, RiskOut, TailOut
 from serving.paging import ceil_to, checked_range, from_us
 from serving.routes.bars import EndParam, IntervalParam, StartParam, SymbolParam, range_params
 from serving.settings import ApiSettings
@@ -25,6 +25,8 @@ router = APIRouter(tags=["risk"])
 MAX_RISK_BARS = 100_000
 DESCRIPTION = risk.__doc__.split("\n", 1)[1].strip()
 
+# FastAPI answers a body it cannot parse as JSON with a 400 before validation.
+BAD_BODY = {400: {"model": ErrorBody, "description": "The body is not JSON."}}
 BenchmarkParam = Annotated[str | None, Query(pattern=SYMBOL_PATTERN,
                                              description="Symbol to compute beta and correlation against.")]
 CalendarParam = Annotated[risk.Calendar | None, Query(
@@ -86,7 +88,7 @@ async def get_risk(pool: Pool, catalog: StoreCatalog, settings: Settings, symbol
                     risk.risk_metrics(closes, per_year, reference), against and against.info.symbol)
 
 
-@router.post("/v1/risk/portfolio", response_model=RiskOut, responses={**ERROR_RESPONSES, **NOT_FOUND},
+@router.post("/v1/risk/portfolio", response_model=RiskOut, responses={**ERROR_RESPONSES, **NOT_FOUND, **BAD_BODY},
              summary="Risk metrics of a weighted portfolio", description=DESCRIPTION)
 async def post_portfolio_risk(pool: Pool, catalog: StoreCatalog, settings: Settings,
                               request: PortfolioRequest) -> RiskOut:
