@@ -54,8 +54,9 @@ class Series:
 
 
 def series(rows: Sequence[tuple[int, float]]) -> Series:
-    times, values = (zip(*rows) if rows else ((), ()))
-    return Series(np.asarray(times, dtype=np.int64), np.asarray(values, dtype=float))
+    """From (epoch microseconds, close) rows; the times pass through float64 exactly (< 2 ** 53)."""
+    table = np.array(rows, dtype=float).reshape(-1, 2)
+    return Series(table[:, 0].astype(np.int64), table[:, 1])
 
 
 def aligned(*members: Series) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -1,12 +1,13 @@
 """``GET /v1/risk`` and ``POST /v1/risk/portfolio``: risk metrics over served bars (serving/risk.py)."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 
 from alphastream.intervals import interval_micros, interval_seconds
 from alphastream.records import SYMBOL_PATTERN
@@ -42,11 +43,13 @@ def bar_bounds(series: ResolvedSeries, start: dt.datetime | None, end: dt.dateti
     return ceil_to(lo, step_us), ceil_to(hi, step_us), rows
 
 
-async def read_closes(conn: AsyncConnection, series: ResolvedSeries, start: dt.datetime | None,
+async def read_closes(pool: AsyncConnectionPool, series: ResolvedSeries, start: dt.datetime | None,
                       end: dt.datetime | None, settings: ApiSettings) -> risk.Series:
+    """One series' closes on a connection of its own, so several series are read at once."""
     lo, hi, rows = bar_bounds(series, start, end, settings)
-    found = await (await conn.execute(queries.closes(series.rolled), range_params(series, lo, hi, rows),
-                                      binary=True)).fetchall()
+    async with pool.connection() as conn:
+        found = await (await conn.execute(queries.closes(series.rolled), range_params(series, lo, hi, rows),
+                                          binary=True)).fetchall()
     if len(found) > rows:
         raise invalid(f"{series.info.symbol} has more than {rows:,} {series.interval} bars in this range: "
                       "narrow start/end or use a larger interval")
@@ -79,13 +82,12 @@ async def get_risk(pool: Pool, catalog: StoreCatalog, settings: Settings, symbol
                    benchmark: BenchmarkParam = None, calendar: CalendarParam = None) -> RiskOut:
     series = await resolve_series(catalog, pool, symbol, interval)
     against = await resolve_series(catalog, pool, benchmark, interval) if benchmark else None
-    async with pool.connection() as conn:
-        closes = await read_closes(conn, series, start, end, settings)
-        reference = await read_closes(conn, against, start, end, settings) if against else None
+    closes, *reference = await asyncio.gather(*(read_closes(pool, s, start, end, settings)
+                                                for s in (series, against) if s))
     calendar = calendar or risk.calendar_for(series.info.symbol)
     per_year = risk.bars_per_year(interval_seconds(series.interval), calendar)
     return risk_out(series.info.symbol, series.interval, calendar,
-                    risk.risk_metrics(closes, per_year, reference), against and against.info.symbol)
+                    risk.risk_metrics(closes, per_year, *reference), against and against.info.symbol)
 
 
 @router.post("/v1/risk/portfolio", response_model=RiskOut, responses={**ERROR_RESPONSES, **NOT_FOUND, **BAD_BODY},
@@ -101,15 +103,14 @@ async def post_portfolio_risk(pool: Pool, catalog: StoreCatalog, settings: Setti
     members = {name: await resolve_series(catalog, pool, name, request.interval) for name in request.weights}
     against = (await resolve_series(catalog, pool, request.benchmark, request.interval)
                if request.benchmark else None)
-    async with pool.connection() as conn:
-        closes = {name: await read_closes(conn, s, request.start, request.end, settings)
-                  for name, s in members.items()}
-        reference = await read_closes(conn, against, request.start, request.end, settings) if against else None
+    wanted = [*members.values(), *([against] if against else [])]
+    read = await asyncio.gather(*(read_closes(pool, s, request.start, request.end, settings) for s in wanted))
+    closes, reference = read[:len(members)], read[-1] if against else None
     canonical = next(iter(members.values())).interval
     calendar = request.calendar or (risk.Calendar.ALWAYS_OPEN if all(
         risk.calendar_for(name) is risk.Calendar.ALWAYS_OPEN for name in members) else risk.Calendar.EQUITY)
     weights = {members[name].info.symbol: w for name, w in request.weights.items()}
-    value = risk.portfolio({members[name].info.symbol: c for name, c in closes.items()}, weights)
+    value = risk.portfolio({s.info.symbol: c for s, c in zip(members.values(), closes)}, weights)
     per_year = risk.bars_per_year(interval_seconds(canonical), calendar)
     return risk_out("portfolio", canonical, calendar, risk.risk_metrics(value, per_year, reference),
                     against and against.info.symbol, weights)
