@@ -24,7 +24,7 @@ FAULT_AFTER_SECONDS = 6
 # pass, plus slack for a loaded machine.
 SETTLE_SECONDS = 60
 FEED_TIMEOUT_SECONDS = 90
-DEAD_LETTERS_TIMEOUT_SECONDS = 20  # a 5 s lake window closing, then a finaliser pass
+DEAD_LETTERS_TIMEOUT_SECONDS = 60  # a 5 s lake window closing, then a finaliser pass
 
 
 @pytest.fixture
