@@ -196,6 +196,9 @@ class _StreamingDetectorDoFn(beam.DoFn):
     # Plain tuples: FastPrimitivesCoder encodes them compactly (a NamedTuple would be pickled).
     SERIES = ReadModifyWriteStateSpec("series", FastPrimitivesCoder())
     PENDING = BagStateSpec("pending", FastPrimitivesCoder())
+    # When the timer is set for, kept in state: runners differ in what TimestampParam gives a
+    # timer callback (the FnApiRunner does not give the firing time), and a wrong one would re-arm forever.
+    DUE = ReadModifyWriteStateSpec("due", FastPrimitivesCoder())
     JUDGE = TimerSpec("judge", TimeDomain.WATERMARK)
 
     def __init__(self, params: DetectorParams, interval: str):
@@ -207,17 +210,23 @@ class _StreamingDetectorDoFn(beam.DoFn):
     def _due_us(self, bar: Bar) -> int:
         return bar.bucket_start_us + self._interval_us - 1  # the bar's window's last microsecond
 
+    @staticmethod
+    def _arm(judge, due_state, due_us: int) -> None:
+        due_state.write(due_us)
+        judge.set(Timestamp(micros=due_us))
+
     def process(self, element: tuple[str, Bar], pending=beam.DoFn.StateParam(PENDING),
-                judge=beam.DoFn.TimerParam(JUDGE)) -> None:
+                due_state=beam.DoFn.StateParam(DUE), judge=beam.DoFn.TimerParam(JUDGE)) -> None:
         pending.add(tuple(element[1]))
-        judge.set(Timestamp(micros=min(self._due_us(Bar(*b)) for b in pending.read())))
+        self._arm(judge, due_state, min(self._due_us(Bar(*b)) for b in pending.read()))
 
     @on_timer(JUDGE)
-    def _judge(self, fired=beam.DoFn.TimestampParam, series=beam.DoFn.StateParam(SERIES),
-               pending=beam.DoFn.StateParam(PENDING), judge=beam.DoFn.TimerParam(JUDGE)) -> Iterable[Anomaly]:
+    def _judge(self, series=beam.DoFn.StateParam(SERIES), pending=beam.DoFn.StateParam(PENDING),
+               due_state=beam.DoFn.StateParam(DUE), judge=beam.DoFn.TimerParam(JUDGE)) -> Iterable[Anomaly]:
+        fired_us = due_state.read()
         bars = sorted((Bar(*b) for b in pending.read()), key=lambda b: b.bucket_start_us)
-        due = [b for b in bars if self._due_us(b) <= fired.micros]
-        waiting = [b for b in bars if self._due_us(b) > fired.micros]
+        due = [b for b in bars if self._due_us(b) <= fired_us]
+        waiting = [b for b in bars if self._due_us(b) > fired_us]
         stored = series.read()
         state = SeriesState(*stored) if stored else SeriesState()
         for bar in due:
@@ -232,7 +241,9 @@ class _StreamingDetectorDoFn(beam.DoFn):
         for bar in waiting:
             pending.add(tuple(bar))
         if waiting:
-            judge.set(Timestamp(micros=self._due_us(waiting[0])))
+            self._arm(judge, due_state, self._due_us(waiting[0]))
+        else:
+            due_state.clear()
 
 
 class DetectAnomalies(beam.PTransform):
