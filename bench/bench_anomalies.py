@@ -11,7 +11,10 @@ Latency (``--latency_seconds S``): ``python -m pipeline --streaming`` on the liv
 for S seconds, detecting on 1-second bars with thresholds low enough to fire often, into a
 throwaway PostgreSQL. Latency = when the row was stored (``anomalies.updated_at``, written once
 per detection in one run) - the end of the bar it judged: watermark, timer, sink buffering and
-commit together.
+commit together. Caveat: on the local DirectRunner the synthetic stream runs stage after stage
+(pipeline/__main__.py, check_local_synthetic_stream), so detections arrive when the source stops
+and this number is bounded by the run length, not by the detector; a meaningful latency needs
+the Pub/Sub path (as bench/bench_streaming.py runs it), which this script does not drive yet.
 
     .venv/bin/python bench/bench_anomalies.py
     .venv/bin/python bench/bench_anomalies.py --seeds 1 2 3 --latency_seconds 60
