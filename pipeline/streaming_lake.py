@@ -19,7 +19,8 @@ and, bars being one file per symbol as in batch, a replay of some symbols rewrit
 Bars: only ON_TIME and LATE bars go to the lake (EARLY bars are live previews, kept in the
 database). A LATE bar is the whole corrected bar, so a reader takes, per (symbol, interval,
 bucket_start), the row with the highest pane_index. Dead letters are windowed and dated by
-``seen_at_us``, as in batch: the record's event time where known, else when it was read.
+``seen_at_us``, as in batch: the record's event time where known, else when it was read; a
+sink's ``sink_failed`` letter by when the write failed (``dead_letter_lake_time``).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from apache_beam.transforms import trigger, window
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from alphastream.records import Bar, DeadLetter, PaneTiming
+from alphastream.records import Bar, DeadLetter, DeadLetterReason, PaneTiming
 from pipeline.lake import bar_stem, dead_letter_stem, records_to_table, write_parquet_replacing
 from transforms.parse import METRICS_NAMESPACE
 
@@ -75,21 +76,28 @@ class _WriteWindowPaneDoFn(beam.DoFn):
         yield path
 
 
-def _stamp_not_before_arrival(record, event_time_of: Callable, arrived=beam.DoFn.TimestampParam) -> TimestampedValue:
-    """``record`` timestamped by its event time, or by its element's own time if that is later.
+def _stamp_for_lake(record, event_time_of: Callable, element_time=beam.DoFn.TimestampParam) -> TimestampedValue:
+    return TimestampedValue(record, Timestamp(micros=event_time_of(record, element_time.micros)))
 
-    A record whose event time is long past (a sink_failed dead letter of a bar that failed after
-    the sink's retries, a malformed tick stamped hours ago) would otherwise land in a lake window
-    already closed beyond the allowed lateness, and Beam drops it without a trace."""
-    return TimestampedValue(record, Timestamp(micros=max(event_time_of(record), arrived.micros)))
+
+def dead_letter_lake_time(letter: DeadLetter, element_time_us: int) -> int:
+    """When a dead letter belongs in the lake: when it was seen, except a sink failure.
+
+    A ``sink_failed`` letter's seen_at_us is its row's event time (a bar's bucket start), long
+    past once the sink has given up on it: windowed by it, the letter would land in a lake
+    window closed beyond the allowed lateness, and Beam drops it without a trace. The sink
+    stamps the element with the time of the failure; that time places it instead."""
+    if letter.reason == DeadLetterReason.SINK_FAILED.value:
+        return max(letter.seen_at_us, element_time_us)
+    return letter.seen_at_us
 
 
 class WriteToLakeStreaming(beam.PTransform):
     """Records -> windowed Parquet files under ``root``; yields the paths written.
 
     stem_of: record -> its file's lake path without the window and pane (pipeline.lake's stems).
-    event_time_of: record -> epoch us to window it by (never earlier than the element's own
-    timestamp); None keeps the element's timestamp.
+    event_time_of: (record, the element's timestamp in epoch us) -> epoch us to window it by;
+    None keeps the element's timestamp.
     allowed_lateness_seconds: keep windows open this long for late records (match the bars').
     """
 
@@ -107,7 +115,7 @@ class WriteToLakeStreaming(beam.PTransform):
 
     def expand(self, records):
         if self._event_time_of is not None:
-            records = records | "StampForLake" >> beam.Map(_stamp_not_before_arrival, self._event_time_of)
+            records = records | "StampForLake" >> beam.Map(_stamp_for_lake, self._event_time_of)
         return (
             records
             | "LakeWindows" >> beam.WindowInto(
@@ -148,7 +156,7 @@ class WriteDeadLettersToLakeStreaming(beam.PTransform):
         self._write = WriteToLakeStreaming(
             root, DeadLetter, dead_letter_stem, ("seen_at_us", "origin", "raw"),
             window_seconds=window_seconds, allowed_lateness_seconds=allowed_lateness_seconds,
-            event_time_of=lambda letter: letter.seen_at_us)
+            event_time_of=dead_letter_lake_time)
 
     def expand(self, dead_letters):
         return dead_letters | "Write" >> self._write
