@@ -95,3 +95,30 @@ def test_the_default_expansion_service_message_explains_the_jar_download():
     message = kafka_expansion_help(None, RuntimeError("Unable to fetch remote job server jar"))
     assert "Maven Central" in message and "--expansion_service localhost:8097" in message
     assert "python -m alphastream.java_jars" in message
+
+
+KAFKA_STREAM_FLAGS = ["--streaming", "--source", "kafka", "--kafka_bootstrap_servers", "b:9092", "--kafka_topic", "t"]
+
+
+def test_a_kafka_stream_runs_on_prism_built_by_the_fetch_command():
+    from apache_beam.options.pipeline_options import PrismRunnerOptions
+    from apache_beam.runners.portability.prism_runner import PrismRunner
+
+    from alphastream.java_jars import prism_path
+    from pipeline.runners import local_runner
+
+    options = PipelineOptions(KAFKA_STREAM_FLAGS)
+    assert isinstance(local_runner(options), PrismRunner)
+    assert options.view_as(PrismRunnerOptions).prism_location == str(prism_path())
+    given = PipelineOptions([*KAFKA_STREAM_FLAGS, "--prism_location", "/opt/prism"])
+    local_runner(given)
+    assert given.view_as(PrismRunnerOptions).prism_location == "/opt/prism"  # a user's binary is kept
+
+
+def test_without_prism_the_kafka_stream_names_the_fetch_command(monkeypatch, tmp_path):
+    import alphastream.java_jars
+    from pipeline.runners import local_runner
+
+    monkeypatch.setattr(alphastream.java_jars, "prism_path", lambda: tmp_path / "prism")  # an empty cache
+    with pytest.raises(UserFacingError, match="Prism.*python -m alphastream.java_jars"):
+        local_runner(PipelineOptions(KAFKA_STREAM_FLAGS))
