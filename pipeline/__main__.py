@@ -106,13 +106,15 @@ def new_pipeline(options: PipelineOptions) -> beam.Pipeline:
                               f"{options.view_as(StandardOptions).runner or 'DirectRunner'}: {problems}") from None
 
 
-def _run_streaming(pipeline: beam.Pipeline, opts: AlphastreamOptions):
+def _run_streaming(pipeline: beam.Pipeline, opts: AlphastreamOptions) -> tuple[object, bool]:
     """Run until --max_duration or Ctrl-C/SIGTERM, then cancel cleanly (the DirectRunner does not
     support wait_until_finish(duration=...)). A Pub/Sub reader blocked on an idle subscription
-    is woken first, or cancel() would wait up to 30 s for its pull."""
+    is woken first, or cancel() would wait up to 30 s for its pull. Returns the result and
+    whether the run ended by itself (False: it was stopped, and its counters miss what was in
+    flight)."""
     result = pipeline.run()
     if PipelineState.is_terminal(result.state):
-        return result  # a bounded local run (see check_local_synthetic_stream) has finished
+        return result, True  # a bounded local run (see check_local_synthetic_stream) has finished
     stop = threading.Event()
     failures: list[BaseException] = []
 
@@ -145,7 +147,7 @@ def _run_streaming(pipeline: beam.Pipeline, opts: AlphastreamOptions):
         wake_pubsub_reader(opts.subscription, opts.topic)
     result.cancel()
     log.info("streaming pipeline stopped")
-    return result
+    return result, False
 
 
 def _stream_failure(opts: AlphastreamOptions, err: BaseException) -> BaseException:
@@ -246,13 +248,14 @@ def run(argv: list[str]) -> int:
     with frozen_heap():
         if streaming:
             with finalizing(opts, db_url):
-                result = _run_streaming(pipeline, opts)
+                result, finished = _run_streaming(pipeline, opts)
         else:
             result = pipeline.run()
             result.wait_until_finish()
+            finished = True
     elapsed = time.monotonic() - started
 
-    summary = summarise(result, complete=not streaming or result.state == PipelineState.DONE)
+    summary = summarise(result, complete=finished)
     print(f"\nalphastream run finished in {elapsed:.1f} s")
     if db_url is None:
         database = None
