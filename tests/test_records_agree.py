@@ -11,10 +11,12 @@ import pyarrow as pa
 import pytest
 
 from alphastream.records import (
+    ANOMALY_FIELDS,
     BAR_FIELDS,
     DEAD_LETTER_FIELDS,
     TICK_FIELDS,
     TIME_SUFFIX,
+    Anomaly,
     Bar,
     DeadLetter,
     Tick,
@@ -27,7 +29,7 @@ from pipeline.lake import arrow_schema
 # What each Python type of a record field is stored as in PostgreSQL.
 SQL_TYPES = {str: {"text"}, float: {"double precision"}, int: {"bigint", "integer"}}
 TIMESTAMP_SQL_TYPE = "timestamp with time zone"
-TABLES = {"bars": StoredBar, "dead_letters": DeadLetter, "ticks": Tick}
+TABLES = {"bars": StoredBar, "dead_letters": DeadLetter, "ticks": Tick, "anomalies": Anomaly}
 
 
 def _table_columns(dsn: str, table: str) -> dict[str, str]:
@@ -56,7 +58,7 @@ def test_sql_tables_have_every_record_field_with_its_type(db_url, table):
     assert extra <= {"updated_at", "recorded_at"}, f"{table} has columns no record names: {extra}"
 
 
-@pytest.mark.parametrize("record", [Bar, DeadLetter])
+@pytest.mark.parametrize("record", [Bar, DeadLetter, Anomaly])
 def test_parquet_lake_schema_follows_the_record(record):
     schema = arrow_schema(record)
     assert tuple(schema.names) == storage_columns(record._fields)
@@ -66,9 +68,10 @@ def test_parquet_lake_schema_follows_the_record(record):
 
 
 def test_api_models_follow_the_records():
-    from serving.models import BarOut, DeadLetterOut
+    from serving.models import AnomalyOut, BarOut, DeadLetterOut
 
     assert tuple(BarOut.model_fields)[: len(BAR_FIELDS)] == storage_columns(BAR_FIELDS)
+    assert tuple(AnomalyOut.model_fields)[: len(ANOMALY_FIELDS)] == storage_columns(ANOMALY_FIELDS)
     assert tuple(DeadLetterOut.model_fields)[: len(DEAD_LETTER_FIELDS)] == storage_columns(DEAD_LETTER_FIELDS)
 
 
