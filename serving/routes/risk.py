@@ -22,7 +22,7 @@ from serving.settings import ApiSettings
 
 router = APIRouter(tags=["risk"])
 
-# A year of 5-minute equity bars; numpy takes a few milliseconds over them.
+# About a year of 1-minute equity bars (252 x 390); numpy takes a few milliseconds over them.
 MAX_RISK_BARS = 100_000
 DESCRIPTION = risk.__doc__.split("\n", 1)[1].strip()
 
