@@ -12,7 +12,7 @@ from typing import Any, Collection, Sequence
 import pandas as pd
 from dash import html, no_update
 
-from dash_app import panels, views
+from dash_app import indicators, panels, views
 from dash_app.api_client import ApiClient, ApiError, ApiUnavailable
 from dash_app.figures import (Figure, Overlays, candles_figure, dead_letters_figure, message_figure,
                               throughput_figure)
@@ -136,10 +136,8 @@ def chart_update(client: ApiClient, *, key: list, overlays: Overlays, live: bool
         return ChartUpdate(message_figure(str(err)), None, *status(str(err), "warn"))
     except ApiError as err:
         log.warning("chart: %s", err)
-        if live_tick:
-            figure = candles_figure(stored["bars"], overlays) if restyle and stored["bars"] else NO_UPDATE
-            store = {**stored, "style": style} if figure is not NO_UPDATE else NO_UPDATE
-            return ChartUpdate(figure, store, *status(f"{err} (showing the last bars received)", "error"))
+        if live_tick:  # keep the chart drawn: its lines need the API too
+            return ChartUpdate(NO_UPDATE, NO_UPDATE, *status(f"{err} (showing the last bars received)", "error"))
         return ChartUpdate(message_figure(str(err)), None, *status(str(err), error_kind(err)))
     if not (changed or restyle):
         return ChartUpdate(NO_UPDATE, NO_UPDATE, NO_UPDATE, NO_UPDATE)
@@ -150,7 +148,14 @@ def chart_update(client: ApiClient, *, key: list, overlays: Overlays, live: bool
         text = (f"No {interval} bars for {symbol} between {window['start'][:16]} and "
                 f"{window['end'][:16]} UTC")
         return ChartUpdate(message_figure(text), data, *status(text, "warn"))
-    return ChartUpdate(candles_figure(bars, overlays), data, *chart_status(symbol, interval, bars, live, now))
+    try:  # the indicator lines come from the API: one definition of each indicator
+        lines = indicators.overlay_lines(client, symbol, interval, bars, overlays)
+    except ApiError as err:
+        log.warning("chart lines: %s", err)
+        if live_tick:
+            return ChartUpdate(NO_UPDATE, NO_UPDATE, *status(f"{err} (showing the last chart drawn)", "error"))
+        return ChartUpdate(message_figure(str(err)), None, *status(str(err), error_kind(err)))
+    return ChartUpdate(candles_figure(bars, overlays, lines), data, *chart_status(symbol, interval, bars, live, now))
 
 
 NO_DATA_HINT = ("The store has no bars yet: run the pipeline (python -m pipeline) "

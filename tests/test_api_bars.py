@@ -208,7 +208,7 @@ def test_a_cursor_only_fits_its_own_query(client):
     ("/v1/quotes/latest", {"symbols": "AAPL,NOPE"}, 404),
     ("/v1/quotes/latest", {"symbols": ","}, 422),
     ("/v1/quotes/latest", {"symbols": ",".join(f"S{i}" for i in range(101))}, 422),
-    ("/v1/indicators", {"symbol": SYMBOL, "interval": "1m", "kind": "rsi"}, 422),
+    ("/v1/indicators", {"symbol": SYMBOL, "interval": "1m", "kind": "stochastic"}, 422),
     ("/v1/indicators", {"symbol": SYMBOL, "interval": "1m", "kind": "sma", "window": 100_000}, 422),
     ("/v1/indicators", {"symbol": "NOPE", "interval": "1m", "kind": "sma"}, 404),
     ("/v1/dead-letters", {"reason": "nonsense"}, 422),
