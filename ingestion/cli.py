@@ -138,8 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--batch_max_bytes", type=_positive_int, default=PublishSettings.batch_max_bytes,
                      help=f"Pub/Sub: publish batches of at most this many bytes (default {PublishSettings.batch_max_bytes}).")
     out.add_argument("--ticks_per_message", type=_positive_int, default=PublishSettings.ticks_per_message,
-                     help="Pub/Sub: ticks per message, sent as one JSON array (1: one tick object per "
-                          f"message). Batching is what lets a DirectRunner pipeline keep up; at most "
+                     help="Ticks per Pub/Sub message or Kafka record (Kafka: of one symbol), sent as one "
+                          "JSON array (1: one tick object each). Batching is what lets a local pipeline keep "
+                          f"up; at most "
                           f"{MAX_TICKS_PER_MESSAGE} (default {PublishSettings.ticks_per_message}).")
     out.add_argument("--heartbeat_seconds", type=float, default=PublishSettings.heartbeat_seconds,
                      help="Pub/Sub: send an empty batch after this many idle seconds so readers' watermarks "
@@ -254,7 +255,8 @@ def _bus_sink(args: argparse.Namespace) -> Sink:
 
         linger_ms = int(args.batch_max_latency * 1000)
         return KafkaSink(args.topic, kafka_config(args.bootstrap, linger_ms=linger_ms,
-                                                  batch_max_messages=args.batch_max_messages))
+                                                  batch_max_messages=args.batch_max_messages),
+                         ticks_per_record=args.ticks_per_message, max_latency=args.batch_max_latency)
     from ingestion.sinks.pubsub import PubSubSink
 
     settings = PublishSettings(batch_max_messages=args.batch_max_messages, batch_max_bytes=args.batch_max_bytes,

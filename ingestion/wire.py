@@ -1,6 +1,6 @@
 """The wire format between the ingestion service and the streaming pipeline.
 
-A single-tick message (``--ticks_per_message 1``, and every Kafka record):
+A single-tick message (``--ticks_per_message 1``):
 
 * body: one JSON object with exactly the fields of ``alphastream.records.Tick`` (built from
   ``Tick._asdict()``, so the names live in one place);
@@ -22,7 +22,9 @@ An empty array ``[]`` is a heartbeat: zero ticks, ``ts`` = when it was sent. The
 one when idle, so a reader's pull returns and its watermark advances (the DirectRunner's pull
 otherwise blocks up to 30 s on an empty subscription, holding every window open).
 
-Kafka records (``ingestion.sinks.kafka``) carry the same body, with the attributes as headers.
+Kafka records (``ingestion.sinks.kafka``) carry the same bodies, batched per symbol (the record key)
+like Pub/Sub messages, with the attributes as headers and the earliest tick's time as the record's
+timestamp.
 """
 from __future__ import annotations
 

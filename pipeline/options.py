@@ -112,6 +112,9 @@ class AlphastreamOptions(PipelineOptions):
                          help="Pub/Sub source: projects/P/topics/T (a temporary subscription is created).")
         src.add_argument("--kafka_bootstrap_servers", default=None, help="Kafka source: host:port[,host:port].")
         src.add_argument("--kafka_topic", default=None, help="Kafka source: topic of JSON ticks.")
+        src.add_argument("--kafka_consumer_group", default=None,
+                         help="Kafka source: consumer group; a restart with the same group resumes from its "
+                              "committed offsets (default alphastream-<topic>).")
         src.add_argument("--expansion_service", default=None,
                          help="Kafka source: address (host:port) of a running Java expansion service for "
                               "ReadFromKafka; default lets Beam start one from the Maven jar (needs Java and "

@@ -213,7 +213,7 @@ class ReadTicksFromKafka(beam.PTransform):
     @classmethod
     def from_options(cls, opts) -> "ReadTicksFromKafka":
         return cls(bootstrap_servers=opts.kafka_bootstrap_servers, topic=opts.kafka_topic,
-                   expansion_service=opts.expansion_service)
+                   expansion_service=opts.expansion_service, consumer_group=opts.kafka_consumer_group)
 
     def kafka_read(self):
         """Beam's ReadFromKafka configured for this source (expanded when applied)."""
