@@ -122,3 +122,12 @@ def test_without_prism_the_kafka_stream_names_the_fetch_command(monkeypatch, tmp
     monkeypatch.setattr(alphastream.java_jars, "prism_path", lambda: tmp_path / "prism")  # an empty cache
     with pytest.raises(UserFacingError, match="Prism.*python -m alphastream.java_jars"):
         local_runner(PipelineOptions(KAFKA_STREAM_FLAGS))
+
+
+def test_the_consumer_group_flag_reaches_the_source():
+    flags = ["--kafka_bootstrap_servers", "127.0.0.1:1", "--kafka_topic", "ticks"]
+    named = ReadTicksFromKafka.from_options(PipelineOptions(flags + ["--kafka_consumer_group", "desk-7"])
+                                            .view_as(AlphastreamOptions))
+    default = ReadTicksFromKafka.from_options(PipelineOptions(flags).view_as(AlphastreamOptions))
+    assert (named.consumer_group, named.consumer_config["group.id"]) == ("desk-7", "desk-7")
+    assert default.consumer_group == default_consumer_group("ticks")
