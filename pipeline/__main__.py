@@ -223,9 +223,11 @@ def run(argv: list[str]) -> int:
 
     # force: Beam's PipelineOptions() has already called logging.basicConfig() with its defaults
     # (level WARNING), which would make this call a no-op and hide every INFO line.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    for noisy in ("apache_beam", "urllib3", "google"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Our own loggers say what the run does; everything else (Beam logs INFO on the root logger)
+    # only warnings, so a refused flag stays one line.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    for ours in ("pipeline", "transforms", "alphastream"):
+        logging.getLogger(ours).setLevel(logging.INFO)
 
     options.view_as(SetupOptions).save_main_session = False
     check_local_synthetic_stream(options, opts, streaming)

@@ -90,8 +90,7 @@ class _LiveSyntheticDoFn(beam.DoFn):
         self._rng = np.random.default_rng(self._seed)
         self._names = symbol_names(self._symbols)
         self._prices = self._rng.uniform(20.0, 500.0, self._symbols)
-        self._sequence = 0
-        self._read = _ticks_read()
+        self._sequence = 0  # ticks_read is counted by the parser, as for any streaming source
 
     def process(self, _impulse, impulse_time=beam.DoFn.TimestampParam) -> Iterable:
         count = max(1, int(round(self._rate * self._interval)))
@@ -104,7 +103,6 @@ class _LiveSyntheticDoFn(beam.DoFn):
             self._sequence += 1
             tick = Tick(self._names[index], int(start_us + offset), round(float(self._prices[index]), 4),
                         float(self._rng.integers(1, 500)), f"live-{self._seed}-{self._sequence}", SYNTHETIC_SOURCE)
-            self._read.inc()
             yield TimestampedValue((SYNTHETIC_SOURCE, json.dumps(tick._asdict())), Timestamp(micros=tick.ts_us))
 
 

@@ -276,6 +276,15 @@ def _month_starts(first_us: int, last_us: int) -> list[tuple[int, int]]:
     return months
 
 
+def _server_address(dsn: str) -> str:
+    """host:port of a DSN, for messages that end up in stored dead letters (never the password)."""
+    try:
+        parts = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "the configured server"
+    return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}"
+
+
 class CopyMergeWriter:
     """Writes batches of one record type through one connection (reconnecting when lost)."""
 
@@ -326,7 +335,7 @@ class CopyMergeWriter:
             if down and not skip:
                 server.last_probe = time.monotonic()
         if skip:
-            reason = (f"{self._spec.table} not written: {mask_dsn(self._dsn)} unreachable for "
+            reason = (f"{self._spec.table} not written: PostgreSQL at {_server_address(self._dsn)} unreachable for "
                       f"{time.monotonic() - server.down_since:.0f} s ({server.reason})")
             log.error("%s: %s rows dead-lettered: %s", self._spec.table, len(rows), reason)
             return [FailedRow(row, reason) for row in rows]
