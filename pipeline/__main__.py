@@ -126,6 +126,11 @@ def _run_streaming(pipeline: beam.Pipeline, opts: AlphastreamOptions) -> tuple[o
         stop.set()
 
     threading.Thread(target=watch, name="pipeline-watch", daemon=True).start()
+    if opts.metrics_port is not None:
+        from pipeline.metrics_export import serve_metrics
+
+        port = serve_metrics(result, opts.metrics_host, opts.metrics_port)
+        log.info("pipeline metrics on http://%s:%d/metrics", opts.metrics_host, port)
 
     def on_signal(signum, _frame):
         if stop.is_set():  # a second signal: the user does not want to wait for the drain

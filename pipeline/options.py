@@ -162,6 +162,13 @@ class AlphastreamOptions(PipelineOptions):
                               "With it, bars become final from the archive once their window (plus the allowed "
                               "lateness) has closed, including whatever a crash, stop or database outage left "
                               "short (see `python -m pipeline repair --help`).")
+        out.add_argument("--metrics_port", type=int, default=None,
+                         help="Local streaming runs: serve the pipeline's Beam metrics (ticks parsed, dead "
+                              "letters by reason, duplicates, bars written by pane timing, write lag) for "
+                              "Prometheus on this port (0: any free port). On Dataflow they are the job's "
+                              "custom metrics.")
+        out.add_argument("--metrics_host", default="127.0.0.1",
+                         help="Interface for --metrics_port (default: loopback only).")
         out.add_argument("--finalize_every_seconds", type=_positive_float, default=10.0,
                          help="Streaming with --archive: seconds between passes that finalise closed windows.")
 

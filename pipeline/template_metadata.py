@@ -21,6 +21,10 @@ NOT_TEMPLATE_PARAMETERS = {
     "db_url": "a DSN with its password would be visible in the job's parameters: use db_url_secret",
     "max_duration": "local runs only: a Dataflow job is stopped by drain or cancel",
     "wait": "a template launch returns once submitted; the launcher never waits",
+    "metrics_port": "local runs only: Dataflow shows the Beam metrics as the job's custom metrics",
+    "metrics_host": "local runs only, with metrics_port",
+    "archive": "the finaliser runs beside a local launch; a template launch has none: schedule repair",
+    "finalize_every_seconds": "local runs only, with archive",
 }
 _INTEGER = r"^[0-9]+$"
 _NUMBER = r"^[0-9]*\.?[0-9]+$"
@@ -37,6 +41,7 @@ REGEXES = {
     "topic": r"^projects/[^/]+/topics/[^/]+$",
     "kafka_bootstrap_servers": r"^[^,:]+:[0-9]+(,[^,:]+:[0-9]+)*$",
     "kafka_topic": r"^[A-Za-z0-9._-]+$",
+    "kafka_consumer_group": r"^[A-Za-z0-9._-]+$",
     "expansion_service": r"^[^:]+:[0-9]+$",
     "intervals": rf"^{_INTERVAL}(,{_INTERVAL})*$",
     "output": r"^gs://[^/]+(/.*)?$",

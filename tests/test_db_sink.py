@@ -297,3 +297,21 @@ def test_a_stray_timestamp_does_not_create_years_of_partitions(db_url):
                                   "FROM bars").fetchall())
         assert homes[1990] == "bars_default" and homes[dt.datetime.now(dt.timezone.utc).year] != "bars_default"
         assert conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'bars_199%'").fetchone()[0] == 0
+
+
+def test_bars_stored_are_counted_by_pane_timing_with_their_write_lag(db_url):
+    """The signals the BarWriteLag alert and the pipeline's /metrics read."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    panes = [make_bar("AAPL", m, pane=p) for m in range(3) for p in (0, 1, 2)]  # EARLY, ON_TIME, LATE
+    p = beam.Pipeline(options=PipelineOptions([]))
+    _ = p | beam.Create(panes, reshuffle=False) | WriteBarsToPostgres(db_url)
+    result = p.run()
+    result.wait_until_finish()
+    metrics = result.metrics().query(MetricsFilter().with_namespace("alphastream"))
+    counters = {c.key.metric.name: c.committed for c in metrics["counters"]}
+    assert {t: counters[f"db_bar_rows_{t}"] for t in ("early", "on_time", "late")} == {"early": 3, "on_time": 3,
+                                                                                         "late": 3}
+    lag = next(d.committed for d in metrics["distributions"] if d.key.metric.name == "bar_write_lag_ms")
+    oldest_end_ms = (T0 + 3 * MINUTE_US) // 1_000  # the closed bars' windows ended at T0 + 1..3 min
+    assert lag.count == 6 and lag.min >= time.time() * 1_000 - oldest_end_ms - 60_000

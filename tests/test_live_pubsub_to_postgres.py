@@ -18,12 +18,14 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import psycopg
 
 from alphastream.intervals import interval_micros
+from alphastream.local_services import free_port
 from alphastream.records import BAR_FIELDS, DEAD_LETTER_FIELDS, MICROS_PER_SECOND, PaneTiming, Tick, storage_columns
 from ingestion.wire import TIMESTAMP_ATTRIBUTE, encode_batch, encode_heartbeat, encode_tick, rfc3339_millis
 from tests.reference import assert_same_bars, pandas_bars
@@ -59,6 +61,14 @@ def malformed_messages(now_us: int) -> list[tuple[bytes, str]]:
         (json.dumps({k: v for k, v in good.items() if k != "symbol"} | {"trade_id": "bad-2"}).encode(), "missing_field"),
         (json.dumps({**good, "size": "lots", "trade_id": "bad-3"}).encode(), "bad_size"),
     ]
+
+
+def scrape_metrics(port: int) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {sample.name: sample.value for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
 def _stderr_lines(process: subprocess.Popen, lines: list[str]) -> None:
@@ -111,10 +121,12 @@ def test_live_ticks_become_bars_in_postgres_and_malformed_messages_dead_letters(
 
     topic, subscription = pubsub_emulator.create_topic_and_subscription("live")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    metrics_port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "--streaming", "--source", "pubsub", "--subscription", subscription,
          "--db_url", db_url, "--intervals", INTERVAL, "--allowed_lateness", str(ALLOWED_LATENESS_SECONDS),
-         "--early_firing_seconds", "0", "--max_duration", "300", "--output", str(tmp_path / "lake")],
+         "--early_firing_seconds", "0", "--max_duration", "300", "--output", str(tmp_path / "lake"),
+         "--metrics_port", str(metrics_port)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stderr: list[str] = []
     reader = threading.Thread(target=_stderr_lines, args=(process, stderr), daemon=True)
@@ -161,6 +173,13 @@ def test_live_ticks_become_bars_in_postgres_and_malformed_messages_dead_letters(
                     break
                 time.sleep(0.25)
             bars_at_window_close = stored_bars(db_url)
+            deadline = time.monotonic() + 15  # counters land when their bundles commit
+            while True:
+                pipeline_metrics = scrape_metrics(metrics_port)
+                read = pipeline_metrics.get("alphastream_pipeline_ticks_read_total", 0)
+                if read >= 0.8 * (len(deliveries) + len(bad)) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
             process.send_signal(signal.SIGINT)
             stop_started = time.monotonic()
             process.wait(STOP_TIMEOUT_SECONDS)
@@ -175,6 +194,13 @@ def test_live_ticks_become_bars_in_postgres_and_malformed_messages_dead_letters(
 
     assert process.returncode == 0, log
     assert "streaming pipeline stopped" in log
+    # The running pipeline served its Beam metrics for Prometheus (--metrics_port). A running
+    # DirectRunner reports the bundles it has committed, so the counts may trail the input a little.
+    assert 0.8 * (len(deliveries) + len(bad)) <= pipeline_metrics["alphastream_pipeline_ticks_read_total"] \
+        <= len(deliveries) + len(bad)
+    assert pipeline_metrics["alphastream_pipeline_ticks_duplicate_total"] >= 1
+    assert pipeline_metrics["alphastream_pipeline_db_bar_rows_on_time_total"] >= 1
+    assert pipeline_metrics["alphastream_pipeline_bar_write_lag_ms_count"] >= 1
     assert stop_seconds < 10, f"stopping took {stop_seconds:.1f} s"
 
     # The DirectRunner moves the watermark to the wall clock at every read, so ticks of a window

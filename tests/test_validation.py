@@ -286,3 +286,16 @@ def test_a_rejected_record_keeps_its_valid_event_time_for_its_dead_letter():
         assert caught.value.event_us == expected, change
         letter = dead_letter(caught.value, "raw", "f.jsonl", now)
         assert letter.seen_at_us == (now if expected is None else expected)
+
+
+def test_dead_letters_are_counted_by_reason():
+    from apache_beam.metrics.metric import MetricsFilter
+
+    p = beam.Pipeline()
+    bad = [("f:1", "{oops"), ("f:2", json.dumps(dict(GOOD, price=-1))), ("f:3", json.dumps(dict(GOOD, price=-2)))]
+    _ = p | beam.Create(bad) | ParseTicks(lambda: NOW_US, "file")
+    result = p.run()
+    result.wait_until_finish()
+    counters = {c.key.metric.name: c.committed
+                for c in result.metrics().query(MetricsFilter().with_namespace("alphastream"))["counters"]}
+    assert (counters["dead_letters_bad_json"], counters["dead_letters_bad_price"]) == (1, 2)

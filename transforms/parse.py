@@ -70,12 +70,19 @@ class ParseTicks(beam.PTransform):
         return {TICKS: parsed[TICKS], DEAD_LETTERS: parsed[DEAD_LETTERS] | "TypeDeadLetters" >> TypeDeadLetters()}
 
 
+def _count_by_reason(letter: DeadLetter) -> DeadLetter:
+    # Rejections are rare, so a counter looked up per letter costs nothing that matters.
+    Metrics.counter(METRICS_NAMESPACE, f"dead_letters_{letter.reason}").inc()
+    return letter
+
+
 class TypeDeadLetters(beam.PTransform):
     """Declares a tagged output as DeadLetters so Beam encodes them with the schema coder
-    (tagged outputs of a multi-output ParDo carry no type of their own)."""
+    (tagged outputs of a multi-output ParDo carry no type of their own), counting them by reason
+    (``dead_letters_<reason>``)."""
 
     def expand(self, pcoll):
-        return pcoll | beam.Map(lambda letter: letter).with_output_types(DeadLetter)
+        return pcoll | beam.Map(_count_by_reason).with_output_types(DeadLetter)
 
 
 def validate_fields(

@@ -12,7 +12,9 @@ as the six characters ``\\u0000`` (the lake keeps the text as it was).
 from __future__ import annotations
 
 import json
-from typing import Iterable, Iterator
+import time
+from collections import Counter
+from typing import Callable, Iterable, Iterator
 
 import apache_beam as beam
 import pyarrow as pa
@@ -22,7 +24,8 @@ from apache_beam.utils.secret import Secret
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
-from alphastream.records import DeadLetter, DeadLetterReason
+from alphastream.intervals import interval_micros
+from alphastream.records import DeadLetter, DeadLetterReason, PaneTiming
 from pipeline.db.revisions import FINAL_REVISION, StoredBar, streaming_revision
 from pipeline.db.writer import ANOMALIES, BARS, DEAD_LETTERS, TICKS, CopyMergeWriter, FailedRow, RetryPolicy, TableSpec
 from pipeline.summary import SINK_ROWS_FAILED
@@ -59,7 +62,9 @@ def sink_dead_letter(failed: FailedRow, spec: TableSpec) -> DeadLetter:
 
 
 class _WriteRowsDoFn(beam.DoFn):
-    def __init__(self, db_url: DatabaseUrl, spec: TableSpec, rows_metric: str, retry: RetryPolicy):
+    def __init__(self, db_url: DatabaseUrl, spec: TableSpec, rows_metric: str, retry: RetryPolicy,
+                 observe: Callable[[list], None] | None = None):
+        self._observe = observe  # called with the rows stored, after each write
         self._db_url = db_url
         self._spec = spec
         self._retry = retry
@@ -104,6 +109,9 @@ class _WriteRowsDoFn(beam.DoFn):
         failed = self._writer.write(rows)
         self._written.inc(len(rows) - len(failed))
         self._failed.inc(len(failed))
+        if self._observe is not None:
+            refused = {id(f.row) for f in failed}
+            self._observe([row for row in rows if id(row) not in refused])
         return [sink_dead_letter(f, self._spec) for f in failed]
 
 
@@ -111,9 +119,10 @@ class _WriteToPostgres(beam.PTransform):
     """PCollection of records -> PCollection[DeadLetter] of the rows that could not be stored
     (in the global window, so they flatten with the other dead letters in batch and streaming)."""
 
-    def __init__(self, db_url: DatabaseUrl, spec: TableSpec, rows_metric: str, retry: RetryPolicy | None = None):
+    def __init__(self, db_url: DatabaseUrl, spec: TableSpec, rows_metric: str, retry: RetryPolicy | None = None,
+                 observe: Callable[[list], None] | None = None):
         super().__init__()
-        self._write = _WriteRowsDoFn(db_url, spec, rows_metric, retry or RetryPolicy())
+        self._write = _WriteRowsDoFn(db_url, spec, rows_metric, retry or RetryPolicy(), observe)
 
     def expand(self, records):
         return (
@@ -134,6 +143,26 @@ class _WithRevision:
         return StoredBar(*bar, revision)
 
 
+class _BarWriteMetrics:
+    """After each write: bars stored by pane timing (``db_bar_rows_early`` etc.), and how long
+    after its window closed each closed bar was stored (``bar_write_lag_ms``, the event-time lag
+    the BarWriteLag alert watches). Early panes are left out of the lag: their window is open."""
+
+    def __init__(self):
+        self._by_timing = {t.value: Metrics.counter(METRICS_NAMESPACE, f"db_bar_rows_{t.value.lower()}")
+                           for t in PaneTiming}
+        self._lag_ms = Metrics.distribution(METRICS_NAMESPACE, "bar_write_lag_ms")
+
+    def __call__(self, rows) -> None:
+        now_us = time.time_ns() // 1_000
+        for timing, count in Counter(row.timing for row in rows).items():
+            self._by_timing[timing].inc(count)
+        for row in rows:
+            if row.timing != PaneTiming.EARLY.value:
+                end_us = row.bucket_start_us + interval_micros(row.interval)
+                self._lag_ms.update(max(0, now_us - end_us) // 1_000)
+
+
 class WriteBarsToPostgres(_WriteToPostgres):
     """Bars -> ``bars``, upserted by revision (``pipeline.db.revisions``): ``final`` bars (batch
     runs) replace every streaming pane and are never replaced by one; streaming panes of
@@ -141,7 +170,7 @@ class WriteBarsToPostgres(_WriteToPostgres):
 
     def __init__(self, db_url: DatabaseUrl, retry: RetryPolicy | None = None, *, final: bool = False,
                  run_epoch_seconds: int = 0):
-        super().__init__(db_url, BARS, "db_bar_rows", retry)
+        super().__init__(db_url, BARS, "db_bar_rows", retry, observe=_BarWriteMetrics())
         self._revision = _WithRevision(final, run_epoch_seconds)
 
     def expand(self, bars):
