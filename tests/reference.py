@@ -51,3 +51,32 @@ def assert_same_bars(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(actual[["volume", "vwap"]].reset_index(drop=True),
                                   expected[["volume", "vwap"]].reset_index(drop=True),
                                   check_dtype=False, rtol=1e-9, atol=1e-9)
+
+
+def pandas_filled_bars(bars: pd.DataFrame, max_gap_us: int, until_us: int | None = None,
+                       in_session=lambda symbol, starts, width: [True] * len(starts)) -> pd.DataFrame:
+    """``bars`` (as bars_frame gives them) plus a carry-forward row for every empty bucket after
+    each series' first bar that starts within ``max_gap_us`` of the last traded bucket, before
+    ``until_us`` and in session: a reindex and forward fill per (symbol, interval)."""
+    frames = []
+    for (symbol, interval), series in bars.groupby(["symbol", "interval"], sort=True):
+        width = interval_micros(interval)
+        first, last = series["bucket_start_us"].min(), series["bucket_start_us"].max()
+        grid = pd.RangeIndex(first, last + max_gap_us + width, width, name="bucket_start_us")
+        full = series.set_index("bucket_start_us").reindex(grid)
+        traded_at = pd.Series(full.index.where(full["trades"].notna()), index=full.index).ffill()
+        empty = full["trades"].isna()
+        close = full["close"].ffill()
+        keep = ~empty | ((full.index - traded_at) <= max_gap_us)
+        if until_us is not None:
+            keep &= ~empty | (full.index < until_us)
+        keep &= ~empty | pd.Series(list(in_session(symbol, full.index.to_numpy(), width)), index=full.index)
+        for column in ("open", "high", "low", "close", "vwap"):
+            full[column] = full[column].where(~empty, close)
+        full["volume"] = full["volume"].where(~empty, 0.0)
+        full["trades"] = full["trades"].where(~empty, 0).astype(int)
+        full["symbol"], full["interval"] = symbol, interval
+        frames.append(full[keep].reset_index())
+    columns = ["symbol", "interval", "bucket_start_us", "open", "high", "low", "close", "volume", "vwap", "trades"]
+    result = pd.concat(frames, ignore_index=True)[columns]
+    return result.sort_values(["interval", "symbol", "bucket_start_us"]).reset_index(drop=True)
