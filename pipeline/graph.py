@@ -21,10 +21,11 @@ from alphastream.records import Tick
 from alphastream.synthetic import MarketSpec
 from pipeline.anomaly_lake import write_anomalies_to_lake
 from pipeline.lake import WriteBarsToLake, WriteDeadLettersToLake
-from pipeline.options import AlphastreamOptions, anomaly_params, dedup_horizon_seconds
+from pipeline.options import AlphastreamOptions, anomaly_params, dedup_horizon_seconds, fill_policy
 from pipeline.sources import ReadLiveSyntheticMarket, ReadSyntheticMarket, ReadTickFiles
 from transforms.anomalies import DetectAnomalies
-from transforms.batch_bars import BatchBars
+from transforms.batch_bars import BatchBars, coarse_bucket_micros
+from transforms.gap_fill import FillGaps
 from transforms.parse import DEAD_LETTERS, TICKS, ParseTicks
 from transforms.tick_batches import DEDUP_BUCKET_US, BarsFromTickBatches, DedupTickBatches, ParseTickBatches
 from transforms.tick_tables import ValidateTickTables, ticks_to_table
@@ -117,6 +118,9 @@ def build_graph(p, opts: AlphastreamOptions, *, streaming: bool, now_us: NowFn, 
         tables, dead_sources = read_batch(p, opts, now_us, day)
         bars = tables | "Bars" >> BatchBars(opts.intervals, dedup_horizon_seconds(opts))
         ticks = tables  # Arrow tables; the ticks table's unique key drops repeated trades
+    fill = fill_policy(opts, streaming)
+    if fill is not None:
+        bars = bars | "FillGaps" >> FillGaps(fill, streaming=streaming, group_us=coarse_bucket_micros(opts.intervals))
 
     if opts.detect_anomalies:
         # The shortest interval's bars; streaming judges each on-time bar as the watermark passes it.

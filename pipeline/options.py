@@ -20,6 +20,7 @@ from alphastream.synthetic import INJECTION_SLOTS, last_weekday_before
 from pipeline.errors import UserFacingError
 from transforms.anomalies import DetectorParams
 from transforms.batch_bars import check_intervals_nest
+from transforms.gap_fill import DEFAULT_MAX_GAP_SECONDS, FillPolicy
 
 SOURCES = ("synthetic", "files", "pubsub", "kafka")
 FILE_FORMATS = ("auto", "csv", "jsonl", "parquet")
@@ -172,6 +173,15 @@ class AlphastreamOptions(PipelineOptions):
         out.add_argument("--finalize_every_seconds", type=_positive_float, default=10.0,
                          help="Streaming with --archive: seconds between passes that finalise closed windows.")
 
+        gaps = parser.add_argument_group("gap filling")
+        gaps.add_argument("--fill_gaps", action=argparse.BooleanOptionalAction, default=None,
+                          help="Emit a carry-forward bar (OHLC = previous close, volume 0, trades 0) for every "
+                               "empty bucket after a symbol's first trade, within its trading session "
+                               "(default: on with --streaming, off in batch; --no-fill_gaps turns it off).")
+        gaps.add_argument("--fill_gaps_max_seconds", type=_positive_int, default=DEFAULT_MAX_GAP_SECONDS,
+                          help="Gap filling: stop filling a symbol once a bucket starts more than this many "
+                               "seconds after the last bucket it traded in.")
+
         found = parser.add_argument_group("anomaly detection")
         found.add_argument("--detect_anomalies", action="store_true",
                            help="Detect anomalies in the shortest interval's bars (return outliers, volume spikes, "
@@ -243,3 +253,9 @@ def anomaly_params(options: AlphastreamOptions) -> DetectorParams:
                           min_history=min(DetectorParams.min_history, options.anomaly_window),
                           return_z=options.anomaly_return_z, volume_ratio=options.anomaly_volume_ratio,
                           stale_bars=options.anomaly_stale_bars)
+
+
+def fill_policy(options: AlphastreamOptions, streaming: bool) -> FillPolicy | None:
+    """What --fill_gaps asks for: on by default for live (streaming) runs, off for batch."""
+    enabled = streaming if options.fill_gaps is None else options.fill_gaps
+    return FillPolicy(options.fill_gaps_max_seconds) if enabled else None

@@ -28,6 +28,7 @@ from alphastream.intervals import DEFAULT_INTERVALS, interval_micros, parse_inte
 from alphastream.records import Bar
 from alphastream.tick_archive import ArchiveReadStats, read_archive
 from transforms.batch_bars import bars_from_ordered_ticks, winning_deliveries
+from transforms.gap_fill import DEFAULT_MAX_GAP_SECONDS, FillPolicy, fill_series
 from transforms.tick_tables import ticks_to_table
 from transforms.validation import TickRejected, ValidationPolicy, tick_from_fields
 
@@ -72,9 +73,11 @@ def closed_until(now_us: int, allowed_lateness_seconds: int, intervals: Sequence
 
 
 def final_bars(items: Iterable[dict], intervals: Sequence[str], *, now_us: int,
-               policy: ValidationPolicy = ValidationPolicy(), result: RepairResult) -> list[Bar]:
+               policy: ValidationPolicy = ValidationPolicy(), result: RepairResult,
+               fill: FillPolicy | None = None, until_us: int | None = None) -> list[Bar]:
     """Archived tick objects -> the batch path's bars (validated, deduplicated by the trade
-    identity rule, one symbol at a time)."""
+    identity rule, one symbol at a time), with ``fill``: plus the live run's gap fills after
+    each symbol's first bar in the range, before ``until_us``."""
     ticks = []
     for item in items:
         result.ticks_read += 1
@@ -93,17 +96,25 @@ def final_bars(items: Iterable[dict], intervals: Sequence[str], *, now_us: int,
         unique, _conflicting = winning_deliveries(rows)
         result.ticks_unique += len(unique)
         ts, price, size = (rows.column(name).to_numpy()[unique] for name in ("ts_us", "price", "size"))
-        bars.extend(bars_from_ordered_ticks(symbol, ts, price, size, tuple(intervals)))
+        made = list(bars_from_ordered_ticks(symbol, ts, price, size, tuple(intervals)))
+        bars.extend(made)
+        if fill is not None:
+            for interval in intervals:
+                bars.extend(fill_series([b for b in made if b.interval == interval], fill, until_us))
     return bars
 
 
 def recompute(archive_root: str, start_us: int, end_us: int, intervals: Sequence[str], *,
-              now_us: int, policy: ValidationPolicy = ValidationPolicy()) -> RepairResult:
-    """The final bars of every bucket touching [start_us, end_us), from the archive."""
+              now_us: int, policy: ValidationPolicy = ValidationPolicy(),
+              fill: FillPolicy | None = None) -> RepairResult:
+    """The final bars of every bucket touching [start_us, end_us), from the archive; with
+    ``fill``, the gap fills too (those before a symbol's first trade in the range need the
+    close before it, so they stay as the live run stored them)."""
     start_us, end_us = aligned_range(start_us, end_us, intervals)
     result = RepairResult(start_us, end_us)
     items = read_archive(archive_root, start_us, end_us, result.archive)
-    result.bars = final_bars(items, intervals, now_us=now_us, policy=policy, result=result)
+    result.bars = final_bars(items, intervals, now_us=now_us, policy=policy, result=result, fill=fill,
+                             until_us=end_us)
     return result
 
 
@@ -130,6 +141,10 @@ def repair_parser() -> argparse.ArgumentParser:
                         help="bar intervals to recompute, e.g. 1m,5m,1h (default: %(default)s)")
     parser.add_argument("--db_url", default=None,
                         help="PostgreSQL DSN (default: $ALPHASTREAM_DB_URL, else the embedded local database)")
+    parser.add_argument("--fill_gaps", action="store_true",
+                        help="also store the gap fills the live run makes (python -m pipeline --fill_gaps)")
+    parser.add_argument("--fill_gaps_max_seconds", type=int, default=DEFAULT_MAX_GAP_SECONDS,
+                        help="with --fill_gaps: as the pipeline's flag of that name (default: %(default)s)")
     parser.add_argument("--dry_run", action="store_true", help="compute and report, write nothing")
     return parser
 
@@ -154,7 +169,8 @@ def main(argv: Sequence[str] | None = None, now_us: NowFn = lambda: time.time_ns
     if args.end <= args.start:
         repair_parser().error("--end must be after --start")
     intervals = parse_intervals(args.intervals)
-    result = recompute(args.archive, args.start, args.end, intervals, now_us=now_us())
+    fill = FillPolicy(args.fill_gaps_max_seconds) if args.fill_gaps else None
+    result = recompute(args.archive, args.start, args.end, intervals, now_us=now_us(), fill=fill)
     print(result.line())
     if args.dry_run:
         return 0

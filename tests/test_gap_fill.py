@@ -19,6 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alphastream.records import Bar, PaneTiming, Tick
+from alphastream.tick_archive import TickArchive
+from pipeline.repair import recompute
 from tests.beam_helpers import Collected
 from tests.reference import assert_same_bars, bars_frame, pandas_bars, pandas_filled_bars
 from transforms.batch_bars import BatchBars
@@ -150,3 +152,26 @@ def test_streaming_fills_follow_the_session_and_stop_after_the_max_gap():
     fills = sorted(((b.bucket_start_us - T0) // MIN, b.close) for b in got if b.interval == "1m" and is_filled(b))
     # T0 is an even minute; buckets 1 and 3 are closed; after 9 the max gap ends at 12.
     assert fills == [(2, 10.0), (10, 12.0), (12, 12.0)]
+
+
+def test_repair_from_the_archive_fills_like_the_batch_path(tmp_path):
+    ticks = [Tick("AAPL", T0 + 10, 10.0, 1.0, "a", "feed"), Tick("AAPL", T0 + 7 * MIN, 12.0, 2.0, "b", "feed"),
+             Tick("BTC-USD", T0 + 3 * MIN, 50.0, 1.0, "c", "feed")]
+    archive = TickArchive(str(tmp_path), "ingest")
+    archive.append(ticks)
+    archive.close()
+    policy = FillPolicy(max_gap_seconds=600)
+    repaired = recompute(str(tmp_path), T0, T0 + 30 * MIN, INTERVALS, now_us=T0 + DAY_US, fill=policy)
+    assert sum(is_filled(b) for b in repaired.bars) > 0
+    assert_same_bars(bars_frame(repaired.bars), bars_frame(run_batch(ticks, policy)))
+
+
+def test_fill_gaps_is_on_for_live_runs_and_off_for_batch_unless_asked():
+    from pipeline.options import AlphastreamOptions, fill_policy
+
+    def policy(*flags, streaming):
+        return fill_policy(AlphastreamOptions(list(flags)), streaming)
+
+    assert policy(streaming=True) == FillPolicy() and policy(streaming=False) is None
+    assert policy("--fill_gaps", "--fill_gaps_max_seconds", "600", streaming=False) == FillPolicy(600)
+    assert policy("--no-fill_gaps", streaming=True) is None
