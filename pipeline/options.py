@@ -15,6 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.utils.secret import GcpSecret
 
 from alphastream.intervals import DEFAULT_INTERVALS, interval_seconds, parse_intervals
+from alphastream.sessions import HOURS, SessionMap, parse_exchange_map
 from alphastream.settings import AlphastreamSettings
 from alphastream.synthetic import INJECTION_SLOTS, last_weekday_before
 from pipeline.errors import UserFacingError
@@ -70,6 +71,15 @@ def _positive_float(text: str) -> float:
 
 def _share(text: str) -> float:
     return _number(text, float, lambda v: 0 <= v <= 1, "a share between 0 and 1")
+
+
+def _exchange_map(text: str) -> str:
+    # Checked here, kept as text: option values must stay JSON-serialisable.
+    try:
+        parse_exchange_map(text)
+        return text
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _injected_anomalies(text: str) -> int:
@@ -181,6 +191,13 @@ class AlphastreamOptions(PipelineOptions):
         gaps.add_argument("--fill_gaps_max_seconds", type=_positive_int, default=DEFAULT_MAX_GAP_SECONDS,
                           help="Gap filling: stop filling a symbol once a bucket starts more than this many "
                                "seconds after the last bucket it traded in.")
+        gaps.add_argument("--exchange_map", type=_exchange_map, default="",
+                          help="Trading calendars per symbol, SYMBOL=CALENDAR comma-separated (exchange_calendars "
+                               "names, e.g. 'SHEL=XLON,ETH-USD=24/7'). Default: pairs such as BTC-USD or XBT/USD "
+                               "trade 24/7, other symbols on XNYS. Gap filling fills only buckets in session.")
+        gaps.add_argument("--fill_session_hours", choices=HOURS, default="regular",
+                          help="Gap filling: which hours are in session: the calendar's regular sessions, or "
+                               "extended (04:00 exchange time to 4 hours after the regular close).")
 
         found = parser.add_argument_group("anomaly detection")
         found.add_argument("--detect_anomalies", action="store_true",
@@ -258,4 +275,7 @@ def anomaly_params(options: AlphastreamOptions) -> DetectorParams:
 def fill_policy(options: AlphastreamOptions, streaming: bool) -> FillPolicy | None:
     """What --fill_gaps asks for: on by default for live (streaming) runs, off for batch."""
     enabled = streaming if options.fill_gaps is None else options.fill_gaps
-    return FillPolicy(options.fill_gaps_max_seconds) if enabled else None
+    if not enabled:
+        return None
+    sessions = SessionMap(parse_exchange_map(options.exchange_map), options.fill_session_hours)
+    return FillPolicy(options.fill_gaps_max_seconds, sessions)

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alphastream.records import Bar, PaneTiming, Tick
+from alphastream.sessions import SessionMap
 from alphastream.tick_archive import TickArchive
 from pipeline.repair import recompute
 from tests.beam_helpers import Collected
@@ -172,6 +173,8 @@ def test_fill_gaps_is_on_for_live_runs_and_off_for_batch_unless_asked():
     def policy(*flags, streaming):
         return fill_policy(AlphastreamOptions(list(flags)), streaming)
 
-    assert policy(streaming=True) == FillPolicy() and policy(streaming=False) is None
-    assert policy("--fill_gaps", "--fill_gaps_max_seconds", "600", streaming=False) == FillPolicy(600)
+    assert policy(streaming=True) == FillPolicy(sessions=SessionMap()) and policy(streaming=False) is None
+    assert policy("--fill_gaps", "--fill_gaps_max_seconds", "600", "--exchange_map", "ETH-USD=XNYS",
+                  "--fill_session_hours", "extended", streaming=False) == FillPolicy(
+        600, SessionMap((("ETH-USD", "XNYS"),), "extended"))
     assert policy("--no-fill_gaps", streaming=True) is None
