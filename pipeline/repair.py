@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from alphastream.intervals import DEFAULT_INTERVALS, interval_micros, parse_intervals
 from alphastream.records import Bar
+from alphastream.sessions import HOURS, SessionMap, parse_exchange_map
 from alphastream.tick_archive import ArchiveReadStats, read_archive
 from transforms.batch_bars import bars_from_ordered_ticks, winning_deliveries
 from transforms.gap_fill import DEFAULT_MAX_GAP_SECONDS, FillPolicy, fill_series
@@ -145,6 +146,10 @@ def repair_parser() -> argparse.ArgumentParser:
                         help="also store the gap fills the live run makes (python -m pipeline --fill_gaps)")
     parser.add_argument("--fill_gaps_max_seconds", type=int, default=DEFAULT_MAX_GAP_SECONDS,
                         help="with --fill_gaps: as the pipeline's flag of that name (default: %(default)s)")
+    parser.add_argument("--exchange_map", default="",
+                        help="with --fill_gaps: trading calendars per symbol, as the pipeline's flag of that name")
+    parser.add_argument("--fill_session_hours", choices=HOURS, default="regular",
+                        help="with --fill_gaps: as the pipeline's flag of that name (default: %(default)s)")
     parser.add_argument("--dry_run", action="store_true", help="compute and report, write nothing")
     return parser
 
@@ -169,7 +174,11 @@ def main(argv: Sequence[str] | None = None, now_us: NowFn = lambda: time.time_ns
     if args.end <= args.start:
         repair_parser().error("--end must be after --start")
     intervals = parse_intervals(args.intervals)
-    fill = FillPolicy(args.fill_gaps_max_seconds) if args.fill_gaps else None
+    try:
+        sessions = SessionMap(parse_exchange_map(args.exchange_map), args.fill_session_hours)
+    except ValueError as err:
+        repair_parser().error(str(err))
+    fill = FillPolicy(args.fill_gaps_max_seconds, sessions) if args.fill_gaps else None
     result = recompute(args.archive, args.start, args.end, intervals, now_us=now_us(), fill=fill)
     print(result.line())
     if args.dry_run:

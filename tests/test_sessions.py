@@ -70,3 +70,19 @@ def test_fills_stop_at_the_half_day_close_and_resume_for_crypto():
     assert [f.bucket_start_us for f in equity] == [last + i * MIN for i in range(1, 5)]  # 17:56 .. 17:59
     crypto = fill_series([bar(last, 10.0, symbol="BTC-USD")], policy)
     assert len(crypto) == 60
+
+
+def test_repair_cli_fills_only_in_session(tmp_path, capsys):
+    from alphastream.records import Tick
+    from alphastream.tick_archive import TickArchive
+    from pipeline.repair import main
+
+    archive = TickArchive(str(tmp_path), "ingest")
+    archive.append([Tick("AAPL", utc("2024-11-29T17:55"), 10.0, 1.0, "a", "feed")])
+    archive.close()
+    args = ["--archive", str(tmp_path), "--start", "2024-11-29T17:00", "--end", "2024-11-29T19:00",
+            "--intervals", "1m", "--fill_gaps", "--fill_gaps_max_seconds", "3600", "--dry_run"]
+    assert main(args, now_us=lambda: utc("2024-12-01T00:00")) == 0
+    assert "-> 5 final bars" in capsys.readouterr().out  # the trade's bar and 17:56 .. 17:59 (the half-day close)
+    assert main([*args, "--exchange_map", "AAPL=24/7"], now_us=lambda: utc("2024-12-01T00:00")) == 0
+    assert "-> 61 final bars" in capsys.readouterr().out
