@@ -27,6 +27,7 @@ from pipeline.errors import UserFacingError
 from pipeline.graph import build_graph
 from pipeline.options import (
     AlphastreamOptions,
+    fill_policy,
     check_source_flags,
     db_url_secret,
     resolved_date,
@@ -177,7 +178,7 @@ def finalizing(opts: AlphastreamOptions, db_url: str | Secret | None):
 
     finalizer = BarFinalizer(opts.archive, db_url.get_str() if isinstance(db_url, Secret) else db_url,
                              opts.intervals, opts.allowed_lateness, every_seconds=opts.finalize_every_seconds,
-                             lake=opts.output)
+                             lake=opts.output, fill=fill_policy(opts, streaming=True))
     finalizer.start()
     try:
         yield

@@ -32,6 +32,7 @@ import psycopg
 from alphastream.settings import mask_dsn
 from pipeline.dead_letter_replay import MTIME_MARGIN_SECONDS, replay_dead_letters
 from pipeline.repair import closed_until, iso_time, recompute, store_final
+from transforms.gap_fill import FillPolicy
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class BarFinalizer:
     allowed_lateness_seconds: int
     every_seconds: float = 10.0
     now_us: NowFn = field(default=lambda: time.time_ns() // 1_000)
+    fill: FillPolicy | None = None  # the live run's gap filling, so final bars keep its fills
     lake: str | None = None
     passes: list[PassResult] = field(default_factory=list)
     mark_us: int | None = None  # the stored mark as last read or written: bars before it are final
@@ -97,7 +99,7 @@ class BarFinalizer:
         self.mark_us = mark
         if edge <= mark:
             return None
-        result = recompute(self.archive, mark, edge, self.intervals, now_us=self.now_us())
+        result = recompute(self.archive, mark, edge, self.intervals, now_us=self.now_us(), fill=self.fill)
         failed = store_final(self.db_url, result.bars)
         outcome = PassResult(mark, edge, len(result.bars), failed)
         if failed:  # leave the mark: the next pass repeats the range (stores are idempotent)

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # the sinks (and psycopg) are imported only when a database i
 
 NowFn = Callable[[], int]
 RECORDS_PER_TABLE = 50_000
+DEAD_LETTER_LATENESS_SECONDS = 86_400
 
 
 @dataclass
@@ -153,8 +154,11 @@ def build_graph(p, opts: AlphastreamOptions, *, streaming: bool, now_us: NowFn, 
 
         _ = bars | "WriteBarsToLake" >> WriteBarsToLakeStreaming(
             opts.output, allowed_lateness_seconds=opts.allowed_lateness, window_seconds=opts.lake_window_seconds)
+        # A dead letter must never be dropped as late (a sink's failures come out after its
+        # retries, when the watermark may have moved on): a late one lands in a later pane's file.
         dead_letters_to_lake = functools.partial(
-            WriteDeadLettersToLakeStreaming, opts.output, allowed_lateness_seconds=opts.allowed_lateness,
+            WriteDeadLettersToLakeStreaming, opts.output,
+            allowed_lateness_seconds=max(opts.allowed_lateness, DEAD_LETTER_LATENESS_SECONDS),
             window_seconds=opts.lake_window_seconds)
     _ = dead_letters | "WriteDeadLettersToLake" >> dead_letters_to_lake()
     if db_url:

@@ -132,3 +132,22 @@ def test_repair_cli_stores_final_bars(db_url, tmp_path, capsys):
     assert code == 0
     assert "stored 3 final bars" in capsys.readouterr().out
     assert {(v[1], v[2]) for v in stored(db_url).values()} == {(4, FINAL_REVISION)}
+
+
+def test_finaliser_keeps_the_live_runs_gap_fills(db_url, tmp_path):
+    """With gap filling on (the live default), final bars include the filled buckets, so a
+    finalised series has no holes where the live one had fills."""
+    from transforms.gap_fill import FillPolicy
+
+    ticks = [t for t in minute_ticks(5, 3) if not T0 + MINUTE_US <= t.ts_us < T0 + 3 * MINUTE_US]  # quiet 14:01-14:03
+    archive_ticks(str(tmp_path), ticks)
+    clock = [T0]
+    finalizer = BarFinalizer(str(tmp_path), db_url, ("1m",), allowed_lateness_seconds=0, now_us=lambda: clock[0],
+                             fill=FillPolicy())
+    finalizer.run_once()
+    clock[0] = T0 + 5 * MINUTE_US
+    finalizer.run_once()
+    rows = stored(db_url)
+    filled = sorted(b for (_, _, b), (_, trades, revision, _) in rows.items() if trades == 0 and revision == FINAL_REVISION)
+    assert filled == [T0 + MINUTE_US, T0 + 2 * MINUTE_US]
+    assert len(rows) == 5
