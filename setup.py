@@ -26,7 +26,7 @@ CORE = [
     "psycopg[binary,pool]>=3.2",
     "pydantic>=2.6",
     "pydantic-settings>=2.2",
-    "exchange_calendars>=4.13",  # trading sessions (alphastream.sessions)
+    "exchange-calendars>=4.13",  # trading sessions (alphastream.sessions)
 ]
 EXTRAS = {
     "pipeline": [BEAM],

@@ -19,18 +19,30 @@ TRUE_WORDS = frozenset({"true", "1", "yes"})
 FALSE_WORDS = frozenset({"false", "0", "no", ""})
 
 
-def switch_flags() -> frozenset[str]:
-    """Every ``store_true`` flag of Beam's option classes and AlphastreamOptions (``--name``)."""
+def _switch_actions() -> list[argparse.Action]:
     parser = argparse.ArgumentParser(add_help=False)
     for options_class in PipelineOptions.__subclasses__():
         options_class._add_argparse_args(parser)
-    return frozenset(option for action in parser._actions if isinstance(action, argparse._StoreTrueAction)
-                     for option in action.option_strings)
+    return [action for action in parser._actions
+            if isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction))]
+
+
+def switch_flags() -> frozenset[str]:
+    """Every switch of Beam's option classes and AlphastreamOptions (``--name``): ``store_true``
+    flags, and the positive form of ``--name/--no-name`` pairs."""
+    return frozenset(option for action in _switch_actions() for option in action.option_strings
+                     if not option.startswith("--no-"))
+
+
+def negatable_flags() -> frozenset[str]:
+    """Switches whose default may be on (``--name/--no-name``): false must say ``--no-name``."""
+    return frozenset(action.option_strings[0] for action in _switch_actions()
+                     if isinstance(action, argparse.BooleanOptionalAction))
 
 
 def template_argv(argv: list[str]) -> list[str]:
     """The template's ``--name=value`` parameters as ``python -m pipeline`` arguments."""
-    switches = switch_flags()
+    switches, negatable = switch_flags(), negatable_flags()
     result = []
     for arg in argv:
         name, has_value, value = arg.partition("=")
@@ -38,7 +50,10 @@ def template_argv(argv: list[str]) -> list[str]:
             result.append(arg)
         elif value.lower() in TRUE_WORDS:
             result.append(name)
-        elif value.lower() not in FALSE_WORDS:
+        elif value.lower() in FALSE_WORDS:
+            if name in negatable:
+                result.append("--no-" + name.removeprefix("--"))
+        else:
             raise SystemExit(f"error: template parameter {name}={value!r}: expected true or false")
     options = PipelineOptions(result)
     if options.view_as(AlphastreamOptions).source in STREAMING_SOURCES and not options.view_as(StandardOptions).streaming:

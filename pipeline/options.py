@@ -273,8 +273,11 @@ def anomaly_params(options: AlphastreamOptions) -> DetectorParams:
 
 
 def fill_policy(options: AlphastreamOptions, streaming: bool) -> FillPolicy | None:
-    """What --fill_gaps asks for: on by default for live (streaming) runs, off for batch."""
-    enabled = streaming if options.fill_gaps is None else options.fill_gaps
+    """What --fill_gaps asks for: on by default for live runs (streaming from a bus), off for
+    batch and for the bounded local synthetic stream (whose final watermark jump to the end of
+    time would otherwise fill every series up to --fill_gaps_max_seconds)."""
+    live = streaming and options.source in STREAMING_SOURCES
+    enabled = live if options.fill_gaps is None else options.fill_gaps
     if not enabled:
         return None
     sessions = SessionMap(parse_exchange_map(options.exchange_map), options.fill_session_hours)

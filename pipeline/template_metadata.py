@@ -46,6 +46,8 @@ REGEXES = {
     "intervals": rf"^{_INTERVAL}(,{_INTERVAL})*$",
     "output": r"^gs://[^/]+(/.*)?$",
     "db_url_secret": SECRET_VERSION_PATTERN.pattern,
+    "exchange_map": r"^([^,=]+=[^,=]+(,[^,=]+=[^,=]+)*)?$",
+    "fill_session_hours": r"^(regular|extended)$",
 }
 
 
@@ -57,7 +59,7 @@ def _actions() -> list[argparse.Action]:
 
 
 def _regex(action: argparse.Action) -> str:
-    if isinstance(action, argparse._StoreTrueAction):
+    if isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction)):
         return _SWITCH
     if action.dest in REGEXES:
         return REGEXES[action.dest]

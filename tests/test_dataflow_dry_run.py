@@ -108,7 +108,7 @@ def test_no_db_wins_over_a_db_url_secret():
 # --transform_name_mapping '{"OldName": "NewName"}' (docs/deploy.md), so a change here is a
 # deliberate one, made together with that mapping.
 STREAMING_STEP_LABELS = {
-    "ReadPubsub", "ParseTicks", "DedupTrades", "Bars", "FlattenDeadLetters",
+    "ReadPubsub", "ParseTicks", "DedupTrades", "Bars", "FillGaps", "FlattenDeadLetters",
     "WriteBarsToLake", "WriteDeadLettersToLake", "WriteUnstoredDeadLettersToLake",
     "WriteBarsToPostgres", "WriteDeadLettersToPostgres",
 }

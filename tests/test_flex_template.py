@@ -95,3 +95,9 @@ def test_a_files_back_fill_stays_batch():
 def test_a_switch_with_a_value_that_is_not_a_boolean_is_refused():
     with pytest.raises(SystemExit, match="--no_db='maybe'"):
         template_argv(["--no_db=maybe"])
+
+
+def test_a_negatable_switch_set_false_in_a_template_turns_its_default_off():
+    argv = template_argv(["--source=pubsub", f"--subscription={SUBSCRIPTION}", "--fill_gaps=false"])
+    assert "--no-fill_gaps" in argv and "--fill_gaps" not in argv
+    assert "--fill_gaps" in template_argv(["--source=pubsub", f"--subscription={SUBSCRIPTION}", "--fill_gaps=true"])

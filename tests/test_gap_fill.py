@@ -173,8 +173,12 @@ def test_fill_gaps_is_on_for_live_runs_and_off_for_batch_unless_asked():
     def policy(*flags, streaming):
         return fill_policy(AlphastreamOptions(list(flags)), streaming)
 
-    assert policy(streaming=True) == FillPolicy(sessions=SessionMap()) and policy(streaming=False) is None
+    for bus in ("pubsub", "kafka"):
+        assert policy("--source", bus, streaming=True) == FillPolicy(sessions=SessionMap())
+    assert policy(streaming=False) is None
+    # the bounded local synthetic stream: its final watermark jump would fill a day of buckets
+    assert policy("--source", "synthetic", streaming=True) is None
     assert policy("--fill_gaps", "--fill_gaps_max_seconds", "600", "--exchange_map", "ETH-USD=XNYS",
                   "--fill_session_hours", "extended", streaming=False) == FillPolicy(
         600, SessionMap((("ETH-USD", "XNYS"),), "extended"))
-    assert policy("--no-fill_gaps", streaming=True) is None
+    assert policy("--source", "pubsub", "--no-fill_gaps", streaming=True) is None

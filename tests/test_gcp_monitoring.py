@@ -29,8 +29,19 @@ REQUIRED = {"data_watermark_age", "system_lag", "is_failed", "oldest_unacked_mes
             "request_count", "request_latencies", "cpu/utilization", "disk/utilization"}
 
 
+def _unquoted(node):
+    """python-hcl2 (8.x) keeps the quotes of block labels, keys and string literals: strip them."""
+    if isinstance(node, dict):
+        return {_unquoted(k): _unquoted(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_unquoted(v) for v in node]
+    if isinstance(node, str) and len(node) >= 2 and node[0] == node[-1] == '"':
+        return json.loads(node)
+    return node
+
+
 def _load() -> dict:
-    return hcl2.loads((GCP / "monitoring.tf").read_text())
+    return _unquoted(hcl2.loads((GCP / "monitoring.tf").read_text()))
 
 
 def _unwrap(value):
