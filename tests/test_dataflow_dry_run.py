@@ -13,6 +13,9 @@ from pipeline.db.sink import _WriteRowsDoFn
 from pipeline.graph import build_graph
 from pipeline.options import AlphastreamOptions, db_url_secret
 
+# Graphs here read made-up subscriptions: the session's emulator must not be asked about them.
+pytestmark = pytest.mark.usefixtures("no_pubsub_emulator")
+
 DATAFLOW_ARGS = [
     "--runner", "DataflowRunner", "--dry_run", "True", "--project", "test-project", "--region", "us-central1",
     "--temp_location", "gs://alphastream-test/tmp", "--setup_file", "./setup.py",

@@ -25,6 +25,9 @@ from pipeline.graph import build_graph
 from pipeline.launch import EXIT_JOB_FAILED, EXIT_SUBMITTED, run_remote
 from pipeline.options import AlphastreamOptions
 
+# Graphs here read made-up subscriptions: the session's emulator must not be asked about them.
+pytestmark = pytest.mark.usefixtures("no_pubsub_emulator")
+
 JOB_ID = "2026-01-02_03_04_05-1234567890"
 ARGS = ["--runner", "DataflowRunner", "--project", "test-project", "--region", "europe-west1",
         "--job_name", "alphastream-bars", "--temp_location", "gs://alphastream-test/tmp", "--streaming", "--source", "pubsub",
@@ -129,6 +132,7 @@ def test_a_failed_job_while_waiting_exits_non_zero(calls: Calls, monkeypatch):
 
 def test_dry_run_submits_nothing_and_succeeds(monkeypatch):
     monkeypatch.undo()
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)  # undo() brought the emulator's back
     options = PipelineOptions(ARGS + OFFLINE)
     pipeline = beam.Pipeline(options=options)
     build_graph(pipeline, options.view_as(AlphastreamOptions), streaming=True, now_us=lambda: 0,

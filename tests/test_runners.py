@@ -13,6 +13,9 @@ from pipeline.graph import build_graph
 from pipeline.options import AlphastreamOptions
 from pipeline.runners import is_default_direct_runner, local_runner
 
+# Graphs here read made-up subscriptions: the session's emulator must not be asked about them.
+pytestmark = pytest.mark.usefixtures("no_pubsub_emulator")
+
 GRAPHS = {
     "batch synthetic": ["--symbols", "2", "--ticks_per_symbol", "50"],
     "streaming synthetic": ["--streaming", "--symbols", "2", "--max_duration", "1"],
