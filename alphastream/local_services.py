@@ -153,6 +153,15 @@ _JVM_FLAGS = ("-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel
 _WORKER_JVM_FLAGS = ("-Xms256m", "-Xmx1g", "-XX:+UseSerialGC")
 
 
+def _kafka_cluster_id() -> str:
+    """A random id in Kafka's Uuid format. Like Kafka's own Uuid.randomUuid, never one starting
+    with '-': the storage tool's argument parser would take it for an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def start_kafka_broker(work_dir: Path, timeout: float = KAFKA_START_TIMEOUT_SECONDS,
                        new_session: bool = False) -> tuple[subprocess.Popen, str]:
     """A single-node KRaft Kafka broker (broker and controller in one JVM) on a free loopback
@@ -169,7 +178,7 @@ def start_kafka_broker(work_dir: Path, timeout: float = KAFKA_START_TIMEOUT_SECO
     log4j = work_dir / "kafka-log4j2.properties"
     log4j.write_text(_LOG4J2_PROPERTIES)
     java = ["java", *_JVM_FLAGS, f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()  # Kafka's Uuid format
+    cluster_id = _kafka_cluster_id()
     formatted = subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
                                capture_output=True, text=True, timeout=timeout)
     if formatted.returncode != 0:

@@ -131,3 +131,11 @@ def test_the_consumer_group_flag_reaches_the_source():
     default = ReadTicksFromKafka.from_options(PipelineOptions(flags).view_as(AlphastreamOptions))
     assert (named.consumer_group, named.consumer_config["group.id"]) == ("desk-7", "desk-7")
     assert default.consumer_group == default_consumer_group("ticks")
+
+
+def test_kafka_cluster_ids_never_look_like_an_option():
+    """The storage tool parses `-t ID`; an id starting with '-' failed the broker's start (seen in CI)."""
+    from alphastream.local_services import _kafka_cluster_id
+
+    ids = [_kafka_cluster_id() for _ in range(5_000)]  # ~1 in 64 random ids starts with '-'
+    assert not [i for i in ids if i.startswith("-")] and {len(i) for i in ids} == {22}
