@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import glob
 import json
 import statistics
 import sys
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
 
 DEFAULT_MAX_DEAD_LETTER_RATE = 0.01
 DEFAULT_MIN_BAR_RATIO = 0.5
@@ -66,13 +66,25 @@ def check_bar_counts(today: Mapping[str, int], history: Sequence[Mapping[str, in
     return problems
 
 
-def lake_bar_counts(lake: str, interval: str, date: dt.date) -> dict[str, int]:
-    """Distinct bars per symbol in the lake's ``bars/interval=I/date=D`` (batch or streaming files)."""
-    pattern = FileSystems.join(lake, "bars", f"interval={interval}", f"date={date.isoformat()}", "*.parquet")
-    keys: set[tuple[str, object]] = set()
+def _parquet_tables(pattern: str, columns: list[str]):
+    """The tables of the files matching ``pattern``: a local glob directly; gs:// through Beam's
+    FileSystems, imported only then (its gRPC threads can abort a short-lived process at exit)."""
+    if not pattern.startswith("gs://"):
+        for path in sorted(glob.glob(pattern)):
+            yield pq.read_table(path, columns=columns)
+        return
+    from apache_beam.io.filesystems import FileSystems
+
     for metadata in FileSystems.match([pattern])[0].metadata_list:
         with FileSystems.open(metadata.path) as source:
-            table = pq.read_table(source, columns=["symbol", "bucket_start"])
+            yield pq.read_table(source, columns=columns)
+
+
+def lake_bar_counts(lake: str, interval: str, date: dt.date) -> dict[str, int]:
+    """Distinct bars per symbol in the lake's ``bars/interval=I/date=D`` (batch or streaming files)."""
+    pattern = "/".join((lake.rstrip("/"), "bars", f"interval={interval}", f"date={date.isoformat()}", "*.parquet"))
+    keys: set[tuple[str, object]] = set()
+    for table in _parquet_tables(pattern, ["symbol", "bucket_start"]):
         keys.update(zip(table["symbol"].to_pylist(), table["bucket_start"].to_pylist()))
     return dict(Counter(symbol for symbol, _ in keys))
 
