@@ -9,10 +9,10 @@ from setuptools import find_namespace_packages, setup
 
 # The SQL migrations and the dashboard's assets are folders of data inside the packages;
 # namespace discovery lists them as packages so setuptools ships their files without warning.
-PACKAGES = find_namespace_packages(include=["alphastream*", "pipeline*", "transforms*", "serving*", "dash_app*",
+PACKAGES = find_namespace_packages(include=["alphastream*", "pipeline*", "store*", "transforms*", "serving*", "dash_app*",
                                             "ingestion*"], exclude=["*.__pycache__"])
 PACKAGE_DATA = {
-    "pipeline.db.migrations": ["*.sql"],
+    "store.migrations": ["*.sql"],
     "dash_app.assets": ["*.css"],
     "dash_app.assets.vendor": ["*.js", "*.txt", "*.md"],
 }

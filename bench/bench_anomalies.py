@@ -90,8 +90,8 @@ def quality(args: argparse.Namespace, work: Path) -> None:
 def latency(args: argparse.Namespace, work: Path) -> None:
     import psycopg
 
-    from pipeline.db import migrate
-    from pipeline.db.localdb import LocalDatabase
+    from store import migrate
+    from store.localdb import LocalDatabase
 
     local = LocalDatabase(work / "pg", durable=False)
     try:

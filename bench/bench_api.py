@@ -84,8 +84,8 @@ def make_bars(symbol: str = SYMBOL, interval: str = "1m", count: int = MINUTES_P
 def fill(db_url: str) -> None:
     import apache_beam as beam
 
-    from pipeline.db import migrate
-    from pipeline.db.sink import WriteBarsToPostgres
+    from store import migrate
+    from pipeline.postgres_sink import WriteBarsToPostgres
 
     migrate.migrate(db_url)
     with beam.Pipeline() as p:
@@ -245,7 +245,7 @@ def main() -> None:
     parser.add_argument("--wrk_threads", type=int, default=1, help="wrk threads (it shares the 2 cores).")
     args = parser.parse_args()
 
-    from pipeline.db.localdb import LocalDatabase
+    from store.localdb import LocalDatabase
 
     load_before = os.getloadavg()[0]
     home, local = None, None

@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from dash_app.app import create_app
     from dash_app.settings import DashSettings
-    from pipeline.db import migrate
-    from pipeline.db.localdb import LocalDatabase
+    from store import migrate
+    from store.localdb import LocalDatabase
     from tests.fixtures.browser import (fill_with_pipeline, install_draw_probe, serve_api, serve_wsgi,
                                         start_chromium)
 

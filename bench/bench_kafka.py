@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip_pubsub", action="store_true", help="Measure Kafka only.")
     args = parser.parse_args(argv)
 
-    from pipeline.db import migrate
-    from pipeline.db.localdb import LocalDatabase
+    from store import migrate
+    from store.localdb import LocalDatabase
 
     work = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
     args.output = str(work / "lake")

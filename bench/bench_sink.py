@@ -32,10 +32,10 @@ import numpy as np
 import psycopg
 
 from alphastream.records import Bar, PaneTiming, storage_name
-from pipeline.db import migrate
-from pipeline.db.localdb import LocalDatabase
-from pipeline.db.revisions import StoredBar, streaming_revision
-from pipeline.db.writer import BARS, CopyMergeWriter, EpochMicrosTimestamptzDumper
+from store import migrate
+from store.localdb import LocalDatabase
+from store.revisions import StoredBar, streaming_revision
+from store.writer import BARS, CopyMergeWriter, EpochMicrosTimestamptzDumper
 
 MINUTE_US = 60_000_000
 START_US = 1_704_205_800_000_000  # 2024-01-02 14:30 UTC, a US session open
@@ -45,7 +45,7 @@ TARGET_RATIO = 0.9
 
 def make_bars(rows: int, pane_index: int = 0, seed: int = 7, offset_minutes: int = 0) -> list[StoredBar]:
     """``rows`` one-minute bars over SYMBOLS symbols, random but valid (low <= open, close <= high),
-    as the table stores them (streaming panes: pipeline.db.revisions)."""
+    as the table stores them (streaming panes: store.revisions)."""
     rng = np.random.default_rng(seed + pane_index)
     per_symbol = -(-rows // SYMBOLS)
     opens = rng.uniform(10, 500, rows)
@@ -91,7 +91,7 @@ def beam_write(dsn: str, rows: list[StoredBar]) -> float:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipeline.db.sink import WriteBarsToPostgres
+    from pipeline.postgres_sink import WriteBarsToPostgres
     from pipeline.runners import local_runner
 
     started = time.perf_counter()

@@ -271,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         db_url = args.db_url
         if db_url is None:
-            from pipeline.db import migrate
-            from pipeline.db.localdb import LocalDatabase
+            from store import migrate
+            from store.localdb import LocalDatabase
 
             local = LocalDatabase(work / "pg", durable=False)
             db_url = local.ensure_running()

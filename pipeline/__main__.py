@@ -23,7 +23,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 
 from alphastream.settings import AlphastreamSettings, mask_dsn
 from pipeline.cli import build_parser, parse_pipeline_options
-from pipeline.errors import UserFacingError
+from alphastream.errors import UserFacingError
 from pipeline.graph import build_graph
 from pipeline.options import (
     AlphastreamOptions,
@@ -55,7 +55,7 @@ def resolve_database(options: PipelineOptions, opts: AlphastreamOptions) -> str 
     settings = AlphastreamSettings()
     if opts.no_db:
         return None
-    from pipeline.db import localdb, migrate
+    from store import localdb, migrate
 
     try:
         secret = db_url_secret(opts)
@@ -69,7 +69,7 @@ def resolve_database(options: PipelineOptions, opts: AlphastreamOptions) -> str 
             if not _is_direct_runner(options):
                 raise UserFacingError("a remote runner cannot reach the embedded local database: "
                                       "pass --db_url_secret or --db_url (e.g. Cloud SQL), or --no_db")
-            log.info("no --db_url: starting the embedded local PostgreSQL (python -m pipeline.db stop to stop it)")
+            log.info("no --db_url: starting the embedded local PostgreSQL (python -m store stop to stop it)")
             target = localdb.LocalDatabase.from_settings(settings).ensure_running()
     if _is_direct_runner(options):  # remote runners never migrate: the deploy runs its migrate job
         migrate.migrate(target.get_str() if isinstance(target, Secret) else target)

@@ -20,7 +20,7 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 
-from pipeline.errors import UserFacingError
+from alphastream.errors import UserFacingError
 from pipeline.options import AlphastreamOptions
 
 PROG = "python -m pipeline"

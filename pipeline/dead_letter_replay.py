@@ -33,7 +33,7 @@ from pipeline.lake import TIMESTAMP_TYPE
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_TABLE_ORIGIN = "postgres:dead_letters"  # pipeline.db.sink.sink_dead_letter's origin for the table
+DEAD_LETTER_TABLE_ORIGIN = "postgres:dead_letters"  # pipeline.postgres_sink.sink_dead_letter's origin for the table
 # Files a little older than the last replay are read again: a file's modification time is
 # when its write finished, which can be later than the pass that first listed its folder.
 MTIME_MARGIN_SECONDS = 30
@@ -109,8 +109,8 @@ def replay_dead_letters(lake: str, db_url: str, since_seconds: float, until_seco
     """Insert the dead letters of the lake files changed since ``since_seconds`` (but those in
     ``done``, already replayed unchanged); returns the result and the files it read. Raises
     psycopg errors when the database is unreachable (the caller keeps its mark and retries)."""
-    from pipeline.db.sink import storable_in_postgres
-    from pipeline.db.writer import DEAD_LETTERS, CopyMergeWriter, RetryPolicy
+    from pipeline.postgres_sink import storable_in_postgres
+    from store.writer import DEAD_LETTERS, CopyMergeWriter, RetryPolicy
 
     files = [f for f in recent_lake_files(lake, since_seconds, until_seconds) if f not in done]
     letters: list[DeadLetter] = []

@@ -32,7 +32,7 @@ from transforms.tick_tables import ValidateTickTables, ticks_to_table
 from transforms.validation import ValidationPolicy
 
 if TYPE_CHECKING:  # the sinks (and psycopg) are imported only when a database is written
-    from pipeline.db.sink import DatabaseUrl
+    from pipeline.postgres_sink import DatabaseUrl
 
 NowFn = Callable[[], int]
 RECORDS_PER_TABLE = 50_000
@@ -131,15 +131,15 @@ def build_graph(p, opts: AlphastreamOptions, *, streaming: bool, now_us: NowFn, 
             opts.output, streaming=streaming, window_seconds=opts.lake_window_seconds,
             allowed_lateness_seconds=opts.allowed_lateness)
         if db_url:
-            from pipeline.db.sink import WriteAnomaliesToPostgres
+            from pipeline.postgres_sink import WriteAnomaliesToPostgres
 
             dead_sources.append(anomalies | "WriteAnomaliesToPostgres" >> WriteAnomaliesToPostgres(db_url))
 
     if db_url:
-        from pipeline.db.sink import WriteBarsToPostgres, WriteTicksToPostgres
+        from pipeline.postgres_sink import WriteBarsToPostgres, WriteTicksToPostgres
 
         # Batch bars are final; streaming panes carry this run's epoch, so after a restart the
-        # new run's panes replace the old run's (pipeline.db.revisions).
+        # new run's panes replace the old run's (store.revisions).
         dead_sources.append(bars | "WriteBarsToPostgres" >> WriteBarsToPostgres(
             db_url, final=not streaming, run_epoch_seconds=now_us() // 1_000_000))
         if opts.write_ticks:
@@ -162,7 +162,7 @@ def build_graph(p, opts: AlphastreamOptions, *, streaming: bool, now_us: NowFn, 
             window_seconds=opts.lake_window_seconds)
     _ = dead_letters | "WriteDeadLettersToLake" >> dead_letters_to_lake()
     if db_url:
-        from pipeline.db.sink import WriteDeadLettersToPostgres
+        from pipeline.postgres_sink import WriteDeadLettersToPostgres
 
         # Dead letters the table refuses cannot join the flatten above (that would be a
         # cycle), so they reach the lake through a write of their own.

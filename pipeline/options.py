@@ -18,7 +18,7 @@ from alphastream.intervals import DEFAULT_INTERVALS, interval_seconds, parse_int
 from alphastream.sessions import HOURS, SessionMap, parse_exchange_map
 from alphastream.settings import AlphastreamSettings
 from alphastream.synthetic import INJECTION_SLOTS, last_weekday_before
-from pipeline.errors import UserFacingError
+from alphastream.errors import UserFacingError
 from transforms.anomalies import DetectorParams
 from transforms.batch_bars import check_intervals_nest
 from transforms.gap_fill import DEFAULT_MAX_GAP_SECONDS, FillPolicy

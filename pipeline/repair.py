@@ -6,7 +6,7 @@ bar was emitted. The tick archive (``alphastream.tick_archive``, written by inge
 it publishes) holds every tick, so a bar whose window has closed (its end plus the allowed
 lateness has passed) can be recomputed exactly: the same validation, the same trade identity
 rule and the same bar arithmetic as a batch run (``transforms.batch_bars``). Stored with the
-final revision (``pipeline.db.revisions``), such a bar is never overwritten by a streaming pane.
+final revision (``store.revisions``), such a bar is never overwritten by a streaming pane.
 
     python -m pipeline repair --archive ./data/lake --start 2024-05-01T14:00 --end 2024-05-01T15:00
 
@@ -156,8 +156,8 @@ def repair_parser() -> argparse.ArgumentParser:
 
 def store_final(db_url: str, bars: Sequence[Bar]) -> int:
     """Upsert ``bars`` with the final revision; returns how many could not be stored."""
-    from pipeline.db.revisions import FINAL_REVISION, StoredBar
-    from pipeline.db.writer import BARS, CopyMergeWriter
+    from store.revisions import FINAL_REVISION, StoredBar
+    from store.writer import BARS, CopyMergeWriter
 
     writer = CopyMergeWriter(db_url, BARS)
     try:
@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None, now_us: NowFn = lambda: time.time_ns
     if args.dry_run:
         return 0
     from alphastream.settings import AlphastreamSettings
-    from pipeline.db import localdb, migrate
+    from store import localdb, migrate
 
     settings = AlphastreamSettings()
     db_url = args.db_url or settings.db_url or localdb.LocalDatabase.from_settings(settings).ensure_running()

@@ -53,7 +53,7 @@ def prism_runner(options: PipelineOptions) -> PipelineRunner:
     from apache_beam.runners.portability.prism_runner import PrismRunner
 
     from alphastream.java_jars import JarsMissingError, prism_binary
-    from pipeline.errors import UserFacingError
+    from alphastream.errors import UserFacingError
 
     prism = options.view_as(PrismRunnerOptions)
     if not prism.prism_location:

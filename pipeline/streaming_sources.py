@@ -24,7 +24,7 @@ from apache_beam.io.gcp.pubsub import PubsubMessage, ReadFromPubSub
 from apache_beam.options.pipeline_options import StandardOptions
 
 from alphastream.java_jars import FETCH_COMMAND
-from pipeline.errors import UserFacingError
+from alphastream.errors import UserFacingError
 
 log = logging.getLogger(__name__)
 

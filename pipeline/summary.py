@@ -15,7 +15,7 @@ from apache_beam.metrics.metric import MetricsFilter
 
 from transforms.parse import METRICS_NAMESPACE
 
-SINK_ROWS_FAILED = "db_rows_dead_lettered"  # pipeline.db.sink counts the rows it dead-letters here
+SINK_ROWS_FAILED = "db_rows_dead_lettered"  # pipeline.postgres_sink counts the rows it dead-letters here
 
 
 @dataclass

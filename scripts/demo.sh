@@ -7,7 +7,7 @@
 #   ALPHASTREAM_SERVE=0 bash scripts/demo.sh   # run the job only
 #
 # Ports: ALPHASTREAM_API_PORT (default 8000), ALPHASTREAM_DASH_PORT (default 8050).
-# Stop the embedded database afterwards with: .venv/bin/python -m pipeline.db stop
+# Stop the embedded database afterwards with: .venv/bin/python -m store stop
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -19,7 +19,7 @@ PY="$ROOT/.venv/bin/python"
 
 API_PORT="${ALPHASTREAM_API_PORT:-8000}"
 DASH_PORT="${ALPHASTREAM_DASH_PORT:-8050}"
-export ALPHASTREAM_DB_URL="${ALPHASTREAM_DB_URL:-$("$PY" -m pipeline.db url)}"
+export ALPHASTREAM_DB_URL="${ALPHASTREAM_DB_URL:-$("$PY" -m store url)}"
 export ALPHASTREAM_API_URL="http://127.0.0.1:$API_PORT"
 
 pids=()
@@ -41,7 +41,7 @@ cat <<MSG
   alphastream is serving the bars it just computed:
     dashboard  http://127.0.0.1:$DASH_PORT
     REST API   $ALPHASTREAM_API_URL/docs
-  Press Ctrl-C to stop (the embedded database keeps running: .venv/bin/python -m pipeline.db stop).
+  Press Ctrl-C to stop (the embedded database keeps running: .venv/bin/python -m store stop).
 
 MSG
 wait

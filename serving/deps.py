@@ -28,7 +28,7 @@ def database_url(settings: ApiSettings) -> str:
     """ALPHASTREAM_DB_URL, else the embedded local database (started if needed)."""
     if settings.db_url:
         return settings.db_url
-    from pipeline.db.localdb import LocalDatabase  # imports no Beam; only needed without a DSN
+    from store.localdb import LocalDatabase  # imports no Beam; only needed without a DSN
 
     return LocalDatabase.from_settings(settings).ensure_running()
 

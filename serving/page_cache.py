@@ -4,7 +4,7 @@ Rendering a day of one-minute bars costs ~4.5 ms of CPU (the query, decoding 1,4
 building and encoding ~440 kB of JSON), which caps two cores near 440 requests/s; many
 dashboards showing the same symbol ask for the same pages. A page is cached under its
 request (series, aligned range, rows, format) together with the *fingerprint* of the
-stored days it covers (``pipeline.db.versions``), read *before* the page's query. A later
+stored days it covers (``store.versions``), read *before* the page's query. A later
 request reads the fingerprint again (one index lookup) and gets the cached bytes only if it
 is unchanged: no write to those days has committed since the page was read, so the bytes are
 what the query would return now. Writers that do not bump the versions are covered by the

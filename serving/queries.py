@@ -17,7 +17,7 @@ import functools
 from psycopg import sql
 
 from alphastream.records import BAR_FIELDS, DEAD_LETTER_FIELDS, PaneTiming, storage_columns
-from pipeline.db.revisions import FINAL_REVISION
+from store.revisions import FINAL_REVISION
 
 BARS_TABLE = "bars"
 TICKS_TABLE = "ticks"
@@ -56,21 +56,21 @@ def _epoch_us(column: sql.Composable) -> sql.Composable:
 
 
 class BarState(str, enum.Enum):
-    """Whether a served bar can still change (``pipeline.db.revisions.bar_state``)."""
+    """Whether a served bar can still change (``store.revisions.bar_state``)."""
 
     PROVISIONAL = "provisional"  # its window is open, or closed and not yet finalised
     FINAL = "final"  # stored final (a batch run or a repair): only a re-run over corrected input changes it
     REVISED = "revised"  # a late tick changed it after its window closed; not yet finalised
 
 
-# Whether a stored bar is final, from its row: the store's own rule (pipeline.db.revisions).
+# Whether a stored bar is final, from its row: the store's own rule (store.revisions).
 STORED_FINAL = sql.SQL("({} >= {})").format(sql.Identifier("revision"), sql.Literal(FINAL_REVISION))
 FINAL = "final"  # that flag, carried through the bar queries under this name
 
 
 def bar_state_columns(final: sql.Composable, timing: sql.Composable, pane_index: sql.Composable) -> sql.Composable:
     """The ``state`` and ``revision`` columns of a bar: the one place that decides whether a
-    bar can change. The same rule as ``pipeline.db.revisions.bar_state``, in SQL."""
+    bar can change. The same rule as ``store.revisions.bar_state``, in SQL."""
     return sql.SQL("CASE WHEN {final} THEN {final_state} WHEN {timing} = {late} THEN {revised} "
                    "ELSE {provisional} END AS {state}, {pane_index} AS {revision}").format(
         final=final, final_state=sql.Literal(BarState.FINAL.value), timing=timing,

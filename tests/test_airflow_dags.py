@@ -25,7 +25,7 @@ import pytest
 
 from alphastream.records import Bar, Tick
 from alphastream.tick_archive import TickArchive
-from pipeline.db.revisions import FINAL_REVISION
+from store.revisions import FINAL_REVISION
 from pipeline.lake import records_to_table, write_parquet_replacing
 from pipeline.streaming_lake import lake_file_name
 from tests.fixtures.postgres import run_pipeline

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from alphastream.records import Bar, DeadLetter, DeadLetterReason, PaneTiming
-from pipeline.db.sink import WriteDeadLettersToPostgres
+from pipeline.postgres_sink import WriteDeadLettersToPostgres
 from serving.alerts import SEVERITY
 from serving.main import create_app
 from tests.test_alert_rules import RULES

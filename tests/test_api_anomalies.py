@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from alphastream.records import ANOMALY_FIELDS, TIME_SUFFIX, Anomaly, AnomalyKind, storage_columns, storage_name
 from alphastream.synthetic import MarketSpec, injected_anomalies
-from pipeline.db.sink import WriteAnomaliesToPostgres
+from pipeline.postgres_sink import WriteAnomaliesToPostgres
 from serving.anomaly_queries import ANOMALY_COLUMNS
 from serving.main import create_app
 from tests.fixtures.postgres import run_pipeline

@@ -1,6 +1,6 @@
 """A served bar says whether it can still change: ``state`` and ``revision`` in JSON, CSV, roll-ups
 and the stream, from the pane and the finality the pipeline's sink stored (real uvicorn, real
-PostgreSQL), by the store's own rule (``pipeline.db.revisions.bar_state``)."""
+PostgreSQL), by the store's own rule (``store.revisions.bar_state``)."""
 from __future__ import annotations
 
 import io
@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from alphastream.records import Bar, PaneTiming
-from pipeline.db.revisions import bar_state
+from store.revisions import bar_state
 from serving.main import create_app
 from tests.test_api_support import api_settings, serve, write_bars
 

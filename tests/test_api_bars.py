@@ -18,7 +18,7 @@ import pytest
 from alphastream.intervals import interval_seconds
 from alphastream.records import DeadLetter, DeadLetterReason
 from dash_app import indicators as dash_indicators
-from pipeline.db.sink import WriteDeadLettersToPostgres
+from pipeline.postgres_sink import WriteDeadLettersToPostgres
 from tests.test_api_support import (  # noqa: F401  (fixtures)
     BAR_COLUMNS, api_frame, client, market_db, stored_bars,
 )

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.db import migrate
-from pipeline.db.versions import MICROS_PER_DAY
-from pipeline.db.writer import BARS, CopyMergeWriter
+from store import migrate
+from store.versions import MICROS_PER_DAY
+from store.writer import BARS, CopyMergeWriter
 from serving.main import create_app
 from serving.page_cache import PageCache
 from tests.test_api_support import api_settings, serve

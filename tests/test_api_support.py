@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 
 from alphastream.local_services import free_port
 from alphastream.records import BAR_FIELDS, Bar, storage_columns
-from pipeline.db.sink import WriteBarsToPostgres
+from pipeline.postgres_sink import WriteBarsToPostgres
 
 from serving.main import create_app
 from serving.settings import ApiSettings

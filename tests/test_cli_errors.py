@@ -9,7 +9,7 @@ import pytest
 
 from alphastream.local_services import free_port
 from pipeline import __main__ as cli_main
-from pipeline.errors import UserFacingError
+from alphastream.errors import UserFacingError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,7 +82,7 @@ def test_an_unreachable_database_names_host_and_port_and_what_to_try(tmp_path, c
     line = _refusal(["--db_url", f"postgresql://u:hunter2@127.0.0.1:{port}/x", "--symbols", "1",
                      "--output", str(tmp_path / "lake")], capsys)
     assert f"127.0.0.1:{port}" in line and "Connection refused" in line
-    assert "python -m pipeline.db start" in line and "--no_db" in line
+    assert "python -m store start" in line and "--no_db" in line
     assert "hunter2" not in line
 
 
@@ -93,7 +93,7 @@ def test_a_malformed_dsn_is_named_with_its_expected_shape(tmp_path, capsys):
 
 def test_the_db_command_reports_an_unreachable_database_in_one_line():
     port = free_port()
-    run = subprocess.run([sys.executable, "-m", "pipeline.db", "migrate", "--db_url",
+    run = subprocess.run([sys.executable, "-m", "store", "migrate", "--db_url",
                           f"postgresql://u@127.0.0.1:{port}/x"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [run.stderr.strip()]

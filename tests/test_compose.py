@@ -125,10 +125,10 @@ def test_commands_parse_with_the_real_command_lines(config: dict):
     assert module == "ingestion"
     parsed = ingestion_parser().parse_args(args)
     assert parsed.metrics_port == 9108 and parsed.archive == "/data/archive"
-    assert _python_module_command(services["migrate"]) == ("pipeline.db", ["migrate"])
+    assert _python_module_command(services["migrate"]) == ("store", ["migrate"])
     assert _python_module_command(services["api"]) == ("serving", [])
     assert _python_module_command(services["dashboard"]) == ("dash_app", [])
-    for module_name in ("pipeline.db", "serving", "dash_app"):
+    for module_name in ("store", "serving", "dash_app"):
         assert importlib.util.find_spec(f"{module_name}.__main__"), module_name
 
 

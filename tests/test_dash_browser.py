@@ -234,7 +234,7 @@ def test_narrow_screen_stacks_the_panels_without_sideways_scrolling(page, client
 
 def write_bars(db_url: str, bars: list[Bar]) -> None:
     """Write bars the way the pipeline does: a Beam pipeline ending in the project's sink."""
-    from pipeline.db.sink import WriteBarsToPostgres
+    from pipeline.postgres_sink import WriteBarsToPostgres
 
     with beam.Pipeline() as pipeline:
         _ = pipeline | beam.Create(bars) | WriteBarsToPostgres(db_url)

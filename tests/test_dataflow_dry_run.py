@@ -9,7 +9,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from apache_beam.pipeline import PipelineVisitor
 from apache_beam.utils.secret import GcpSecret
 
-from pipeline.db.sink import _WriteRowsDoFn
+from pipeline.postgres_sink import _WriteRowsDoFn
 from pipeline.graph import build_graph
 from pipeline.options import AlphastreamOptions, db_url_secret
 

@@ -1,5 +1,5 @@
 """The embedded local database: initdb + start on first use, reuse, stop, restart with the
-data kept; a clear error when no server binaries exist; the ``python -m pipeline.db`` CLI."""
+data kept; a clear error when no server binaries exist; the ``python -m store`` CLI."""
 import os
 import subprocess
 import sys
@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pipeline.db.localdb import INSTALL_HINT, LocalDatabase, LocalDatabaseError, PostgresNotInstalled, \
+from store.localdb import INSTALL_HINT, LocalDatabase, LocalDatabaseError, PostgresNotInstalled, \
     find_server_binaries
 from alphastream.settings import ENV_PREFIX
 
@@ -79,7 +79,7 @@ def test_home_the_postgres_account_cannot_reach_is_a_clear_error(tmp_path):
 def _cli(*args: str, home: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     env[f"{ENV_PREFIX}HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "pipeline.db", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "store", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -102,7 +102,7 @@ def test_cli_start_url_migrate_status_stop(postgres_home):
 
 def test_two_processes_starting_at_once_share_one_cluster(postgres_home):
     """The API and the pipeline may both start the embedded database: one initdb, one server."""
-    code = ("import sys; from pathlib import Path; from pipeline.db.localdb import LocalDatabase; "
+    code = ("import sys; from pathlib import Path; from store.localdb import LocalDatabase; "
             "print(LocalDatabase(Path(sys.argv[1]), durable=False).ensure_running())")
     starts = [subprocess.Popen([sys.executable, "-c", code, str(postgres_home)], cwd=REPO, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]

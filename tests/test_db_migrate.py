@@ -8,8 +8,8 @@ import psycopg
 import pytest
 
 from alphastream.records import BAR_FIELDS, DEAD_LETTER_FIELDS, TICK_FIELDS, storage_columns
-from pipeline.db import migrate
-from pipeline.db.migrate import MIGRATIONS_DIR, PLAIN, TIMESCALE, available_migrations
+from store import migrate
+from store.migrate import MIGRATIONS_DIR, PLAIN, TIMESCALE, available_migrations
 
 ALL_VERSIONS = [m.version for m in available_migrations(PLAIN)]
 

@@ -8,8 +8,8 @@ import psycopg
 
 from alphastream.records import Bar, Tick
 from alphastream.tick_archive import TickArchive
-from pipeline.db.revisions import FINAL_REVISION, StoredBar, bar_state, streaming_revision
-from pipeline.db.writer import BARS, CopyMergeWriter
+from store.revisions import FINAL_REVISION, StoredBar, bar_state, streaming_revision
+from store.writer import BARS, CopyMergeWriter
 from pipeline.finalizer import BarFinalizer, read_mark
 from pipeline.repair import main as repair_main
 from pipeline.repair import recompute

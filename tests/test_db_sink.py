@@ -15,9 +15,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.utils.secret import RawSecret
 
 from alphastream.records import BAR_FIELDS, Bar, DeadLetter, DeadLetterReason, PaneTiming, Tick, storage_columns
-from pipeline.db.sink import WriteBarsToPostgres, WriteDeadLettersToPostgres, WriteTicksToPostgres
-from pipeline.db.revisions import StoredBar, streaming_revision
-from pipeline.db.writer import BARS, CopyMergeWriter, RetryPolicy
+from pipeline.postgres_sink import WriteBarsToPostgres, WriteDeadLettersToPostgres, WriteTicksToPostgres
+from store.revisions import StoredBar, streaming_revision
+from store.writer import BARS, CopyMergeWriter, RetryPolicy
 from pipeline.summary import summarise
 from tests.beam_helpers import Collected
 from transforms.tick_tables import ticks_to_table
@@ -53,7 +53,7 @@ def run(elements, transform: beam.PTransform, options: PipelineOptions | None = 
 
 
 def as_rows(bars) -> list:
-    """Bars as the writer stores them: streaming panes of run epoch 0 (pipeline.db.revisions)."""
+    """Bars as the writer stores them: streaming panes of run epoch 0 (store.revisions)."""
     return [StoredBar(*bar, streaming_revision(0, bar.pane_index)) for bar in bars]
 
 

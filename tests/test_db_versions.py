@@ -1,4 +1,4 @@
-"""Per-day bar versions (pipeline/db/versions.py) against a real PostgreSQL: every sink write
+"""Per-day bar versions (store/versions.py) against a real PostgreSQL: every sink write
 bumps every (symbol, interval, UTC day) it wrote and none outside its batch, in the write's own
 transaction, and
 concurrent writers over shared days neither deadlock nor lose a bump."""
@@ -12,8 +12,8 @@ import psycopg
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.db.versions import CROSS_PRODUCT_MAX_DAYS, MICROS_PER_DAY, touched_days
-from pipeline.db.writer import BARS, CopyMergeWriter
+from store.versions import CROSS_PRODUCT_MAX_DAYS, MICROS_PER_DAY, touched_days
+from store.writer import BARS, CopyMergeWriter
 from tests.test_db_sink import FAST_RETRY, T0, as_rows, make_bar
 
 DAY_A = T0 - T0 % MICROS_PER_DAY  # midnight UTC of a day inside the current month
@@ -83,7 +83,7 @@ def test_concurrent_writers_over_shared_days_never_deadlock_nor_lose_a_bump(db_u
         finally:
             writer.close()
 
-    with caplog.at_level(logging.WARNING, logger="pipeline.db.writer"):
+    with caplog.at_level(logging.WARNING, logger="store.writer"):
         threads = [threading.Thread(target=writer_thread, args=(reverse,)) for reverse in (False, True)]
         for t in threads:
             t.start()

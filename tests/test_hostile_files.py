@@ -14,7 +14,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.__main__ import main
-from pipeline.errors import UserFacingError
+from alphastream.errors import UserFacingError
 from pipeline.graph import build_graph
 from pipeline.options import AlphastreamOptions
 from tests.reference import assert_same_bars, pandas_bars

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pipeline.db.revisions import FINAL_REVISION
+from store.revisions import FINAL_REVISION
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SECONDS = 12

@@ -1,5 +1,5 @@
 """The wheel builds without a setuptools warning and carries the files the code opens at run
-time: the SQL migrations (pipeline.db.migrate) and the dashboard's assets (Dash serves them)."""
+time: the SQL migrations (store.migrate) and the dashboard's assets (Dash serves them)."""
 import os
 import shutil
 import subprocess

@@ -18,7 +18,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from alphastream.records import BAR_FIELDS, Bar, storage_columns
 from alphastream.synthetic import MarketSpec, market_ticks
 from pipeline.__main__ import main
-from pipeline.errors import UserFacingError
+from alphastream.errors import UserFacingError
 from pipeline.graph import build_graph
 from pipeline.lake import WriteBarsToLake, utc_date
 from pipeline.options import AlphastreamOptions

@@ -15,7 +15,7 @@ from alphastream.records import BAR_FIELDS, storage_columns
 from alphastream.settings import ENV_PREFIX
 from alphastream.synthetic import MarketSpec, market_ticks
 from pipeline.__main__ import main
-from pipeline.db.localdb import LocalDatabase
+from store.localdb import LocalDatabase
 from tests.reference import assert_same_bars, pandas_bars
 from tests.test_pipeline_batch import lake_bars
 

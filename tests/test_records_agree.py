@@ -23,7 +23,7 @@ from alphastream.records import (
     storage_columns,
     storage_name,
 )
-from pipeline.db.revisions import StoredBar
+from store.revisions import StoredBar
 from pipeline.lake import arrow_schema
 
 # What each Python type of a record field is stored as in PostgreSQL.

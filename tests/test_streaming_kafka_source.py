@@ -14,7 +14,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.portability.api import beam_runner_api_pb2
 
 from alphastream.local_services import free_port
-from pipeline.errors import UserFacingError
+from alphastream.errors import UserFacingError
 from pipeline.options import AlphastreamOptions
 from pipeline.streaming_sources import (KAFKA_ORIGIN_PREFIX, ReadTicksFromKafka, default_consumer_group,
                                         kafka_expansion_help)

@@ -59,7 +59,7 @@ SETTINGS_OF_WORKLOAD = {
     ("google_cloud_run_v2_service", "api"): "serving.settings",
     ("google_cloud_run_v2_service", "dashboard"): "dash_app.settings",
     ("google_cloud_run_v2_worker_pool", "ingestion"): "ingestion.settings",
-    ("google_cloud_run_v2_job", "migrate"): "alphastream.settings",  # pipeline.db reads the shared settings
+    ("google_cloud_run_v2_job", "migrate"): "alphastream.settings",  # store reads the shared settings
 }
 LISTEN_ALL = "0.0.0.0"
 
@@ -493,7 +493,7 @@ def test_services_listen_where_cloud_run_sends_requests(config: Config, evaluato
 
 
 def test_api_probe_and_migration_job_use_real_entry_points(config: Config, evaluator: Evaluator):
-    from pipeline.db.__main__ import _parser as db_parser
+    from store.__main__ import _parser as db_parser
     from serving.main import create_app
 
     api = _container(config.resources[("google_cloud_run_v2_service", "api")])
@@ -504,7 +504,7 @@ def test_api_probe_and_migration_job_use_real_entry_points(config: Config, evalu
         assert path in paths, f"{probe} path {path} is not an API route"
     job = _container(config.resources[("google_cloud_run_v2_job", "migrate")])
     command = evaluator.eval(job["command"])
-    assert command[:3] == ["python", "-m", "pipeline.db"]
+    assert command[:3] == ["python", "-m", "store"]
     assert db_parser().parse_args(command[3:]).command == "migrate"
     assert set(_static_env(evaluator, job)) == {f"{ENV_PREFIX}DB_URL"}, "migrations need the database, not the embedded one"
 

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from alphastream.intervals import interval_micros
 from alphastream.records import SYMBOL_PATTERN
-from pipeline.db import versions
+from store import versions
 from serving import encoding, queries
 from serving.catalog import ResolvedSeries, resolve_series
 from serving.deps import Pool, Settings, StoreCatalog

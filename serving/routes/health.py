@@ -24,7 +24,7 @@ async def get_health() -> Health:
             responses={503: {"model": Readiness, "description": "Not ready: see database and pending_migrations."}})
 async def get_ready(request: Request, pool: Pool) -> JSONResponse:
     """Ready when a pooled connection answers and no migration is pending."""
-    from pipeline.db import migrate  # imports psycopg only, no Beam
+    from store import migrate  # imports psycopg only, no Beam
 
     try:
         async with pool.connection() as conn:

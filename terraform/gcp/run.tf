@@ -262,7 +262,7 @@ resource "google_cloud_run_v2_worker_pool" "ingestion" {
 }
 
 # Schema migrations, run on demand (gcloud run jobs execute): the API's identity, DSN and
-# Cloud SQL socket, with python -m pipeline.db migrate. Remote runners never migrate on their own.
+# Cloud SQL socket, with python -m store migrate. Remote runners never migrate on their own.
 resource "google_cloud_run_v2_job" "migrate" {
   name                = "${var.name_prefix}-migrate"
   location            = var.region
@@ -292,7 +292,7 @@ resource "google_cloud_run_v2_job" "migrate" {
 
       containers {
         image   = var.api_image
-        command = ["python", "-m", "pipeline.db", "migrate"]
+        command = ["python", "-m", "store", "migrate"]
 
         env {
           name = local.env.db_url

@@ -3,7 +3,7 @@
 A batch of records is written in one transaction: binary ``COPY`` into a per-connection
 temporary staging table, then one merge statement into the real table. COPY is the fastest way
 in; the merge makes the write idempotent (a replay changes nothing) and, for bars, lets only a
-higher (or equal, changed) ``revision`` update a row (``pipeline.db.revisions``: pane order
+higher (or equal, changed) ``revision`` update a row (``store.revisions``: pane order
 within a run, later runs over earlier ones, final bars over every pane), so early, on-time and
 late panes end as the final values whatever order they arrive in. Ticks and dead letters never change once
 stored: their merge is ``INSERT ... ON CONFLICT DO NOTHING``. Bars use an update + anti-join
@@ -40,8 +40,8 @@ from psycopg.pq import Format
 
 from alphastream.records import MICROS_PER_SECOND, TIME_SUFFIX, Anomaly, DeadLetter, Tick, storage_name
 from alphastream.settings import mask_dsn
-from pipeline.db import versions
-from pipeline.db.revisions import StoredBar
+from store import versions
+from store.revisions import StoredBar
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class TableSpec:
     ``time_field``: the field used as the dead letter's event time and, for partitioned tables,
     to create the months a batch needs before writing it.
     ``series``: the (symbol, interval) fields whose per-day versions every write bumps
-    (``pipeline.db.versions``; bars only); None: no versions.
+    (``store.versions``; bars only); None: no versions.
     """
 
     table: str
@@ -451,7 +451,7 @@ class CopyMergeWriter:
 
     def _bump_versions(self, cur: psycopg.Cursor, rows: Sequence[Row], span: tuple[int, int] | None) -> None:
         """Last in the write's transaction: readers caching these days see the change and the
-        bump together (``pipeline.db.versions``). Bumped even when the merge changed nothing
+        bump together (``store.versions``). Bumped even when the merge changed nothing
         (a replay): that costs readers one cache miss, and knowing would cost a second query."""
         if self._series_indexes is not None:
             cur.execute(versions.BUMP_SQL, versions.touched_days(rows, *self._series_indexes, span))

@@ -23,7 +23,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from alphastream.settings import mask_dsn
-from pipeline.errors import UserFacingError
+from alphastream.errors import UserFacingError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 # libpq waits for the OS's TCP timeout (minutes) on a host that drops packets; a run says so sooner.
 CONNECT_TIMEOUT_SECONDS = 10
 UNREACHABLE_HINT = ("Check that the server runs and the DSN (--db_url / ALPHASTREAM_DB_URL) is right; "
-                    "or leave --db_url unset to use the embedded local database (python -m pipeline.db start), "
+                    "or leave --db_url unset to use the embedded local database (python -m store start), "
                     "or pass --no_db to write the Parquet lake only")
 
 

@@ -1,10 +1,10 @@
 -- Per-day versions of every bar series, so readers can cache bars safely (both variants).
 -- The bar sink bumps, in the same transaction as its write, the version of each
--- (symbol, interval, UTC day) it wrote (pipeline/db/versions.py). A reader that reads the
+-- (symbol, interval, UTC day) it wrote (store/versions.py). A reader that reads the
 -- versions of a range and later finds them unchanged knows no write to that range has
 -- committed in between: the API's bar page cache (serving/page_cache.py) relies on it.
 -- Anything else that changes bars must bump the same rows in its transaction (see
--- pipeline/db/versions.py); the API also expires cached pages after a TTL.
+-- store/versions.py); the API also expires cached pages after a TTL.
 CREATE TABLE bar_versions (
     symbol   text   NOT NULL,
     interval text   NOT NULL,

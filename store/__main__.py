@@ -1,10 +1,10 @@
-"""``python -m pipeline.db {migrate,start,stop,status,url}``: manage the store from a shell.
+"""``python -m store {migrate,start,stop,status,url}``: manage the store from a shell.
 
-    python -m pipeline.db start      # the embedded local PostgreSQL (initdb on first use)
-    python -m pipeline.db migrate    # apply pending migrations (--db_url, else $ALPHASTREAM_DB_URL,
+    python -m store start      # the embedded local PostgreSQL (initdb on first use)
+    python -m store migrate    # apply pending migrations (--db_url, else $ALPHASTREAM_DB_URL,
                                      # else the embedded database)
-    python -m pipeline.db url        # print the embedded database's DSN (with its password)
-    python -m pipeline.db status | stop
+    python -m store url        # print the embedded database's DSN (with its password)
+    python -m store status | stop
 """
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import logging
 import sys
 
 from alphastream.settings import AlphastreamSettings, mask_dsn
-from pipeline.db import migrate
-from pipeline.db.localdb import LocalDatabase
-from pipeline.errors import UserFacingError
+from store import migrate
+from store.localdb import LocalDatabase
+from alphastream.errors import UserFacingError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.db",
+    parser = argparse.ArgumentParser(prog="python -m store",
                                      description="alphastream's PostgreSQL store: migrations and the embedded "
                                                  "local database (kept in $ALPHASTREAM_HOME/postgres, "
                                                  "default ./.alphastream/postgres).")
@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("stop", help="Stop the embedded local PostgreSQL.")
     commands.add_parser("status", help="Say whether the embedded local PostgreSQL is running, and where.")
     commands.add_parser("url", help="Print the embedded database's DSN, password included "
-                                    "(e.g. export ALPHASTREAM_DB_URL=$(python -m pipeline.db url)).")
+                                    "(e.g. export ALPHASTREAM_DB_URL=$(python -m store url)).")
     return parser
 
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace, settings: AlphastreamSettings) -> int:
         print(f"{mask_dsn(dsn)}: " + (f"applied {', '.join(applied)}" if applied else "already current")
               + f" (version {migrate.current_version(dsn)})")
     elif args.command == "start":
-        print(f"running at {mask_dsn(local.ensure_running())} (python -m pipeline.db url prints the DSN)")
+        print(f"running at {mask_dsn(local.ensure_running())} (python -m store url prints the DSN)")
     elif args.command == "stop":
         print("stopped" if local.stop() else "was not running")
     elif args.command == "status":
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace, settings: AlphastreamSettings) -> int:
         return 0 if status.running else 1
     elif args.command == "url":
         if not local.status().running:
-            print("the embedded database is not running: python -m pipeline.db start", file=sys.stderr)
+            print("the embedded database is not running: python -m store start", file=sys.stderr)
             return 1
         print(local.url())
     return 0

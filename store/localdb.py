@@ -27,7 +27,7 @@ import psycopg
 
 from alphastream.local_services import free_port
 from alphastream.settings import AlphastreamSettings, mask_dsn
-from pipeline.errors import UserFacingError
+from alphastream.errors import UserFacingError
 
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,8 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from alphastream.intervals import interval_micros
 from alphastream.records import DeadLetter, DeadLetterReason, PaneTiming
-from pipeline.db.revisions import FINAL_REVISION, StoredBar, streaming_revision
-from pipeline.db.writer import ANOMALIES, BARS, DEAD_LETTERS, TICKS, CopyMergeWriter, FailedRow, RetryPolicy, TableSpec
+from store.revisions import FINAL_REVISION, StoredBar, streaming_revision
+from store.writer import ANOMALIES, BARS, DEAD_LETTERS, TICKS, CopyMergeWriter, FailedRow, RetryPolicy, TableSpec
 from pipeline.summary import SINK_ROWS_FAILED
 from transforms.parse import METRICS_NAMESPACE
 from transforms.tick_tables import table_to_ticks
@@ -164,7 +164,7 @@ class _BarWriteMetrics:
 
 
 class WriteBarsToPostgres(_WriteToPostgres):
-    """Bars -> ``bars``, upserted by revision (``pipeline.db.revisions``): ``final`` bars (batch
+    """Bars -> ``bars``, upserted by revision (``store.revisions``): ``final`` bars (batch
     runs) replace every streaming pane and are never replaced by one; streaming panes of
     ``run_epoch_seconds`` replace lower panes of their run and any pane of an earlier run."""
 

@@ -1,6 +1,6 @@
 -- Which stored version of a bar wins (both variants): a revision that orders streaming panes
 -- across process restarts and puts final bars (batch runs, repairs from the tick archive)
--- above every streaming pane. pipeline/db/revisions.py defines the numbers; the sink never
+-- above every streaming pane. store/revisions.py defines the numbers; the sink never
 -- lets a lower revision replace a higher one.
 ALTER TABLE bars ADD COLUMN revision bigint NOT NULL DEFAULT 0;
 -- Bars stored before revisions existed keep their pane order; a repair makes them final.
