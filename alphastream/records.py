@@ -3,7 +3,7 @@
 Tick, Bar, DeadLetter and Anomaly are typed ``NamedTuple``s. Beam infers a schema (and uses
 ``RowCoder``) from them; ``transforms.schemas`` registers the coders. The SQL migrations, the
 API's pydantic models and the Parquet writer follow the field lists below, and
-``tests/test_records_agree.py`` checks that they do.
+``tests/alphastream/test_records_agree.py`` checks that they do.
 
 This module imports nothing from Beam, so the API (which never imports Beam) can use it too.
 Times are integers: microseconds since the Unix epoch, UTC. Integers make equality exact,

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from typing import NamedTuple
 
 from alphastream.records import MICROS_PER_SECOND, TICK_FIELDS, AnomalyKind
 

@@ -84,8 +84,8 @@ def make_bars(symbol: str = SYMBOL, interval: str = "1m", count: int = MINUTES_P
 def fill(db_url: str) -> None:
     import apache_beam as beam
 
-    from store import migrate
     from pipeline.postgres_sink import WriteBarsToPostgres
+    from store import migrate
 
     migrate.migrate(db_url)
     with beam.Pipeline() as p:
@@ -304,7 +304,7 @@ def main() -> None:
           f"{loopback[CEILING]['p99_ms'] or 0:>11.1f}")
     print(f"\nloopback: {args.workers} uvicorn workers, {args.connections} connections, {args.duration:g} s, "
           f"client {next(iter(loopback.values()))['client']}; errors: {sum(lb['errors'] for lb in loopback.values())}")
-    print(f"\nGET /v1/risk (one bare query is the symbol's closes; the API reads the benchmark's too)")
+    print("\nGET /v1/risk (one bare query is the symbol's closes; the API reads the benchmark's too)")
     print(f"{'request':<30} {'bare binary p50/p99 ms':>23} {'API in-process p50/p99 ms':>26} {'loopback req/s':>15}")
     for name in risk_paths:
         b, i = bare[name]["binary"], in_process[name]

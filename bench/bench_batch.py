@@ -48,7 +48,7 @@ def child_pipeline(input_path: str, out_dir: str, extra: list[str]) -> None:
 def child_pandas(input_path: str, out_dir: str) -> None:
     import pandas as pd
 
-    from tests.reference import pandas_bars
+    from tests.fixtures.reference import pandas_bars
 
     ticks = pd.read_parquet(input_path)
     pandas_bars(ticks, ("1m",)).to_parquet(Path(out_dir) / "bars.parquet")
@@ -87,7 +87,7 @@ BEAM_RUNNER_MODULES = ("apache_beam", "pipeline.__main__", "apache_beam.runners.
 CHILD_IMPORTS = {
     "pipeline": BEAM_RUNNER_MODULES,
     "pipeline-2proc": BEAM_RUNNER_MODULES,
-    "pandas": ("pandas", "pyarrow.parquet", "tests.reference"),
+    "pandas": ("pandas", "pyarrow.parquet", "tests.fixtures.reference"),
     "polars": ("polars",),
 }
 
@@ -150,9 +150,8 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.child:
-        import logging
-
         import importlib
+        import logging
 
         logging.disable(logging.INFO)
         for module in CHILD_IMPORTS[args.child]:

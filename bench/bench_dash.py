@@ -109,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     from dash_app.settings import DashSettings
     from store import migrate
     from store.localdb import LocalDatabase
-    from tests.fixtures.browser import (fill_with_pipeline, install_draw_probe, serve_api, serve_wsgi,
-                                        start_chromium)
+    from tests.fixtures.browser import fill_with_pipeline, install_draw_probe, serve_api, serve_wsgi, start_chromium
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request in the report

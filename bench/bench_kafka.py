@@ -35,10 +35,21 @@ sys.path.insert(0, str(REPO))
 
 from alphastream.live_demo import start_emulator  # noqa: E402
 from alphastream.local_services import KafkaServices, start_kafka_services, stop_process  # noqa: E402
-from bench.bench_streaming import (_FINAL_LINE, ALLOWED_LATENESS_SECONDS, DEFAULT_INTERVAL,  # noqa: E402
-                                   DRAIN_TIMEOUT_SECONDS, STARTUP_TIMEOUT_SECONDS, TARGET_P99_SECONDS,
-                                   TARGET_TICKS_PER_SECOND, BarWatch, RunResult, _bar_stats, _collect, _line,
-                                   run_once)
+from bench.bench_streaming import (  # noqa: E402
+    _FINAL_LINE,
+    ALLOWED_LATENESS_SECONDS,
+    DEFAULT_INTERVAL,
+    DRAIN_TIMEOUT_SECONDS,
+    STARTUP_TIMEOUT_SECONDS,
+    TARGET_P99_SECONDS,
+    TARGET_TICKS_PER_SECOND,
+    BarWatch,
+    RunResult,
+    _bar_stats,
+    _collect,
+    _line,
+    run_once,
+)
 
 PARTITIONS = 2  # one per core: the reader's parallelism on this machine
 ADMIN_TIMEOUT_SECONDS = 30

@@ -17,19 +17,19 @@ import threading
 import time
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 from apache_beam.utils.secret import Secret
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
+from alphastream.errors import UserFacingError
 from alphastream.settings import AlphastreamSettings, mask_dsn
 from pipeline.cli import build_parser, parse_pipeline_options
-from alphastream.errors import UserFacingError
 from pipeline.graph import build_graph
 from pipeline.options import (
     AlphastreamOptions,
-    fill_policy,
     check_source_flags,
     db_url_secret,
+    fill_policy,
     resolved_date,
     resolved_db_url,
 )

@@ -12,6 +12,7 @@ import apache_beam as beam
 from alphastream.records import Anomaly
 from pipeline.lake import ANOMALY_SORT_BY, WriteAnomaliesToLake, anomaly_stem
 
+
 def write_anomalies_to_lake(root: str, *, streaming: bool, window_seconds: int,
                             allowed_lateness_seconds: int) -> beam.PTransform:
     """The lake write for a batch or a streaming run (the streaming flags as the bars' lake uses them)."""

@@ -3,7 +3,7 @@
 Batch keeps ticks columnar (Arrow tables) from the source to the bars, which is what makes
 it fast; streaming keeps each message's ticks grouped per (symbol, second) through parse, dedup
 and pre-aggregation, then into event-time windows. Both produce the same Bars for the same
-ticks (tests/test_batch_bars.py). Labels are stable: Dataflow
+ticks (tests/transforms/test_batch_bars.py). Labels are stable: Dataflow
 uses them to match steps when a streaming job is updated.
 """
 from __future__ import annotations

@@ -14,11 +14,11 @@ from typing import Callable
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.utils.secret import GcpSecret
 
+from alphastream.errors import UserFacingError
 from alphastream.intervals import DEFAULT_INTERVALS, interval_seconds, parse_intervals
 from alphastream.sessions import HOURS, SessionMap, parse_exchange_map
 from alphastream.settings import AlphastreamSettings
 from alphastream.synthetic import INJECTION_SLOTS, last_weekday_before
-from alphastream.errors import UserFacingError
 from transforms.anomalies import DetectorParams
 from transforms.batch_bars import check_intervals_nest
 from transforms.gap_fill import DEFAULT_MAX_GAP_SECONDS, FillPolicy

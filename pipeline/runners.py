@@ -52,8 +52,8 @@ def prism_runner(options: PipelineOptions) -> PipelineRunner:
     from apache_beam.options.pipeline_options import PrismRunnerOptions
     from apache_beam.runners.portability.prism_runner import PrismRunner
 
-    from alphastream.java_jars import JarsMissingError, prism_binary
     from alphastream.errors import UserFacingError
+    from alphastream.java_jars import JarsMissingError, prism_binary
 
     prism = options.view_as(PrismRunnerOptions)
     if not prism.prism_location:

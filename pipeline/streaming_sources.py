@@ -23,8 +23,8 @@ import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage, ReadFromPubSub
 from apache_beam.options.pipeline_options import StandardOptions
 
-from alphastream.java_jars import FETCH_COMMAND
 from alphastream.errors import UserFacingError
+from alphastream.java_jars import FETCH_COMMAND
 
 log = logging.getLogger(__name__)
 

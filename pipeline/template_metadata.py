@@ -4,7 +4,7 @@ Every alphastream flag is a template parameter (label, the flag's own help text,
 Dataflow checks before launching) except the ones in ``NOT_TEMPLATE_PARAMETERS``. Beam's own
 flags (region, workers, service account...) are Dataflow launch options, not parameters.
 ``python -m pipeline.template_metadata > terraform/gcp/flex_template/metadata.json`` rewrites
-the file; tests/test_flex_template.py checks the committed file is what this writes.
+the file; tests/pipeline/test_flex_template.py checks the committed file is what this writes.
 """
 from __future__ import annotations
 

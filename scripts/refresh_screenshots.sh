@@ -8,6 +8,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-.venv/bin/python -m pytest tests/test_dash_browser.py tests/test_dash_analytics_browser.py -q -p no:cacheprovider \
+.venv/bin/python -m pytest tests/dash_app/test_browser.py tests/dash_app/test_analytics_browser.py -q -p no:cacheprovider \
     -k "every_bar_of_the_day or narrow_screen or analytics" --screenshots docs/img "$@"
 git status --short -- docs/img

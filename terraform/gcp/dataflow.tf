@@ -9,7 +9,7 @@
 #  * terraform destroy would drain it as a side effect of tearing down the network it runs in;
 #  * apply would wait on a job that needs an image pushed and migrations run first.
 # docs/deploy.md shows both launches (python -m pipeline, gcloud dataflow flex-template run);
-# tests/test_terraform.py parses these arguments with the pipeline's own option parser and
+# tests/deploy/test_terraform.py parses these arguments with the pipeline's own option parser and
 # checks the alphastream ones are Flex Template parameters.
 
 locals {

@@ -1,5 +1,5 @@
 # Cloud Monitoring: alert policies on what Dataflow, Pub/Sub, Cloud Run and Cloud SQL emit, and
-# one dashboard. docs/alerts.md is the runbook; tests/test_gcp_monitoring.py parses every policy
+# one dashboard. docs/alerts.md is the runbook; tests/deploy/test_gcp_monitoring.py parses every policy
 # and the dashboard into google-cloud-monitoring types and checks each metric type is real.
 
 locals {

@@ -3,7 +3,7 @@
 
 locals {
   # Environment variable names exactly as the Python settings read them (ENV_PREFIX + field
-  # name, upper case); tests/test_terraform.py checks them against the settings classes.
+  # name, upper case); tests/deploy/test_terraform.py checks them against the settings classes.
   env = {
     db_url            = "ALPHASTREAM_DB_URL"
     api_key           = "ALPHASTREAM_API_KEY"

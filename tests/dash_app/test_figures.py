@@ -1,0 +1,177 @@
+"""Figure builders and indicator math, checked against independent loops over the bars."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from dash_app import figures, indicators
+from dash_app.figures import Overlays, gap_breaks
+from dash_app.panels import dead_letter_counts
+from dash_app.views import bars_frame
+from tests.fixtures.bars import SESSION_OPEN, make_bars
+
+
+def _validated(builder):
+    """The builder's figure JSON read back by plotly, which also validates it."""
+    return lambda *args, **kwargs: go.Figure(builder(*args, **kwargs))
+
+
+candles_figure = _validated(figures.candles_figure)
+dead_letters_figure = _validated(figures.dead_letters_figure)
+throughput_figure = _validated(figures.throughput_figure)
+message_figure = _validated(figures.message_figure)
+
+
+def _trace(fig, name):
+    return next(t for t in fig.data if t.name == name)
+
+
+def test_candles_figure_has_one_candle_per_bar_and_shares_the_time_axis():
+    bars = make_bars(390)
+    fig = candles_figure(bars, Overlays())
+    candles = fig.data[0]
+    assert candles.type == "candlestick" and len(candles.x) == 390
+    assert list(candles.open[:3]) == [b["open"] for b in bars[:3]]
+    volume = next(t for t in fig.data if t.type == "bar")
+    assert list(volume.y) == [b["volume"] for b in bars]
+    # three panels (price, volume, volatility) on one shared time axis
+    assert {t.xaxis for t in fig.data} == {"x", "x2", "x3"}
+    assert fig.layout.xaxis.matches == "x3" and fig.layout.xaxis2.matches == "x3"
+    assert fig.layout.xaxis.rangeslider.visible is False
+    # naive UTC times: plotly.js has no time zones
+    assert pd.Timestamp(candles.x[0]) == pd.Timestamp("2026-11-23 14:30:00")
+
+
+def test_volume_bars_are_coloured_by_direction():
+    bars = make_bars(20)
+    volume = next(t for t in candles_figure(bars).data if t.type == "bar")
+    expected = ["#16a34a" if b["close"] >= b["open"] else "#dc2626" for b in bars]
+    assert list(volume.marker.color) == expected
+
+
+def test_overlays_add_their_traces():
+    bars = make_bars(120)
+    fig = candles_figure(bars, Overlays(sma=(10,), ema=(30,), vwap=True, bollinger=20, volatility=15))
+    names = [t.name for t in fig.data]
+    assert {"SMA 10", "EMA 30", "VWAP (session)", "BB(20, 2σ)", "volatility (15)"} <= set(names)
+    assert names.count("BB(20, 2σ)") == 3  # upper, lower (filled between) and middle
+    plain = [t.name for t in candles_figure(bars, Overlays()).data]
+    assert not {"SMA 10", "EMA 30", "VWAP (session)"} & set(plain)
+
+
+def test_cached_layout_is_not_changed_by_a_figure():
+    bars = make_bars(30) + make_bars(30, start=SESSION_OPEN + pd.Timedelta(days=1))
+    with_breaks = candles_figure(bars, Overlays(title="AAPL", extra={"uirevision": "k"}))
+    assert len(with_breaks.layout.xaxis.rangebreaks) == 1 and with_breaks.layout.uirevision == "k"
+    again = candles_figure(make_bars(30), Overlays())
+    assert not again.layout.xaxis.rangebreaks and again.layout.uirevision is None
+    assert not again.layout.title.text
+
+
+def test_empty_bars_give_a_figure_that_says_so():
+    fig = candles_figure([], Overlays())
+    assert not fig.data
+    assert "No bars" in fig.layout.annotations[0].text
+    assert message_figure("API down").layout.annotations[0].text == "API down"
+
+
+def test_overnight_gap_is_cut_from_the_axis():
+    day1 = make_bars(30)
+    day2 = make_bars(30, start=SESSION_OPEN + pd.Timedelta(days=1))
+    frame = bars_frame(day1 + day2)
+    breaks = gap_breaks(frame["bucket_start"], "1m")
+    assert len(breaks) == 1
+    gap_start = SESSION_OPEN + pd.Timedelta(minutes=30)
+    assert breaks[0]["values"] == [gap_start]
+    assert breaks[0]["dvalue"] == (pd.Timedelta(days=1) - pd.Timedelta(minutes=30)).total_seconds() * 1000
+    assert gap_breaks(bars_frame(day1)["bucket_start"], "1m") == []
+
+
+# -- indicators against independent loops ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return bars_frame(make_bars(200, seed=11))
+
+
+def test_sma_and_bollinger(frame):
+    window = 20
+    closes = frame["close"].tolist()
+    sma = indicators.sma(frame, window)
+    middle, upper, lower = indicators.bollinger(frame, window)
+    assert sma.iloc[: window - 1].isna().all()
+    for i in (window - 1, 100, 199):
+        chunk = closes[i - window + 1: i + 1]
+        mean = sum(chunk) / window
+        std = math.sqrt(sum((c - mean) ** 2 for c in chunk) / window)
+        assert sma.iloc[i] == pytest.approx(mean)
+        assert middle.iloc[i] == pytest.approx(mean)
+        assert upper.iloc[i] == pytest.approx(mean + 2 * std)
+        assert lower.iloc[i] == pytest.approx(mean - 2 * std)
+
+
+def test_ema_is_the_recursive_average(frame):
+    window = 10
+    alpha = 2 / (window + 1)
+    value, expected = None, []
+    for close in frame["close"]:
+        value = close if value is None else alpha * close + (1 - alpha) * value
+        expected.append(value)
+    ema = indicators.ema(frame, window)
+    assert ema.iloc[: window - 1].isna().all()
+    assert ema.iloc[window - 1:].tolist() == pytest.approx(expected[window - 1:])
+
+
+def test_volatility_is_the_std_of_log_returns(frame):
+    window = 15
+    closes = frame["close"].tolist()
+    returns = [math.log(b / a) for a, b in zip(closes, closes[1:])]
+    vol = indicators.volatility(frame, window)
+    assert vol.iloc[:window].isna().all()  # the first bar has no return
+    chunk = returns[-window:]
+    assert vol.iloc[-1] == pytest.approx(float(np.std(chunk, ddof=1)) * 100)
+
+
+def test_session_vwap_resets_each_day():
+    day1 = make_bars(30, seed=1)
+    day2 = make_bars(30, start=SESSION_OPEN + pd.Timedelta(days=1), seed=2)
+    frame = bars_frame(day1 + day2)
+    vwap = indicators.session_vwap(frame)
+    for day, end in ((day1, 29), (day2, 59)):
+        notional = sum(b["vwap"] * b["volume"] for b in day)
+        assert vwap.iloc[end] == pytest.approx(notional / sum(b["volume"] for b in day))
+    assert vwap.iloc[30] == pytest.approx(day2[0]["vwap"])
+
+
+def test_session_vwap_survives_bars_without_volume():
+    bars = make_bars(3)
+    bars[0] = {**bars[0], "volume": 0.0}
+    vwap = indicators.session_vwap(bars_frame(bars))
+    assert vwap.iloc[0] == pytest.approx(bars[0]["vwap"])
+    assert vwap.iloc[1] == pytest.approx(bars[1]["vwap"])
+
+
+# -- health figures -------------------------------------------------------------------------------
+
+
+def test_dead_letters_figure_stacks_reasons():
+    dead = [{"reason": r, "seen_at": f"2026-11-23T14:{m:02d}:00Z"}
+            for r, m in (("bad_price", 1), ("bad_price", 2), ("bad_json", 2))]
+    fig = dead_letters_figure(dead_letter_counts(dead, "1m"))
+    assert fig.layout.barmode == "stack"
+    assert sorted(t.name for t in fig.data) == ["bad_json", "bad_price"]
+    assert sum(_trace(fig, "bad_price").y) == 2
+    assert "No dead letters" in dead_letters_figure(pd.DataFrame()).layout.annotations[0].text
+
+
+def test_throughput_figure_plots_both_rates():
+    index = pd.date_range("2026-11-23T15:00Z", periods=3, freq="30s")
+    rates = pd.DataFrame({"ticks": [100.0, 120.0, 90.0], "bars": [20.0, 20.0, 21.0]}, index=index)
+    fig = throughput_figure(rates)
+    assert list(_trace(fig, "ticks/min").y) == [100.0, 120.0, 90.0]
+    assert _trace(fig, "bars/min").yaxis == "y2"
