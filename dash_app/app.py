@@ -6,8 +6,8 @@ from functools import partial
 from dash import Dash
 
 from dash_app.api_client import ApiClient
-from dash_app.figures import warm_up
 from dash_app.callbacks import Clock, register_callbacks, utc_now
+from dash_app.figures import warm_up
 from dash_app.layout import build_layout
 from dash_app.settings import DashSettings
 

@@ -14,8 +14,7 @@ from dash import html, no_update
 
 from dash_app import indicators, panels, views
 from dash_app.api_client import ApiClient, ApiError, ApiUnavailable
-from dash_app.figures import (Figure, Overlays, candles_figure, dead_letters_figure, message_figure,
-                              throughput_figure)
+from dash_app.figures import Figure, Overlays, candles_figure, dead_letters_figure, message_figure, throughput_figure
 from dash_app.layout import DEFAULT_WINDOWS
 
 log = logging.getLogger("dash_app")

@@ -11,10 +11,10 @@ import os
 import socket
 
 from ingestion.connectors.base import Connector
+from ingestion.service import DEFAULT_FLUSH_TIMEOUT_SECONDS, DEFAULT_LOG_INTERVAL_SECONDS
 from ingestion.settings import IngestionSettings
 from ingestion.sinks.base import Sink
 from ingestion.sinks.pubsub import MAX_MESSAGES_PER_PUBLISH, MAX_TICKS_PER_MESSAGE, PublishSettings
-from ingestion.service import DEFAULT_FLUSH_TIMEOUT_SECONDS, DEFAULT_LOG_INTERVAL_SECONDS
 
 WEBSOCKET_SOURCES = ("coinbase", "kraken", "binance", "finnhub", "polygon")
 POLLING_SOURCES = ("alphavantage", "yahoo")

@@ -18,9 +18,9 @@ from serving.errors import install_error_handlers
 from serving.metrics import ApiMetrics, RequestMetricsMiddleware
 from serving.models import BAR_STATE_DESCRIPTION
 from serving.page_cache import PageCache
-from serving.routes import bars, dead_letters, docs, health, indicators, metrics, stream, symbols
 from serving.routes import alerts as alert_routes
 from serving.routes import anomalies as anomaly_routes
+from serving.routes import bars, dead_letters, docs, health, indicators, metrics, stream, symbols
 from serving.routes import risk as risk_routes
 from serving.settings import ApiSettings
 

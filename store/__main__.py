@@ -12,10 +12,10 @@ import argparse
 import logging
 import sys
 
+from alphastream.errors import UserFacingError
 from alphastream.settings import AlphastreamSettings, mask_dsn
 from store import migrate
 from store.localdb import LocalDatabase
-from alphastream.errors import UserFacingError
 
 
 def _parser() -> argparse.ArgumentParser:

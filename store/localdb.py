@@ -25,10 +25,9 @@ from typing import Iterator
 
 import psycopg
 
+from alphastream.errors import UserFacingError
 from alphastream.local_services import free_port
 from alphastream.settings import AlphastreamSettings, mask_dsn
-from alphastream.errors import UserFacingError
-
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from alphastream.settings import mask_dsn
 from alphastream.errors import UserFacingError
+from alphastream.settings import mask_dsn
 
 log = logging.getLogger(__name__)
 

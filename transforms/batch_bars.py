@@ -26,7 +26,7 @@ context: a later group's rows are later, so they never win. Deliveries of one tr
 apart than the horizon are matched only when they fall in the same group.
 
 The result equals the streaming paths over the same ticks whenever each trade's deliveries
-reach streaming together (tests/test_batch_bars.py proves it): the same total trade order
+reach streaming together (tests/transforms/test_batch_bars.py proves it): the same total trade order
 (ts_us, trade_id, source) picks open and close.
 """
 from __future__ import annotations

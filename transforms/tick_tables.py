@@ -24,8 +24,15 @@ from apache_beam.pvalue import TaggedOutput
 from alphastream.records import SYMBOL_PATTERN, DeadLetter, Tick
 from alphastream.synthetic import TICK_ARROW_SCHEMA
 from transforms.parse import DEAD_LETTERS, METRICS_NAMESPACE, TICKS, TypeDeadLetters, validate_fields
-from transforms.validation import (ASCII_WHITESPACE, MAX_PRICE, MAX_SIZE, MIN_PRICE, MIN_SIZE, ValidationPolicy,
-                                   canonical_source)
+from transforms.validation import (
+    ASCII_WHITESPACE,
+    MAX_PRICE,
+    MAX_SIZE,
+    MIN_PRICE,
+    MIN_SIZE,
+    ValidationPolicy,
+    canonical_source,
+)
 
 TickTable = pa.Table  # columns and types of alphastream.synthetic.TICK_ARROW_SCHEMA
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from alphastream.records import MICROS_PER_SECOND, Tick
 from alphastream.intervals import interval_seconds
+from alphastream.records import MICROS_PER_SECOND, Tick
 from ingestion.connectors.base import MalformedFrame
 from ingestion.connectors.polling import BarPoller, bar_close_tick
 

@@ -11,16 +11,24 @@ from fastapi.responses import Response
 
 from alphastream.intervals import interval_micros
 from alphastream.records import SYMBOL_PATTERN
-from store import versions
 from serving import encoding, queries
 from serving.catalog import ResolvedSeries, resolve_series
 from serving.deps import Pool, Settings, StoreCatalog
 from serving.errors import invalid
 from serving.models import ERROR_RESPONSES, NOT_FOUND, BarsPage
 from serving.page_cache import PageCache
-from serving.paging import (IsoDateTime, ceil_to, checked_limit, checked_range, decode_cursor, encode_cursor,
-                            time_position, to_us)
+from serving.paging import (
+    IsoDateTime,
+    ceil_to,
+    checked_limit,
+    checked_range,
+    decode_cursor,
+    encode_cursor,
+    time_position,
+    to_us,
+)
 from serving.settings import ApiSettings
+from store import versions
 
 router = APIRouter(tags=["bars"])
 

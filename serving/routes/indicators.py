@@ -10,12 +10,26 @@ from serving import queries
 from serving.catalog import resolve_series
 from serving.deps import Pool, Settings, StoreCatalog
 from serving.errors import invalid
-from serving.indicators import COMPONENTS, KIND_DESCRIPTION, IN_PYTHON, IndicatorKind, compute, default_window, \
-    warmup_bars
+from serving.indicators import (
+    COMPONENTS,
+    IN_PYTHON,
+    KIND_DESCRIPTION,
+    IndicatorKind,
+    compute,
+    default_window,
+    warmup_bars,
+)
 from serving.models import ERROR_RESPONSES, NOT_FOUND, IndicatorPoint, IndicatorsPage
 from serving.paging import encode_cursor, from_us
 from serving.routes.bars import (
-    CursorParam, EndParam, IntervalParam, LimitParam, StartParam, SymbolParam, page_bounds, range_params,
+    CursorParam,
+    EndParam,
+    IntervalParam,
+    LimitParam,
+    StartParam,
+    SymbolParam,
+    page_bounds,
+    range_params,
 )
 
 router = APIRouter(tags=["bars"])

@@ -6,7 +6,6 @@ import datetime as dt
 import logging
 
 import psycopg
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
