@@ -18,6 +18,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "ALPHASTREAM_"
+# The header carrying the API key (a bearer token works too); the API checks it, the dashboard sends it.
+API_KEY_HEADER = "X-API-Key"
 
 
 class AlphastreamSettings(BaseSettings):
