@@ -10,7 +10,7 @@ from setuptools import find_namespace_packages, setup
 # The SQL migrations and the dashboard's assets are folders of data inside the packages;
 # namespace discovery lists them as packages so setuptools ships their files without warning.
 PACKAGES = find_namespace_packages(include=["alphastream*", "pipeline*", "store*", "transforms*", "serving*", "dash_app*",
-                                            "ingestion*"], exclude=["*.__pycache__"])
+                                            "ingestion*", "live_demo*"], exclude=["*.__pycache__"])
 PACKAGE_DATA = {
     "store.migrations": ["*.sql"],
     "dash_app.assets": ["*.css"],

@@ -2,7 +2,7 @@
 (KRaft) on loopback ports, Beam's Kafka expansion service and the Java worker pool that runs
 the Kafka reader, and stopping the child processes that run them.
 
-Shared by the live demo (``alphastream.live_demo``), the benchmarks and the test fixtures, so
+Shared by the live demo (``live_demo.demo``), the benchmarks and the test fixtures, so
 there is one way to start each server and wait until it answers, and one way to stop a child.
 """
 from __future__ import annotations

@@ -33,7 +33,6 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from alphastream.live_demo import start_emulator  # noqa: E402
 from alphastream.local_services import KafkaServices, start_kafka_services, stop_process  # noqa: E402
 from bench.bench_streaming import (  # noqa: E402
     _FINAL_LINE,
@@ -50,6 +49,7 @@ from bench.bench_streaming import (  # noqa: E402
     _line,
     run_once,
 )
+from live_demo.demo import start_emulator  # noqa: E402
 
 PARTITIONS = 2  # one per core: the reader's parallelism on this machine
 ADMIN_TIMEOUT_SECONDS = 30

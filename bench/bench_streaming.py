@@ -48,8 +48,8 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from alphastream.live_demo import EMULATOR_PROJECT, PIPELINE_READY_LINE, create_topic_and_subscription, start_emulator  # noqa: E402
 from alphastream.local_services import stop_process  # noqa: E402
+from live_demo.demo import EMULATOR_PROJECT, PIPELINE_READY_LINE, create_topic_and_subscription, start_emulator  # noqa: E402
 
 DEFAULT_INTERVAL = "5s"
 ALLOWED_LATENESS_SECONDS = 5

@@ -2,6 +2,6 @@
 
 Run it as ``python -m ingestion --source NAME ...`` (see ``--help``). Connectors under
 ``ingestion.connectors`` turn each feed into ``alphastream.records.Tick``; sinks under
-``ingestion.sinks`` publish them in the wire format of ``ingestion.wire``, which the Beam
+``ingestion.sinks`` publish them in the wire format of ``alphastream.wire``, which the Beam
 streaming pipeline parses. Nothing here imports Beam.
 """

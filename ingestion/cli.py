@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ingestion",
         description="Stream market ticks from a feed, normalised to alphastream Ticks, to Pub/Sub "
-                    "(or Kafka) in the wire format of ingestion.wire: JSON body with the Tick fields, "
+                    "(or Kafka) in the wire format of alphastream.wire: JSON body with the Tick fields, "
                     "attributes ts (RFC 3339 event time) and id (source:trade_id).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = parser.add_argument_group("source")

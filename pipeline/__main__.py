@@ -83,13 +83,13 @@ def check_local_synthetic_stream(options: PipelineOptions, opts: AlphastreamOpti
     which runs stage after stage to completion: it cannot fire processing-time (early)
     triggers, and bars come out when the source stops. So the run needs --max_duration, and
     early firings are turned off. For live bars locally, go through Pub/Sub:
-    ``python -m alphastream.live_demo``.
+    ``python -m live_demo``.
     """
     if not (streaming and opts.source == "synthetic" and _is_direct_runner(options)):
         return
     if opts.max_duration is None:
         raise UserFacingError("--streaming --source synthetic on the DirectRunner needs --max_duration SECONDS "
-                              "(it emits bars when the source stops); for live bars use python -m alphastream.live_demo")
+                              "(it emits bars when the source stops); for live bars use python -m live_demo")
     if opts.early_firing_seconds:
         log.warning("the DirectRunner cannot fire early panes for the synthetic stream: --early_firing_seconds 0")
         opts.early_firing_seconds = 0

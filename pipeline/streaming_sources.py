@@ -6,7 +6,7 @@ Thin adapters over Beam's IOs; ``pipeline.graph.read_stream`` picks one from the
 Batched bodies. The DirectRunner pulls only 10 Pub/Sub messages per read (a few hundred
 messages a second), so the publisher puts many ticks in one message: the body is then a JSON
 array of tick objects and the event-time attribute holds the batch's *earliest* tick time
-(``ingestion.wire``). The sources pass each message on whole, timestamped by that attribute;
+(``alphastream.wire``). The sources pass each message on whole, timestamped by that attribute;
 ``transforms.tick_batches.ParseTickBatches`` splits it, keeping the ticks of a message together
 through dedup and pre-aggregation, which is what lets the DirectRunner keep up.
 
@@ -63,7 +63,7 @@ class ReadTicksFromPubSub(beam.PTransform):
 
     @classmethod
     def from_options(cls, opts) -> "ReadTicksFromPubSub":
-        from ingestion import wire  # the publisher's side of the wire format
+        from alphastream import wire  # the format ingestion publishes
 
         id_label = wire.ID_ATTRIBUTE if _runner_is_dataflow(opts) else None
         return cls(subscription=opts.subscription, topic=opts.topic,
@@ -140,7 +140,7 @@ def wake_pubsub_reader(subscription: str | None, topic: str | None) -> bool:
     from google.api_core import exceptions as gexc
     from google.cloud import pubsub_v1
 
-    from ingestion.wire import encode_heartbeat
+    from alphastream.wire import encode_heartbeat
 
     try:
         if topic is None:

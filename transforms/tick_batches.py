@@ -5,7 +5,7 @@ of a stateful DoFn costs a timer the runner rescans on each step. Moving ticks o
 through ``DedupTrades`` (a key and a timer per trade) and ``StreamingBars`` (a trigger
 evaluation per tick) tops out near 1,500 ticks/s on this machine, and the timer scan makes
 it worse the more ticks are remembered. Here the unit is a message (a batch of ticks, see
-``ingestion.wire``) and then a (symbol, bucket) group of it:
+``alphastream.wire``) and then a (symbol, bucket) group of it:
 
     (origin, body) --ParseTickBatches--> ((symbol, dedup bucket), [Tick]) + DeadLetters
         --DedupTickBatches--> (symbol, [kept deliveries])
@@ -140,7 +140,7 @@ class _ParseTickBatchDoFn(beam.DoFn):
 class ParseTickBatches(beam.PTransform):
     """(origin, message body) -> {ticks: ((symbol, bucket), [Tick]), dead_letters: DeadLetter}.
 
-    A body is one tick object or a JSON array of them (``ingestion.wire``); ``bucket_us`` is the
+    A body is one tick object or a JSON array of them (``alphastream.wire``); ``bucket_us`` is the
     dedup bucket width (the shortest bar interval).
     """
 

@@ -60,7 +60,7 @@ class StdoutSink(Sink):
         self._stream = stream or sys.stdout
 
     def publish(self, tick: Tick) -> None:
-        from ingestion.wire import encode_tick
+        from alphastream.wire import encode_tick
 
         body, attributes = encode_tick(tick)
         self.submitted += 1

@@ -1,6 +1,6 @@
 """KafkaSink: the same wire format on a Kafka topic, via confluent-kafka (librdkafka).
 
-Record value = the JSON body of ``ingestion.wire`` (one tick, or a batch of one symbol's ticks);
+Record value = the JSON body of ``alphastream.wire`` (one tick, or a batch of one symbol's ticks);
 headers ``ts`` and ``id`` = the Pub/Sub attributes; key = the symbol, so each symbol's ticks stay
 in order on one partition; record timestamp (CreateTime) = the (earliest) tick's event time in
 milliseconds, which is what the pipeline's ReadFromKafka stamps elements with. The producer is idempotent with acks=all (no duplicates
@@ -14,8 +14,8 @@ import threading
 from typing import Sequence
 
 from alphastream.records import Tick
+from alphastream.wire import encode_batch, encode_tick
 from ingestion.sinks.base import Sink
-from ingestion.wire import encode_batch, encode_tick
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ Publisher flow control blocks ``publish`` when too many messages are outstanding
 memory if Pub/Sub slows down; batching trades a few ms of latency for throughput.
 
 Two levels of batching: ``ticks_per_message`` ticks share one message (a JSON array, see
-``ingestion.wire``), and the client library packs messages into publish requests. A tick
+``alphastream.wire``), and the client library packs messages into publish requests. A tick
 batch is sent when full or ``batch_max_latency`` after its first tick, by a small flusher
 thread, which also sends a heartbeat (an empty batch) after ``heartbeat_seconds`` without a
 message so that readers' watermarks keep moving while the feed is quiet.
@@ -32,9 +32,9 @@ from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.types import BatchSettings, LimitExceededBehavior, PublisherOptions, PublishFlowControl
 
 from alphastream.records import Tick
+from alphastream.wire import encode_batch, encode_heartbeat, encode_tick
 from ingestion.backoff import Backoff
 from ingestion.sinks.base import Sink
-from ingestion.wire import encode_batch, encode_heartbeat, encode_tick
 
 log = logging.getLogger(__name__)
 

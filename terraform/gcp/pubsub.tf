@@ -1,8 +1,8 @@
 # Ticks flow ingestion -> ticks topic -> pipeline subscription -> Dataflow.
 #
-# The wire format (ingestion/wire.py) travels in the message itself: a JSON tick body, the event
+# The wire format (alphastream/wire.py) travels in the message itself: a JSON tick body, the event
 # time in the "ts" attribute and the dedup id in "id". The pipeline reads both attribute names
-# from ingestion.wire, so nothing here names them; tests/deploy/test_terraform.py checks that this file
+# from alphastream.wire, so nothing here names them; tests/deploy/test_terraform.py checks that this file
 # does not filter or rewrite messages by some other attribute name.
 
 resource "google_pubsub_topic" "ticks" {

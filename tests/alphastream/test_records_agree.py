@@ -83,7 +83,7 @@ def test_dashboard_client_reads_the_record_columns():
 
 
 def test_wire_format_body_is_exactly_a_tick():
-    from ingestion import wire
+    from alphastream import wire
 
     tick = Tick("AAPL", 1_714_573_800_123_456, 189.5, 100.0, "t-1", "test")
     body, attributes = wire.encode_tick(tick)

@@ -567,7 +567,7 @@ def test_dataflow_launch_flags_parse_with_the_pipeline_options(config: Config, e
         _BeamArgumentParser,
     )
 
-    from ingestion import wire
+    from alphastream import wire
     from pipeline.options import AlphastreamOptions, db_url_secret
     from pipeline.streaming_sources import ReadTicksFromPubSub
 
@@ -603,7 +603,7 @@ def test_dataflow_launch_flags_parse_with_the_pipeline_options(config: Config, e
 
 
 def test_subscriptions_do_not_filter_or_rename_wire_attributes(config: Config):
-    from ingestion import wire
+    from alphastream import wire
 
     wire_attributes = {wire.TIMESTAMP_ATTRIBUTE, wire.ID_ATTRIBUTE}
     pipeline_subscription = config.resources[("google_pubsub_subscription", "pipeline")]
@@ -614,7 +614,7 @@ def test_subscriptions_do_not_filter_or_rename_wire_attributes(config: Config):
             continue
         for text in _strings(body):
             for attribute in re.findall(r"attributes\.([A-Za-z0-9_]+)", text):
-                assert attribute in wire_attributes, f"{name} names attribute {attribute!r}, not in ingestion.wire"
+                assert attribute in wire_attributes, f"{name} names attribute {attribute!r}, not in alphastream.wire"
 
 
 # ---------------------------------------------------------------------------- defects a plan would not show

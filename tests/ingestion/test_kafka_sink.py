@@ -8,8 +8,8 @@ import pytest
 
 from alphastream.local_services import free_port
 from alphastream.records import Tick
+from alphastream.wire import ID_ATTRIBUTE, TIMESTAMP_ATTRIBUTE, decode_ticks
 from ingestion.sinks.kafka import KafkaSink, kafka_config
-from ingestion.wire import ID_ATTRIBUTE, TIMESTAMP_ATTRIBUTE, decode_ticks
 
 T0_US = 1_700_000_000_000_000
 SYMBOLS = ("AAPL", "MSFT", "BTC-USD", "ETH-USD")

@@ -17,11 +17,7 @@ import time
 from pathlib import Path
 
 from alphastream.records import TICK_FIELDS
-from ingestion.connectors.replay import ReplayFile
-from ingestion.connectors.synthetic import SyntheticMarket
-from ingestion.service import run_ingestion
-from ingestion.sinks.pubsub import PublishSettings, PubSubSink
-from ingestion.wire import (
+from alphastream.wire import (
     BATCH_ID_PREFIX,
     HEARTBEAT_ID_PREFIX,
     ID_ATTRIBUTE,
@@ -31,6 +27,10 @@ from ingestion.wire import (
     encode_batch,
     rfc3339_millis,
 )
+from ingestion.connectors.replay import ReplayFile
+from ingestion.connectors.synthetic import SyntheticMarket
+from ingestion.service import run_ingestion
+from ingestion.sinks.pubsub import PublishSettings, PubSubSink
 from tests.fixtures.pubsub import ticks_in
 
 REPO = Path(__file__).resolve().parents[2]

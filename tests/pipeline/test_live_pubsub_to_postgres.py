@@ -27,7 +27,7 @@ import psycopg
 from alphastream.intervals import interval_micros
 from alphastream.local_services import free_port
 from alphastream.records import BAR_FIELDS, DEAD_LETTER_FIELDS, MICROS_PER_SECOND, PaneTiming, Tick, storage_columns
-from ingestion.wire import TIMESTAMP_ATTRIBUTE, encode_batch, encode_heartbeat, encode_tick, rfc3339_millis
+from alphastream.wire import TIMESTAMP_ATTRIBUTE, encode_batch, encode_heartbeat, encode_tick, rfc3339_millis
 from tests.fixtures.reference import assert_same_bars, pandas_bars
 
 REPO = Path(__file__).resolve().parents[2]

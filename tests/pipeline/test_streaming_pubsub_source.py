@@ -12,7 +12,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from alphastream.errors import UserFacingError
 from alphastream.records import Tick
-from ingestion.wire import ID_ATTRIBUTE, TIMESTAMP_ATTRIBUTE, encode_tick, rfc3339_millis
+from alphastream.wire import ID_ATTRIBUTE, TIMESTAMP_ATTRIBUTE, encode_tick, rfc3339_millis
 from pipeline.options import AlphastreamOptions
 from pipeline.streaming_sources import ReadTicksFromPubSub, wake_pubsub_reader
 from transforms.tick_batches import UNREADABLE, decode_tick_batch

@@ -30,7 +30,7 @@ ORIGIN = "projects/p/subscriptions/s"
 
 
 def message(ticks: list[Tick] | list[dict]) -> TimestampedValue:
-    """A batched body stamped, as ingestion.wire does, with its earliest tick (ms precision)."""
+    """A batched body stamped, as alphastream.wire does, with its earliest tick (ms precision)."""
     items = [t._asdict() if isinstance(t, Tick) else t for t in ticks]
     earliest = min(item["ts_us"] for item in items if isinstance(item.get("ts_us"), int))
     return TimestampedValue((ORIGIN, json.dumps(items).encode()), Timestamp(micros=earliest // 1000 * 1000))

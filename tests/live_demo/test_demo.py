@@ -1,4 +1,4 @@
-"""``python -m alphastream.live_demo``: the one-command live path, run for real for a few seconds
+"""``python -m live_demo``: the one-command live path, run for real for a few seconds
 on each bus (Pub/Sub emulator or local Kafka) + ingestion + streaming pipeline into a test
 PostgreSQL, with the tick archive and the finaliser)."""
 from __future__ import annotations
@@ -19,7 +19,7 @@ DEMO_TIMEOUT_SECONDS = 150
 
 
 def test_help_lists_the_flags():
-    out = subprocess.run([sys.executable, "-m", "alphastream.live_demo", "--help"], cwd=REPO,
+    out = subprocess.run([sys.executable, "-m", "live_demo", "--help"], cwd=REPO,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
     for flag in ("--bus", "--source", "--rate", "--intervals", "--db_url", "--project", "--max_duration"):
@@ -34,7 +34,7 @@ def test_demo_writes_bars_every_interval_finalises_them_and_stops_cleanly(bus, r
     lake = tmp_path / "lake"
     env = {k: v for k, v in os.environ.items() if k != "PUBSUB_EMULATOR_HOST"}
     run = subprocess.run(
-        [sys.executable, "-m", "alphastream.live_demo", "--bus", bus, "--db_url", db_url, "--intervals", "1s",
+        [sys.executable, "-m", "live_demo", "--bus", bus, "--db_url", db_url, "--intervals", "1s",
          "--allowed_lateness", "2", "--rate", "300", "--max_duration", str(DEMO_SECONDS), "--output", str(lake)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=DEMO_TIMEOUT_SECONDS)
     assert run.returncode == 0, run.stderr[-5000:]
@@ -50,6 +50,6 @@ def test_demo_writes_bars_every_interval_finalises_them_and_stops_cleanly(bus, r
 
 
 def test_kafka_bus_refuses_a_gcp_project():
-    out = subprocess.run([sys.executable, "-m", "alphastream.live_demo", "--bus", "kafka", "--project", "p"],
+    out = subprocess.run([sys.executable, "-m", "live_demo", "--bus", "kafka", "--project", "p"],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--bus kafka runs a local broker" in out.stderr

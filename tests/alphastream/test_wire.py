@@ -7,7 +7,7 @@ import json
 import pytest
 
 from alphastream.records import TICK_FIELDS, Tick
-from ingestion.wire import (
+from alphastream.wire import (
     ID_ATTRIBUTE,
     TIMESTAMP_ATTRIBUTE,
     WireFormatError,
@@ -67,7 +67,7 @@ def test_non_finite_numbers_are_refused_at_encoding():
 
 
 def test_a_batch_is_a_json_array_stamped_with_its_earliest_tick():
-    from ingestion.wire import BATCH_ID_PREFIX, decode_ticks, encode_batch
+    from alphastream.wire import BATCH_ID_PREFIX, decode_ticks, encode_batch
 
     ticks = [TICK, TICK._replace(ts_us=TICK.ts_us - 5_000, trade_id="BRK.B-16")]
     body, attributes = encode_batch(ticks)
@@ -82,7 +82,7 @@ def test_a_batch_is_a_json_array_stamped_with_its_earliest_tick():
 
 
 def test_a_heartbeat_is_an_empty_batch_that_the_pipeline_splits_into_nothing():
-    from ingestion.wire import decode_ticks, encode_heartbeat
+    from alphastream.wire import decode_ticks, encode_heartbeat
     from transforms.tick_batches import decode_tick_batch
 
     body, attributes = encode_heartbeat(TICK.ts_us)

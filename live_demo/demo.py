@@ -1,4 +1,4 @@
-"""``python -m alphastream.live_demo``: the live path in one command.
+"""``python -m live_demo``: the live path in one command.
 
 Starts, in order: the bus (``--bus pubsub``: Google's Pub/Sub emulator on loopback unless
 ``--project`` names a real GCP project, a topic and a subscription; ``--bus kafka``: a local
@@ -44,7 +44,7 @@ KAFKA_ADMIN_TIMEOUT_SECONDS = 30.0
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m alphastream.live_demo",
+        prog="python -m live_demo",
         description="Live demo: message bus (Pub/Sub emulator or Kafka) + ingestion service + streaming pipeline, bars into "
                     "PostgreSQL every interval. Ctrl-C stops everything cleanly.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -247,6 +247,3 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run_demo(args)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

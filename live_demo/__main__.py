@@ -1,0 +1,5 @@
+import sys
+
+from live_demo.demo import main
+
+sys.exit(main())
