@@ -14,6 +14,8 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple
 
+import pyarrow as pa
+
 
 class Tick(NamedTuple):
     """One trade print, normalised from any feed."""
@@ -99,6 +101,24 @@ class Anomaly(NamedTuple):
 SYMBOL_PATTERN = r"^[A-Z0-9^][A-Z0-9.\-/_=^]{0,31}$"
 
 TICK_FIELDS: tuple[str, ...] = Tick._fields
+
+# A Tick as an Arrow table's columns (same names, same order): file reads, the synthetic market
+# and the tick archive all build tables of this schema.
+TICK_ARROW_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("ts_us", pa.int64()),
+        ("price", pa.float64()),
+        ("size", pa.float64()),
+        ("trade_id", pa.string()),
+        ("source", pa.string()),
+    ]
+)
+assert tuple(TICK_ARROW_SCHEMA.names) == TICK_FIELDS, "TICK_ARROW_SCHEMA must follow Tick"
+
+# The namespace of every Beam counter the pipeline reports (the run summary and Dataflow's custom
+# metrics read them by it).
+METRICS_NAMESPACE = "alphastream"
 BAR_FIELDS: tuple[str, ...] = Bar._fields
 DEAD_LETTER_FIELDS: tuple[str, ...] = DeadLetter._fields
 ANOMALY_FIELDS: tuple[str, ...] = Anomaly._fields

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from alphastream.records import MICROS_PER_SECOND, TICK_FIELDS, AnomalyKind
+from alphastream.records import MICROS_PER_SECOND, TICK_ARROW_SCHEMA, AnomalyKind
 
 SYNTHETIC_SOURCE = "synthetic"
 SESSION_OPEN_UTC = dt.time(14, 30)
@@ -56,17 +56,6 @@ _NAMED_SYMBOLS = (
     "PM QCOM IBM GS CAT BA AMGN SBUX INTU SPY"
 ).split()
 
-TICK_ARROW_SCHEMA = pa.schema(
-    [
-        ("symbol", pa.string()),
-        ("ts_us", pa.int64()),
-        ("price", pa.float64()),
-        ("size", pa.float64()),
-        ("trade_id", pa.string()),
-        ("source", pa.string()),
-    ]
-)
-assert tuple(TICK_ARROW_SCHEMA.names) == TICK_FIELDS, "TICK_ARROW_SCHEMA must follow records.Tick"
 
 
 def symbol_names(count: int) -> list[str]:

@@ -36,8 +36,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import BoundedWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
-from alphastream.records import TIME_SUFFIX, Anomaly, Bar, DeadLetter, storage_name
-from transforms.parse import METRICS_NAMESPACE
+from alphastream.records import METRICS_NAMESPACE, TIME_SUFFIX, Anomaly, Bar, DeadLetter, storage_name
 from transforms.tick_tables import ArrowTableCoder  # noqa: F401  (registers the pa.Table coder)
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from typing import Iterator
 
 from apache_beam.metrics.metric import MetricsFilter
 
-from transforms.parse import METRICS_NAMESPACE
+from alphastream.records import METRICS_NAMESPACE
 
 log = logging.getLogger(__name__)
 

@@ -25,11 +25,10 @@ from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 from alphastream.intervals import interval_micros
-from alphastream.records import DeadLetter, DeadLetterReason, PaneTiming
+from alphastream.records import METRICS_NAMESPACE, DeadLetter, DeadLetterReason, PaneTiming
 from pipeline.summary import SINK_ROWS_FAILED
 from store.revisions import FINAL_REVISION, StoredBar, streaming_revision
 from store.writer import ANOMALIES, BARS, DEAD_LETTERS, TICKS, CopyMergeWriter, FailedRow, RetryPolicy, TableSpec
-from transforms.parse import METRICS_NAMESPACE
 from transforms.tick_tables import table_to_ticks
 
 # Rows buffered before a write inside a bundle: large enough to amortise a write's fixed

@@ -34,9 +34,8 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from alphastream.errors import UserFacingError
-from alphastream.records import MICROS_PER_SECOND, Tick
+from alphastream.records import METRICS_NAMESPACE, MICROS_PER_SECOND, Tick
 from alphastream.synthetic import SYNTHETIC_SOURCE, MarketSpec, symbol_names, symbol_ticks
-from transforms.parse import METRICS_NAMESPACE
 from transforms.tick_tables import ArrowTableCoder  # noqa: F401  (registers the pa.Table coder)
 from transforms.validation import ASCII_WHITESPACE, CsvRow
 

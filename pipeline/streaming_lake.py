@@ -35,9 +35,8 @@ from apache_beam.transforms import trigger, window
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from alphastream.records import Bar, DeadLetter, DeadLetterReason, PaneTiming
+from alphastream.records import METRICS_NAMESPACE, Bar, DeadLetter, DeadLetterReason, PaneTiming
 from pipeline.lake import bar_stem, dead_letter_stem, records_to_table, write_parquet_replacing
-from transforms.parse import METRICS_NAMESPACE
 
 log = logging.getLogger(__name__)
 

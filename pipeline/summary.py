@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from apache_beam.metrics.metric import MetricsFilter
 
-from transforms.parse import METRICS_NAMESPACE
+from alphastream.records import METRICS_NAMESPACE
 
 SINK_ROWS_FAILED = "db_rows_dead_lettered"  # pipeline.postgres_sink counts the rows it dead-letters here
 

@@ -50,8 +50,7 @@ from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateS
 from apache_beam.utils.timestamp import Timestamp
 
 from alphastream.intervals import interval_micros
-from alphastream.records import Anomaly, AnomalyKind, Bar, PaneTiming
-from transforms.parse import METRICS_NAMESPACE
+from alphastream.records import METRICS_NAMESPACE, Anomaly, AnomalyKind, Bar, PaneTiming
 
 beam.coders.registry.register_coder(Anomaly, RowCoder)
 

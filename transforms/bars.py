@@ -19,8 +19,7 @@ from apache_beam.transforms import trigger, window
 from apache_beam.utils.timestamp import Duration
 
 from alphastream.intervals import interval_seconds
-from alphastream.records import Bar, PaneTiming, Tick
-from transforms.parse import METRICS_NAMESPACE
+from alphastream.records import METRICS_NAMESPACE, Bar, PaneTiming, Tick
 
 TradeOrder = tuple  # (ts_us, trade_id, source): the deterministic order of trades
 

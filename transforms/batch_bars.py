@@ -41,8 +41,7 @@ import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from alphastream.intervals import interval_micros, interval_seconds
-from alphastream.records import Bar, PaneTiming
-from transforms.parse import METRICS_NAMESPACE
+from alphastream.records import METRICS_NAMESPACE, Bar, PaneTiming
 from transforms.tick_tables import ipc_to_table, table_to_ipc
 from transforms.trade_identity import DELIVERY_ORDER
 

@@ -17,8 +17,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Duration
 
-from alphastream.records import Tick
-from transforms.parse import METRICS_NAMESPACE
+from alphastream.records import METRICS_NAMESPACE, Tick
 from transforms.trade_identity import trade_identity
 
 

@@ -34,8 +34,7 @@ from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateS
 from apache_beam.utils.timestamp import Timestamp
 
 from alphastream.intervals import interval_micros
-from alphastream.records import MICROS_PER_SECOND, Bar, PaneTiming
-from transforms.parse import METRICS_NAMESPACE
+from alphastream.records import METRICS_NAMESPACE, MICROS_PER_SECOND, Bar, PaneTiming
 
 DEFAULT_MAX_GAP_SECONDS = 86_400
 

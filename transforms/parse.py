@@ -14,12 +14,11 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
-from alphastream.records import DeadLetter, Tick
+from alphastream.records import METRICS_NAMESPACE, DeadLetter, Tick
 from transforms.validation import CsvRow, TickRejected, ValidationPolicy, raw_text, tick_from_fields, tick_from_payload
 
 DEAD_LETTERS = "dead_letters"
 TICKS = "ticks"
-METRICS_NAMESPACE = "alphastream"
 
 NowFn = Callable[[], int]
 

@@ -44,9 +44,9 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from alphastream.intervals import bucket_start_us, interval_micros, interval_seconds
-from alphastream.records import Bar, DeadLetterReason, Tick
+from alphastream.records import METRICS_NAMESPACE, Bar, DeadLetterReason, Tick
 from transforms.bars import OhlcvCombineFn, StreamingBars, _WindowedBarDoFn, merge_two, tick_accumulator
-from transforms.parse import DEAD_LETTERS, METRICS_NAMESPACE, TICKS, TypeDeadLetters, dead_letter
+from transforms.parse import DEAD_LETTERS, TICKS, TypeDeadLetters, dead_letter
 from transforms.trade_identity import Delivery, delivery, kept_deliveries, trade_identity
 from transforms.validation import TickRejected, ValidationPolicy, raw_text, tick_from_fields, tick_from_json
 

@@ -21,9 +21,8 @@ import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
-from alphastream.records import SYMBOL_PATTERN, DeadLetter, Tick
-from alphastream.synthetic import TICK_ARROW_SCHEMA
-from transforms.parse import DEAD_LETTERS, METRICS_NAMESPACE, TICKS, TypeDeadLetters, validate_fields
+from alphastream.records import METRICS_NAMESPACE, SYMBOL_PATTERN, TICK_ARROW_SCHEMA, DeadLetter, Tick
+from transforms.parse import DEAD_LETTERS, TICKS, TypeDeadLetters, validate_fields
 from transforms.validation import (
     ASCII_WHITESPACE,
     MAX_PRICE,

@@ -14,7 +14,7 @@ import pytest
 from google.cloud import monitoring_dashboard_v1, monitoring_v3
 from google.protobuf import json_format
 
-from transforms.parse import METRICS_NAMESPACE
+from alphastream.records import METRICS_NAMESPACE
 
 GCP = Path(__file__).resolve().parents[2] / "terraform" / "gcp"
 # GCP's documented metric types (cloud.google.com/monitoring/api/metrics_gcp) that the policies may use.

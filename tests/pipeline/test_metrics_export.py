@@ -8,8 +8,8 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 from prometheus_client.parser import text_string_to_metric_families
 
+from alphastream.records import METRICS_NAMESPACE
 from pipeline.metrics_export import metric_name, serve_metrics
-from transforms.parse import METRICS_NAMESPACE
 
 
 class _Count(beam.DoFn):
