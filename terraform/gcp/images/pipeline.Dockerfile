@@ -21,6 +21,7 @@ WORKDIR /template
 COPY terraform/gcp/images/constraints.txt setup.py ./
 COPY alphastream ./alphastream
 COPY pipeline ./pipeline
+COPY store ./store
 COPY transforms ./transforms
 COPY serving ./serving
 COPY dash_app ./dash_app
