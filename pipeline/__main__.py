@@ -33,15 +33,11 @@ from pipeline.options import (
     resolved_date,
     resolved_db_url,
 )
-from pipeline.runners import is_default_direct_runner, local_runner
+from pipeline.runners import is_default_direct_runner, local_runner, runs_locally
 from pipeline.streaming_sources import KafkaExpansionError
 from pipeline.summary import summarise
 
 log = logging.getLogger("pipeline")
-
-def _is_direct_runner(options: PipelineOptions) -> bool:
-    runner = options.view_as(StandardOptions).runner
-    return runner is None or "direct" in str(runner).lower() or "prism" in str(runner).lower()
 
 
 def _now_us() -> int:
@@ -66,12 +62,12 @@ def resolve_database(options: PipelineOptions, opts: AlphastreamOptions) -> str 
     else:
         target = resolved_db_url(opts, settings)
         if target is None:
-            if not _is_direct_runner(options):
+            if not runs_locally(options):
                 raise UserFacingError("a remote runner cannot reach the embedded local database: "
                                       "pass --db_url_secret or --db_url (e.g. Cloud SQL), or --no_db")
             log.info("no --db_url: starting the embedded local PostgreSQL (python -m store stop to stop it)")
             target = localdb.LocalDatabase.from_settings(settings).ensure_running()
-    if _is_direct_runner(options):  # remote runners never migrate: the deploy runs its migrate job
+    if runs_locally(options):  # remote runners never migrate: the deploy runs its migrate job
         migrate.migrate(target.get_str() if isinstance(target, Secret) else target)
     return target
 
@@ -85,7 +81,7 @@ def check_local_synthetic_stream(options: PipelineOptions, opts: AlphastreamOpti
     early firings are turned off. For live bars locally, go through Pub/Sub:
     ``python -m live_demo``.
     """
-    if not (streaming and opts.source == "synthetic" and _is_direct_runner(options)):
+    if not (streaming and opts.source == "synthetic" and runs_locally(options)):
         return
     if opts.max_duration is None:
         raise UserFacingError("--streaming --source synthetic on the DirectRunner needs --max_duration SECONDS "
@@ -249,7 +245,7 @@ def run(argv: list[str]) -> int:
         build_graph(pipeline, opts, streaming=streaming, now_us=_now_us, day=day, db_url=db_url)
     except KafkaExpansionError as err:  # no Java expansion service: say what to do, no traceback
         raise UserFacingError(str(err)) from err
-    if not _is_direct_runner(options):  # Dataflow and other remote runners: submit, report, return
+    if not runs_locally(options):  # Dataflow and other remote runners: submit, report, return
         from pipeline.launch import run_remote
 
         return run_remote(pipeline, options, wait=opts.wait)

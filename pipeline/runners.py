@@ -1,14 +1,13 @@
-"""Which runner ``--runner DirectRunner`` (Beam's default) means for alphastream.
+"""Which runner a run uses, decided in one place.
 
-Beam's DirectRunner first tries Prism: it downloads the Prism binary from GitHub on a first
-run and, if that works, runs the job there; without network it logs the failure and falls
-back to its FnApiRunner (batch, and streaming without Pub/Sub) or its BundleBasedDirectRunner
-(Pub/Sub). So the same command ran on different runners on different machines, and every run
-here paid ~50 ms for a failed download. alphastream picks the fallback directly: the runners
-its tests, benchmarks and documented latencies are measured on. Prism stays one flag away:
-``--runner PrismRunner``, and is the runner for ``--source kafka``: Beam's Kafka reader is a
-Java transform, and of the local runners only Prism runs it unbounded (in the Java worker pool
-that ``alphastream.local_services`` starts).
+Beam's DirectRunner first tries Prism, downloading its binary from GitHub on a first run, and
+falls back to its FnApiRunner (batch, and streaming without Pub/Sub) or its
+BundleBasedDirectRunner (Pub/Sub) when that fails, so one command would run on different runners
+on different machines. For ``--runner DirectRunner`` (the default) alphastream picks that fallback
+directly: the runners its tests and benchmarks run on. Prism stays one flag away,
+``--runner PrismRunner``, and is the runner for ``--source kafka``: Beam's Kafka reader is a Java
+transform, and of the local runners only Prism runs it unbounded (in the Java worker pool that
+``alphastream.local_services`` starts).
 """
 from __future__ import annotations
 
@@ -17,13 +16,33 @@ from apache_beam.runners.runner import PipelineRunner
 
 from pipeline.options import AlphastreamOptions
 
-# What --runner may say for the default (Beam accepts the name with or without "Runner").
-DIRECT_RUNNER_NAMES = {None, "direct", "directrunner"}
+# What --runner may say for Beam's default runner (Beam accepts the name with or without "Runner").
+DIRECT_RUNNER_NAMES = {"", "direct", "directrunner"}
+# Substrings of the --runner names (short or fully qualified) that run the job in this process.
+LOCAL_RUNNER_MARKERS = ("direct", "prism")
+
+
+def _runner_name(options: PipelineOptions) -> str:
+    """--runner lower-cased; "" when unset (Beam's default)."""
+    runner = options.view_as(StandardOptions).runner
+    return str(runner or "").lower()
 
 
 def is_default_direct_runner(options: PipelineOptions) -> bool:
-    runner = options.view_as(StandardOptions).runner
-    return (runner.lower() if isinstance(runner, str) else runner) in DIRECT_RUNNER_NAMES
+    """--runner names Beam's default DirectRunner (or is unset): alphastream replaces it by
+    ``local_runner``."""
+    return _runner_name(options) in DIRECT_RUNNER_NAMES
+
+
+def runs_locally(options: PipelineOptions) -> bool:
+    """The job runs on this machine (any DirectRunner, Prism): it can reach the embedded local
+    database, migrates the schema itself and is waited for; anything else is submitted."""
+    name = _runner_name(options)
+    return not name or any(marker in name for marker in LOCAL_RUNNER_MARKERS)
+
+
+def runs_on_dataflow(options: PipelineOptions) -> bool:
+    return "dataflow" in _runner_name(options)
 
 
 def local_runner(options: PipelineOptions) -> PipelineRunner:

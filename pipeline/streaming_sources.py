@@ -21,10 +21,10 @@ import time
 
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage, ReadFromPubSub
-from apache_beam.options.pipeline_options import StandardOptions
 
 from alphastream.errors import UserFacingError
 from alphastream.java_jars import FETCH_COMMAND
+from pipeline.runners import runs_on_dataflow
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,6 @@ KAFKA_ORIGIN_PREFIX = "kafka:"
 AUTO_COMMIT_INTERVAL_MS = 1000
 WAKE_TIMEOUT_SECONDS = 10.0
 CHECK_TIMEOUT_SECONDS = 10.0
-
-
-def _runner_is_dataflow(options) -> bool:
-    runner = options.view_as(StandardOptions).runner
-    return "dataflow" in str(runner or "").lower()
 
 
 class ReadTicksFromPubSub(beam.PTransform):
@@ -65,7 +60,7 @@ class ReadTicksFromPubSub(beam.PTransform):
     def from_options(cls, opts) -> "ReadTicksFromPubSub":
         from alphastream import wire  # the format ingestion publishes
 
-        id_label = wire.ID_ATTRIBUTE if _runner_is_dataflow(opts) else None
+        id_label = wire.ID_ATTRIBUTE if runs_on_dataflow(opts) else None
         return cls(subscription=opts.subscription, topic=opts.topic,
                    timestamp_attribute=wire.TIMESTAMP_ATTRIBUTE, id_label=id_label)
 

@@ -11,7 +11,7 @@ from apache_beam.runners.portability.fn_api_runner import fn_runner
 
 from pipeline.graph import build_graph
 from pipeline.options import AlphastreamOptions
-from pipeline.runners import is_default_direct_runner, local_runner
+from pipeline.runners import is_default_direct_runner, local_runner, runs_locally, runs_on_dataflow
 
 # Graphs here read made-up subscriptions: the session's emulator must not be asked about them.
 pytestmark = pytest.mark.usefixtures("no_pubsub_emulator")
@@ -29,6 +29,19 @@ GRAPHS = {
 def test_only_beams_default_runner_is_replaced(runner, default):
     flags = [] if runner is None else ["--runner", runner]
     assert is_default_direct_runner(PipelineOptions(flags)) is default
+
+
+@pytest.mark.parametrize("runner, local, dataflow", [
+    (None, True, False), ("DirectRunner", True, False), ("BundleBasedDirectRunner", True, False),
+    ("PrismRunner", True, False), ("prism", True, False),
+    ("apache_beam.runners.portability.prism_runner.PrismRunner", True, False),
+    ("DataflowRunner", False, True), ("dataflow", False, True), ("FlinkRunner", False, False)])
+def test_prism_runs_locally_like_the_direct_runner_and_dataflow_is_remote(runner, local, dataflow):
+    """Prism is not Beam's default runner (it is not replaced) but runs on this machine: it can
+    use the embedded database and is waited for, not submitted."""
+    options = PipelineOptions([] if runner is None else ["--runner", runner])
+    assert runs_locally(options) is local
+    assert runs_on_dataflow(options) is dataflow
 
 
 class _Chosen(Exception):
