@@ -2,6 +2,8 @@
 # (topic, subscription, bucket, secret, service) wherever IAM allows; cloudsql.client and
 # dataflow.worker exist only at project level. The pipeline has no cloudsql.client: its workers
 # reach the private IP directly (TLS, password from the DSN secret), not through the connector.
+#
+# Grants of one kind are one resource with for_each over a map; the keys name the grants in plans.
 
 resource "google_service_account" "pipeline" {
   account_id   = "${var.name_prefix}-pipeline"
@@ -31,83 +33,90 @@ resource "google_service_account" "ingestion" {
   depends_on = [google_project_service.enabled]
 }
 
-# --- pipeline (Dataflow workers) ---
+locals {
+  project_grants = {
+    pipeline_dataflow_worker = { role = "roles/dataflow.worker", member = google_service_account.pipeline.member }
+    api_cloudsql_client      = { role = "roles/cloudsql.client", member = google_service_account.api.member }
+  }
 
-resource "google_project_iam_member" "pipeline_dataflow_worker" {
+  # Dataflow reads the subscription's metadata (its topic) before pulling, hence the viewer role.
+  pipeline_subscription_roles = ["roles/pubsub.subscriber", "roles/pubsub.viewer"]
+
+  # The lake, and the temp and staging files (--temp_location, --staging_location).
+  pipeline_buckets = {
+    pipeline_lake             = google_storage_bucket.lake.name
+    pipeline_dataflow_scratch = google_storage_bucket.dataflow.name
+  }
+
+  secret_accessors = merge(
+    {
+      pipeline_db_url   = { secret_id = google_secret_manager_secret.pipeline_db_url.id, member = google_service_account.pipeline.member }
+      api_db_url        = { secret_id = google_secret_manager_secret.api_db_url.id, member = google_service_account.api.member }
+      api_key           = { secret_id = google_secret_manager_secret.api_key.id, member = google_service_account.api.member }
+      dashboard_api_key = { secret_id = google_secret_manager_secret.api_key.id, member = google_service_account.dashboard.member }
+    },
+    local.feed_needs_key ? {
+      ingestion_feed_api_key = { secret_id = google_secret_manager_secret.feed_api_key[0].id, member = google_service_account.ingestion.member }
+    } : {},
+  )
+
+  # Each service checks its callers itself (the API its X-API-Key); Cloud Run's IAM check is
+  # opened to everyone only where its variable says so.
+  public_services = {
+    api       = var.api_allow_unauthenticated
+    dashboard = var.dashboard_allow_unauthenticated
+  }
+
+  # The dashboard invokes the private API with an ID token for it (dash_app/api_client.py) and the key.
+  run_invokers = merge(
+    { dashboard_invokes_api = { service = "api", member = google_service_account.dashboard.member } },
+    { for service, public in local.public_services : "${service}_public" => { service = service, member = "allUsers" } if public },
+  )
+  run_services = {
+    api       = google_cloud_run_v2_service.api
+    dashboard = google_cloud_run_v2_service.dashboard
+  }
+}
+
+resource "google_project_iam_member" "grant" {
+  for_each = local.project_grants
+
   project = var.project_id
-  role    = "roles/dataflow.worker"
-  member  = google_service_account.pipeline.member
+  role    = each.value.role
+  member  = each.value.member
 }
 
-resource "google_pubsub_subscription_iam_member" "pipeline_subscriber" {
+resource "google_pubsub_subscription_iam_member" "pipeline" {
+  for_each = toset(local.pipeline_subscription_roles)
+
   subscription = google_pubsub_subscription.pipeline.id
-  role         = "roles/pubsub.subscriber"
+  role         = each.value
   member       = google_service_account.pipeline.member
 }
 
-# Dataflow reads the subscription's metadata (its topic) before pulling.
-resource "google_pubsub_subscription_iam_member" "pipeline_viewer" {
-  subscription = google_pubsub_subscription.pipeline.id
-  role         = "roles/pubsub.viewer"
-  member       = google_service_account.pipeline.member
-}
+resource "google_storage_bucket_iam_member" "pipeline" {
+  for_each = local.pipeline_buckets
 
-resource "google_storage_bucket_iam_member" "pipeline_lake" {
-  bucket = google_storage_bucket.lake.name
+  bucket = each.value
   role   = "roles/storage.objectAdmin"
   member = google_service_account.pipeline.member
 }
 
-# Temp and staging files (--temp_location, --staging_location).
-resource "google_storage_bucket_iam_member" "pipeline_dataflow_scratch" {
-  bucket = google_storage_bucket.dataflow.name
-  role   = "roles/storage.objectAdmin"
-  member = google_service_account.pipeline.member
-}
+resource "google_secret_manager_secret_iam_member" "accessor" {
+  for_each = local.secret_accessors
 
-resource "google_secret_manager_secret_iam_member" "pipeline_db_url" {
-  secret_id = google_secret_manager_secret.pipeline_db_url.id
+  secret_id = each.value.secret_id
   role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.pipeline.member
+  member    = each.value.member
 }
 
-# Whoever launches the job (you, or a CI identity) must be allowed to run it as this account.
-resource "google_service_account_iam_member" "pipeline_launchers" {
-  for_each = toset(var.pipeline_launchers)
+resource "google_cloud_run_v2_service_iam_member" "invoker" {
+  for_each = local.run_invokers
 
-  service_account_id = google_service_account.pipeline.name
-  role               = "roles/iam.serviceAccountUser"
-  member             = each.value
-}
-
-# --- REST API ---
-
-resource "google_project_iam_member" "api_cloudsql_client" {
-  project = var.project_id
-  role    = "roles/cloudsql.client"
-  member  = google_service_account.api.member
-}
-
-resource "google_secret_manager_secret_iam_member" "api_db_url" {
-  secret_id = google_secret_manager_secret.api_db_url.id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.api.member
-}
-
-resource "google_secret_manager_secret_iam_member" "api_key" {
-  secret_id = google_secret_manager_secret.api_key.id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.api.member
-}
-
-# The API checks X-API-Key itself; Cloud Run's IAM check is opened only if you say so.
-resource "google_cloud_run_v2_service_iam_member" "api_public" {
-  count = var.api_allow_unauthenticated ? 1 : 0
-
-  name     = google_cloud_run_v2_service.api.name
-  location = google_cloud_run_v2_service.api.location
+  name     = local.run_services[each.value.service].name
+  location = local.run_services[each.value.service].location
   role     = "roles/run.invoker"
-  member   = "allUsers"
+  member   = each.value.member
 }
 
 resource "google_cloud_run_v2_service_iam_member" "api_invokers" {
@@ -119,30 +128,6 @@ resource "google_cloud_run_v2_service_iam_member" "api_invokers" {
   member   = each.value
 }
 
-# --- dashboard: invokes the private API with an ID token for it (dash_app/api_client.py) and the key ---
-
-resource "google_cloud_run_v2_service_iam_member" "dashboard_invokes_api" {
-  name     = google_cloud_run_v2_service.api.name
-  location = google_cloud_run_v2_service.api.location
-  role     = "roles/run.invoker"
-  member   = google_service_account.dashboard.member
-}
-
-resource "google_secret_manager_secret_iam_member" "dashboard_api_key" {
-  secret_id = google_secret_manager_secret.api_key.id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.dashboard.member
-}
-
-resource "google_cloud_run_v2_service_iam_member" "dashboard_public" {
-  count = var.dashboard_allow_unauthenticated ? 1 : 0
-
-  name     = google_cloud_run_v2_service.dashboard.name
-  location = google_cloud_run_v2_service.dashboard.location
-  role     = "roles/run.invoker"
-  member   = "allUsers"
-}
-
 resource "google_cloud_run_v2_service_iam_member" "dashboard_viewers" {
   for_each = toset(var.dashboard_viewers)
 
@@ -152,19 +137,17 @@ resource "google_cloud_run_v2_service_iam_member" "dashboard_viewers" {
   member   = each.value
 }
 
-# --- ingestion ---
-
 resource "google_pubsub_topic_iam_member" "ingestion_publisher" {
   topic  = google_pubsub_topic.ticks.id
   role   = "roles/pubsub.publisher"
   member = google_service_account.ingestion.member
 }
 
-resource "google_secret_manager_secret_iam_member" "ingestion_feed_api_key" {
-  count = local.feed_needs_key ? 1 : 0
+# Whoever launches the job (you, or a CI identity) must be allowed to run it as this account.
+resource "google_service_account_iam_member" "pipeline_launchers" {
+  for_each = toset(var.pipeline_launchers)
 
-  secret_id = google_secret_manager_secret.feed_api_key[0].id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.ingestion.member
+  service_account_id = google_service_account.pipeline.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = each.value
 }
-

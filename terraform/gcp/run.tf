@@ -137,9 +137,8 @@ resource "google_cloud_run_v2_service" "api" {
   depends_on = [
     google_secret_manager_secret_version.api_db_url,
     google_secret_manager_secret_version.api_key,
-    google_secret_manager_secret_iam_member.api_db_url,
-    google_secret_manager_secret_iam_member.api_key,
-    google_project_iam_member.api_cloudsql_client,
+    google_secret_manager_secret_iam_member.accessor,
+    google_project_iam_member.grant,
   ]
 }
 
@@ -205,7 +204,7 @@ resource "google_cloud_run_v2_service" "dashboard" {
     }
   }
 
-  depends_on = [google_secret_manager_secret_iam_member.dashboard_api_key]
+  depends_on = [google_secret_manager_secret_iam_member.accessor]
 }
 
 resource "google_cloud_run_v2_worker_pool" "ingestion" {
@@ -257,7 +256,7 @@ resource "google_cloud_run_v2_worker_pool" "ingestion" {
 
   depends_on = [
     google_pubsub_topic_iam_member.ingestion_publisher,
-    google_secret_manager_secret_iam_member.ingestion_feed_api_key,
+    google_secret_manager_secret_iam_member.accessor,
   ]
 }
 
@@ -314,7 +313,7 @@ resource "google_cloud_run_v2_job" "migrate" {
 
   depends_on = [
     google_secret_manager_secret_version.api_db_url,
-    google_secret_manager_secret_iam_member.api_db_url,
-    google_project_iam_member.api_cloudsql_client,
+    google_secret_manager_secret_iam_member.accessor,
+    google_project_iam_member.grant,
   ]
 }

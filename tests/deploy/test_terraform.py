@@ -387,17 +387,34 @@ def test_no_secret_literals(config: Config):
         assert not re.search(r"postgres(ql)?://[^:\s\"$%]+:[^@\s$%]+@", text), f"{path.name} holds a DSN with a password"
 
 
+def _grants(config: Config, rtype: str) -> list[dict]:
+    """The grants of one IAM resource type; a for_each over a local map gives one per entry."""
+    grants = []
+    for (kind, _), body in config.resources.items():
+        if kind != rtype:
+            continue
+        match = re.fullmatch(r"\$\{local\.([a-z0-9_]+)\}", str(body.get("for_each", "")))
+        if not match:
+            grants.append(body)
+            continue
+        for entry in config.locals[match.group(1)].values():
+            grants.append({key: re.sub(r"^\$\{each\.value\.([a-z_]+)\}$", lambda m: entry[m.group(1)], str(value))
+                           for key, value in body.items()})
+    return grants
+
+
 def test_iam_is_additive_and_least_privilege(config: Config):
     authoritative = [f"{t}.{n}" for t, n in config.resources if t.endswith(("_iam_binding", "_iam_policy"))]
     assert not authoritative, f"authoritative IAM would remove other members' grants: {authoritative}"
     accounts = {name for rtype, name in config.resources if rtype == "google_service_account"}
     assert accounts == set(ALLOWED_PROJECT_ROLES), accounts
     granted: dict[str, set[str]] = {account: set() for account in accounts}
-    for (rtype, _), body in config.resources.items():
-        if rtype == "google_project_iam_member":
-            match = re.fullmatch(r"\$\{google_service_account\.([a-z0-9_]+)(?:\[0\])?\.member\}", body["member"])
-            assert match, f"project role {body['role']} granted to something other than our accounts: {body['member']}"
-            granted[match.group(1)].add(_unquote(body["role"]))
+    project_grants = _grants(config, "google_project_iam_member")
+    assert project_grants, "no project grants found: is the for_each still over a local map?"
+    for grant in project_grants:
+        match = re.fullmatch(r"\$\{google_service_account\.([a-z0-9_]+)(?:\[0\])?\.member\}", grant["member"])
+        assert match, f"project role {grant['role']} granted to something other than our accounts: {grant['member']}"
+        granted[match.group(1)].add(_unquote(grant["role"]))
     for account, roles in granted.items():
         assert roles <= ALLOWED_PROJECT_ROLES[account], f"{account} has project roles {sorted(roles)}"
 
@@ -635,19 +652,35 @@ def test_dataflow_subscription_has_no_delivery_policies_dataflow_ignores(config:
     assert "dead_letter_policy" not in body and "retry_policy" not in body
 
 
+def _invoker_grant(config: Config) -> dict:
+    """The one roles/run.invoker resource whose for_each is local.run_invokers."""
+    (grant,) = [body for (rtype, _), body in config.resources.items()
+                if rtype == "google_cloud_run_v2_service_iam_member" and body.get("for_each") == "${local.run_invokers}"]
+    assert _unquote(grant["role"]) == "roles/run.invoker"
+    assert grant["name"] == "${local.run_services[each.value.service].name}"
+    return grant
+
+
 def test_api_is_private_unless_made_public_explicitly(config: Config, evaluator: Evaluator):
     assert evaluator.eval(config.variables["api_allow_unauthenticated"]["default"]) is False
-    public = [body for (rtype, _), body in config.resources.items()
-              if rtype == "google_cloud_run_v2_service_iam_member" and _unquote(body["member"]) == "allUsers"]
-    assert public, "the public grants are expected behind their variables"
-    for body in public:
-        assert re.fullmatch(r"\$\{var\.[a-z_]+_allow_unauthenticated \? 1 : 0\}", str(body.get("count"))), body
+    _invoker_grant(config)
+    services = config.locals["public_services"]
+    assert set(services) == {"api", "dashboard"}, "the public grants are expected behind their variables"
+    for service, enabled in services.items():
+        assert enabled == f"${{var.{service}_allow_unauthenticated}}", (service, enabled)
+    public = [text for text in _all_expressions(config) if '"allUsers"' in text]
+    assert public == [config.locals["run_invokers"]], public
+    # allUsers is granted only inside the comprehension that keeps the services whose variable is true.
+    outside = public[0].replace('{for service, public in local.public_services : "${service}_public" => '
+                                '{service = service, member = "allUsers"} if public}', "")
+    assert '"allUsers"' not in outside, public[0]
 
 
 def test_dashboard_invoker_grant_comes_with_an_id_token_for_the_api(config: Config, evaluator: Evaluator):
-    grant = config.resources[("google_cloud_run_v2_service_iam_member", "dashboard_invokes_api")]
-    assert _unquote(grant["role"]) == "roles/run.invoker"
-    assert grant["member"] == "${google_service_account.dashboard.member}"
+    _invoker_grant(config)
+    grant = '{dashboard_invokes_api = {service = "api", member = google_service_account.dashboard.member}}'
+    assert grant in config.locals["run_invokers"], config.locals["run_invokers"]
+    assert config.locals["run_services"]["api"] == "${google_cloud_run_v2_service.api}"
     dashboard = _static_env(evaluator, _container(config.resources[("google_cloud_run_v2_service", "dashboard")]))
     audience = f"{ENV_PREFIX}DASH_API_AUDIENCE"
     assert audience in dashboard, "without an ID token the private API answers the dashboard 403"
