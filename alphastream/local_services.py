@@ -19,8 +19,10 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alphastream.java_jars import KAFKA_BROKER, KAFKA_EXPANSION_SERVICE
 
@@ -34,6 +36,8 @@ _LOG_TAIL_CHARS = 3000
 
 log = logging.getLogger(__name__)
 
+Process = subprocess.Popen[bytes]
+
 
 class EmulatorError(RuntimeError):
     """The emulator (or local server) is not installed, or did not start."""
@@ -43,48 +47,56 @@ def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
-def pubsub_emulator_installed() -> bool:
-    return PUBSUB_EMULATOR.exists() and shutil.which("java") is not None
-
-
-def _answers_ok(port: int) -> bool:
+def accepts_connections(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:``port``."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as response:
-            return response.read().strip() == b"Ok"
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def answers(url: str, body: bytes | None = None) -> bool:
+    """Whether ``GET url`` succeeds (and, given ``body``, answers exactly that, blanks stripped)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return body is None or bytes(response.read()).strip() == body
     except (urllib.error.URLError, OSError):
         return False
 
 
-def start_pubsub_emulator(work_dir: Path, timeout: float = EMULATOR_START_TIMEOUT_SECONDS,
-                          new_session: bool = False) -> tuple[subprocess.Popen, str]:
-    """Start the emulator on a free loopback port, logging to ``work_dir``; wait until
-    ``GET /`` answers ``Ok``. Returns (process, "127.0.0.1:port"). The launcher script execs
-    java, so the process's pid is the server's: terminating it stops the emulator."""
-    if not pubsub_emulator_installed():
-        raise EmulatorError(f"the Pub/Sub emulator needs {PUBSUB_EMULATOR} and java "
-                            "(Debian: apt-get install google-cloud-cli-pubsub-emulator)")
-    port = free_port()
-    log_path = work_dir / PUBSUB_EMULATOR_LOG
-    with log_path.open("wb") as log:
-        process = subprocess.Popen([str(PUBSUB_EMULATOR), "--host=127.0.0.1", f"--port={port}"], stdout=log,
-                                   stderr=subprocess.STDOUT, cwd=work_dir, start_new_session=new_session)
+def log_contains(log_path: Path, line: str) -> Callable[[], bool]:
+    """A readiness check: the server has written ``line`` to its log."""
+    return lambda: line in log_path.read_text(errors="replace")
+
+
+def start_and_wait(command: Sequence[str], name: str, log_path: Path, ready: Callable[[], bool], timeout: float,
+                   *, new_session: bool = False, env: Mapping[str, str] | None = None) -> Process:
+    """Start ``command`` (stdout and stderr to ``log_path``, working directory its folder) and poll
+    ``ready()`` until true. If the process exits or ``timeout`` seconds pass first, stop it and
+    raise EmulatorError naming ``name`` with the tail of its log. ``new_session`` keeps a
+    terminal's Ctrl-C from reaching the child, so its owner stops it in order."""
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(list(command), stdout=log_file, stderr=subprocess.STDOUT, cwd=log_path.parent,
+                                   start_new_session=new_session, env=None if env is None else dict(env))
     deadline = time.monotonic() + timeout
-    while not _answers_ok(port):
+    while not ready():
         if process.poll() is not None or time.monotonic() > deadline:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-            raise EmulatorError(f"the Pub/Sub emulator did not answer on port {port} within {timeout:.0f} s "
-                                f"(exit code {process.returncode}); log {log_path}:\n"
+            raise EmulatorError(f"{name} did not become ready within {timeout:.0f} s (exit code "
+                                f"{process.returncode}); log {log_path}:\n"
                                 f"{log_path.read_text(errors='replace')[-_LOG_TAIL_CHARS:]}")
         time.sleep(_POLL_SECONDS)
-    return process, f"127.0.0.1:{port}"
+    return process
 
 
-def stop_process(process: subprocess.Popen, name: str, sig: int = signal.SIGINT,
+def stop_process(process: subprocess.Popen[Any], name: str, sig: int = signal.SIGINT,
                  timeout: float = STOP_TIMEOUT_SECONDS) -> int:
     """Signal one child we started and wait for it (kill it if it ignores the signal)."""
     if process.poll() is None:
@@ -99,19 +111,23 @@ def stop_process(process: subprocess.Popen, name: str, sig: int = signal.SIGINT,
     return process.returncode
 
 
-def _wait_until(ready, process: subprocess.Popen, name: str, log_path: Path, timeout: float) -> None:
-    """Poll ``ready()`` until true; if the process dies or time runs out, stop it and raise
-    EmulatorError with the tail of its log."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if process.poll() is not None or time.monotonic() > deadline:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            raise EmulatorError(f"{name} did not become ready within {timeout:.0f} s (exit code "
-                                f"{process.returncode}); log {log_path}:\n"
-                                f"{log_path.read_text(errors='replace')[-_LOG_TAIL_CHARS:]}")
-        time.sleep(_POLL_SECONDS)
+def pubsub_emulator_installed() -> bool:
+    return PUBSUB_EMULATOR.exists() and shutil.which("java") is not None
+
+
+def start_pubsub_emulator(work_dir: Path, timeout: float = EMULATOR_START_TIMEOUT_SECONDS,
+                          new_session: bool = False) -> tuple[Process, str]:
+    """Start the emulator on a free loopback port, logging to ``work_dir``; wait until
+    ``GET /`` answers ``Ok``. Returns (process, "127.0.0.1:port"). The launcher script execs
+    java, so the process's pid is the server's: terminating it stops the emulator."""
+    if not pubsub_emulator_installed():
+        raise EmulatorError(f"the Pub/Sub emulator needs {PUBSUB_EMULATOR} and java "
+                            "(Debian: apt-get install google-cloud-cli-pubsub-emulator)")
+    port = free_port()
+    process = start_and_wait([str(PUBSUB_EMULATOR), "--host=127.0.0.1", f"--port={port}"],
+                             f"the Pub/Sub emulator on port {port}", work_dir / PUBSUB_EMULATOR_LOG,
+                             lambda: answers(f"http://127.0.0.1:{port}/", b"Ok"), timeout, new_session=new_session)
+    return process, f"127.0.0.1:{port}"
 
 
 KAFKA_START_TIMEOUT_SECONDS = 90.0
@@ -163,7 +179,7 @@ def _kafka_cluster_id() -> str:
 
 
 def start_kafka_broker(work_dir: Path, timeout: float = KAFKA_START_TIMEOUT_SECONDS,
-                       new_session: bool = False) -> tuple[subprocess.Popen, str]:
+                       new_session: bool = False) -> tuple[Process, str]:
     """A single-node KRaft Kafka broker (broker and controller in one JVM) on a free loopback
     port, data and log under ``work_dir``; waits until it logs that it started. Returns
     (process, "127.0.0.1:port"). Raises JarsMissingError (naming the fetch command) if the
@@ -178,59 +194,42 @@ def start_kafka_broker(work_dir: Path, timeout: float = KAFKA_START_TIMEOUT_SECO
     log4j = work_dir / "kafka-log4j2.properties"
     log4j.write_text(_LOG4J2_PROPERTIES)
     java = ["java", *_JVM_FLAGS, f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
-    cluster_id = _kafka_cluster_id()
-    formatted = subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
-                               capture_output=True, text=True, timeout=timeout)
+    formatted = subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", _kafka_cluster_id(),
+                                "-c", str(config)], capture_output=True, text=True, timeout=timeout)
     if formatted.returncode != 0:
         raise EmulatorError(f"formatting the Kafka storage in {work_dir} failed:\n"
                             f"{(formatted.stdout + formatted.stderr)[-_LOG_TAIL_CHARS:]}")
     log_path = work_dir / KAFKA_LOG
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen([*java, "kafka.Kafka", str(config)], stdout=log_file, stderr=subprocess.STDOUT,
-                                   cwd=work_dir, start_new_session=new_session)
-    _wait_until(lambda: KAFKA_READY_LINE in log_path.read_text(errors="replace"), process, "the Kafka broker",
-                log_path, timeout)
+    process = start_and_wait([*java, "kafka.Kafka", str(config)], "the Kafka broker", log_path,
+                             log_contains(log_path, KAFKA_READY_LINE), timeout, new_session=new_session)
     return process, f"127.0.0.1:{port}"
 
 
 EXPANSION_SERVICE_START_TIMEOUT_SECONDS = 60.0
 EXPANSION_SERVICE_LOG = "expansion-service.log"
-
-
-def _accepts_connections(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 JAVA_WORKER_POOL_LOG = "java-worker-pool.log"
 
 
 def start_java_worker_pool(work_dir: Path, timeout: float = EXPANSION_SERVICE_START_TIMEOUT_SECONDS,
-                           new_session: bool = False) -> tuple[subprocess.Popen, str]:
+                           new_session: bool = False) -> tuple[Process, str]:
     """Beam's Java SDK worker pool (``ExternalWorkerService``) on the expansion service's
     classpath, on a free loopback port: the runner asks it to start a Java SDK harness for the
     Kafka reader's stage, in place of Beam's Java container (no Docker here). Returns
     (process, "localhost:port")."""
     classpath = KAFKA_EXPANSION_SERVICE.classpath()
     port = free_port()
-    log_path = work_dir / JAVA_WORKER_POOL_LOG
     # The pool reads its own options (where to listen) from this variable, as Beam's container boot does.
     options = json.dumps({"options": {"environmentOptions": [f"external_service_address=localhost:{port}"]}})
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            ["java", *_WORKER_JVM_FLAGS, "-cp", classpath, "org.apache.beam.fn.harness.ExternalWorkerService"],
-            stdout=log_file, stderr=subprocess.STDOUT, cwd=work_dir, start_new_session=new_session,
-            env={**os.environ, "PIPELINE_OPTIONS": options})
-    _wait_until(lambda: _accepts_connections(port), process, "the Java SDK worker pool", log_path, timeout)
+    process = start_and_wait(
+        ["java", *_WORKER_JVM_FLAGS, "-cp", classpath, "org.apache.beam.fn.harness.ExternalWorkerService"],
+        "the Java SDK worker pool", work_dir / JAVA_WORKER_POOL_LOG, lambda: accepts_connections(port), timeout,
+        new_session=new_session, env={**os.environ, "PIPELINE_OPTIONS": options})
     return process, f"localhost:{port}"
 
 
 def start_kafka_expansion_service(work_dir: Path, timeout: float = EXPANSION_SERVICE_START_TIMEOUT_SECONDS,
                                   new_session: bool = False, worker_pool: str | None = None
-                                  ) -> tuple[subprocess.Popen, str]:
+                                  ) -> tuple[Process, str]:
     """Beam's Java expansion service with KafkaIO on its classpath, on a free loopback port.
     With ``worker_pool`` (host:port of ``start_java_worker_pool``) the transforms it expands
     run their Java stages there (an EXTERNAL environment); without it, in Beam's Java Docker
@@ -239,13 +238,11 @@ def start_kafka_expansion_service(work_dir: Path, timeout: float = EXPANSION_SER
     port = free_port()
     environment = ([] if worker_pool is None else
                    ["--defaultEnvironmentType=EXTERNAL", f"--defaultEnvironmentConfig={worker_pool}"])
-    log_path = work_dir / EXPANSION_SERVICE_LOG
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            ["java", *_JVM_FLAGS, "-cp", classpath, "org.apache.beam.sdk.expansion.service.ExpansionService",
-             str(port), "--javaClassLookupAllowlistFile=*", *environment],
-            stdout=log_file, stderr=subprocess.STDOUT, cwd=work_dir, start_new_session=new_session)
-    _wait_until(lambda: _accepts_connections(port), process, "the Kafka expansion service", log_path, timeout)
+    process = start_and_wait(
+        ["java", *_JVM_FLAGS, "-cp", classpath, "org.apache.beam.sdk.expansion.service.ExpansionService",
+         str(port), "--javaClassLookupAllowlistFile=*", *environment],
+        "the Kafka expansion service", work_dir / EXPANSION_SERVICE_LOG, lambda: accepts_connections(port), timeout,
+        new_session=new_session)
     return process, f"localhost:{port}"
 
 
@@ -256,7 +253,7 @@ class KafkaServices:
 
     bootstrap: str
     expansion_service: str
-    processes: list[tuple[subprocess.Popen, str]]
+    processes: list[tuple[Process, str]]
 
     def stop(self) -> None:
         for process, name in reversed(self.processes):
@@ -265,7 +262,7 @@ class KafkaServices:
 
 def start_kafka_services(work_dir: Path, new_session: bool = False) -> KafkaServices:
     """Start the broker, the worker pool and the expansion service (stopping what started if one fails)."""
-    processes: list[tuple[subprocess.Popen, str]] = []
+    processes: list[tuple[Process, str]] = []
     try:
         broker, bootstrap = start_kafka_broker(work_dir, new_session=new_session)
         processes.append((broker, "the Kafka broker"))
