@@ -85,7 +85,7 @@ def lake_bar_counts(lake: str, interval: str, date: dt.date) -> dict[str, int]:
     pattern = "/".join((lake.rstrip("/"), "bars", f"interval={interval}", f"date={date.isoformat()}", "*.parquet"))
     keys: set[tuple[str, object]] = set()
     for table in _parquet_tables(pattern, ["symbol", "bucket_start"]):
-        keys.update(zip(table["symbol"].to_pylist(), table["bucket_start"].to_pylist()))
+        keys.update(zip(table["symbol"].to_pylist(), table["bucket_start"].to_pylist(), strict=True))
     return dict(Counter(symbol for symbol, _ in keys))
 
 

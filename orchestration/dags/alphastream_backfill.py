@@ -23,47 +23,38 @@ import json
 from airflow.providers.google.cloud.hooks.dataflow import DataflowHook
 from airflow.providers.google.cloud.operators.dataflow import DataflowStartFlexTemplateOperator
 from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import DAG, Param, Variable, task
+from airflow.sdk import DAG, Param, task
 from airflow.task.trigger_rule import TriggerRule
+from alphastream_defaults import DB_URL_ENV, IN_PROJECT, START_DATE, TAGS, default_args, project_params, site_defaults
 
-RETRIES = 2
 RETRY_DELAY = dt.timedelta(minutes=5)
 RUN_TIMEOUT = dt.timedelta(hours=3)
 COUNTERS = ("ticks_read", "ticks_unique", "ticks_duplicate", "ticks_dead_lettered")
 
 # The input glob of the run's day; Jinja's sandbox allows str.replace on a param.
 INPUT = "{{ params.ticks_glob.replace('{date}', ds) }}"
-IN_PROJECT = "cd {{ params.project_dir }} && {{ params.python }}"
 # No db_url: the pipeline's own default ($ALPHASTREAM_DB_URL on the worker, else its embedded database).
 DB_FLAGS = "{% if params.no_db %}--no_db{% elif params.db_url %}--db_url \"$DAG_DB_URL\"{% endif %}"
 
-# A deployment's defaults for the params (e.g. runner=dataflow on Cloud Composer), from the Airflow
-# Variable alphastream_backfill_params (JSON;
-# AIRFLOW_VAR_ALPHASTREAM_BACKFILL_PARAMS in the environment). A trigger's conf still overrides each one.
-SITE = Variable.get("alphastream_backfill_params", default={}, deserialize_json=True)
+DAG_ID = "alphastream_backfill"
+SITE = site_defaults(DAG_ID)
 
 with DAG(
-    dag_id="alphastream_backfill",
+    dag_id=DAG_ID,
     description="Tick files of a day -> OHLCV bars (lake + PostgreSQL), then a data-quality gate",
     schedule="@daily",
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=START_DATE,
     catchup=True,
     max_active_runs=1,
-    default_args={"retries": RETRIES, "retry_delay": RETRY_DELAY, "execution_timeout": RUN_TIMEOUT},
+    default_args=default_args(retry_delay=RETRY_DELAY, execution_timeout=RUN_TIMEOUT),
     params={
         "runner": Param(SITE.get("runner", "local"), enum=["local", "dataflow"],
                         description="where the batch pipeline runs"),
         "ticks_glob": Param(SITE.get("ticks_glob", "data/ticks/{date}/*"), type="string",
                             description="tick files of a day, local or gs://; {date} becomes YYYY-MM-DD"),
-        "lake": Param(SITE.get("lake", "data/lake"), type="string", description="Parquet lake root, local or gs://"),
-        "db_url": Param(SITE.get("db_url", ""), type="string",
-                        description="local runner: PostgreSQL DSN (empty: the worker's ALPHASTREAM_DB_URL); "
-                                    "passed to the command in an environment variable, not on its command line"),
+        **project_params(SITE, db_url="local runner: PostgreSQL DSN (empty: the worker's ALPHASTREAM_DB_URL)",
+                         project_dir="local runner: the alphastream checkout"),
         "no_db": Param(SITE.get("no_db", False), type="boolean", description="write the Parquet lake only"),
-        "project_dir": Param(SITE.get("project_dir", "."), type="string",
-                             description="local runner: the alphastream checkout"),
-        "python": Param(SITE.get("python", ".venv/bin/python"), type="string",
-                        description="interpreter with alphastream installed (relative to project_dir)"),
         "max_dead_letter_rate": Param(SITE.get("max_dead_letter_rate", 0.01), type="number", minimum=0, maximum=1),
         "min_bar_ratio": Param(SITE.get("min_bar_ratio", 0.5), type="number", minimum=0),
         "gcp_project": Param(SITE.get("gcp_project", ""), type="string", description="dataflow runner: GCP project"),
@@ -74,7 +65,7 @@ with DAG(
         "db_url_secret": Param(SITE.get("db_url_secret", ""), type="string",
                                description="dataflow runner (required there): Secret Manager version holding the DSN"),
     },
-    tags=["alphastream"],
+    tags=TAGS,
 ) as dag:
 
     @task.branch
@@ -85,7 +76,7 @@ with DAG(
         task_id="run_local",
         bash_command=(IN_PROJECT + " -m orchestration.batch_run -- --source files --input '" + INPUT + "' "
                       "--output '{{ params.lake }}' " + DB_FLAGS),
-        env={"DAG_DB_URL": "{{ params.db_url }}"},
+        env=DB_URL_ENV,
         append_env=True,
         do_xcom_push=True,  # the last stdout line: the counters as JSON
     )

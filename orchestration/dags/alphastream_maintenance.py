@@ -19,43 +19,34 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import DAG, Param, Variable
+from airflow.sdk import DAG, Param
+from alphastream_defaults import DB_URL_ENV, IN_PROJECT, START_DATE, TAGS, default_args, project_params, site_defaults
 
-IN_PROJECT = "cd {{ params.project_dir }} && {{ params.python }}"
-
-# A deployment's defaults for the params (e.g. runner=dataflow on Cloud Composer), from the Airflow
-# Variable alphastream_maintenance_params (JSON;
-# AIRFLOW_VAR_ALPHASTREAM_MAINTENANCE_PARAMS in the environment). A trigger's conf still overrides each one.
-SITE = Variable.get("alphastream_maintenance_params", default={}, deserialize_json=True)
+DAG_ID = "alphastream_maintenance"
+SITE = site_defaults(DAG_ID)
 
 with DAG(
-    dag_id="alphastream_maintenance",
+    dag_id=DAG_ID,
     description="Repair yesterday's bars from the tick archive; compact yesterday's streaming lake files",
     schedule="30 0 * * *",  # 00:30 UTC: the day closed, plus more than the allowed lateness
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=10),
-                  "execution_timeout": dt.timedelta(hours=2)},
+    default_args=default_args(retry_delay=dt.timedelta(minutes=10), execution_timeout=dt.timedelta(hours=2)),
     params={
         "archive": Param(SITE.get("archive", "data/lake"), type="string",
                          description="tick archive root (ingestion --archive)"),
-        "lake": Param(SITE.get("lake", "data/lake"), type="string", description="Parquet lake root, local or gs://"),
-        "db_url": Param(SITE.get("db_url", ""), type="string",
-                        description="PostgreSQL DSN (empty: ALPHASTREAM_DB_URL or the embedded database); "
-                                    "passed to the command in an environment variable"),
-        "project_dir": Param(SITE.get("project_dir", "."), type="string", description="the alphastream checkout"),
-        "python": Param(SITE.get("python", ".venv/bin/python"), type="string",
-                        description="interpreter with alphastream installed (relative to project_dir)"),
+        **project_params(SITE, db_url="PostgreSQL DSN (empty: ALPHASTREAM_DB_URL or the embedded database)",
+                         project_dir="the alphastream checkout"),
     },
-    tags=["alphastream"],
+    tags=TAGS,
 ) as dag:
     repair = BashOperator(
         task_id="repair",
         bash_command=(IN_PROJECT + " -m pipeline repair --archive '{{ params.archive }}' "
                       "--start {{ ds }}T00:00:00+00:00 --end {{ macros.ds_add(ds, 1) }}T00:00:00+00:00"
                       "{% if params.db_url %} --db_url \"$DAG_DB_URL\"{% endif %}"),
-        env={"DAG_DB_URL": "{{ params.db_url }}"},
+        env=DB_URL_ENV,
         append_env=True,
     )
     compact_lake = BashOperator(

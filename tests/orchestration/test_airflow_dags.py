@@ -116,10 +116,12 @@ def _lake_bars(lake: Path) -> dict[str, list[dict]]:
 
 
 def _dag_facts(venv: Path, env: dict[str, str]) -> dict:
+    """The DAG folder loaded as Airflow loads a bundle (its folder importable, for the shared
+    alphastream_defaults): import errors, and each DAG's settings and task graph."""
     script = f"""
 import json
-from airflow.models.dagbag import DagBag
-bag = DagBag(dag_folder={str(DAGS)!r}, include_examples=False)
+from airflow.models.dagbag import BundleDagBag
+bag = BundleDagBag(dag_folder={str(DAGS)!r}, bundle_path={str(DAGS)!r})
 print(json.dumps({{"errors": {{k: str(v) for k, v in bag.import_errors.items()}}, "dags": {{
     dag_id: {{"catchup": dag.catchup, "max_active_runs": dag.max_active_runs, "schedule": str(dag.schedule),
               "tasks": {{t.task_id: {{"retries": t.retries, "downstream": sorted(t.downstream_task_ids)}}
@@ -150,8 +152,8 @@ def test_a_deployment_sets_the_params_defaults_through_an_airflow_variable(airfl
     site = {**airflow_env, "AIRFLOW_VAR_ALPHASTREAM_BACKFILL_PARAMS": json.dumps({"runner": "dataflow",
                                                                                   "lake": "gs://b/lake"})}
     script = f"""
-from airflow.models.dagbag import DagBag
-params = DagBag(dag_folder={str(DAGS)!r}, include_examples=False).dags["alphastream_backfill"].params
+from airflow.models.dagbag import BundleDagBag
+params = BundleDagBag(dag_folder={str(DAGS)!r}, bundle_path={str(DAGS)!r}).dags["alphastream_backfill"].params
 print(params["runner"], params["lake"], params["ticks_glob"])
 """
     done = subprocess.run([str(airflow_venv / "bin" / "python"), "-c", script], env=site, capture_output=True,
