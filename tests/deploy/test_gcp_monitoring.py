@@ -9,12 +9,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import hcl2
 import pytest
 from google.cloud import monitoring_dashboard_v1, monitoring_v3
 from google.protobuf import json_format
 
 from alphastream.records import METRICS_NAMESPACE
+from tests.fixtures import hcl
 
 GCP = Path(__file__).resolve().parents[2] / "terraform" / "gcp"
 # GCP's documented metric types (cloud.google.com/monitoring/api/metrics_gcp) that the policies may use.
@@ -29,19 +29,8 @@ REQUIRED = {"data_watermark_age", "system_lag", "is_failed", "oldest_unacked_mes
             "request_count", "request_latencies", "cpu/utilization", "disk/utilization"}
 
 
-def _unquoted(node):
-    """python-hcl2 (8.x) keeps the quotes of block labels, keys and string literals: strip them."""
-    if isinstance(node, dict):
-        return {_unquoted(k): _unquoted(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_unquoted(v) for v in node]
-    if isinstance(node, str) and len(node) >= 2 and node[0] == node[-1] == '"':
-        return json.loads(node)
-    return node
-
-
 def _load() -> dict:
-    return _unquoted(hcl2.loads((GCP / "monitoring.tf").read_text()))
+    return hcl.unquote_all(hcl.load(GCP / "monitoring.tf"))
 
 
 def _unwrap(value):
@@ -50,7 +39,7 @@ def _unwrap(value):
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
     if isinstance(value, dict):
-        return {k: _unwrap(v) for k, v in value.items() if not k.startswith("__")}  # hcl2 line markers
+        return {k: _unwrap(v) for k, v in value.items()}
     if isinstance(value, str):
         return value.replace('\\"', '"')
     return value

@@ -8,10 +8,11 @@ import json
 import re
 from pathlib import Path
 
-import hcl2
 import pytest
 import setuptools
 from packaging.requirements import Requirement
+
+from tests.fixtures import hcl
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "terraform" / "gcp" / "images"
@@ -80,12 +81,11 @@ def test_each_service_image_installs_exactly_its_extras_and_no_beam(package: dic
 @pytest.mark.parametrize("target", sorted(SERVICE_EXTRAS))
 def test_each_service_image_runs_the_command_terraform_gives_it(target: str):
     rtype, name = SERVICE_RESOURCES[target]
-    with (REPO / "terraform" / "gcp" / "run.tf").open() as handle:
-        resources = {(t, n): body for block in hcl2.load(handle)["resource"] for t, named in block.items()
-                     for n, body in named.items()}
-    (template,) = resources[(f'"{rtype}"', f'"{name}"')]["template"]
+    resources = {(t, n): body for block in hcl.load(REPO / "terraform" / "gcp" / "run.tf")["resource"]
+                 for t, named in block.items() for n, body in named.items()}
+    (template,) = resources[(rtype, name)]["template"]
     (container,) = template["containers"]
-    command = [json.loads(word) if word.startswith('"') else word for word in container["command"]]
+    command = [hcl.unquote(word) for word in container["command"]]
     assert _cmd(_stages(SERVICES_DOCKERFILE.read_text())[target]) == command
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures import hcl
+
 REPO = Path(__file__).resolve().parents[2]
 TF_ROOT = REPO / "terraform"
 DEPLOY_DOC = REPO / "docs" / "deploy.md"
@@ -107,13 +109,8 @@ def test_deploy_doc_does_not_tell_anyone_to_pass_a_dsn():
 
 
 def test_deploy_doc_reads_only_outputs_that_exist():
-    import hcl2
-
-    outputs = set()
-    for path in (TF_ROOT / "gcp").glob("*.tf"):
-        with path.open() as handle:
-            for block in hcl2.load(handle).get("output", []):
-                outputs |= {name.strip('"') for name in block}
+    outputs = {name for path in (TF_ROOT / "gcp").glob("*.tf") for block in hcl.load(path).get("output", [])
+               for name in block}
     used = set(re.findall(r"output -raw ([a-z_]+)", _doc()))
     assert used, "expected terraform output commands in docs/deploy.md"
     assert used <= outputs, f"docs/deploy.md reads outputs that do not exist: {sorted(used - outputs)}"

@@ -32,6 +32,8 @@ import hcl2
 import pytest
 
 from alphastream.settings import ENV_PREFIX, AlphastreamSettings
+from tests.fixtures import hcl
+from tests.fixtures.hcl import unquote
 
 REPO = Path(__file__).resolve().parents[2]
 TF_ROOT = REPO / "terraform"
@@ -67,22 +69,6 @@ LISTEN_ALL = "0.0.0.0"
 # ---------------------------------------------------------------------------- loading
 
 
-def _unquote(value: Any) -> Any:
-    """python-hcl2 keeps the quotes of string literals and block labels: strip them."""
-    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-        return json.loads(value)
-    return value
-
-
-def _clean(node: Any) -> Any:
-    """Drop python-hcl2's bookkeeping keys (__comments__, __is_block__) and unquote keys."""
-    if isinstance(node, dict):
-        return {_unquote(k): _clean(v) for k, v in node.items() if not str(k).startswith("__")}
-    if isinstance(node, list):
-        return [_clean(v) for v in node]
-    return node
-
-
 @dataclass
 class Config:
     """Every top-level block of terraform/gcp, merged across files."""
@@ -100,8 +86,7 @@ class Config:
 def _load_config() -> Config:
     config = Config({}, {}, {}, {}, {}, [], [], {})
     for path in TF_FILES:
-        with path.open() as handle:
-            parsed = _clean(hcl2.load(handle))
+        parsed = hcl.load(path)
         for block in parsed.get("variable", []):
             config.variables.update(block)
         for block in parsed.get("locals", []):
@@ -129,8 +114,7 @@ def config() -> Config:
 
 @pytest.fixture(scope="module")
 def example_values() -> dict[str, Any]:
-    with TFVARS_EXAMPLE.open() as handle:
-        return _clean(hcl2.load(handle))
+    return hcl.load(TFVARS_EXAMPLE)
 
 
 def _strings(node: Any) -> list[str]:
@@ -225,8 +209,8 @@ class Evaluator:
 
     def variable(self, name: str) -> Any:
         if name in self.values:
-            return _unquote(self.values[name]) if not isinstance(self.values[name], list) else [
-                _unquote(v) for v in self.values[name]]
+            return unquote(self.values[name]) if not isinstance(self.values[name], list) else [
+                unquote(v) for v in self.values[name]]
         declared = self.config.variables[name]
         if "default" not in declared:
             raise UnsupportedExpression(f"var.{name} has no default and no value in this configuration")
@@ -318,7 +302,7 @@ def test_every_tf_file_parses(path: Path):
 def test_every_variable_has_description_and_type(config: Config):
     assert config.variables
     missing = {name: sorted({"description", "type"} - set(body)) for name, body in config.variables.items()
-               if not {"description", "type"} <= set(body) or not _unquote(body["description"]).strip()}
+               if not {"description", "type"} <= set(body) or not unquote(body["description"]).strip()}
     assert not missing, f"variables without description/type: {missing}"
 
 
@@ -348,18 +332,18 @@ def test_every_referenced_resource_exists(config: Config):
 
 def test_outputs_have_descriptions(config: Config):
     assert config.outputs
-    bare = [name for name, body in config.outputs.items() if not _unquote(body.get("description", "")).strip()]
+    bare = [name for name, body in config.outputs.items() if not unquote(body.get("description", "")).strip()]
     assert not bare, f"outputs without description: {bare}"
 
 
 def test_terraform_and_providers_are_pinned(config: Config):
     (settings,) = config.terraform
-    required_version = _unquote(settings["required_version"])
+    required_version = unquote(settings["required_version"])
     assert re.fullmatch(r">= ?1\.([5-9]|\d\d)(\.\d+)?", required_version), required_version
     (providers,) = settings["required_providers"]
     for name, spec in providers.items():
-        assert _unquote(spec["source"]) == f"hashicorp/{name}", (name, spec)
-        version = _unquote(spec["version"])
+        assert unquote(spec["source"]) == f"hashicorp/{name}", (name, spec)
+        version = unquote(spec["version"])
         assert "<" in version or "~>" in version, f"provider {name} has no upper bound: {version!r}"
     used = {rtype.split("_", 1)[0] for rtype, _ in [*config.resources, *config.data]}
     assert used <= set(providers), f"resources of providers not pinned: {sorted(used - set(providers))}"
@@ -414,7 +398,7 @@ def test_iam_is_additive_and_least_privilege(config: Config):
     for grant in project_grants:
         match = re.fullmatch(r"\$\{google_service_account\.([a-z0-9_]+)(?:\[0\])?\.member\}", grant["member"])
         assert match, f"project role {grant['role']} granted to something other than our accounts: {grant['member']}"
-        granted[match.group(1)].add(_unquote(grant["role"]))
+        granted[match.group(1)].add(unquote(grant["role"]))
     for account, roles in granted.items():
         assert roles <= ALLOWED_PROJECT_ROLES[account], f"{account} has project roles {sorted(roles)}"
 
@@ -544,8 +528,8 @@ def test_database_clients_reach_cloud_sql_through_the_mounted_socket(config: Con
     (volume,) = _revision(body)["volumes"]
     assert "google_sql_database_instance.main.connection_name" in volume["cloud_sql_instance"][0]["instances"][0]
     (mount,) = _container(body)["volume_mounts"]
-    assert _unquote(mount["name"]) == _unquote(volume["name"])
-    assert f"host={_unquote(mount['mount_path'])}/" in config.locals["api_db_url"], \
+    assert unquote(mount["name"]) == unquote(volume["name"])
+    assert f"host={unquote(mount['mount_path'])}/" in config.locals["api_db_url"], \
         "the DSN must point psycopg at the socket folder Cloud Run mounts"
     db_url = _static_env(evaluator, _container(body))[f"{ENV_PREFIX}DB_URL"]
     db_url_secret = db_url["value_source"][0]["secret_key_ref"][0]["secret"]
@@ -656,7 +640,7 @@ def _invoker_grant(config: Config) -> dict:
     """The one roles/run.invoker resource whose for_each is local.run_invokers."""
     (grant,) = [body for (rtype, _), body in config.resources.items()
                 if rtype == "google_cloud_run_v2_service_iam_member" and body.get("for_each") == "${local.run_invokers}"]
-    assert _unquote(grant["role"]) == "roles/run.invoker"
+    assert unquote(grant["role"]) == "roles/run.invoker"
     assert grant["name"] == "${local.run_services[each.value.service].name}"
     return grant
 
@@ -700,14 +684,14 @@ def test_worker_pool_uses_only_fields_the_provider_has_and_ignores_the_reported_
 def test_cloud_sql_states_its_ca_and_the_peering_can_be_destroyed(config: Config):
     instance = config.resources[("google_sql_database_instance", "main")]
     (ip,) = instance["settings"][0]["ip_configuration"]
-    assert _unquote(ip["server_ca_mode"]) == "GOOGLE_MANAGED_INTERNAL_CA"
-    assert _unquote(ip["ssl_mode"]) == "ENCRYPTED_ONLY"
+    assert unquote(ip["server_ca_mode"]) == "GOOGLE_MANAGED_INTERNAL_CA"
+    assert unquote(ip["ssl_mode"]) == "ENCRYPTED_ONLY"
     peering = config.resources[("google_service_networking_connection", "private_services")]
-    assert _unquote(peering["deletion_policy"]) == "ABANDON"
+    assert unquote(peering["deletion_policy"]) == "ABANDON"
 
 
 def test_apis_terraform_itself_needs_are_enabled(config: Config):
-    apis = {_unquote(api) for api in config.locals["apis"]}
+    apis = {unquote(api) for api in config.locals["apis"]}
     assert "cloudresourcemanager.googleapis.com" in apis, "data.google_project and project IAM call it"
     services = {body.get("service") for (rtype, _), body in config.resources.items() if rtype == "google_project_service"}
     assert services == {"${each.value}"}
@@ -725,13 +709,13 @@ def test_generated_secrets_never_reach_the_state(config: Config):
         for attribute in ("secret_data_wo", "password_wo"):
             if attribute in body:
                 assert f"{attribute}_version" in body, f"{rtype}.{name}: a write-only value needs its version"
-    versions = [_unquote(body["secret_data_wo_version"]) for (rtype, _), body in config.resources.items()
+    versions = [unquote(body["secret_data_wo_version"]) for (rtype, _), body in config.resources.items()
                 if rtype == "google_secret_manager_secret_version"]
     assert versions and set(versions) == {"${var.credentials_version}"}
     (settings,) = config.terraform
-    assert re.fullmatch(r">= ?1\.(1[1-9]|[2-9]\d)(\.\d+)?", _unquote(settings["required_version"]))
+    assert re.fullmatch(r">= ?1\.(1[1-9]|[2-9]\d)(\.\d+)?", unquote(settings["required_version"]))
     (providers,) = settings["required_providers"]
-    assert re.match(r">= ?3\.([7-9]|\d\d)", _unquote(providers["random"]["version"]))
+    assert re.match(r">= ?3\.([7-9]|\d\d)", unquote(providers["random"]["version"]))
 
 
 def test_launch_flags_template_parameters_images_and_settings_name_the_same_options(config: Config, evaluator: Evaluator):
