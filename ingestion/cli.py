@@ -10,6 +10,7 @@ import math
 import os
 import socket
 
+from alphastream.synthetic import MarketSpec
 from ingestion.connectors.base import Connector
 from ingestion.service import DEFAULT_FLUSH_TIMEOUT_SECONDS, DEFAULT_LOG_INTERVAL_SECONDS
 from ingestion.settings import IngestionSettings
@@ -30,6 +31,7 @@ DEFAULT_SYMBOLS = {
     "yahoo": "AAPL,MSFT",
 }
 DEFAULT_INTERVAL = {"alphavantage": "1min", "yahoo": "1m"}
+DEFAULT_SYNTHETIC_RATE = 1000.0  # ticks per second
 
 EPILOG = """\
 API keys (environment or .env, never flags, never logged):
@@ -78,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "(or Kafka) in the wire format of alphastream.wire: JSON body with the Tick fields, "
                     "attributes ts (RFC 3339 event time) and id (source:trade_id).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_source_args(parser)
+    _add_synthetic_args(parser)
+    _add_replay_args(parser)
+    _add_polling_args(parser)
+    _add_sink_args(parser)
+    _add_logging_args(parser)
+    return parser
+
+
+def _add_source_args(parser: argparse.ArgumentParser) -> None:
     src = parser.add_argument_group("source")
     src.add_argument("--source", required=True, choices=SOURCES,
                      help="Feed to read: synthetic (live random walks), replay (a tick file), websocket "
@@ -93,11 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--max_ticks", type=_positive_int, default=None,
                      help="Stop (and flush) after handing this many ticks to the sink. Default: run until "
                           "the input ends (replay) or SIGINT/SIGTERM.")
+
+
+def _add_synthetic_args(parser: argparse.ArgumentParser) -> None:
     syn = parser.add_argument_group("synthetic")
-    syn.add_argument("--rate", type=_positive_float, default=1000.0, help="Synthetic: ticks per second (default 1000).")
-    syn.add_argument("--num_symbols", type=_positive_int, default=20,
-                     help="Synthetic: number of symbols (AAPL, MSFT, ... then SYM050...; default 20).")
-    syn.add_argument("--seed", type=int, default=42, help="Synthetic: random seed (default 42).")
+    syn.add_argument("--rate", type=_positive_float, default=DEFAULT_SYNTHETIC_RATE,
+                     help=f"Synthetic: ticks per second (default {DEFAULT_SYNTHETIC_RATE:g}).")
+    # The batch market's defaults, so a live run and a batch run of the same market look alike.
+    syn.add_argument("--num_symbols", type=_positive_int, default=MarketSpec.symbols,
+                     help="Synthetic: number of symbols (AAPL, MSFT, ... then SYM050...; "
+                          f"default {MarketSpec.symbols}).")
+    syn.add_argument("--seed", type=int, default=MarketSpec.seed,
+                     help=f"Synthetic: random seed (default {MarketSpec.seed}).")
+
+
+def _add_replay_args(parser: argparse.ArgumentParser) -> None:
     rep = parser.add_argument_group("replay")
     rep.add_argument("--input", default=None,
                      help="Replay: tick file (.csv, .jsonl/.json/.ndjson, .parquet) with columns symbol, "
@@ -107,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--speed", type=_positive_float, default=1.0,
                      help="Replay: speed factor; 60 replays an hour in a minute. Timestamps are shifted "
                           "(and compressed by the factor) so the first tick is now (default 1).")
+
+
+def _add_polling_args(parser: argparse.ArgumentParser) -> None:
     poll = parser.add_argument_group("polling (alphavantage, yahoo)")
     poll.add_argument("--interval", default=None,
                       help="Bar interval: alphavantage 1min|5min|15min|30min|60min (default 1min), yahoo "
@@ -116,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "tier allows 25 requests a day, 5 a minute, enforced by a rate limiter; yahoo 60).")
     poll.add_argument("--backfill", action="store_true",
                       help="On the first poll emit every bar returned, not only the newest.")
+
+
+def _add_sink_args(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("sink")
     out.add_argument("--sink", choices=SINKS, default="pubsub",
                      help="pubsub (default), kafka (needs confluent-kafka and --bootstrap), or stdout "
@@ -136,18 +164,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Send a batch at the latest this many seconds after its first message "
                           f"(default {PublishSettings.batch_max_latency}); Kafka: linger.")
     out.add_argument("--batch_max_bytes", type=_positive_int, default=PublishSettings.batch_max_bytes,
-                     help=f"Pub/Sub: publish batches of at most this many bytes (default {PublishSettings.batch_max_bytes}).")
+                     help="Pub/Sub: publish batches of at most this many bytes "
+                          f"(default {PublishSettings.batch_max_bytes}).")
     out.add_argument("--ticks_per_message", type=_positive_int, default=PublishSettings.ticks_per_message,
                      help="Ticks per Pub/Sub message or Kafka record (Kafka: of one symbol), sent as one "
                           "JSON array (1: one tick object each). Batching is what lets a local pipeline keep "
-                          f"up; at most "
-                          f"{MAX_TICKS_PER_MESSAGE} (default {PublishSettings.ticks_per_message}).")
+                          f"up; at most {MAX_TICKS_PER_MESSAGE} (default {PublishSettings.ticks_per_message}).")
     out.add_argument("--heartbeat_seconds", type=float, default=PublishSettings.heartbeat_seconds,
                      help="Pub/Sub: send an empty batch after this many idle seconds so readers' watermarks "
-                          f"advance while the feed is quiet; 0 disables (default {PublishSettings.heartbeat_seconds:g}).")
+                          "advance while the feed is quiet; 0 disables "
+                          f"(default {PublishSettings.heartbeat_seconds:g}).")
     out.add_argument("--flush_timeout", type=_positive_float, default=DEFAULT_FLUSH_TIMEOUT_SECONDS,
                      help=f"At shutdown, wait at most this many seconds for outstanding publishes "
                           f"(default {DEFAULT_FLUSH_TIMEOUT_SECONDS:.0f}).")
+
+
+def _add_logging_args(parser: argparse.ArgumentParser) -> None:
     ops = parser.add_argument_group("logging and metrics")
     ops.add_argument("--metrics_port", type=int, default=None,
                      help="Serve Prometheus metrics on http://METRICS_HOST:PORT/metrics (feed, per-symbol, "
@@ -160,7 +192,6 @@ def build_parser() -> argparse.ArgumentParser:
                           f"of the last tick) (default {DEFAULT_LOG_INTERVAL_SECONDS:.0f}).")
     ops.add_argument("--log_level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO",
                      help="Log level (default INFO).")
-    return parser
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -13,6 +13,7 @@ import signal
 import time
 from dataclasses import dataclass
 
+from ingestion.backoff import Clock
 from ingestion.connectors.base import Connector, FeedFatalError
 from ingestion.sinks.base import Sink
 
@@ -42,7 +43,7 @@ class RateLagReporter:
     """Builds the periodic log line: publish rate since the last line, totals, and lag
     (wall clock minus the event time of the last tick handed to the sink)."""
 
-    def __init__(self, connector: Connector, sink: Sink, clock=time.time):
+    def __init__(self, connector: Connector, sink: Sink, clock: Clock = time.time):
         self._connector, self._sink, self._clock = connector, sink, clock
         self._last_time = clock()
         self._last_published = 0
@@ -66,72 +67,97 @@ async def run_ingestion(connector: Connector, sink: Sink, *, max_ticks: int | No
                         handle_signals: bool = True) -> RunResult:
     """Run until the input ends, ``max_ticks`` ticks were handed over, or SIGINT/SIGTERM."""
     reporter = RateLagReporter(connector, sink)
-    stop = asyncio.Event()
-    stop_reason: list[str] = []
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        if not stop.is_set():
-            name = signal.Signals(signum).name
-            log.info("%s received: stopping the feed, then flushing %d pending publishes", name, sink.pending)
-            stop_reason.append(f"signal {name}")
-            stop.set()
-
-    installed = []
+    stop = _StopRequest(sink)
     if handle_signals:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, on_signal, signum)
-            installed.append(signum)
-
-    async def pump() -> str:
-        ticks = connector.stream()
-        handed = 0
-        try:
-            async for tick in ticks:
-                sink.publish(tick)
-                connector.stats.record_tick(tick.symbol, time.time())
-                reporter.last_event_us = tick.ts_us
-                handed += 1
-                if max_ticks is not None and handed >= max_ticks:
-                    return "max_ticks"
-                if handed % YIELD_EVERY_TICKS == 0:
-                    await asyncio.sleep(0)
-            return "input ended"
-        finally:
-            await ticks.aclose()
-
-    async def report() -> None:
-        while True:
-            await asyncio.sleep(log_interval)
-            log.info(reporter.line())
-
+        stop.install()
     started = time.monotonic()
-    pump_task = asyncio.create_task(pump(), name="pump")
-    stop_task = asyncio.create_task(stop.wait(), name="stop")
-    report_task = asyncio.create_task(report(), name="report")
+    pump_task = asyncio.create_task(_pump(connector, sink, reporter, max_ticks), name="pump")
+    stop_task = asyncio.create_task(stop.event.wait(), name="stop")
+    report_task = asyncio.create_task(_report(reporter, log_interval), name="report")
     try:
-        await asyncio.wait({pump_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-        if pump_task.done():
-            try:
-                reason = pump_task.result()
-            except FeedFatalError as err:
-                log.error("%s", err)
-                reason = f"fatal: {err}"
-        else:
-            pump_task.cancel()
-            try:
-                await pump_task
-            except asyncio.CancelledError:
-                pass
-            reason = stop_reason[0] if stop_reason else "stopped"
+        reason = await _first_end(pump_task, stop_task, stop)
     finally:
         stop_task.cancel()
         report_task.cancel()
-        for signum in installed:
-            loop.remove_signal_handler(signum)
+        stop.uninstall()
         await asyncio.to_thread(sink.close, flush_timeout)
         await connector.aclose()
-    seconds = time.monotonic() - started
+    return _final_result(connector, sink, reason, time.monotonic() - started)
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM (while installed) set ``event`` and record which signal asked to stop."""
+
+    def __init__(self, sink: Sink):
+        self._sink = sink
+        self.event = asyncio.Event()
+        self.reason: str | None = None
+        self._loop = asyncio.get_running_loop()
+        self._installed: list[int] = []
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._loop.add_signal_handler(signum, self._on_signal, signum)
+            self._installed.append(signum)
+
+    def uninstall(self) -> None:
+        for signum in self._installed:
+            self._loop.remove_signal_handler(signum)
+        self._installed.clear()
+
+    def _on_signal(self, signum: int) -> None:
+        if not self.event.is_set():
+            name = signal.Signals(signum).name
+            log.info("%s received: stopping the feed, then flushing %d pending publishes", name, self._sink.pending)
+            self.reason = f"signal {name}"
+            self.event.set()
+
+
+async def _pump(connector: Connector, sink: Sink, reporter: RateLagReporter, max_ticks: int | None) -> str:
+    """Hand the feed's ticks to the sink; returns why it stopped ("max_ticks" or "input ended")."""
+    ticks = connector.stream()
+    handed = 0
+    try:
+        async for tick in ticks:
+            sink.publish(tick)
+            connector.stats.record_tick(tick.symbol, time.time())
+            reporter.last_event_us = tick.ts_us
+            handed += 1
+            if max_ticks is not None and handed >= max_ticks:
+                return "max_ticks"
+            if handed % YIELD_EVERY_TICKS == 0:
+                await asyncio.sleep(0)
+        return "input ended"
+    finally:
+        await ticks.aclose()
+
+
+async def _report(reporter: RateLagReporter, log_interval: float) -> None:
+    while True:
+        await asyncio.sleep(log_interval)
+        log.info(reporter.line())
+
+
+async def _first_end(pump_task: asyncio.Task[str], stop_task: asyncio.Task[bool], stop: _StopRequest) -> str:
+    """Wait until the feed ends (or fails) or a stop is requested; returns the reason. On a stop
+    request the feed is cancelled, which closes its connection."""
+    await asyncio.wait({pump_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    if pump_task.done():
+        try:
+            return pump_task.result()
+        except FeedFatalError as err:
+            log.error("%s", err)
+            return f"fatal: {err}"
+    pump_task.cancel()
+    try:
+        await pump_task
+    except asyncio.CancelledError:
+        pass
+    return stop.reason or "stopped"
+
+
+def _final_result(connector: Connector, sink: Sink, reason: str, seconds: float) -> RunResult:
+    """The run's totals, logged as the final line (submitted = published + failed)."""
     result = RunResult(reason=reason, submitted=sink.submitted, published=sink.published, failed=sink.failed,
                        malformed=connector.stats.malformed, seconds=seconds)
     log.info("%s: stopped (%s) after %.2f s: submitted=%d published=%d failed=%d malformed=%d (%.0f ticks/s)",
