@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+from alphastream.sessions import HOURS
 from pipeline.options import FILE_FORMATS, SECRET_VERSION_PATTERN, SOURCES, AlphastreamOptions
 
 TEMPLATE_NAME = "alphastream bars"
@@ -47,9 +48,8 @@ REGEXES = {
     "output": r"^gs://[^/]+(/.*)?$",
     "db_url_secret": SECRET_VERSION_PATTERN.pattern,
     "exchange_map": r"^([^,=]+=[^,=]+(,[^,=]+=[^,=]+)*)?$",
-    "fill_session_hours": r"^(regular|extended)$",
+    "fill_session_hours": rf"^({'|'.join(HOURS)})$",
 }
-
 
 
 def _actions() -> list[argparse.Action]:
