@@ -36,6 +36,9 @@ from transforms.validation import TickRejected, ValidationPolicy, tick_from_fiel
 log = logging.getLogger(__name__)
 
 NowFn = Callable[[], int]
+DEFAULT_POLICY = ValidationPolicy()  # the live pipeline's limits (--max_future_seconds' default)
+LOGGED_FAILURES = 5  # refused bars logged one by one; the rest are counted
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 @dataclass
@@ -55,7 +58,7 @@ class RepairResult:
 
 
 def iso_time(micros: int) -> str:
-    return (dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=micros)).isoformat()
+    return (_EPOCH + dt.timedelta(microseconds=micros)).isoformat()
 
 
 def aligned_range(start_us: int, end_us: int, intervals: Sequence[str]) -> tuple[int, int]:
@@ -74,7 +77,7 @@ def closed_until(now_us: int, allowed_lateness_seconds: int, intervals: Sequence
 
 
 def final_bars(items: Iterable[dict], intervals: Sequence[str], *, now_us: int,
-               policy: ValidationPolicy = ValidationPolicy(), result: RepairResult,
+               policy: ValidationPolicy = DEFAULT_POLICY, result: RepairResult,
                fill: FillPolicy | None = None, until_us: int | None = None) -> list[Bar]:
     """Archived tick objects -> the batch path's bars (validated, deduplicated by the trade
     identity rule, one symbol at a time), with ``fill``: plus the live run's gap fills after
@@ -106,7 +109,7 @@ def final_bars(items: Iterable[dict], intervals: Sequence[str], *, now_us: int,
 
 
 def recompute(archive_root: str, start_us: int, end_us: int, intervals: Sequence[str], *,
-              now_us: int, policy: ValidationPolicy = ValidationPolicy(),
+              now_us: int, policy: ValidationPolicy = DEFAULT_POLICY,
               fill: FillPolicy | None = None) -> RepairResult:
     """The final bars of every bucket touching [start_us, end_us), from the archive; with
     ``fill``, the gap fills too (those before a symbol's first trade in the range need the
@@ -136,7 +139,8 @@ def repair_parser() -> argparse.ArgumentParser:
                     "them as final in PostgreSQL; a streaming pane never overwrites a final bar.")
     parser.add_argument("--archive", required=True,
                         help="root of the tick archive (the folder or gs:// path holding ticks/date=.../hour=...)")
-    parser.add_argument("--start", type=_timestamp, required=True, help="start of the range, ISO-8601 (UTC if no offset)")
+    parser.add_argument("--start", type=_timestamp, required=True,
+                        help="start of the range, ISO-8601 (UTC if no offset)")
     parser.add_argument("--end", type=_timestamp, required=True, help="end of the range (exclusive), ISO-8601")
     parser.add_argument("--intervals", default=",".join(DEFAULT_INTERVALS),
                         help="bar intervals to recompute, e.g. 1m,5m,1h (default: %(default)s)")
@@ -148,7 +152,7 @@ def repair_parser() -> argparse.ArgumentParser:
                         help="with --fill_gaps: as the pipeline's flag of that name (default: %(default)s)")
     parser.add_argument("--exchange_map", default="",
                         help="with --fill_gaps: trading calendars per symbol, as the pipeline's flag of that name")
-    parser.add_argument("--fill_session_hours", choices=HOURS, default="regular",
+    parser.add_argument("--fill_session_hours", choices=HOURS, default=SessionMap.hours,
                         help="with --fill_gaps: as the pipeline's flag of that name (default: %(default)s)")
     parser.add_argument("--dry_run", action="store_true", help="compute and report, write nothing")
     return parser
@@ -164,20 +168,21 @@ def store_final(db_url: str, bars: Sequence[Bar]) -> int:
         failed = writer.write([StoredBar(*bar, FINAL_REVISION) for bar in bars])
     finally:
         writer.close()
-    for failure in failed[:5]:
+    for failure in failed[:LOGGED_FAILURES]:
         log.error("repair: bar not stored: %s", failure.reason)
     return len(failed)
 
 
 def main(argv: Sequence[str] | None = None, now_us: NowFn = lambda: time.time_ns() // 1_000) -> int:
-    args = repair_parser().parse_args(argv)
+    parser = repair_parser()
+    args = parser.parse_args(argv)
     if args.end <= args.start:
-        repair_parser().error("--end must be after --start")
+        parser.error("--end must be after --start")
     intervals = parse_intervals(args.intervals)
     try:
         sessions = SessionMap(parse_exchange_map(args.exchange_map), args.fill_session_hours)
     except ValueError as err:
-        repair_parser().error(str(err))
+        parser.error(str(err))
     fill = FillPolicy(args.fill_gaps_max_seconds, sessions) if args.fill_gaps else None
     result = recompute(args.archive, args.start, args.end, intervals, now_us=now_us(), fill=fill)
     print(result.line())
