@@ -129,14 +129,7 @@ def _run_streaming(pipeline: beam.Pipeline, opts: AlphastreamOptions) -> tuple[o
         port = serve_metrics(result, opts.metrics_host, opts.metrics_port)
         log.info("pipeline metrics on http://%s:%d/metrics", opts.metrics_host, port)
 
-    def on_signal(signum, _frame):
-        if stop.is_set():  # a second signal: the user does not want to wait for the drain
-            log.warning("second %s: exiting now", signal.Signals(signum).name)
-            os._exit(128 + signum)
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
+    _stop_on_signals(stop)
     max_duration = opts.max_duration
     log.info("streaming; stop with Ctrl-C%s", f" (or after {max_duration:.0f} s)" if max_duration else "")
     stop.wait(timeout=max_duration)
@@ -150,6 +143,19 @@ def _run_streaming(pipeline: beam.Pipeline, opts: AlphastreamOptions) -> tuple[o
     result.cancel()
     log.info("streaming pipeline stopped")
     return result, False
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """Ctrl-C or SIGTERM sets ``stop`` (a clean cancel); a second one exits at once."""
+
+    def on_signal(signum, _frame):
+        if stop.is_set():  # a second signal: the user does not want to wait for the drain
+            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(128 + signum)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
 
 
 def _stream_failure(opts: AlphastreamOptions, err: BaseException) -> BaseException:
@@ -186,10 +192,9 @@ def finalizing(opts: AlphastreamOptions, db_url: str | Secret | None):
 def frozen_heap():
     """Keep the garbage collector off the objects that exist before the run.
 
-    Importing Beam leaves ~200k long-lived objects (modules, protos, type hints), and every full
-    collection during a local run walks them all: ~0.1 s each, measured, at least one per batch
-    run of 2M ticks. They are not garbage, so gc.freeze() moves them out of the collector's
-    sight for the run; unfreeze() hands them back after it.
+    Importing Beam leaves many long-lived objects (modules, protos, type hints) that every full
+    collection during a local run would walk although they are never garbage: gc.freeze() moves
+    them out of the collector's sight for the run, and unfreeze() hands them back after it.
     """
     gc.freeze()
     try:
@@ -213,6 +218,43 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
 
 
+def configure_logging() -> None:
+    """Our own loggers say what the run does; everything else (Beam logs INFO on the root logger)
+    only warnings, so a refused flag stays one line."""
+    # force: Beam's PipelineOptions() has already called logging.basicConfig() with its defaults
+    # (level WARNING), which would make this call a no-op and hide every INFO line.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    for ours in ("pipeline", "transforms", "alphastream"):
+        logging.getLogger(ours).setLevel(logging.INFO)
+
+
+def run_here(pipeline: beam.Pipeline, opts: AlphastreamOptions, streaming: bool,
+             db_url: str | Secret | None) -> tuple[object, bool]:
+    """Run on this machine until the end (batch) or the stop (streaming); returns the result and
+    whether the run ended by itself."""
+    with frozen_heap():
+        if streaming:
+            with finalizing(opts, db_url):
+                return _run_streaming(pipeline, opts)
+        result = pipeline.run()
+        result.wait_until_finish()
+        return result, True
+
+
+def print_summary(result: object, finished: bool, elapsed: float, opts: AlphastreamOptions,
+                  db_url: str | Secret | None) -> bool:
+    """Print what the run read, wrote and dead-lettered; True if its counters add up."""
+    summary = summarise(result, complete=finished)
+    print(f"\nalphastream run finished in {elapsed:.1f} s")
+    if db_url is None:
+        database = None
+    else:
+        database = mask_dsn(db_url) if isinstance(db_url, str) else f"the DSN in {opts.db_url_secret}"
+    for line in summary.lines(opts.output, database):
+        print("  " + line)
+    return summary.accounted
+
+
 def run(argv: list[str]) -> int:
     """Check the flags, prepare the database, build and run the graph, print the summary."""
     if "-h" in argv or "--help" in argv:
@@ -222,14 +264,7 @@ def run(argv: list[str]) -> int:
     opts = options.view_as(AlphastreamOptions)
     streaming = options.view_as(StandardOptions).streaming
     check_source_flags(opts, streaming)
-
-    # force: Beam's PipelineOptions() has already called logging.basicConfig() with its defaults
-    # (level WARNING), which would make this call a no-op and hide every INFO line.
-    # Our own loggers say what the run does; everything else (Beam logs INFO on the root logger)
-    # only warnings, so a refused flag stays one line.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    for ours in ("pipeline", "transforms", "alphastream"):
-        logging.getLogger(ours).setLevel(logging.INFO)
+    configure_logging()
 
     options.view_as(SetupOptions).save_main_session = False
     check_local_synthetic_stream(options, opts, streaming)
@@ -249,27 +284,10 @@ def run(argv: list[str]) -> int:
         from pipeline.launch import run_remote
 
         return run_remote(pipeline, options, wait=opts.wait)
-    with frozen_heap():
-        if streaming:
-            with finalizing(opts, db_url):
-                result, finished = _run_streaming(pipeline, opts)
-        else:
-            result = pipeline.run()
-            result.wait_until_finish()
-            finished = True
-    elapsed = time.monotonic() - started
-
-    summary = summarise(result, complete=finished)
-    print(f"\nalphastream run finished in {elapsed:.1f} s")
-    if db_url is None:
-        database = None
-    else:
-        database = mask_dsn(db_url) if isinstance(db_url, str) else f"the DSN in {opts.db_url_secret}"
-    for line in summary.lines(opts.output, database):
-        print("  " + line)
+    result, finished = run_here(pipeline, opts, streaming, db_url)
+    accounted = print_summary(result, finished, time.monotonic() - started, opts, db_url)
     # A stopped streaming run's counters miss the bundles in flight: its verdict is "unknown".
-    return 0 if summary.accounted or streaming else 1
-
+    return 0 if accounted or streaming else 1
 
 if __name__ == "__main__":
     sys.exit(main())

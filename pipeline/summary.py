@@ -52,28 +52,35 @@ class RunSummary:
 
     def lines(self, output: str, db: str | None) -> list[str]:
         if self.unavailable:
-            return [f"counters unavailable: {self.unavailable}", f"lake              {output}"]
+            return [f"counters unavailable: {self.unavailable}", _row("lake", output)]
         bars = {k.removeprefix("bars_"): v for k, v in sorted(self.counters.items()) if k.startswith("bars_")}
+        dead_letters = (f"{self.get('ticks_dead_lettered'):,} ticks + {self.get(SINK_ROWS_FAILED):,} sink_failed: "
+                        + self._verdict(self.dead_letters_accounted, "OK, all in the lake",
+                                        f"MISMATCH: the lake holds {self.get('lake_deadletter_rows'):,}"))
         lines = [
-            f"ticks read        {self.get('ticks_read'):>12,}",
-            f"  unique          {self.get('ticks_unique'):>12,}",
-            f"  duplicates      {self.get('ticks_duplicate'):>12,}",
-            f"  dead-lettered   {self.get('ticks_dead_lettered'):>12,}",
-            "  accounting      " + self._verdict(self.ticks_accounted, "OK: read = unique + duplicates + dead-lettered",
-                                                      "MISMATCH: some ticks are not accounted for"),
-            "bars              " + ", ".join(f"{k}: {v:,}" for k, v in bars.items()) if bars else "bars              none",
-            f"lake              {output} ({self.get('lake_bar_rows'):,} bar rows, "
-            f"{self.get('lake_deadletter_rows'):,} dead letters)",
-            f"dead letters      {self.get('ticks_dead_lettered'):,} ticks + {self.get(SINK_ROWS_FAILED):,} sink_failed: "
-            + self._verdict(self.dead_letters_accounted, "OK, all in the lake",
-                            f"MISMATCH: the lake holds {self.get('lake_deadletter_rows'):,}"),
+            _row("ticks read", f"{self.get('ticks_read'):>12,}"),
+            _row("  unique", f"{self.get('ticks_unique'):>12,}"),
+            _row("  duplicates", f"{self.get('ticks_duplicate'):>12,}"),
+            _row("  dead-lettered", f"{self.get('ticks_dead_lettered'):>12,}"),
+            _row("  accounting", self._verdict(self.ticks_accounted, "OK: read = unique + duplicates + dead-lettered",
+                                               "MISMATCH: some ticks are not accounted for")),
+            _row("bars", ", ".join(f"{k}: {v:,}" for k, v in bars.items()) if bars else "none"),
+            _row("lake", f"{output} ({self.get('lake_bar_rows'):,} bar rows, "
+                         f"{self.get('lake_deadletter_rows'):,} dead letters)"),
+            _row("dead letters", dead_letters),
         ]
         if db:
-            lines.append(f"database          {db} ({self.get('db_bar_rows'):,} bar rows upserted, "
-                         f"{self.get('db_dead_letter_rows'):,} dead letters, "
-                         f"{self.get(SINK_ROWS_FAILED):,} rows failed)")
+            lines.append(_row("database", f"{db} ({self.get('db_bar_rows'):,} bar rows upserted, "
+                                          f"{self.get('db_dead_letter_rows'):,} dead letters, "
+                                          f"{self.get(SINK_ROWS_FAILED):,} rows failed)"))
         return lines
 
+
+LABEL_WIDTH = 18
+
+
+def _row(label: str, text: str) -> str:
+    return f"{label:<{LABEL_WIDTH}}{text}"
 
 def summarise(result, complete: bool = True) -> RunSummary:
     """Collect the alphastream counters of a finished (or cancelled) run; ``complete=False``
