@@ -1,7 +1,7 @@
 """The command line of ``python -m pipeline``: its --help, and its refusals as one line each.
 
 Beam parses flags leniently: an unknown flag is dropped with a warning (``--symbol 5`` would
-run the default 20 symbols) and a bad value prints Beam's whole usage. So the CLI parses the
+run the default number of symbols) and a bad value prints Beam's whole usage. So the CLI parses the
 same flags strictly first, with the parser Beam would build from every PipelineOptions class,
 and turns each problem into a ``UserFacingError``: ``error: ...`` on one line, exit 2.
 """

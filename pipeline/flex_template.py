@@ -56,7 +56,8 @@ def template_argv(argv: list[str]) -> list[str]:
         else:
             raise SystemExit(f"error: template parameter {name}={value!r}: expected true or false")
     options = PipelineOptions(result)
-    if options.view_as(AlphastreamOptions).source in STREAMING_SOURCES and not options.view_as(StandardOptions).streaming:
+    streaming = options.view_as(StandardOptions).streaming
+    if options.view_as(AlphastreamOptions).source in STREAMING_SOURCES and not streaming:
         result.append("--streaming")
     return result
 

@@ -82,13 +82,18 @@ class _LiveSyntheticDoFn(beam.DoFn):
     """Each impulse emits ``rate * interval`` ticks spread over the impulse's interval, as JSON
     payloads like a feed would publish, each timestamped with its event time."""
 
+    START_PRICE_RANGE = (20.0, 500.0)
+    MOVE_SIGMA = 0.0005  # standard deviation of one trade's log price move
+    MAX_SIZE = 500  # trade sizes are whole shares in [1, MAX_SIZE)
+    PRICE_DECIMALS = 4
+
     def __init__(self, symbols: int, rate: float, fire_interval: float, seed: int):
         self._symbols, self._rate, self._interval, self._seed = symbols, rate, fire_interval, seed
 
     def setup(self):
         self._rng = np.random.default_rng(self._seed)
         self._names = symbol_names(self._symbols)
-        self._prices = self._rng.uniform(20.0, 500.0, self._symbols)
+        self._prices = self._rng.uniform(*self.START_PRICE_RANGE, self._symbols)
         self._sequence = 0  # ticks_read is counted by the parser, as for any streaming source
 
     def process(self, _impulse, impulse_time=beam.DoFn.TimestampParam) -> Iterable:
@@ -96,12 +101,14 @@ class _LiveSyntheticDoFn(beam.DoFn):
         start_us = impulse_time.micros
         offsets = np.sort(self._rng.uniform(0, self._interval * MICROS_PER_SECOND, count)).astype(np.int64)
         who = self._rng.integers(0, self._symbols, count)
-        moves = np.exp(self._rng.standard_normal(count) * 0.0005)
-        for offset, index, move in zip(offsets, who, moves):
+        moves = np.exp(self._rng.standard_normal(count) * self.MOVE_SIGMA)
+        for offset, index, move in zip(offsets, who, moves, strict=True):
             self._prices[index] *= move
             self._sequence += 1
-            tick = Tick(self._names[index], int(start_us + offset), round(float(self._prices[index]), 4),
-                        float(self._rng.integers(1, 500)), f"live-{self._seed}-{self._sequence}", SYNTHETIC_SOURCE)
+            tick = Tick(symbol=self._names[index], ts_us=int(start_us + offset),
+                        price=round(float(self._prices[index]), self.PRICE_DECIMALS),
+                        size=float(self._rng.integers(1, self.MAX_SIZE)),
+                        trade_id=f"live-{self._seed}-{self._sequence}", source=SYNTHETIC_SOURCE)
             yield TimestampedValue((SYNTHETIC_SOURCE, json.dumps(tick._asdict())), Timestamp(micros=tick.ts_us))
 
 
@@ -185,7 +192,10 @@ class _CsvRowsDoFn(beam.DoFn):
                     header = tuple(name.strip(ASCII_WHITESPACE) for name in row)
                     continue
                 self._read.inc()
-                record = CsvRow(header or (), (), str(row)) if isinstance(row, csv.Error) else CsvRow(header, tuple(row))
+                if isinstance(row, csv.Error):
+                    record = CsvRow(header or (), (), str(row))
+                else:
+                    record = CsvRow(header, tuple(row))
                 yield f"{path}:{reader.line_num}", record
 
 

@@ -3,12 +3,13 @@
 Thin adapters over Beam's IOs; ``pipeline.graph.read_stream`` picks one from the flags with
 ``from_options``. Both yield ``(origin, message body)``, one element per message.
 
-Batched bodies. The DirectRunner pulls only 10 Pub/Sub messages per read (a few hundred
-messages a second), so the publisher puts many ticks in one message: the body is then a JSON
-array of tick objects and the event-time attribute holds the batch's *earliest* tick time
-(``alphastream.wire``). The sources pass each message on whole, timestamped by that attribute;
-``transforms.tick_batches.ParseTickBatches`` splits it, keeping the ticks of a message together
-through dedup and pre-aggregation, which is what lets the DirectRunner keep up.
+Batched bodies. The DirectRunner pulls only 10 Pub/Sub messages per read, far fewer messages a
+second than a feed produces ticks, so the publisher puts many ticks in one message: the body
+is then a JSON array of tick objects and the event-time attribute holds the batch's *earliest*
+tick time (``alphastream.wire``). The sources pass each message on whole, timestamped by that
+attribute; ``transforms.tick_batches.ParseTickBatches`` splits it, keeping the ticks of a
+message together through dedup and pre-aggregation, which is what lets the DirectRunner keep
+up.
 
 Duplicates are dropped downstream, per tick, by (source, trade_id). Pub/Sub's own
 ``id_label`` deduplication is only passed on Dataflow: the DirectRunner refuses it.
@@ -129,9 +130,9 @@ def lost_subscription_error(subscription: str | None) -> UserFacingError | None:
 
 def wake_pubsub_reader(subscription: str | None, topic: str | None) -> bool:
     """Publish a heartbeat (an empty batch) to the topic being read, so that a pull blocked on
-    an idle subscription returns now. The DirectRunner's pull waits up to 30 s for a message
-    and ``result.cancel()`` waits for it; with this, stopping takes well under a second.
-    Returns False (and the stop just takes longer) if the topic cannot be published to."""
+    an idle subscription returns now: the DirectRunner's pull waits up to 30 s for a message
+    and ``result.cancel()`` waits for the pull. Returns False (and the stop just takes longer)
+    if the topic cannot be published to."""
     from google.api_core import exceptions as gexc
     from google.cloud import pubsub_v1
 

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.usefixtures("no_pubsub_emulator")
 GRAPHS = {
     "batch synthetic": ["--symbols", "2", "--ticks_per_symbol", "50"],
     "streaming synthetic": ["--streaming", "--symbols", "2", "--max_duration", "1"],
-    "streaming pubsub": ["--streaming", "--source", "pubsub", "--subscription", "projects/alphastream-test/subscriptions/ticks"],
+    "streaming pubsub": ["--streaming", "--source", "pubsub",
+                         "--subscription", "projects/alphastream-test/subscriptions/ticks"],
 }
 
 
@@ -83,8 +84,8 @@ def test_a_default_run_never_tries_prism(monkeypatch, tmp_path, capsys):
 
 
 def test_a_run_keeps_the_garbage_collector_off_the_objects_from_before_it(monkeypatch, tmp_path, capsys):
-    """Beam's ~200k import-time objects are frozen for the run (a full collection walking them
-    cost ~0.1 s) and handed back to the collector after it."""
+    """Beam's import-time objects are frozen for the run (so full collections do not walk
+    them) and handed back to the collector after it."""
     import gc
 
     from pipeline.__main__ import main
