@@ -50,7 +50,8 @@ def test_synthetic_run_writes_lake_equal_to_pandas_and_rerun_replaces(tmp_path, 
 
     files_before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.parquet"))
     assert [str(f) for f in files_before] == [  # one file per (interval, date, symbol)
-        f"bars/interval={i}/date={DAY}/bars-{s}.parquet" for i in ("1h", "1m", "5m") for s in sorted(ticks["symbol"].unique())]
+        f"bars/interval={i}/date={DAY}/bars-{s}.parquet"
+        for i in ("1h", "1m", "5m") for s in sorted(ticks["symbol"].unique())]
     code, _ = run(argv, capsys)  # a re-run replaces each partition instead of adding to it
     assert code == 0
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.parquet")) == files_before
@@ -119,7 +120,8 @@ def test_missing_input_files_is_a_clear_error(tmp_path):
 
 
 def test_help_documents_every_flag():
-    out = subprocess.run([sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-m", "pipeline", "--help"],
+                         capture_output=True, text=True, check=True).stdout
     for flag in ("--source", "--input", "--symbols", "--intervals", "--allowed_lateness", "--output", "--db_url",
                  "--no_db", "--runner", "--streaming", "--setup_file"):
         assert flag in out

@@ -159,7 +159,7 @@ def test_help_lists_alphastreams_flags_first_then_beams_under_its_own_heading(he
 
 def test_help_prints_each_default_once(help_text):
     ours = help_text.split("\nBeam's flags:\n")[0]
-    for flag, entry in _entries(ours).items():
+    for entry in _entries(ours).values():
         assert entry.lower().count("default") <= 1, entry
     assert "(default: None)" not in help_text and "(default: False)" not in help_text
     assert "(default: 1m,5m,1h)" in " ".join(_entries(ours)["--intervals"].split())

@@ -103,7 +103,8 @@ def test_db_url_secret_is_refused_with_a_reason(args, problem):
 
 
 def test_no_db_wins_over_a_db_url_secret():
-    assert db_url_secret(PipelineOptions(["--no_db", "--db_url_secret", SECRET_VERSION]).view_as(AlphastreamOptions)) is None
+    options = PipelineOptions(["--no_db", "--db_url_secret", SECRET_VERSION]).view_as(AlphastreamOptions)
+    assert db_url_secret(options) is None
 
 
 # Top-level step labels of the streaming job. Dataflow matches a running job's steps to the new

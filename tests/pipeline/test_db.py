@@ -29,7 +29,7 @@ _MICROS = "(extract(epoch FROM {col}) * 1000000)::bigint AS {col}_us"
 
 def db_bars(dsn: str) -> pd.DataFrame:
     columns = [_MICROS.format(col=c) if f.endswith("_us") else c
-               for f, c in zip(BAR_FIELDS, storage_columns(BAR_FIELDS))]
+               for f, c in zip(BAR_FIELDS, storage_columns(BAR_FIELDS), strict=True)]
     with psycopg.connect(dsn) as conn:
         cur = conn.execute(f"SELECT {', '.join(columns)}, xmin::text AS version FROM bars")
         df = pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])

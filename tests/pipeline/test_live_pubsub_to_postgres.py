@@ -58,7 +58,8 @@ def malformed_messages(now_us: int) -> list[tuple[bytes, str]]:
     return [
         (b"{broken", "bad_json"),
         (json.dumps({**good, "price": -1.0, "trade_id": "bad-1"}).encode(), "bad_price"),
-        (json.dumps({k: v for k, v in good.items() if k != "symbol"} | {"trade_id": "bad-2"}).encode(), "missing_field"),
+        (json.dumps({k: v for k, v in good.items() if k != "symbol"} | {"trade_id": "bad-2"}).encode(),
+         "missing_field"),
         (json.dumps({**good, "size": "lots", "trade_id": "bad-3"}).encode(), "bad_size"),
     ]
 
@@ -113,7 +114,7 @@ def stored_dead_letters(db_url: str) -> list[dict]:
     columns = storage_columns(DEAD_LETTER_FIELDS)
     with psycopg.connect(db_url) as conn:
         rows = conn.execute(f"SELECT {', '.join(columns)} FROM dead_letters").fetchall()
-    return [dict(zip(DEAD_LETTER_FIELDS, row)) for row in rows]
+    return [dict(zip(DEAD_LETTER_FIELDS, row, strict=True)) for row in rows]
 
 
 def test_live_ticks_become_bars_in_postgres_and_malformed_messages_dead_letters(pubsub_emulator, db_url, tmp_path):

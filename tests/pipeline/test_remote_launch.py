@@ -30,8 +30,9 @@ pytestmark = pytest.mark.usefixtures("no_pubsub_emulator")
 
 JOB_ID = "2026-01-02_03_04_05-1234567890"
 ARGS = ["--runner", "DataflowRunner", "--project", "test-project", "--region", "europe-west1",
-        "--job_name", "alphastream-bars", "--temp_location", "gs://alphastream-test/tmp", "--streaming", "--source", "pubsub",
-        "--subscription", "projects/test-project/subscriptions/ticks", "--no_db", "--output", "gs://alphastream-test/lake"]
+        "--job_name", "alphastream-bars", "--temp_location", "gs://alphastream-test/tmp",
+        "--streaming", "--source", "pubsub", "--subscription", "projects/test-project/subscriptions/ticks",
+        "--no_db", "--output", "gs://alphastream-test/lake"]
 # Beam's option validation asks GCS about the temp bucket unless dry_run is set; the faked
 # run_pipeline ignores dry_run, so the launcher still sees a submitted, running job.
 OFFLINE = ["--dry_run", "True"]

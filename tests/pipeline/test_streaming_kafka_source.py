@@ -33,8 +33,9 @@ def run_pipeline_cli(*flags: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_flags_configure_the_reader():
-    opts = PipelineOptions(["--source", "kafka", "--kafka_bootstrap_servers", "b1:9092,b2:9092",
-                            "--kafka_topic", "ticks", "--expansion_service", "localhost:8097"]).view_as(AlphastreamOptions)
+    flags = ["--source", "kafka", "--kafka_bootstrap_servers", "b1:9092,b2:9092",
+             "--kafka_topic", "ticks", "--expansion_service", "localhost:8097"]
+    opts = PipelineOptions(flags).view_as(AlphastreamOptions)
     reader = ReadTicksFromKafka.from_options(opts)
     assert reader.consumer_config["bootstrap.servers"] == "b1:9092,b2:9092"
     # A stable group per topic: a restart resumes from its committed offsets, a first run from the start.

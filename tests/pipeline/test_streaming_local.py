@@ -18,8 +18,8 @@ def test_live_synthetic_stream_writes_windowed_bars(tmp_path):
     out = tmp_path / "lake"
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline", "--streaming", "--no_db", "--max_duration", str(RUN_SECONDS),
-         "--rate", "200", "--symbols", "3", "--intervals", "5s", "--allowed_lateness", "5", "--lake_window_seconds", "5",
-         "--output", str(out)],
+         "--rate", "200", "--symbols", "3", "--intervals", "5s", "--allowed_lateness", "5",
+         "--lake_window_seconds", "5", "--output", str(out)],
         capture_output=True, text=True, timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -65,7 +65,10 @@ def test_from_options_reads_the_wire_timestamp_and_asks_for_id_dedup_only_on_dat
     assert (dataflow.topic, dataflow.id_label) == ("projects/p/topics/t", ID_ATTRIBUTE)
 
 
-@pytest.mark.parametrize("flags", [(), ("--subscription", "projects/p/subscriptions/s", "--topic", "projects/p/topics/t")])
+BOTH = ("--subscription", "projects/p/subscriptions/s", "--topic", "projects/p/topics/t")
+
+
+@pytest.mark.parametrize("flags", [(), BOTH])
 def test_from_options_needs_exactly_one_of_subscription_and_topic(flags):
     with pytest.raises(UserFacingError, match="exactly one of --subscription"):
         ReadTicksFromPubSub.from_options(options(*flags))
