@@ -37,6 +37,7 @@ HEARTBEAT_SECONDS = 0.2
 STARTUP_TIMEOUT_SECONDS = 60
 BARS_TIMEOUT_SECONDS = 30
 STOP_TIMEOUT_SECONDS = 20
+METRICS_TIMEOUT_SECONDS = 15
 TICKS_PER_MESSAGE = 25
 SYMBOLS = ("AAPL", "MSFT", "BTC-USD")
 
@@ -117,70 +118,92 @@ def stored_dead_letters(db_url: str) -> list[dict]:
     return [dict(zip(DEAD_LETTER_FIELDS, row, strict=True)) for row in rows]
 
 
+def start_pipeline(subscription: str, db_url: str, lake: Path, metrics_port: int) -> subprocess.Popen:
+    """``python -m pipeline`` streaming from ``subscription`` into ``db_url`` (the real CLI)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "--streaming", "--source", "pubsub", "--subscription", subscription,
+         "--db_url", db_url, "--intervals", INTERVAL, "--allowed_lateness", str(ALLOWED_LATENESS_SECONDS),
+         "--early_firing_seconds", "0", "--max_duration", "300", "--output", str(lake),
+         "--metrics_port", str(metrics_port)],
+        cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+
+
+def wait_until_streaming(process: subprocess.Popen, stderr: list[str]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while not any("streaming; stop with Ctrl-C" in line for line in stderr):
+        assert process.poll() is None, "".join(stderr)
+        assert time.monotonic() < deadline, "the pipeline did not start:\n" + "".join(stderr)
+        time.sleep(0.1)
+
+
+def publish(publisher, topic: str, deliveries: list[Tick], bad: list[tuple[bytes, str]], now_us: int) -> None:
+    """The deliveries in batched bodies (the last few as single-tick bodies), then the malformed
+    messages; returns once the emulator has accepted them all."""
+    futures = []
+    for start in range(0, len(deliveries) - 10, TICKS_PER_MESSAGE):
+        body, attributes = encode_batch(deliveries[start:start + TICKS_PER_MESSAGE])
+        futures.append(publisher.publish(topic, body, **attributes))
+    for tick in deliveries[start + TICKS_PER_MESSAGE:]:
+        body, attributes = encode_tick(tick)
+        futures.append(publisher.publish(topic, body, **attributes))
+    for body, _ in bad:
+        futures.append(publisher.publish(topic, body, **{TIMESTAMP_ATTRIBUTE: rfc3339_millis(now_us)}))
+    for future in futures:
+        future.result(timeout=10)
+
+
+def wait_for_bars(db_url: str, expected: pd.DataFrame, dead_letters: int, last_window_end_us: int) -> pd.DataFrame:
+    """The stored bars once every tick is in one and the last window has closed (or at the timeout)."""
+    deadline = time.monotonic() + BARS_TIMEOUT_SECONDS
+    while True:
+        bars = stored_bars(db_url)
+        letters = stored_dead_letters(db_url)
+        # Every tick in a bar (a LATE pane may still be coming: see the test's assertion).
+        done = (len(bars) == len(expected) and bars["trades"].sum() == expected["trades"].sum()
+                and len(letters) == dead_letters and time.time_ns() // 1_000 > last_window_end_us)
+        if done or time.monotonic() > deadline:
+            return stored_bars(db_url)
+        time.sleep(0.25)
+
+
+def wait_for_counters(metrics_port: int, least_read: float) -> dict[str, float]:
+    """The served metrics once ``ticks_read`` reaches ``least_read`` (counters land when their
+    bundles commit), or at the timeout."""
+    deadline = time.monotonic() + METRICS_TIMEOUT_SECONDS
+    while True:
+        metrics = scrape_metrics(metrics_port)
+        if metrics.get("alphastream_pipeline_ticks_read_total", 0) >= least_read or time.monotonic() > deadline:
+            return metrics
+        time.sleep(0.5)
+
+
 def test_live_ticks_become_bars_in_postgres_and_malformed_messages_dead_letters(pubsub_emulator, db_url, tmp_path):
     from google.cloud import pubsub_v1
 
     topic, subscription = pubsub_emulator.create_topic_and_subscription("live")
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
     metrics_port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "--streaming", "--source", "pubsub", "--subscription", subscription,
-         "--db_url", db_url, "--intervals", INTERVAL, "--allowed_lateness", str(ALLOWED_LATENESS_SECONDS),
-         "--early_firing_seconds", "0", "--max_duration", "300", "--output", str(tmp_path / "lake"),
-         "--metrics_port", str(metrics_port)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start_pipeline(subscription, db_url, tmp_path / "lake", metrics_port)
     stderr: list[str] = []
     reader = threading.Thread(target=_stderr_lines, args=(process, stderr), daemon=True)
     reader.start()
     publisher = pubsub_v1.PublisherClient()
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while not any("streaming; stop with Ctrl-C" in line for line in stderr):
-            assert process.poll() is None, "".join(stderr)
-            assert time.monotonic() < deadline, "the pipeline did not start:\n" + "".join(stderr)
-            time.sleep(0.1)
-
+        wait_until_streaming(process, stderr)
         rng = random.Random(4)
         now_us = time.time_ns() // 1_000
         ticks = known_ticks(now_us, rng)
-        duplicates = rng.sample(ticks, 12)
-        deliveries = ticks + duplicates
+        deliveries = ticks + rng.sample(ticks, 12)
         rng.shuffle(deliveries)  # out of order, duplicates anywhere
         bad = malformed_messages(now_us)
-        futures = []
-        for start in range(0, len(deliveries) - 10, TICKS_PER_MESSAGE):
-            body, attributes = encode_batch(deliveries[start:start + TICKS_PER_MESSAGE])
-            futures.append(publisher.publish(topic, body, **attributes))
-        for tick in deliveries[start + TICKS_PER_MESSAGE:]:  # the rest as single-tick bodies
-            body, attributes = encode_tick(tick)
-            futures.append(publisher.publish(topic, body, **attributes))
-        for body, _ in bad:
-            futures.append(publisher.publish(topic, body, **{TIMESTAMP_ATTRIBUTE: rfc3339_millis(now_us)}))
-        for future in futures:
-            future.result(timeout=10)
+        publish(publisher, topic, deliveries, bad, now_us)
 
         expected = pandas_bars(pd.DataFrame([t._asdict() for t in ticks]), (INTERVAL,))
-        last_window_end_us = max(t.ts_us for t in ticks) // interval_micros(INTERVAL) * interval_micros(INTERVAL) \
-            + interval_micros(INTERVAL)
+        bucket = interval_micros(INTERVAL)
+        last_window_end_us = max(t.ts_us for t in ticks) // bucket * bucket + bucket
         with Heartbeats(publisher, topic):
-            deadline = time.monotonic() + BARS_TIMEOUT_SECONDS
-            while True:
-                bars = stored_bars(db_url)
-                letters = stored_dead_letters(db_url)
-                # Every tick in a bar (a LATE pane may still be coming: see the assertion below).
-                done = (len(bars) == len(expected) and bars["trades"].sum() == expected["trades"].sum()
-                        and len(letters) == len(bad) and time.time_ns() // 1_000 > last_window_end_us)
-                if done or time.monotonic() > deadline:
-                    break
-                time.sleep(0.25)
-            bars_at_window_close = stored_bars(db_url)
-            deadline = time.monotonic() + 15  # counters land when their bundles commit
-            while True:
-                pipeline_metrics = scrape_metrics(metrics_port)
-                read = pipeline_metrics.get("alphastream_pipeline_ticks_read_total", 0)
-                if read >= 0.8 * (len(deliveries) + len(bad)) or time.monotonic() > deadline:
-                    break
-                time.sleep(0.5)
+            bars_at_window_close = wait_for_bars(db_url, expected, len(bad), last_window_end_us)
+            pipeline_metrics = wait_for_counters(metrics_port, 0.8 * (len(deliveries) + len(bad)))
             process.send_signal(signal.SIGINT)
             stop_started = time.monotonic()
             process.wait(STOP_TIMEOUT_SECONDS)
