@@ -37,7 +37,8 @@ import yaml
 from alphastream.local_services import free_port, stop_process
 from alphastream.records import Bar, PaneTiming
 from serving.main import create_app
-from tests.fixtures.api import api_settings, serve, write_bars
+from tests.fixtures.api import api_settings, write_bars
+from tests.fixtures.servers import HOST, PORT_PLACEHOLDER, Command, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -100,14 +101,6 @@ def wait_until(condition, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 def prometheus_value(port: int, query: str) -> list:
     url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": query})
     with urllib.request.urlopen(url, timeout=5) as response:
@@ -119,36 +112,32 @@ def alerting(tmp_path: Path, scrape_configs: list[dict], rules: Path = RULES) ->
     """Webhook, Alertmanager and Prometheus (scraping ``scrape_configs`` with ``rules``) on
     loopback; yields (webhook, prometheus port)."""
     webhook = Webhook()
-    am_port, prom_port = free_port(), free_port()
     (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump({
         "route": {"receiver": "test", "group_by": ["alertname", "feed", "symbol"], "group_wait": "1s",
                   "group_interval": "1s", "repeat_interval": "1h"},
         "receivers": [{"name": "test", "webhook_configs": [{"url": webhook.url, "send_resolved": True}]}],
     }))
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
-        "rule_files": [str(rules)],
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
-        "scrape_configs": scrape_configs,
-    }))
-    log = (tmp_path / "servers.log").open("wb")
-    alertmanager = subprocess.Popen(
-        [require("prometheus-alertmanager"), f"--config.file={tmp_path / 'alertmanager.yml'}",
-         f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
-         f"--storage.path={tmp_path / 'am'}"], stdout=log, stderr=subprocess.STDOUT)
-    prometheus = subprocess.Popen(
-        [require("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
-         f"--web.listen-address=127.0.0.1:{prom_port}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         "--rules.alert.resend-delay=1s"], stdout=log, stderr=subprocess.STDOUT)
+    alertmanager = Command([require("prometheus-alertmanager"), f"--config.file={tmp_path / 'alertmanager.yml'}",
+                            f"--web.listen-address={HOST}:{PORT_PLACEHOLDER}", "--cluster.listen-address=",
+                            f"--storage.path={tmp_path / 'am'}"],
+                           ready_path="/-/ready", log_path=tmp_path / "alertmanager.log", name="Alertmanager")
+    prometheus = Command([require("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
+                          f"--web.listen-address={HOST}:{PORT_PLACEHOLDER}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                          "--rules.alert.resend-delay=1s"],
+                         ready_path="/-/ready", log_path=tmp_path / "prometheus.log", name="Prometheus")
     try:
-        wait_until(lambda: http_ok(f"http://127.0.0.1:{am_port}/-/ready"), STARTUP_TIMEOUT_SECONDS, "Alertmanager")
-        wait_until(lambda: http_ok(f"http://127.0.0.1:{prom_port}/-/ready"), STARTUP_TIMEOUT_SECONDS, "Prometheus")
-        yield webhook, prom_port
+        with serve(alertmanager, timeout=STARTUP_TIMEOUT_SECONDS) as alertmanager_url:
+            (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
+                "rule_files": [str(rules)],
+                "alerting": {"alertmanagers": [{"static_configs": [
+                    {"targets": [urllib.parse.urlsplit(alertmanager_url).netloc]}]}]},
+                "scrape_configs": scrape_configs,
+            }))
+            with serve(prometheus, timeout=STARTUP_TIMEOUT_SECONDS) as prometheus_url:
+                yield webhook, urllib.parse.urlsplit(prometheus_url).port
     finally:
-        stop_process(prometheus, "Prometheus", signal.SIGTERM)
-        stop_process(alertmanager, "Alertmanager", signal.SIGTERM)
         webhook.server.shutdown()
-        log.close()
 
 
 @pytest.fixture
