@@ -1,6 +1,7 @@
-"""Static checks in the test command: terraform fmt, checkov over terraform/ (zero failures; a
-skip only inline, with its reason), hadolint on every Dockerfile, and docs/deploy.md naming only
-outputs, build targets and flags that exist.
+"""Static checks in the test command: ruff and mypy over the Python code (configured in
+pyproject.toml), terraform fmt, checkov over terraform/ (zero failures; a skip only inline, with
+its reason), hadolint on every Dockerfile, and docs/deploy.md naming only outputs, build targets
+and flags that exist.
 
 The tools are part of the dev set-up (docs/deploy.md, "Checks"): a missing tool fails here
 rather than skipping, so CI cannot pass without running them. checkov pins an old `packaging`
@@ -33,13 +34,22 @@ def _tool(name: str, *candidates: Path) -> str:
         if path.exists():
             return str(path)
     found = shutil.which(name)
-    assert found, (f"{name} is not installed: it is part of the dev set-up "
-                   f"(pip install -e '.[dev]'; checkov: python -m venv .venv/checkov && .venv/checkov/bin/pip install checkov)")
+    assert found, (f"{name} is not installed: it is part of the dev set-up (pip install -e '.[dev]'; "
+                   "checkov: python -m venv .venv/checkov && .venv/checkov/bin/pip install checkov)")
     return found
 
 
 def _venv_bin(name: str) -> Path:
     return Path(sys.executable).with_name(name)
+
+
+@pytest.mark.parametrize("command", [["ruff", "check", "."], ["mypy"]], ids=["ruff", "mypy"])
+def test_python_linters_are_clean(command: list[str]):
+    """Each tool reads its configuration (files, rules, strictness) from pyproject.toml."""
+    tool = _tool(command[0], _venv_bin(command[0]))
+    result = subprocess.run([tool, *command[1:]], cwd=REPO, capture_output=True, text=True,
+                            timeout=TOOL_TIMEOUT_SECONDS)
+    assert result.returncode == 0, f"{' '.join(command)} found problems:\n{result.stdout}{result.stderr}"
 
 
 def test_terraform_fmt_check():
