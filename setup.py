@@ -9,8 +9,8 @@ from setuptools import find_namespace_packages, setup
 
 # The SQL migrations and the dashboard's assets are folders of data inside the packages;
 # namespace discovery lists them as packages so setuptools ships their files without warning.
-PACKAGES = find_namespace_packages(include=["alphastream*", "pipeline*", "store*", "transforms*", "serving*", "dash_app*",
-                                            "ingestion*", "live_demo*"], exclude=["*.__pycache__"])
+PACKAGES = find_namespace_packages(include=["alphastream*", "pipeline*", "store*", "transforms*", "serving*",
+                                            "dash_app*", "ingestion*", "live_demo*"], exclude=["*.__pycache__"])
 PACKAGE_DATA = {
     "store.migrations": ["*.sql"],
     "dash_app.assets": ["*.css"],
@@ -30,7 +30,8 @@ CORE = [
 ]
 EXTRAS = {
     "pipeline": [BEAM],
-    "api": ["fastapi>=0.110", "fastapi-offline>=1.7", "uvicorn[standard]>=0.29", "prometheus-client>=0.20", "orjson>=3.9"],
+    "api": ["fastapi>=0.110", "fastapi-offline>=1.7", "uvicorn[standard]>=0.29", "prometheus-client>=0.20",
+            "orjson>=3.9"],
     "dash": ["dash>=2.17", "plotly>=5.20", "requests>=2.31", "google-auth[requests]>=2.29"],
     "ingestion": ["websockets>=12", "google-cloud-pubsub>=2.21", "requests>=2.31", "yfinance>=0.2.40"],
     "kafka": ["confluent-kafka>=2.3"],

@@ -97,7 +97,8 @@ def latency(args: argparse.Namespace, work: Path) -> None:
     try:
         db_url = local.ensure_running()
         migrate.migrate(db_url)
-        _pipeline("--streaming", "--source", "synthetic", "--rate", str(LATENCY_RATE), "--symbols", str(LATENCY_SYMBOLS),
+        _pipeline("--streaming", "--source", "synthetic", "--rate", str(LATENCY_RATE),
+                  "--symbols", str(LATENCY_SYMBOLS),
                   "--max_duration", str(args.latency_seconds), "--intervals", "1s,1m", "--detect_anomalies",
                   "--anomaly_return_z", "1.5", "--anomaly_volume_ratio", "1.2", "--db_url", db_url,
                   "--output", str(work / "stream-lake"))

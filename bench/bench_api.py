@@ -76,7 +76,7 @@ def make_bars(symbol: str = SYMBOL, interval: str = "1m", count: int = MINUTES_P
         sizes = [rng.randint(1, 500) for _ in prices]
         volume = float(sum(sizes))
         bars.append(Bar(symbol, interval, start_us, prices[0], max(prices), min(prices), prices[-1], volume,
-                        sum(p * s for p, s in zip(prices, sizes)) / volume, len(prices),
+                        sum(p * s for p, s in zip(prices, sizes, strict=True)) / volume, len(prices),
                         PaneTiming.ON_TIME.value, 0))
     return bars
 
@@ -258,8 +258,9 @@ def main() -> None:
     try:
         fill(db_url)
         end = DAY + dt.timedelta(days=1)
-        day_q = f"symbol={SYMBOL}&interval=1m&start={DAY:%Y-%m-%dT%H:%M:%SZ}&end={end:%Y-%m-%dT%H:%M:%SZ}&limit={MINUTES_PER_DAY}"
-        hour_q = f"symbol={SYMBOL}&interval=1m&start={end - dt.timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}&end={end:%Y-%m-%dT%H:%M:%SZ}"
+        stamp = "%Y-%m-%dT%H:%M:%SZ"
+        day_q = f"symbol={SYMBOL}&interval=1m&start={DAY:{stamp}}&end={end:{stamp}}&limit={MINUTES_PER_DAY}"
+        hour_q = f"symbol={SYMBOL}&interval=1m&start={end - dt.timedelta(hours=1):{stamp}}&end={end:{stamp}}"
         paths = {"day (1440 bars)": f"/v1/bars?{day_q}", "last hour (60 bars)": f"/v1/bars?{hour_q}",
                  "day as 15m roll-up (96 bars)": f"/v1/bars?{day_q.replace('interval=1m', 'interval=15m')}"}
         bare = {"day (1440 bars)": bench_bare_query(db_url, DAY, end, args.requests),

@@ -160,7 +160,8 @@ def main() -> None:
         if args.child == "pipeline":
             child_pipeline(args.input, args.out, args.extra)
         elif args.child == "pipeline-2proc":
-            child_pipeline(args.input, args.out, ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"])
+            child_pipeline(args.input, args.out,
+                           ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"])
         elif args.child == "pandas":
             child_pandas(args.input, args.out)
         else:

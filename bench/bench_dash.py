@@ -34,10 +34,13 @@ TARGET_SECONDS = 1.5
 DRAW_TIMEOUT_SECONDS = 30
 SYMBOL = "AAPL"  # the synthetic market's first symbol
 # Milestones of one load, read from the browser's own timings (ms since navigation start).
-MILESTONES_JS = """
+MILESTONES_JS = r"""
 var res = performance.getEntriesByType('resource');
 var nav = performance.getEntriesByType('navigation')[0];
-function end(pred) { var r = res.filter(pred); return r.length ? Math.max.apply(null, r.map(function (e) { return e.responseEnd; })) : null; }
+function end(pred) {
+  var r = res.filter(pred);
+  return r.length ? Math.max.apply(null, r.map(function (e) { return e.responseEnd; })) : null;
+}
 function first(pred) { var r = res.filter(pred); return r.length ? r[0].responseEnd : null; }
 return {scripts: nav.domContentLoadedEventEnd,
         layout: first(function (e) { return e.name.indexOf('_dash-layout') >= 0; }),

@@ -175,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             # Alternate who goes first: on a shared machine the second of a pair often runs on
             # a warmer (or busier) server.
             for dsn_rows, label in ((bars, "empty"), (others, "full")):
-                pair = [(f"copy_{label}", lambda r=dsn_rows: plain_copy(plain_dsn, r)),
-                        (f"sink_{label}", lambda r=dsn_rows: sink_write(writer, r))]
+                pair = [(f"copy_{label}", lambda r=dsn_rows, dsn=plain_dsn: plain_copy(dsn, r)),
+                        (f"sink_{label}", lambda r=dsn_rows, w=writer: sink_write(w, r))]
                 for key, measure in (pair if repeat % 2 == 0 else pair[::-1]):
                     results[key].append(measure())
             results["sink_update"].append(sink_write(writer, newer))

@@ -327,7 +327,8 @@ def test_every_referenced_resource_exists(config: Config):
     assert resource_refs, "no resource references found: is the reference pattern still right?"
     assert not resource_refs - set(config.resources), \
         f"references to undeclared resources: {sorted('.'.join(r) for r in resource_refs - set(config.resources))}"
-    assert not data_refs - set(config.data), f"references to undeclared data sources: {sorted(data_refs - set(config.data))}"
+    assert not data_refs - set(config.data), \
+        f"references to undeclared data sources: {sorted(data_refs - set(config.data))}"
 
 
 def test_outputs_have_descriptions(config: Config):
@@ -353,7 +354,8 @@ def test_tfvars_example_sets_declared_variables_and_every_required_one(config: C
     unknown = set(example_values) - set(config.variables)
     assert not unknown, f"{TFVARS_EXAMPLE.name} sets undeclared variables: {sorted(unknown)}"
     required = {name for name, body in config.variables.items() if "default" not in body}
-    assert required <= set(example_values), f"required variables missing from the example: {sorted(required - set(example_values))}"
+    missing = sorted(required - set(example_values))
+    assert not missing, f"required variables missing from the example: {missing}"
 
 
 # ---------------------------------------------------------------------------- safety
@@ -368,7 +370,14 @@ def test_no_secret_literals(config: Config):
     assert not literal_secrets, f"secrets written as literals: {literal_secrets}"
     for path in [*TF_FILES, TFVARS_EXAMPLE]:
         text = path.read_text()
-        assert not re.search(r"postgres(ql)?://[^:\s\"$%]+:[^@\s$%]+@", text), f"{path.name} holds a DSN with a password"
+        assert not re.search(r"postgres(ql)?://[^:\s\"$%]+:[^@\s$%]+@", text), \
+            f"{path.name} holds a DSN with a password"
+
+
+def _each_value(expression: str, entry: dict) -> str:
+    """``${each.value.X}`` as Terraform fills it from a for_each entry; other expressions unchanged."""
+    match = re.fullmatch(r"\$\{each\.value\.([a-z_]+)\}", expression)
+    return entry[match.group(1)] if match else expression
 
 
 def _grants(config: Config, rtype: str) -> list[dict]:
@@ -382,8 +391,7 @@ def _grants(config: Config, rtype: str) -> list[dict]:
             grants.append(body)
             continue
         for entry in config.locals[match.group(1)].values():
-            grants.append({key: re.sub(r"^\$\{each\.value\.([a-z_]+)\}$", lambda m: entry[m.group(1)], str(value))
-                           for key, value in body.items()})
+            grants.append({key: _each_value(str(value), entry) for key, value in body.items()})
     return grants
 
 
@@ -507,7 +515,8 @@ def test_api_probe_and_migration_job_use_real_entry_points(config: Config, evalu
     command = evaluator.eval(job["command"])
     assert command[:3] == ["python", "-m", "store"]
     assert db_parser().parse_args(command[3:]).command == "migrate"
-    assert set(_static_env(evaluator, job)) == {f"{ENV_PREFIX}DB_URL"}, "migrations need the database, not the embedded one"
+    assert set(_static_env(evaluator, job)) == {f"{ENV_PREFIX}DB_URL"}, \
+        "migrations need the database, not the embedded one"
 
 
 def test_feed_api_keys_match_ingestion_settings(evaluator: Evaluator):
@@ -636,10 +645,13 @@ def test_dataflow_subscription_has_no_delivery_policies_dataflow_ignores(config:
     assert "dead_letter_policy" not in body and "retry_policy" not in body
 
 
+INVOKERS = "${local.run_invokers}"
+
+
 def _invoker_grant(config: Config) -> dict:
     """The one roles/run.invoker resource whose for_each is local.run_invokers."""
     (grant,) = [body for (rtype, _), body in config.resources.items()
-                if rtype == "google_cloud_run_v2_service_iam_member" and body.get("for_each") == "${local.run_invokers}"]
+                if rtype == "google_cloud_run_v2_service_iam_member" and body.get("for_each") == INVOKERS]
     assert unquote(grant["role"]) == "roles/run.invoker"
     assert grant["name"] == "${local.run_services[each.value.service].name}"
     return grant
@@ -693,14 +705,16 @@ def test_cloud_sql_states_its_ca_and_the_peering_can_be_destroyed(config: Config
 def test_apis_terraform_itself_needs_are_enabled(config: Config):
     apis = {unquote(api) for api in config.locals["apis"]}
     assert "cloudresourcemanager.googleapis.com" in apis, "data.google_project and project IAM call it"
-    services = {body.get("service") for (rtype, _), body in config.resources.items() if rtype == "google_project_service"}
+    services = {body.get("service") for (rtype, _), body in config.resources.items()
+                if rtype == "google_project_service"}
     assert services == {"${each.value}"}
 
 
 def test_generated_secrets_never_reach_the_state(config: Config):
     # Generated credentials are ephemeral and written only to write-only arguments (Terraform
     # >= 1.11), each with a version to bump for rotation.
-    assert not [key for key in config.resources if key[0] == "random_password"], "random_password keeps its result in state"
+    assert not [key for key in config.resources if key[0] == "random_password"], \
+        "random_password keeps its result in state"
     generated = {name for rtype, name in config.ephemeral if rtype == "random_password"}
     assert generated == {"db", "api_key"}
     for (rtype, name), body in config.resources.items():
@@ -718,7 +732,8 @@ def test_generated_secrets_never_reach_the_state(config: Config):
     assert re.match(r">= ?3\.([7-9]|\d\d)", unquote(providers["random"]["version"]))
 
 
-def test_launch_flags_template_parameters_images_and_settings_name_the_same_options(config: Config, evaluator: Evaluator):
+def test_launch_flags_template_parameters_images_and_settings_name_the_same_options(config: Config,
+                                                                                  evaluator: Evaluator):
     """One offline pass over the cloud wiring: what Terraform prints, the Flex Template, the
     pipeline image and the settings classes agree on every option they share."""
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, WorkerOptions
