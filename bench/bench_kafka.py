@@ -19,35 +19,24 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import statistics
-import subprocess
 import sys
-import tempfile
-import threading
-import time
 import uuid
 from pathlib import Path
-
-import psycopg
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from alphastream.local_services import KafkaServices, start_kafka_services, stop_process  # noqa: E402
-from bench.bench_streaming import (  # noqa: E402
-    _FINAL_LINE,
-    ALLOWED_LATENESS_SECONDS,
-    DEFAULT_INTERVAL,
-    DRAIN_TIMEOUT_SECONDS,
-    STARTUP_TIMEOUT_SECONDS,
+from bench.bench_streaming import run_once  # noqa: E402
+from bench.streaming_harness import (  # noqa: E402
     TARGET_P99_SECONDS,
     TARGET_TICKS_PER_SECOND,
-    BarWatch,
+    Medians,
     RunResult,
-    _bar_stats,
-    _collect,
-    _line,
-    run_once,
+    add_run_arguments,
+    database,
+    measure_run,
+    work_dir,
 )
 from live_demo.demo import start_emulator  # noqa: E402
 
@@ -65,101 +54,42 @@ def create_topic(bootstrap: str) -> str:
     return name
 
 
-def wait_for_drain(db_url: str, interval: str, published: int) -> None:
-    """Until every tick is in a bar, or none arrived for longer than the allowed lateness."""
-    deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
-    last, still_since = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        ticks, _ = _bar_stats(db_url, interval)
-        if ticks != last:
-            last, still_since = ticks, time.monotonic()
-        if ticks >= published or time.monotonic() - still_since > ALLOWED_LATENESS_SECONDS + 2:
-            return
-        time.sleep(0.5)
-
-
 def run_kafka_once(args: argparse.Namespace, db_url: str, services: KafkaServices) -> RunResult:
-    with psycopg.connect(db_url) as conn:
-        conn.execute("TRUNCATE bars, dead_letters")
+    """One run over a new topic of the local broker."""
     topic = create_topic(services.bootstrap)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    pipeline_log: list[str] = []
-    pipeline = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "--streaming", "--source", "kafka",
-         "--kafka_bootstrap_servers", services.bootstrap, "--kafka_topic", topic,
-         "--expansion_service", services.expansion_service, "--db_url", db_url, "--intervals", args.interval,
-         "--allowed_lateness", str(ALLOWED_LATENESS_SECONDS), "--early_firing_seconds", "0",
-         "--output", args.output], cwd=REPO, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    ready = threading.Event()
-    threading.Thread(target=_collect, args=(pipeline, pipeline_log, ready), daemon=True).start()
-    watch = None
-    try:
-        if not ready.wait(STARTUP_TIMEOUT_SECONDS):
-            raise RuntimeError("pipeline did not start:\n" + "".join(pipeline_log[-30:]))
-        watch = BarWatch(db_url, args.interval).__enter__()
-        feed = subprocess.run(
-            [sys.executable, "-m", "ingestion", "--source", "synthetic", "--sink", "kafka",
-             "--bootstrap", services.bootstrap, "--topic", topic, "--rate", str(args.rate),
-             "--max_ticks", str(int(args.rate * args.seconds)), "--num_symbols", str(args.symbols),
-             "--log_interval", "5"], cwd=REPO, env=env, capture_output=True, text=True,
-            timeout=args.seconds * 10 + 60)
-        match = _FINAL_LINE.search(feed.stderr)
-        if feed.returncode != 0 or not match:
-            raise RuntimeError(f"ingestion failed ({feed.returncode}):\n{feed.stderr[-3000:]}")
-        published, publish_seconds = int(match["published"]), float(match["seconds"])
-        wait_for_drain(db_url, args.interval, published)
-    finally:
-        stop_process(pipeline, "pipeline")
-        if watch is not None:
-            watch.__exit__(None, None, None)
-    return RunResult(published, publish_seconds, *_bar_stats(db_url, args.interval), watch.first_delays(),
-                     watch.final_delays())
+    return measure_run(args, db_url, dict(os.environ, PYTHONUNBUFFERED="1"),
+                       source=["--source", "kafka", "--kafka_bootstrap_servers", services.bootstrap,
+                               "--kafka_topic", topic, "--expansion_service", services.expansion_service],
+                       sink=["--sink", "kafka", "--bootstrap", services.bootstrap, "--topic", topic])
 
 
 def _medians(results: list[RunResult]) -> str:
-    consumed = statistics.median(r.consumed_rate for r in results)
-    ratio = statistics.median(r.consumed_rate / r.publish_rate for r in results)
-    p50 = statistics.median(r.percentile(0.5) for r in results)
-    p99 = statistics.median(r.percentile(0.99) for r in results)
-    p99_final = statistics.median(r.percentile(0.99, True) for r in results)
-    return (f"consumed {consumed:,.0f} ticks/s ({ratio:.2f}x the publisher), window end -> PostgreSQL "
-            f"p50 {p50:.2f} s, p99 {p99:.2f} s (complete p99 {p99_final:.2f} s)")
+    medians = Medians.of(results)
+    return (f"consumed {medians.consumed_rate:,.0f} ticks/s ({medians.ratio:.2f}x the publisher), window end -> "
+            f"PostgreSQL p50 {medians.p50:.2f} s, p99 {medians.p99:.2f} s (complete p99 {medians.p99_final:.2f} s)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rate", type=float, default=10_000.0, help="Publisher target ticks per second.")
-    parser.add_argument("--seconds", type=float, default=30.0, help="How long the publisher runs.")
-    parser.add_argument("--ticks_per_message", type=int, default=1000, help="Pub/Sub: ticks per message.")
-    parser.add_argument("--interval", default=DEFAULT_INTERVAL, help="Bar interval of the pipeline.")
-    parser.add_argument("--symbols", type=int, default=20, help="Synthetic symbols.")
-    parser.add_argument("--repeats", type=int, default=1, help="Runs of each bus; medians are reported.")
+    add_run_arguments(parser, default_rate=10_000.0)
     parser.add_argument("--skip_pubsub", action="store_true", help="Measure Kafka only.")
     args = parser.parse_args(argv)
 
-    from store import migrate
-    from store.localdb import LocalDatabase
-
-    work = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
+    work = work_dir("bench-kafka-")
     args.output = str(work / "lake")
-    work.chmod(0o755)  # as root, the postgres account must enter it
     emulator, host = start_emulator(work)
     os.environ["PUBSUB_EMULATOR_HOST"] = host
     services = start_kafka_services(work)
-    local = LocalDatabase(work / "pg", durable=False)
     try:
-        db_url = local.ensure_running()
-        migrate.migrate(db_url)
-        pubsub, kafka = [], []
-        for run in range(args.repeats):
-            if not args.skip_pubsub:
-                pubsub.append(run_once(args, db_url, dict(os.environ, PUBSUB_EMULATOR_HOST=host,
-                                                          PYTHONUNBUFFERED="1")))
-                print(f"run {run + 1} pubsub: {_line(pubsub[-1])}", flush=True)
-            kafka.append(run_kafka_once(args, db_url, services))
-            print(f"run {run + 1} kafka:  {_line(kafka[-1])}", flush=True)
+        with database(work) as db_url:
+            pubsub, kafka = [], []
+            for run in range(args.repeats):
+                if not args.skip_pubsub:
+                    pubsub.append(run_once(args, db_url, dict(os.environ, PYTHONUNBUFFERED="1")))
+                    print(f"run {run + 1} pubsub: {pubsub[-1].line()}", flush=True)
+                kafka.append(run_kafka_once(args, db_url, services))
+                print(f"run {run + 1} kafka:  {kafka[-1].line()}", flush=True)
     finally:
-        local.stop()
         services.stop()
         stop_process(emulator, "pubsub emulator", signal.SIGTERM)
     print(f"\nmedian of {args.repeats} at {args.rate:,.0f} ticks/s for {args.seconds:.0f} s "
@@ -167,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     if pubsub:
         print(f"  pubsub emulator: {_medians(pubsub)}")
     print(f"  kafka:           {_medians(kafka)}")
-    consumed = statistics.median(r.consumed_rate for r in kafka)
-    p99 = statistics.median(r.percentile(0.99) for r in kafka)
-    return 0 if consumed >= TARGET_TICKS_PER_SECOND and p99 <= TARGET_P99_SECONDS else 1
+    kafka_medians = Medians.of(kafka)
+    met = kafka_medians.consumed_rate >= TARGET_TICKS_PER_SECOND and kafka_medians.p99 <= TARGET_P99_SECONDS
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,259 @@
+"""What the streaming benchmarks share: run a streaming pipeline and a synthetic feed as separate
+processes, then measure from PostgreSQL how many ticks reached bars and how soon after a window
+closed its bar row appeared (and was complete).
+
+bench/bench_streaming.py drives it over the Pub/Sub emulator, bench/bench_kafka.py over Kafka.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ContextManager
+
+import psycopg
+
+from alphastream.intervals import interval_seconds
+from alphastream.local_services import stop_process
+from live_demo.demo import PIPELINE_READY_LINE
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_INTERVAL = "5s"
+ALLOWED_LATENESS_SECONDS = 5
+POLL_SECONDS = 0.1
+DRAIN_POLL_SECONDS = 0.5
+# After the feed, bars are complete once no tick arrived for longer than the allowed lateness.
+DRAIN_QUIET_SECONDS = ALLOWED_LATENESS_SECONDS + 2
+DRAIN_TIMEOUT_SECONDS = 60
+STARTUP_TIMEOUT_SECONDS = 120
+PIPELINE_LOG_TAIL_LINES = 30
+FEED_LOG_TAIL_CHARS = 3000
+FEED_LOG_INTERVAL_SECONDS = 5
+# The feed may run far slower than asked (a starved machine) before it counts as hung.
+FEED_TIMEOUT_FACTOR = 10
+FEED_TIMEOUT_SLACK_SECONDS = 60
+TARGET_TICKS_PER_SECOND = 10_000
+TARGET_P99_SECONDS = 2.0
+_FINAL_LINE = re.compile(r"stopped \((?P<reason>[^)]*)\) after (?P<seconds>[\d.]+) s: submitted=(?P<submitted>\d+) "
+                         r"published=(?P<published>\d+) failed=(?P<failed>\d+)")
+
+
+@dataclass
+class RunResult:
+    published: int
+    publish_seconds: float
+    ticks_in_bars: int
+    timings: dict[str, int]
+    delays: list[float]  # window end -> bar row first visible
+    final_delays: list[float]  # window end -> bar row complete (its last trade count)
+
+    @property
+    def publish_rate(self) -> float:
+        return self.published / self.publish_seconds
+
+    @property
+    def consumed_rate(self) -> float:
+        return self.ticks_in_bars / self.publish_seconds
+
+    def percentile(self, q: float, final: bool = False) -> float:
+        ordered = sorted(self.final_delays if final else self.delays)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+    def line(self) -> str:
+        """One run, for the benchmark's log."""
+        return (f"published {self.published:,} ticks in {self.publish_seconds:.1f} s "
+                f"({self.publish_rate:,.0f}/s); in bars {self.ticks_in_bars:,} ({self.consumed_rate:,.0f}/s, "
+                f"{self.consumed_rate / self.publish_rate:.2f}x); window end -> row p50 "
+                f"{self.percentile(0.5):.2f} s, p99 {self.percentile(0.99):.2f} s over {len(self.delays)} bars "
+                f"(complete: p50 {self.percentile(0.5, True):.2f} s, p99 {self.percentile(0.99, True):.2f} s); "
+                f"bars by last pane timing {self.timings}")
+
+
+@dataclass(frozen=True)
+class Medians:
+    """The medians over repeated runs that the targets are checked against."""
+
+    publish_rate: float
+    consumed_rate: float
+    ratio: float  # consumed / published ticks per second
+    p50: float
+    p99: float
+    p99_final: float
+
+    @classmethod
+    def of(cls, results: list[RunResult]) -> Medians:
+        return cls(publish_rate=statistics.median(r.publish_rate for r in results),
+                   consumed_rate=statistics.median(r.consumed_rate for r in results),
+                   ratio=statistics.median(r.consumed_rate / r.publish_rate for r in results),
+                   p50=statistics.median(r.percentile(0.5) for r in results),
+                   p99=statistics.median(r.percentile(0.99) for r in results),
+                   p99_final=statistics.median(r.percentile(0.99, True) for r in results))
+
+
+class BarWatch:
+    """Polls ``bars``; per (symbol, window) remembers when its row first appeared and when its
+    trade count last changed (a LATE pane completing it), both measured from the window end."""
+
+    def __init__(self, db_url: str, interval: str):
+        self._db_url, self._interval = db_url, interval
+        self.first_seen: dict[tuple[str, float], float] = {}  # (symbol, window end epoch s) -> time
+        self.completed: dict[tuple[str, float], tuple[int, float]] = {}  # -> (trades, time of that count)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        width = interval_seconds(self._interval)
+        with psycopg.connect(self._db_url, autocommit=True) as conn:
+            while not self._stop.wait(POLL_SECONDS):
+                now = time.time()
+                for symbol, start, trades in conn.execute(
+                        "SELECT symbol, extract(epoch FROM bucket_start)::float8, trades FROM bars "
+                        "WHERE interval = %s", (self._interval,)):
+                    key = (symbol, start + width)
+                    self.first_seen.setdefault(key, now)
+                    if self.completed.get(key, (None,))[0] != trades:
+                        self.completed[key] = (trades, now)
+
+    def __enter__(self) -> BarWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def first_delays(self) -> list[float]:
+        return [seen - window_end for (_, window_end), seen in self.first_seen.items()]
+
+    def final_delays(self) -> list[float]:
+        return [seen - window_end for (_, window_end), (_, seen) in self.completed.items()]
+
+
+def bar_stats(db_url: str, interval: str) -> tuple[int, dict[str, int]]:
+    """(ticks in bars, bar count per pane timing of the last write)."""
+    with psycopg.connect(db_url) as conn:
+        ticks = conn.execute("SELECT coalesce(sum(trades), 0) FROM bars WHERE interval = %s", (interval,)).fetchone()[0]
+        timings = dict(conn.execute("SELECT timing, count(*) FROM bars WHERE interval = %s GROUP BY timing",
+                                    (interval,)).fetchall())
+    return int(ticks), timings
+
+
+def wait_for_drain(db_url: str, interval: str, published: int) -> None:
+    """Until every tick is in a bar, or none arrived for longer than the allowed lateness."""
+    deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
+    last, still_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        ticks, _ = bar_stats(db_url, interval)
+        if ticks != last:
+            last, still_since = ticks, time.monotonic()
+        if ticks >= published or time.monotonic() - still_since > DRAIN_QUIET_SECONDS:
+            return
+        time.sleep(DRAIN_POLL_SECONDS)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, default_rate: float) -> None:
+    """The flags of one run (the feed and the bars), shared by the streaming benchmarks."""
+    parser.add_argument("--rate", type=float, default=default_rate, help="Publisher target ticks per second.")
+    parser.add_argument("--seconds", type=float, default=30.0, help="How long the publisher runs.")
+    parser.add_argument("--ticks_per_message", type=int, default=1000, help="Pub/Sub: ticks per message.")
+    parser.add_argument("--interval", default=DEFAULT_INTERVAL, help="Bar interval of the pipeline.")
+    parser.add_argument("--symbols", type=int, default=20, help="Synthetic symbols.")
+    parser.add_argument("--repeats", type=int, default=1, help="Runs; medians are reported.")
+
+
+def _pipeline_args(args: argparse.Namespace, db_url: str) -> list[str]:
+    """The streaming pipeline's flags both benchmarks use, beside the source's own."""
+    return ["--db_url", db_url, "--intervals", args.interval, "--allowed_lateness", str(ALLOWED_LATENESS_SECONDS),
+            "--early_firing_seconds", "0", "--output", args.output]
+
+
+def _feed_args(args: argparse.Namespace) -> list[str]:
+    """The synthetic feed's flags both benchmarks use, beside the sink's own."""
+    return ["--rate", str(args.rate), "--max_ticks", str(int(args.rate * args.seconds)),
+            "--num_symbols", str(args.symbols), "--log_interval", str(FEED_LOG_INTERVAL_SECONDS)]
+
+
+def work_dir(prefix: str) -> Path:
+    """A fresh folder for the run's services and lake, which the postgres account can enter too."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    work.chmod(0o755)  # as root, the local cluster runs as postgres
+    return work
+
+
+@contextlib.contextmanager
+def database(work: Path, db_url: str | None = None) -> Iterator[str]:
+    """db_url, or a throwaway local PostgreSQL with the schema migrated, stopped at the end."""
+    if db_url is not None:
+        yield db_url
+        return
+    from store import migrate
+    from store.localdb import LocalDatabase
+
+    local = LocalDatabase(work / "pg", durable=False)
+    try:
+        url = local.ensure_running()
+        migrate.migrate(url)
+        yield url
+    finally:
+        local.stop()
+
+
+def _start_pipeline(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str]]:
+    """``python -m pipeline --streaming ARGS``, once it logged that it reads; (process, its log)."""
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", "--streaming", *args], cwd=REPO, env=env,
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    log: list[str] = []
+    ready = threading.Event()
+
+    def collect() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            log.append(line)
+            if PIPELINE_READY_LINE in line:
+                ready.set()
+
+    threading.Thread(target=collect, daemon=True).start()
+    if not ready.wait(STARTUP_TIMEOUT_SECONDS):
+        stop_process(process, "pipeline")
+        raise RuntimeError("pipeline did not start:\n" + "".join(log[-PIPELINE_LOG_TAIL_LINES:]))
+    return process, log
+
+
+def _run_feed(args: list[str], env: dict[str, str], timeout: float) -> tuple[int, float]:
+    """``python -m ingestion --source synthetic ARGS`` to its end: (ticks published, seconds it ran)."""
+    feed = subprocess.run([sys.executable, "-m", "ingestion", "--source", "synthetic", *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    match = _FINAL_LINE.search(feed.stderr)
+    if feed.returncode != 0 or not match:
+        raise RuntimeError(f"ingestion failed ({feed.returncode}):\n{feed.stderr[-FEED_LOG_TAIL_CHARS:]}")
+    return int(match["published"]), float(match["seconds"])
+
+
+def measure_run(args: argparse.Namespace, db_url: str, env: dict[str, str], *, source: list[str], sink: list[str],
+                beside_feed: Callable[[], ContextManager[Any]] = contextlib.nullcontext) -> RunResult:
+    """One run on an emptied database: start the pipeline (``source``: its source flags), then,
+    with ``beside_feed()`` entered and the bars watched, run the feed (``sink``: its sink flags)
+    to its end and wait for the bars to drain. The pipeline stops before the watch does, so every
+    write it made is seen."""
+    with psycopg.connect(db_url) as conn:
+        conn.execute("TRUNCATE bars, dead_letters")
+    process, _ = _start_pipeline([*source, *_pipeline_args(args, db_url)], env)
+    try:
+        with beside_feed(), BarWatch(db_url, args.interval) as watch:
+            timeout = args.seconds * FEED_TIMEOUT_FACTOR + FEED_TIMEOUT_SLACK_SECONDS
+            published, publish_seconds = _run_feed([*sink, *_feed_args(args)], env, timeout)
+            wait_for_drain(db_url, args.interval, published)
+            stop_process(process, "pipeline")
+    finally:
+        stop_process(process, "pipeline")
+    return RunResult(published, publish_seconds, *bar_stats(db_url, args.interval), watch.first_delays(),
+                     watch.final_delays())
