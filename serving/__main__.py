@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=settings.api_workers, help="Worker processes.")
     parser.add_argument("--log-level", default="info", help="uvicorn log level.")
     args = parser.parse_args(argv)
-    # Access lines are INFO: below that level, skip formatting them at all (it costs req/s).
+    # Access lines are INFO: above that level, skip formatting them at all (formatting slows every request).
     uvicorn.run("serving.main:app", host=args.host, port=args.port, workers=args.workers,
                 log_level=args.log_level, access_log=args.log_level in ("trace", "debug", "info"))
 

@@ -17,7 +17,7 @@ Sequence gaps are counted by ingestion and never stored: they are on ingestion's
 from __future__ import annotations
 
 import datetime as dt
-from typing import Mapping
+from typing import Any, Mapping
 
 from psycopg import AsyncConnection, sql
 
@@ -56,7 +56,7 @@ async def recent_dead_letters(conn: AsyncConnection, window_seconds: float) -> d
     return {reason: count for reason, count in rows}
 
 
-def _alert(name: AlertName, **fields) -> AlertOut:
+def _alert(name: AlertName, **fields: Any) -> AlertOut:
     return AlertOut(alert=name, severity=SEVERITY[name], runbook_url=RUNBOOK + name.value.lower(), **fields)
 
 

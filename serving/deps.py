@@ -14,14 +14,12 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool
 
-from alphastream.settings import mask_dsn
+from alphastream.settings import API_KEY_HEADER, mask_dsn
 from serving.catalog import Catalog
 from serving.errors import ApiProblem
 from serving.settings import ApiSettings
 
 log = logging.getLogger("serving")
-
-API_KEY_HEADER = "X-API-Key"
 
 
 def database_url(settings: ApiSettings) -> str:
@@ -48,18 +46,21 @@ def make_pool(dsn: str, settings: ApiSettings) -> AsyncConnectionPool:
     )
 
 
-# Dependencies are coroutines: FastAPI runs plain functions in a worker thread, a hop that
-# costs more than the whole lookup.
+# Dependencies are coroutines: FastAPI runs plain functions in a worker thread, a hop longer
+# than the lookup itself.
 async def get_settings(request: Request) -> ApiSettings:
-    return request.app.state.settings
+    settings: ApiSettings = request.app.state.settings
+    return settings
 
 
 async def get_pool(request: Request) -> AsyncConnectionPool:
-    return request.app.state.pool
+    pool: AsyncConnectionPool = request.app.state.pool
+    return pool
 
 
 async def get_catalog(request: Request) -> Catalog:
-    return request.app.state.catalog
+    catalog: Catalog = request.app.state.catalog
+    return catalog
 
 
 Settings = Annotated[ApiSettings, Depends(get_settings)]
@@ -83,6 +84,7 @@ async def require_api_key(settings: Settings, key: Annotated[str | None, Depends
     """Refuse the request unless auth is off, or the X-API-Key header or a bearer token matches
     (constant time)."""
     expected = settings.api_key
-    if expected and not (_matches(key, expected) or _matches(bearer and bearer.credentials, expected)):
+    token = bearer.credentials if bearer else None
+    if expected and not (_matches(key, expected) or _matches(token, expected)):
         raise ApiProblem(401, f"missing or wrong {API_KEY_HEADER} header (or Authorization: Bearer): "
                               "this API requires an API key")

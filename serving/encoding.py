@@ -16,24 +16,28 @@ _OPTIONS = orjson.OPT_UTC_Z
 
 
 def row_dicts(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
-    return [dict(zip(columns, row)) for row in rows]
+    return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
-def keyed_row_dicts(columns: tuple[str, ...], key: tuple, rows: Iterable[tuple]) -> list[dict[str, Any]]:
+Row = tuple[Any, ...]
+RowDictBuilder = Callable[[Row, Iterable[Row]], list[dict[str, Any]]]
+
+
+def keyed_row_dicts(columns: tuple[str, ...], key: Row, rows: Iterable[Row]) -> list[dict[str, Any]]:
     """Like ``row_dicts`` for rows that share their leading values ``key`` (read once, not per
     row): ``columns`` names the key's values, then each row's."""
     return _dict_builder(columns, len(key))(key, rows)
 
 
 @functools.lru_cache(maxsize=None)
-def _dict_builder(columns: tuple[str, ...], key_length: int) -> Callable[[tuple, Iterable[tuple]], list[dict]]:
+def _dict_builder(columns: tuple[str, ...], key_length: int) -> RowDictBuilder:
     """A function turning rows into dicts with a dict display of constant keys, compiled once per
     column tuple, as ``collections.namedtuple`` compiles its class.
 
-    CPython builds a ``{'a': x, 'b': y}`` display in one step from a constant key tuple, about
-    twice as fast as ``dict(zip(columns, row))`` (measured: 0.45 vs 1.0 ms for a day of bars,
-    a tenth of the whole request). Keys enter the source only as ``repr`` literals and variables
-    are generated names, so no column name is ever evaluated as code.
+    CPython builds a ``{'a': x, 'b': y}`` display in one step from a constant key tuple, much
+    faster than ``dict(zip(columns, row))`` on the bar pages (docs/benchmarks.md). Keys enter the
+    source only as ``repr`` literals and variables are generated names, so no column name is ever
+    evaluated as code.
     """
     keys = [f"k{i}" for i in range(key_length)]
     values = [f"v{i}" for i in range(len(columns) - key_length)]
@@ -45,7 +49,8 @@ def _dict_builder(columns: tuple[str, ...], key_length: int) -> Callable[[tuple,
               f"    return [{{{display}}} for {row_target} in rows]\n")
     namespace: dict[str, Any] = {}
     exec(compile(source, f"<row dicts {columns}>", "exec"), namespace)  # noqa: S102 - see docstring
-    return namespace["build"]
+    build: RowDictBuilder = namespace["build"]
+    return build
 
 
 def dumps(value: Any) -> bytes:

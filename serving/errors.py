@@ -8,6 +8,7 @@ own parameter validation is reshaped into the same body (the per-field list stay
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
@@ -36,7 +37,7 @@ def not_found(detail: str) -> ApiProblem:
     return ApiProblem(404, detail)
 
 
-def _describe(error: dict) -> str:
+def _describe(error: dict[str, Any]) -> str:
     where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("query", "header"))
     return f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid"))
 
@@ -45,7 +46,7 @@ async def _problem(_: Request, exc: ApiProblem) -> JSONResponse:
     return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
 
-def _message(error: dict) -> str:
+def _message(error: dict[str, Any]) -> str:
     """pydantic's message, without the "Value error, " it puts before a validator's own sentence."""
     raised = error.get("ctx", {}).get("error")
     return str(raised) if error.get("type") == "value_error" and raised else str(error.get("msg", ""))
@@ -102,9 +103,11 @@ class AnswerUnexpectedErrors:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiProblem, _problem)
-    app.add_exception_handler(RequestValidationError, _validation)
-    app.add_exception_handler(PoolTimeout, _database_unavailable)
-    app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
-    app.add_exception_handler(Exception, _unexpected)  # what escapes the middlewares themselves
+    # The decorator form: Starlette's add_exception_handler types every handler as taking any
+    # Exception, which a handler of one exception class is not.
+    app.exception_handler(ApiProblem)(_problem)
+    app.exception_handler(RequestValidationError)(_validation)
+    app.exception_handler(PoolTimeout)(_database_unavailable)
+    app.exception_handler(psycopg.OperationalError)(_database_unavailable)
+    app.exception_handler(Exception)(_unexpected)  # what escapes the middlewares themselves
     app.add_middleware(AnswerUnexpectedErrors)

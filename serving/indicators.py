@@ -2,9 +2,9 @@
 
 ``sma``, ``vwap`` and ``volatility`` are SQL window functions (see ``queries.indicator_page``).
 The recursive ones (EMA, RSI, MACD, ATR) depend on every earlier value, which no SQL window
-function expresses; a recursive CTE over the bars is quadratic in PostgreSQL (measured: 490 ms
-for one day of 1-minute bars), so the API reads the bars in SQL and computes them here with
-pandas' ``ewm``. Bollinger bands are computed here too, being three values per bar.
+function expresses; a recursive CTE over the bars is quadratic in PostgreSQL, so the API reads
+the bars in SQL and computes them here with pandas' ``ewm``. Bollinger bands are computed here
+too, being three values per bar.
 
 Each indicator needs some bars before the page (its warm-up). A recursive one has infinite
 memory: it is seeded far enough back that the seed's weight is below 1e-8, so a value does not
@@ -13,6 +13,7 @@ depend on where a page starts. Values are null while the window is not yet full.
 from __future__ import annotations
 
 import enum
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -91,7 +92,7 @@ def _wilder(values: pd.Series, window: int) -> pd.Series:
 
 
 def _hide_first(values: pd.Series, count: int) -> np.ndarray:
-    out = values.to_numpy(dtype=float, copy=True)
+    out: np.ndarray = values.to_numpy(dtype=float, copy=True)
     out[:count] = np.nan
     return out
 
@@ -127,7 +128,7 @@ def atr(high: pd.Series, low: pd.Series, close: pd.Series, window: int) -> np.nd
     return _hide_first(_wilder(true_range, window), window - 1)
 
 
-def compute(kind: IndicatorKind, window: int, high: list[float], low: list[float], close: list[float]
+def compute(kind: IndicatorKind, window: int, high: Sequence[float], low: Sequence[float], close: Sequence[float]
             ) -> dict[str, np.ndarray]:
     """The components (``value`` and ``COMPONENTS[kind]``) of a recursive or banded indicator,
     one per bar, NaN where null. Bars are oldest first."""

@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 from typing import AsyncIterator
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from alphastream.settings import API_KEY_HEADER
 from serving.catalog import Catalog
-from serving.deps import API_KEY_HEADER, database_url, make_pool, require_api_key
+from serving.deps import database_url, make_pool, require_api_key
 from serving.errors import install_error_handlers
 from serving.metrics import ApiMetrics, RequestMetricsMiddleware
 from serving.models import BAR_STATE_DESCRIPTION
@@ -24,12 +25,21 @@ from serving.routes import bars, dead_letters, docs, health, indicators, metrics
 from serving.routes import risk as risk_routes
 from serving.settings import ApiSettings
 
+API_PREFIX = "/v1"
 DESCRIPTION = (
     "OHLCV bars, quotes, indicators and dead letters of the alphastream market-data store. "
     f"Times are ISO-8601 UTC. When the API runs with ALPHASTREAM_API_KEY set, send it in the "
     f"{API_KEY_HEADER} header (except /healthz, /readyz and the documentation pages); Prometheus "
     f"scrapes /metrics with it too.\n\n" + BAR_STATE_DESCRIPTION
 )
+
+
+def versioned_router() -> APIRouter:
+    """The data routes, under the version prefix (set here only)."""
+    router = APIRouter(prefix=API_PREFIX)
+    for routes in (symbols, bars, indicators, dead_letters, stream, alert_routes, risk_routes, anomaly_routes):
+        router.include_router(routes.router)
+    return router
 
 
 def create_app(settings: ApiSettings | None = None, *, dsn: str | None = None) -> FastAPI:
@@ -56,11 +66,10 @@ def create_app(settings: ApiSettings | None = None, *, dsn: str | None = None) -
     app.state.metrics = ApiMetrics(app.state.page_cache)
     install_error_handlers(app)
     # The key check (and its OpenAPI security scheme) exists only when a key is configured,
-    # so the published schema says whether this deployment wants X-API-Key.
+    # so the published schema says whether this deployment wants the key.
     authenticated = [Depends(require_api_key)] if settings.api_key else []
-    for router in (symbols.router, bars.router, indicators.router, dead_letters.router, stream.router,
-                   metrics.router, alert_routes.router, risk_routes.router, anomaly_routes.router):
-        app.include_router(router, dependencies=authenticated)
+    app.include_router(versioned_router(), dependencies=authenticated)
+    app.include_router(metrics.router, dependencies=authenticated)
     # Probes stay open (orchestrators do not carry the API key), and so does the schema.
     app.include_router(health.router)
     app.include_router(docs.router)

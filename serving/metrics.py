@@ -17,11 +17,13 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator, Sequence
 
+from fastapi.routing import iter_route_contexts
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving import queries
@@ -124,12 +126,29 @@ class ApiMetrics:
         self.registry.register(PageCacheCollector(page_cache))
 
 
+def route_templates(routes: Sequence[BaseRoute]) -> dict[int, str]:
+    """The path template of every route, with the prefixes of the routers it is included in, by
+    ``id`` of the route object a request's scope names (FastAPI puts the route as its own router
+    declares it there, without those prefixes)."""
+    return {id(context.original_route): context.path for context in iter_route_contexts(routes) if context.path}
+
+
 class RequestMetricsMiddleware:
     """Pure ASGI middleware (cheaper than BaseHTTPMiddleware) timing every HTTP request."""
 
     def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._templates: dict[int, str] | None = None  # read from the app at its first request
+
+    def template(self, scope: Scope) -> str:
+        """The route template of the request, or UNMATCHED_ROUTE."""
+        route: Any = scope.get("route")
+        if route is None:
+            return UNMATCHED_ROUTE
+        if self._templates is None:
+            self._templates = route_templates(scope["app"].routes)
+        return self._templates.get(id(route)) or str(getattr(route, "path", UNMATCHED_ROUTE))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -147,8 +166,7 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", UNMATCHED_ROUTE)
+            template = self.template(scope)
             method = scope.get("method", "")
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)

@@ -36,7 +36,7 @@ BAR_STATE_DESCRIPTION = (
 )
 
 
-def record_model(name: str, record: type, doc: str, **extra: Any) -> type[BaseModel]:
+def record_model(name: str, record: type[Any], doc: str, **extra: Any) -> type[BaseModel]:
     """A pydantic model with one field per record field (storage names, times as datetimes)."""
     hints = typing.get_type_hints(record)
     fields: dict[str, Any] = {
@@ -218,7 +218,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "A parameter is malformed or out of bounds."},
     503: {"model": ErrorBody, "description": "The database is unreachable or too slow."},
 }
-NOT_FOUND = {404: {"model": ErrorBody, "description": "Unknown symbol."}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "Unknown symbol."}}
 
 
 class AlertName(str, enum.Enum):

@@ -1,8 +1,8 @@
 """A bounded, versioned cache of rendered ``/v1/bars`` pages.
 
-Rendering a day of one-minute bars costs ~4.5 ms of CPU (the query, decoding 1,440 rows,
-building and encoding ~440 kB of JSON), which caps two cores near 440 requests/s; many
-dashboards showing the same symbol ask for the same pages. A page is cached under its
+Rendering a day of one-minute bars (the query, decoding the rows, building and encoding the
+JSON) is what bounds the API's request rate (docs/benchmarks.md), and many dashboards showing
+the same symbol ask for the same pages. A page is cached under its
 request (series, aligned range, rows, format) together with the *fingerprint* of the
 stored days it covers (``store.versions``), read *before* the page's query. A later
 request reads the fingerprint again (one index lookup) and gets the cached bytes only if it

@@ -1,4 +1,5 @@
-"""Query-parameter helpers shared by the routes: time ranges, limits and opaque cursors.
+"""Query-parameter helpers shared by the routes: time ranges, limits, opaque cursors and the
+keyset paging of the newest-first tables.
 
 A cursor is URL-safe base64 of JSON ``[scope, position]``: the scope repeats the query it
 belongs to (symbol, interval, ...), so a cursor replayed against another query is refused
@@ -11,11 +12,17 @@ import binascii
 import datetime as dt
 import json
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any
 
+from fastapi import Query
+from fastapi.responses import Response
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
 from pydantic import AfterValidator, BeforeValidator
 
 from alphastream.records import MICROS_PER_SECOND
+from serving import encoding
 from serving.errors import invalid
 from serving.queries import EPOCH
 from serving.settings import ApiSettings
@@ -29,6 +36,11 @@ SECONDS_PER_DAY = 86_400
 
 
 NOT_ISSUED = "cursor is not one this API issued: pass next_cursor back unchanged"
+MAX_CURSOR_LENGTH = 512
+
+LimitParam = Annotated[int | None, Query(ge=1, description="Rows per page (default and maximum: see settings).")]
+CursorParam = Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH,
+                                          description="next_cursor of the previous page.")]
 
 _NUMBER = re.compile(r"^\s*[-+]?[0-9.eE+-]+\s*$")
 
@@ -145,3 +157,42 @@ def decode_cursor(cursor: str, scope: list[Any]) -> Any:
         raise invalid("cursor belongs to a different query: keep the other parameters unchanged "
                       "while following next_cursor")
     return position
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """A table paged newest first by its key: ``query`` selects each row's key (a time in epoch
+    microseconds, then texts), then its ``columns``, after the key bound to ``after`` (all null
+    for the first page), at most %(rows)s rows."""
+
+    query: sql.Composed
+    after: tuple[str, ...]  # the bound parameters of the key to resume after, in key order
+    columns: tuple[str, ...]
+
+
+def keyset_position(cursor: str | None, scope: list[Any], length: int) -> list[Any]:
+    """The key a cursor resumes after (``length`` nulls without one), its time as a datetime;
+    422 unless it is a key this API issued for ``scope``."""
+    if cursor is None:
+        return [None] * length
+    position = decode_cursor(cursor, scope)
+    if not (isinstance(position, list) and len(position) == length
+            and isinstance(position[0], int) and all(isinstance(v, str) for v in position[1:])):
+        raise invalid(NOT_ISSUED)
+    return [time_position(position[0]), *position[1:]]
+
+
+async def keyset_page(pool: AsyncConnectionPool, keyset: Keyset, *, scope: list[Any], filters: dict[str, Any],
+                      limit: int | None, cursor: str | None, settings: ApiSettings) -> Response:
+    """One page as ``{"next_cursor": ..., "items": [...]}``; ``filters`` bind the query's other
+    parameters, and ``scope`` names them for the cursor."""
+    rows = checked_limit(limit, settings)
+    after = keyset_position(cursor, scope, len(keyset.after))
+    # One extra row tells whether a next page exists.
+    params = {**filters, **dict(zip(keyset.after, after, strict=True)), "rows": rows + 1}
+    async with pool.connection() as conn:
+        found = await (await conn.execute(keyset.query, params)).fetchall()
+    key_length = len(keyset.after)
+    next_cursor = encode_cursor(scope, list(found[rows - 1][:key_length])) if len(found) > rows else None
+    items = encoding.row_dicts(keyset.columns, (row[key_length:] for row in found[:rows]))
+    return Response(encoding.dumps({"next_cursor": next_cursor, "items": items}), media_type="application/json")

@@ -13,8 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import functools
+from typing import Any, Callable, Mapping, ParamSpec, cast
 
-from psycopg import sql
+from psycopg import AsyncConnection, sql
 
 from alphastream.records import BAR_FIELDS, DEAD_LETTER_FIELDS, PaneTiming, storage_columns
 from store.revisions import FINAL_REVISION
@@ -39,6 +40,8 @@ BAR_STATE_COLUMNS: tuple[str, ...] = (STATE, REVISION)
 BAR_API_COLUMNS: tuple[str, ...] = BAR_ROW_COLUMNS + BAR_STATE_COLUMNS
 DEAD_LETTER_COLUMNS: tuple[str, ...] = storage_columns(DEAD_LETTER_FIELDS)
 DEAD_LETTER_ROW_COLUMNS: tuple[str, ...] = DEAD_LETTER_COLUMNS + (RECORDED_AT,)
+
+P = ParamSpec("P")
 
 # Buckets are aligned to the Unix epoch, as Beam's FixedWindows align them.
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -180,15 +183,15 @@ def bar_range(rolled: bool, *, backward: bool = False) -> sql.Composed:
         on_time=sql.Literal(PaneTiming.ON_TIME.value), final=sql.Identifier(FINAL), **_c)
 
 
-def rendered(build):
+def rendered(build: Callable[P, sql.Composable]) -> Callable[P, sql.SQL]:
     """Cache a statement builder's result as SQL text: composing ``sql.Composed`` on every
-    request costs more than running the statement (profiled on ``/v1/bars``)."""
+    request would cost more than running the statement."""
     @functools.lru_cache(maxsize=None)
-    def cached(*args, **kwargs) -> sql.SQL:
+    def cached(*args: Any, **kwargs: Any) -> sql.SQL:
         return sql.SQL(build(*args, **kwargs).as_string(None))
 
     functools.update_wrapper(cached, build)
-    return cached
+    return cast(Callable[P, sql.SQL], cached)
 
 
 # A page's rows share their series key (symbol, interval): the route fills it in rather than
@@ -206,10 +209,9 @@ _STATE = bar_state_columns(sql.Identifier(FINAL), _c["timing"], _c["pane_index"]
 def bars_page(rolled: bool) -> sql.Composed:
     """One page of bars: each row's ``PAGE_COLUMNS`` (``BAR_API_COLUMNS`` without the series key).
 
-    Rows travel as typed values (binary protocol) and are rendered to JSON by orjson: faster
-    than PostgreSQL's own JSON here (measured for a day of bars: 2.1 vs 3.1 ms with
-    json_build_object, 3.3 vs 7.1 ms with json_agg of whole rows). Fewer columns is what makes the fetch cheaper: loading the two repeated key texts
-    and an epoch-microsecond copy of the start took a quarter of the fetch.
+    Rows travel as typed values (binary protocol) and are rendered to JSON by orjson, which is
+    faster than PostgreSQL's own JSON functions; the series key and an epoch-microsecond copy of
+    the start are left out because fewer columns make the fetch cheaper (docs/benchmarks.md).
     """
     return sql.SQL("SELECT {columns}, {state} FROM ({page}) AS page ORDER BY {bucket_start}").format(
         columns=_columns(BAR_ROW_COLUMNS[len(SERIES_KEY_COLUMNS):]), state=_STATE, page=bar_range(rolled),
@@ -249,7 +251,7 @@ SELECT {us} AS us, in_page, {high}, {low}, {close}, {volume}, {vwap} FROM (
 
 # Window-function indicators over the series above (the recursive ones are computed in Python:
 # see indicators.py).
-# Each is NULL until its window is full, as the dashboard's pandas versions are.
+# Each is NULL until its window is full.
 INDICATOR_EXPRESSIONS: dict[str, sql.Composable] = {
     "sma": sql.SQL("CASE WHEN count({close}) OVER w = %(window)s THEN avg({close}) OVER w END").format(
         close=_c["close"]),
@@ -312,6 +314,16 @@ LIMIT %(rows)s""").format(
 # -- health and metrics --------------------------------------------------------------------------
 
 PING = sql.SQL("SELECT 1")
+
+
+async def fetch_one(conn: AsyncConnection[tuple[Any, ...]], query: sql.SQL | sql.Composed | str,
+                    params: Mapping[str, Any] | None = None, *, binary: bool = False) -> tuple[Any, ...]:
+    """The row of a statement that always returns one (an aggregate, ``now()``)."""
+    row = await (await conn.execute(query, params, binary=binary)).fetchone()
+    if row is None:
+        raise RuntimeError(f"{query!r} returned no row")
+    return row
+
 
 # Rows PostgreSQL has counted into each table since its statistics were reset (inserts plus
 # updates: the sink upserts bars), summed over partitions: a cheap, monotonic throughput counter.

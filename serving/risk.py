@@ -68,7 +68,8 @@ def aligned(*members: Series) -> tuple[np.ndarray, list[np.ndarray]]:
 
 
 def simple_returns(values: np.ndarray) -> np.ndarray:
-    return values[1:] / values[:-1] - 1.0
+    returns: np.ndarray = values[1:] / values[:-1] - 1.0
+    return returns
 
 
 def portfolio(members: Mapping[str, Series], weights: Mapping[str, float]) -> Series:

@@ -28,7 +28,7 @@ DESCRIPTION = (
 )
 
 
-@router.get("/v1/alerts", response_model=AlertsList, summary="Alerts firing now", description=DESCRIPTION,
+@router.get("/alerts", response_model=AlertsList, summary="Alerts firing now", description=DESCRIPTION,
             responses={401: ERROR_RESPONSES[401]})
 async def get_alerts(pool: Pool, catalog: StoreCatalog, settings: Settings) -> AlertsList:
     checked_at = dt.datetime.now(dt.timezone.utc)

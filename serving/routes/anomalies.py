@@ -7,24 +7,25 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from alphastream.records import SYMBOL_PATTERN, AnomalyKind
-from serving import anomaly_queries, encoding
+from serving import anomaly_queries
 from serving.deps import Pool, Settings
-from serving.errors import invalid
 from serving.models import ERROR_RESPONSES, AnomaliesPage
-from serving.paging import NOT_ISSUED, IsoDateTime, checked_limit, decode_cursor, encode_cursor, time_position
-from serving.routes.bars import CursorParam, LimitParam
+from serving.paging import CursorParam, IsoDateTime, Keyset, LimitParam, keyset_page
 
 router = APIRouter(tags=["analytics"])
 
-# A cursor position: (bucket_start in epoch us, symbol, interval, kind): the table's key.
-_POSITION_TYPES = (int, str, str, str)
+# The cursor position: (bucket_start in epoch us, symbol, interval, kind), the table's key.
+ANOMALIES = Keyset(anomaly_queries.ANOMALIES_PAGE,
+                   after=("after_bucket_start", "after_symbol", "after_interval", "after_kind"),
+                   columns=anomaly_queries.ANOMALY_ROW_COLUMNS)
+SinceParam = Annotated[IsoDateTime | None, Query(description="Only anomalies of bars starting at or after this time.")]
 
 
-@router.get("/v1/anomalies", response_model=AnomaliesPage, responses=ERROR_RESPONSES, summary="Detected anomalies")
+@router.get("/anomalies", response_model=AnomaliesPage, responses=ERROR_RESPONSES, summary="Detected anomalies")
 async def get_anomalies(
     pool: Pool, settings: Settings,
     symbol: Annotated[str | None, Query(pattern=SYMBOL_PATTERN, description="Only this symbol.")] = None,
-    since: Annotated[IsoDateTime | None, Query(description="Only anomalies of bars starting at or after this time.")] = None,
+    since: SinceParam = None,
     kind: Annotated[AnomalyKind | None, Query(description="Only anomalies of this kind.")] = None,
     limit: LimitParam = None, cursor: CursorParam = None,
 ) -> Response:
@@ -37,21 +38,8 @@ async def get_anomalies(
     trades in a row with an unchanged close). `score` is the statistic, `threshold` the limit it
     passed; `details` holds the inputs (window, median, scale...).
     """
-    rows = checked_limit(limit, settings)
-    scope = ["anomalies", symbol, since.isoformat() if since else None, kind.value if kind else None]
-    after: list = [None] * len(_POSITION_TYPES)
-    if cursor is not None:
-        after = decode_cursor(cursor, scope)
-        if not (isinstance(after, list) and len(after) == len(_POSITION_TYPES)
-                and all(isinstance(v, t) for v, t in zip(after, _POSITION_TYPES))):
-            raise invalid(NOT_ISSUED)
-        after[0] = time_position(after[0])
-    params = {"symbol": symbol, "kind": kind.value if kind else None, "since": since, "rows": rows + 1,
-              "after_bucket_start": after[0], "after_symbol": after[1], "after_interval": after[2],
-              "after_kind": after[3]}
-    async with pool.connection() as conn:
-        found = await (await conn.execute(anomaly_queries.ANOMALIES_PAGE, params)).fetchall()
-    key_length = len(_POSITION_TYPES)
-    next_cursor = encode_cursor(scope, list(found[rows - 1][:key_length])) if len(found) > rows else None
-    items = encoding.row_dicts(anomaly_queries.ANOMALY_ROW_COLUMNS, (row[key_length:] for row in found[:rows]))
-    return Response(encoding.dumps({"next_cursor": next_cursor, "items": items}), media_type="application/json")
+    kind_value = kind.value if kind else None
+    return await keyset_page(pool, ANOMALIES, scope=["anomalies", symbol, since.isoformat() if since else None,
+                                                     kind_value],
+                             filters={"symbol": symbol, "kind": kind_value, "since": since}, limit=limit,
+                             cursor=cursor, settings=settings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -18,7 +18,9 @@ from serving.errors import invalid
 from serving.models import ERROR_RESPONSES, NOT_FOUND, BarsPage
 from serving.page_cache import PageCache
 from serving.paging import (
+    CursorParam,
     IsoDateTime,
+    LimitParam,
     ceil_to,
     checked_limit,
     checked_range,
@@ -34,7 +36,6 @@ router = APIRouter(tags=["bars"])
 
 CSV_MEDIA_TYPE = "text/csv"
 NEXT_CURSOR_HEADER = "X-Next-Cursor"
-MAX_CURSOR_LENGTH = 512
 INTERVAL_DESCRIPTION = ("Bar interval, e.g. 1m, 5m, 15m, 1h, 1d: a stored interval or a multiple of "
                         "one (rolled up from the largest stored interval that divides it).")
 
@@ -42,12 +43,10 @@ SymbolParam = Annotated[str, Query(pattern=SYMBOL_PATTERN, description="Ticker o
 IntervalParam = Annotated[str, Query(max_length=8, description=INTERVAL_DESCRIPTION)]
 StartParam = Annotated[IsoDateTime | None, Query(description="Bars starting at or after this time (UTC if no offset).")]
 EndParam = Annotated[IsoDateTime | None, Query(description="Bars starting before this time.")]
-LimitParam = Annotated[int | None, Query(ge=1, description="Rows per page (default and maximum: see settings).")]
-CursorParam = Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH, description="next_cursor of the previous page.")]
 
 
 def page_bounds(series: ResolvedSeries, start: dt.datetime | None, end: dt.datetime | None,
-                limit: int | None, cursor: str | None, scope: list, settings: ApiSettings
+                limit: int | None, cursor: str | None, scope: list[Any], settings: ApiSettings
                 ) -> tuple[dt.datetime, dt.datetime, int]:
     """[lo, hi) of the stored bars to read and the number of rows of this page.
 
@@ -70,7 +69,7 @@ def page_bounds(series: ResolvedSeries, start: dt.datetime | None, end: dt.datet
     return ceil_to(lo, step_us), ceil_to(hi, step_us), rows
 
 
-def range_params(series: ResolvedSeries, lo: dt.datetime, hi: dt.datetime, rows: int) -> dict:
+def range_params(series: ResolvedSeries, lo: dt.datetime, hi: dt.datetime, rows: int) -> dict[str, Any]:
     """Bound parameters of ``queries.bar_range``; one extra row tells whether a next page exists."""
     return {
         "symbol": series.info.symbol, "source": series.source, "interval": series.interval,
@@ -79,7 +78,7 @@ def range_params(series: ResolvedSeries, lo: dt.datetime, hi: dt.datetime, rows:
     }
 
 
-def fingerprint_params(series: ResolvedSeries, lo: dt.datetime, hi: dt.datetime) -> dict:
+def fingerprint_params(series: ResolvedSeries, lo: dt.datetime, hi: dt.datetime) -> dict[str, Any]:
     """``versions.FINGERPRINT_SQL`` parameters: the stored series' UTC days that [lo, hi) touches."""
     return {"symbol": series.info.symbol, "source": series.source, "first_day": lo.date(),
             "last_day": (hi - dt.timedelta(microseconds=1)).date()}
@@ -90,7 +89,7 @@ def wants_csv(request: Request) -> bool:
 
 
 @router.get(
-    "/v1/bars", response_model=BarsPage, summary="OHLCV bars of one symbol",
+    "/bars", response_model=BarsPage, summary="OHLCV bars of one symbol",
     responses={**ERROR_RESPONSES, **NOT_FOUND,
                200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}},
                      "description": f"Bars, oldest first: JSON, or CSV when Accept: {CSV_MEDIA_TYPE} "
@@ -112,8 +111,8 @@ async def get_bars(request: Request, pool: Pool, catalog: StoreCatalog, settings
         if cache.enabled:
             # Read before the page: a write committing in between makes the next request miss,
             # never serves stale bytes (serving/page_cache.py).
-            versions_read = await conn.execute(versions.FINGERPRINT_SQL, fingerprint_params(series, lo, hi), binary=True)
-            fingerprint = tuple(await versions_read.fetchone())
+            fingerprint = await queries.fetch_one(conn, versions.FINGERPRINT_SQL, fingerprint_params(series, lo, hi),
+                                                  binary=True)
             cached = cache.get(page_key, fingerprint)
             if cached is not None:
                 return Response(cached.body, media_type=cached.media_type, headers=cached.headers)
@@ -137,7 +136,7 @@ async def get_bars(request: Request, pool: Pool, catalog: StoreCatalog, settings
     return Response(body, media_type=media_type, headers=headers)
 
 
-def bars_csv(rows: list[tuple]) -> str:
+def bars_csv(rows: list[tuple[Any, ...]]) -> str:
     """CSV with a header of the bar columns; times as ISO-8601 UTC."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

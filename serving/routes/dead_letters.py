@@ -7,20 +7,19 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from alphastream.records import DeadLetterReason
-from serving import encoding, queries
+from serving import queries
 from serving.deps import Pool, Settings
-from serving.errors import invalid
 from serving.models import ERROR_RESPONSES, DeadLettersPage
-from serving.paging import NOT_ISSUED, IsoDateTime, checked_limit, decode_cursor, encode_cursor, time_position
-from serving.routes.bars import CursorParam, LimitParam
+from serving.paging import CursorParam, IsoDateTime, Keyset, LimitParam, keyset_page
 
 router = APIRouter(tags=["operations"])
 
-# A cursor position: (seen_at in epoch us, origin, reason, md5 of raw): the table's identity.
-_POSITION_TYPES = (int, str, str, str)
+# The cursor position: (seen_at in epoch us, origin, reason, md5 of raw), the table's identity.
+DEAD_LETTERS = Keyset(queries.DEAD_LETTERS_PAGE, after=("after_seen_at", "after_origin", "after_reason", "after_md5"),
+                      columns=queries.DEAD_LETTER_ROW_COLUMNS)
 
 
-@router.get("/v1/dead-letters", response_model=DeadLettersPage, responses=ERROR_RESPONSES,
+@router.get("/dead-letters", response_model=DeadLettersPage, responses=ERROR_RESPONSES,
             summary="Rejected records")
 async def get_dead_letters(
     pool: Pool, settings: Settings,
@@ -29,21 +28,8 @@ async def get_dead_letters(
     limit: LimitParam = None, cursor: CursorParam = None,
 ) -> Response:
     """Dead letters, newest first, ``limit`` per page; follow ``next_cursor`` for older ones."""
-    rows = checked_limit(limit, settings)
-    scope = ["dead-letters", since.isoformat() if since else None, reason.value if reason else None]
-    after: list = [None] * len(_POSITION_TYPES)
-    if cursor is not None:
-        after = decode_cursor(cursor, scope)
-        if not (isinstance(after, list) and len(after) == len(_POSITION_TYPES)
-                and all(isinstance(v, t) for v, t in zip(after, _POSITION_TYPES))):
-            raise invalid(NOT_ISSUED)
-        after[0] = time_position(after[0])
-    params = {"since": since, "reason": reason.value if reason else None, "rows": rows + 1,
-              "after_seen_at": after[0], "after_origin": after[1], "after_reason": after[2],
-              "after_md5": after[3]}
-    async with pool.connection() as conn:
-        found = await (await conn.execute(queries.DEAD_LETTERS_PAGE, params)).fetchall()
-    key_length = len(_POSITION_TYPES)
-    next_cursor = encode_cursor(scope, list(found[rows - 1][:key_length])) if len(found) > rows else None
-    items = encoding.row_dicts(queries.DEAD_LETTER_ROW_COLUMNS, (row[key_length:] for row in found[:rows]))
-    return Response(encoding.dumps({"next_cursor": next_cursor, "items": items}), media_type="application/json")
+    reason_value = reason.value if reason else None
+    return await keyset_page(pool, DEAD_LETTERS, scope=["dead-letters", since.isoformat() if since else None,
+                                                        reason_value],
+                             filters={"since": since, "reason": reason_value}, limit=limit, cursor=cursor,
+                             settings=settings)

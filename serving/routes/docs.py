@@ -32,7 +32,7 @@ SWAGGER_UI_PARAMETERS = {**swagger_ui_default_parameters, "validatorUrl": None}
 
 def _root(request: Request) -> str:
     """The prefix a proxy mounts the app under (uvicorn --root-path), or ""."""
-    return request.scope.get("root_path", "").rstrip("/")
+    return str(request.scope.get("root_path", "")).rstrip("/")
 
 
 def _asset_url(request: Request, name: str) -> str:

@@ -20,12 +20,10 @@ from serving.indicators import (
     warmup_bars,
 )
 from serving.models import ERROR_RESPONSES, NOT_FOUND, IndicatorPoint, IndicatorsPage
-from serving.paging import encode_cursor, from_us
+from serving.paging import CursorParam, LimitParam, encode_cursor, from_us
 from serving.routes.bars import (
-    CursorParam,
     EndParam,
     IntervalParam,
-    LimitParam,
     StartParam,
     SymbolParam,
     page_bounds,
@@ -39,7 +37,7 @@ def _number(value: float) -> float | None:
     return None if value != value else float(value)  # NaN: not yet defined
 
 
-@router.get("/v1/indicators", response_model=IndicatorsPage, responses={**ERROR_RESPONSES, **NOT_FOUND},
+@router.get("/indicators", response_model=IndicatorsPage, responses={**ERROR_RESPONSES, **NOT_FOUND},
             summary="Technical indicators over bars", response_model_exclude_unset=True)
 async def get_indicators(
     pool: Pool, catalog: StoreCatalog, settings: Settings, symbol: SymbolParam, interval: IntervalParam,
@@ -69,7 +67,7 @@ async def get_indicators(
         else:
             found = await (await conn.execute(queries.indicator_page(series.rolled, kind.value), params)).fetchall()
     if kind in IN_PYTHON:
-        _, _, high, low, close, _, _ = zip(*inputs) if inputs else ((),) * 7
+        _, _, high, low, close, _, _ = zip(*inputs, strict=True) if inputs else ((),) * 7
         values = compute(kind, window, high, low, close)
         names = ("value", *COMPONENTS.get(kind, ()))
         found = [(us, *(_number(values[name][i]) for name in names))
@@ -79,5 +77,5 @@ async def get_indicators(
     next_cursor = encode_cursor(scope, found[rows][0]) if len(found) > rows else None
     return IndicatorsPage(symbol=series.info.symbol, interval=series.interval, kind=kind.value, window=window,
                           next_cursor=next_cursor,
-                          items=[IndicatorPoint(bucket_start=from_us(us), **dict(zip(names, row)))
+                          items=[IndicatorPoint(bucket_start=from_us(us), **dict(zip(names, row, strict=True)))
                                  for us, *row in found[:rows]])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from psycopg_pool import AsyncConnectionPool
@@ -22,12 +22,12 @@ from serving.settings import ApiSettings
 
 router = APIRouter(tags=["risk"])
 
-# About a year of 1-minute equity bars (252 x 390); numpy takes a few milliseconds over them.
+# About a year of 1-minute equity bars (252 x 390): a bound on the work of one request.
 MAX_RISK_BARS = 100_000
 DESCRIPTION = risk.__doc__.split("\n", 1)[1].strip()
 
 # FastAPI answers a body it cannot parse as JSON with a 400 before validation.
-BAD_BODY = {400: {"model": ErrorBody, "description": "The body is not JSON."}}
+BAD_BODY: dict[int | str, dict[str, Any]] = {400: {"model": ErrorBody, "description": "The body is not JSON."}}
 BenchmarkParam = Annotated[str | None, Query(pattern=SYMBOL_PATTERN,
                                              description="Symbol to compute beta and correlation against.")]
 CalendarParam = Annotated[risk.Calendar | None, Query(
@@ -75,7 +75,7 @@ def risk_out(name: str, interval: str, calendar: risk.Calendar, metrics: risk.Ri
     )
 
 
-@router.get("/v1/risk", response_model=RiskOut, responses={**ERROR_RESPONSES, **NOT_FOUND},
+@router.get("/risk", response_model=RiskOut, responses={**ERROR_RESPONSES, **NOT_FOUND},
             summary="Risk metrics of one symbol", description=DESCRIPTION)
 async def get_risk(pool: Pool, catalog: StoreCatalog, settings: Settings, symbol: SymbolParam,
                    interval: IntervalParam, start: StartParam = None, end: EndParam = None,
@@ -87,10 +87,10 @@ async def get_risk(pool: Pool, catalog: StoreCatalog, settings: Settings, symbol
     calendar = calendar or risk.calendar_for(series.info.symbol)
     per_year = risk.bars_per_year(interval_seconds(series.interval), calendar)
     return risk_out(series.info.symbol, series.interval, calendar,
-                    risk.risk_metrics(closes, per_year, *reference), against and against.info.symbol)
+                    risk.risk_metrics(closes, per_year, *reference), against.info.symbol if against else None)
 
 
-@router.post("/v1/risk/portfolio", response_model=RiskOut, responses={**ERROR_RESPONSES, **NOT_FOUND, **BAD_BODY},
+@router.post("/risk/portfolio", response_model=RiskOut, responses={**ERROR_RESPONSES, **NOT_FOUND, **BAD_BODY},
              summary="Risk metrics of a weighted portfolio", description=DESCRIPTION)
 async def post_portfolio_risk(pool: Pool, catalog: StoreCatalog, settings: Settings,
                               request: PortfolioRequest) -> RiskOut:
@@ -110,7 +110,7 @@ async def post_portfolio_risk(pool: Pool, catalog: StoreCatalog, settings: Setti
     calendar = request.calendar or (risk.Calendar.ALWAYS_OPEN if all(
         risk.calendar_for(name) is risk.Calendar.ALWAYS_OPEN for name in members) else risk.Calendar.EQUITY)
     weights = {members[name].info.symbol: w for name, w in request.weights.items()}
-    value = risk.portfolio({s.info.symbol: c for s, c in zip(members.values(), closes)}, weights)
+    value = risk.portfolio({s.info.symbol: c for s, c in zip(members.values(), closes, strict=True)}, weights)
     per_year = risk.bars_per_year(interval_seconds(canonical), calendar)
     return risk_out("portfolio", canonical, calendar, risk.risk_metrics(value, per_year, reference),
-                    against and against.info.symbol, weights)
+                    against.info.symbol if against else None, weights)

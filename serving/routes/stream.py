@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Annotated, AsyncIterator
+from typing import Annotated, Any, AsyncIterator
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request
@@ -36,6 +36,7 @@ EVENT_STREAM = "text/event-stream"
 COMMIT_SLACK = dt.timedelta(seconds=2)
 HEARTBEAT_SECONDS = 15.0  # an SSE comment keeps proxies from closing a quiet stream
 RECONNECT_MILLISECONDS = 2_000
+BarKey = tuple[str, str, int]  # symbol, interval, bucket start in epoch us
 
 
 def stream_series(infos: list[SymbolInfo], interval: str | None) -> list[str]:
@@ -63,6 +64,10 @@ def _sent_event_id(value: str | None) -> str | None:
 LastEventIdHeader = Annotated[str | None, Header(
     pattern=r"^[0-9]{1,32}$", description="Resume after this event id (the id of the last event received)."),
     AfterValidator(_sent_event_id)]
+StoredIntervalParam = Annotated[str | None, Query(max_length=8,
+                                                  description="Stored interval (default: each symbol's shortest).")]
+MaxEventsParam = Annotated[int | None, Query(ge=1, description="Close after this many events.")]
+TimeoutParam = Annotated[float | None, Query(gt=0, description="Close after this many seconds.")]
 
 
 def bounded(value: float | None, most: float, name: str) -> float:
@@ -77,15 +82,13 @@ def sse_event(event_id: int, data: str) -> str:
     return f"event: bar\nid: {event_id}\ndata: {data}\n\n"
 
 
-@router.get("/v1/stream/bars", response_class=StreamingResponse, summary="Live bars (server-sent events)",
+@router.get("/stream/bars", response_class=StreamingResponse, summary="Live bars (server-sent events)",
             responses={**ERROR_RESPONSES, **NOT_FOUND,
                        200: {"content": {EVENT_STREAM: {"schema": {"type": "string"}}},
                              "description": "`event: bar` messages; data is a bar as in /v1/bars."}})
 async def stream_bars(
     request: Request, pool: Pool, catalog: StoreCatalog, settings: Settings, symbols: SymbolsParam,
-    interval: Annotated[str | None, Query(max_length=8, description="Stored interval (default: each symbol's shortest).")] = None,
-    max_events: Annotated[int | None, Query(ge=1, description="Close after this many events.")] = None,
-    timeout_seconds: Annotated[float | None, Query(gt=0, description="Close after this many seconds.")] = None,
+    interval: StoredIntervalParam = None, max_events: MaxEventsParam = None, timeout_seconds: TimeoutParam = None,
     last_event_id: LastEventIdHeader = None,
 ) -> StreamingResponse:
     """Bars of the symbols written after the stream opened (or after ``Last-Event-ID``)."""
@@ -96,14 +99,14 @@ async def stream_bars(
     horizon = dt.timedelta(seconds=settings.api_stream_late_horizon_seconds)
     params = {"symbols": [info.symbol for info in infos], "intervals": intervals,
               "lo": min(info.finest.last_bar for info in infos) - horizon}
-    already_sent: dict[tuple, dt.datetime] = {}
+    already_sent: dict[BarKey, dt.datetime] = {}
     if last_event_id is not None:
         # Resuming may repeat bars written in the COMMIT_SLACK before that id: repeating an
         # upsert is harmless, losing a bar is not.
         since = from_us(int(last_event_id))
     else:
         async with pool.connection() as conn:
-            since = (await (await conn.execute(queries.DATABASE_NOW)).fetchone())[0]
+            (since,) = await queries.fetch_one(conn, queries.DATABASE_NOW)
             # Bars written just before opening are not news: remember them as sent, so only
             # bars written (or committed) after this point are pushed.
             poll = {**params, "since": since - COMMIT_SLACK, "rows": settings.api_stream_max_events}
@@ -114,8 +117,8 @@ async def stream_bars(
                              media_type=EVENT_STREAM, headers={"Cache-Control": "no-cache"})
 
 
-async def bar_events(request: Request, pool: AsyncConnectionPool, settings: ApiSettings, params: dict,
-                     since: dt.datetime, sent: dict[tuple, dt.datetime], max_events: int, seconds: float
+async def bar_events(request: Request, pool: AsyncConnectionPool, settings: ApiSettings, params: dict[str, Any],
+                     since: dt.datetime, sent: dict[BarKey, dt.datetime], max_events: int, seconds: float
                      ) -> AsyncIterator[str]:
     """Poll and yield SSE messages until the bounds are reached or the client leaves.
 
@@ -137,7 +140,8 @@ async def bar_events(request: Request, pool: AsyncConnectionPool, settings: ApiS
                 continue
             sent[key] = updated_at
             since = max(since, updated_at)
-            yield sse_event(to_us(updated_at), encoding.dumps(dict(zip(queries.BAR_API_COLUMNS, bar))).decode())
+            data = encoding.dumps(dict(zip(queries.BAR_API_COLUMNS, bar, strict=True))).decode()
+            yield sse_event(to_us(updated_at), data)
             sent_count += 1
             if sent_count >= max_events:
                 return

@@ -35,7 +35,7 @@ def symbol_list(text: str, most: int) -> list[str]:
 async def known_symbols(catalog: StoreCatalog, pool: Pool, names: list[str]) -> list[SymbolInfo]:
     """Catalog entries of the named symbols; 404 naming those the store does not hold."""
     infos = [await catalog.lookup(pool, name) for name in names]
-    unknown = [name for name, info in zip(names, infos) if info is None]
+    unknown = [name for name, info in zip(names, infos, strict=True) if info is None]
     if unknown:
         raise not_found(f"unknown symbol(s) {', '.join(unknown)}: GET /v1/symbols lists the stored ones")
     return [info for info in infos if info is not None]
@@ -45,7 +45,7 @@ SymbolsParam = Annotated[str, Query(max_length=MAX_SYMBOLS_PARAM_LENGTH,
                                     description="Comma-separated symbols, e.g. AAPL,MSFT,BTC-USD.")]
 
 
-@router.get("/v1/symbols", response_model=SymbolsList, responses=ERROR_RESPONSES,
+@router.get("/symbols", response_model=SymbolsList, responses=ERROR_RESPONSES,
             summary="Symbols with stored bars")
 async def get_symbols(pool: Pool, catalog: StoreCatalog) -> SymbolsList:
     """Every symbol with its stored intervals, first and last bar and last price."""
@@ -58,7 +58,7 @@ async def get_symbols(pool: Pool, catalog: StoreCatalog) -> SymbolsList:
     ])
 
 
-@router.get("/v1/quotes/latest", response_model=QuotesList, responses={**ERROR_RESPONSES, **NOT_FOUND},
+@router.get("/quotes/latest", response_model=QuotesList, responses={**ERROR_RESPONSES, **NOT_FOUND},
             summary="Newest price of each symbol")
 async def get_latest_quotes(pool: Pool, catalog: StoreCatalog, settings: Settings,
                             symbols: SymbolsParam) -> QuotesList:

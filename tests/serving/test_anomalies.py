@@ -69,7 +69,8 @@ def test_the_run_stores_in_the_table_and_the_lake_what_it_found_and_finds_the_la
     assert tuple(c for c in read.columns if c != "date") == storage_columns(ANOMALY_FIELDS)
     key = ["symbol", "interval", "bucket_start", "kind"]
     pd.testing.assert_frame_equal(
-        read.drop(columns="date").sort_values(key, ignore_index=True).astype({"bucket_start": table.bucket_start.dtype}),
+        read.drop(columns="date").sort_values(key, ignore_index=True)
+        .astype({"bucket_start": table.bucket_start.dtype}),
         table.sort_values(key, ignore_index=True))
     labels = injected_anomalies(SPEC)
     starts = table.bucket_start.map(lambda t: int(t.value // 1000))
@@ -140,7 +141,7 @@ def test_api_filters_by_symbol_kind_and_since(run, client, query):
     assert answer.status_code == 200, answer.text
     served = answer.json()["items"]
     assert len(served) == len(expected) > 0
-    assert [(a["symbol"], a["kind"]) for a in served] == list(zip(expected.symbol, expected.kind))
+    assert [(a["symbol"], a["kind"]) for a in served] == list(zip(expected.symbol, expected.kind, strict=True))
 
 
 @pytest.mark.parametrize("query, complaint", [

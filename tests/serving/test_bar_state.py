@@ -69,7 +69,7 @@ def test_states_follow_the_stores_rule(store, api_url):
 
 def test_csv_bars_carry_state_and_revision(api_url):
     frame = pd.read_csv(io.StringIO(_bars(api_url, "1m", Accept="text/csv").text))
-    assert list(zip(frame["state"], frame["revision"])) == EXPECTED
+    assert list(zip(frame["state"], frame["revision"], strict=True)) == EXPECTED
 
 
 def test_rolled_up_bars_are_as_settled_as_their_least_settled_bar(api_url):

@@ -20,7 +20,8 @@ def test_keyed_rows_render_as_plain_rows_do():
     assert keyed == plain
     assert [list(item) for item in keyed] == [list(queries.BAR_ROW_COLUMNS)] * len(PAGE_ROWS)
     assert encoding.dumps(keyed) == encoding.dumps(plain)
-    assert encoding.dumps(keyed[0]).startswith(b'{"symbol":"AAPL","interval":"1m","bucket_start":"2024-03-05T14:30:00Z"')
+    assert encoding.dumps(keyed[0]).startswith(
+        b'{"symbol":"AAPL","interval":"1m","bucket_start":"2024-03-05T14:30:00Z"')
 
 
 def test_a_page_row_of_the_wrong_width_is_refused():

@@ -30,18 +30,19 @@ def hidden(values: list[float], count: int) -> list[float]:
 
 
 def reference_rsi(close: list[float], window: int) -> list[float]:
-    changes = [b - a for a, b in zip(close, close[1:])]
+    changes = [b - a for a, b in zip(close, close[1:], strict=False)]
     gains = exponential([max(c, 0.0) for c in changes], 1 / window)
     losses = exponential([max(-c, 0.0) for c in changes], 1 / window)
-    rsi = [100 - 100 / (1 + g / l) if l > 0 else (100.0 if g > 0 else 50.0) for g, l in zip(gains, losses)]
+    rsi = [100 - 100 / (1 + gain / loss) if loss > 0 else (100.0 if gain > 0 else 50.0)
+           for gain, loss in zip(gains, losses, strict=True)]
     return hidden([NONE] + rsi, window)
 
 
 def reference_macd(close: list[float]) -> dict[str, list[float]]:
-    line = [f - s for f, s in zip(exponential(close, 2 / 13), exponential(close, 2 / 27))]
+    line = [f - s for f, s in zip(exponential(close, 2 / 13), exponential(close, 2 / 27), strict=True)]
     signal = exponential(line, 2 / 10)
     return {"value": hidden(line, 25), "signal": hidden(signal, 33),
-            "histogram": hidden([a - b for a, b in zip(line, signal)], 33)}
+            "histogram": hidden([a - b for a, b in zip(line, signal, strict=True)], 33)}
 
 
 def reference_bollinger(close: list[float], window: int) -> dict[str, list[float]]:
@@ -60,8 +61,9 @@ def reference_bollinger(close: list[float], window: int) -> dict[str, list[float
 
 
 def reference_atr(high: list[float], low: list[float], close: list[float], window: int) -> list[float]:
-    true_range = [high[0] - low[0]] + [max(h - l, abs(h - c), abs(l - c))
-                                       for h, l, c in zip(high[1:], low[1:], close)]
+    # Each bar after the first against the previous close.
+    true_range = [high[0] - low[0]] + [max(hi - lo, abs(hi - c), abs(lo - c))
+                                       for hi, lo, c in zip(high[1:], low[1:], close, strict=False)]
     return hidden(exponential(true_range, 1 / window), window - 1)
 
 

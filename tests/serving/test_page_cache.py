@@ -160,7 +160,8 @@ def test_racing_writes_never_give_a_page_older_than_the_request(cache_db):
         w = CopyMergeWriter(cache_db, BARS)
         try:
             for pane in range(10, 10 + panes):
-                assert w.write(as_rows([make_bar(SYMBOL, minute, pane=pane, close=1000.0 + pane, start_us=DAY_A)])) == []
+                bar = make_bar(SYMBOL, minute, pane=pane, close=1000.0 + pane, start_us=DAY_A)
+                assert w.write(as_rows([bar])) == []
                 committed[0] = pane
                 time.sleep(0.01)
         except Exception as err:  # asserted below: the writer's failure must fail the test

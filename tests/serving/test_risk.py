@@ -70,7 +70,9 @@ def reference(values: pd.Series, per_year: float, benchmark: pd.Series | None = 
 
 def assert_matches(body: dict, expected: dict) -> None:
     assert body["bars"] == expected["bars"]
-    for name in ("volatility", "volatility_annualized", "sharpe", *(("beta", "correlation") if "beta" in expected else ())):
+    compared = ("volatility", "volatility_annualized", "sharpe",
+                *(("beta", "correlation") if "beta" in expected else ()))
+    for name in compared:
         assert body[name] == pytest.approx(expected[name], rel=RTOL), name
     fraction, peak, trough = expected["drawdown"]
     assert body["max_drawdown"]["fraction"] == pytest.approx(fraction, rel=RTOL)
@@ -78,7 +80,8 @@ def assert_matches(body: dict, expected: dict) -> None:
     assert pd.Timestamp(body["max_drawdown"]["trough_at"]) == trough
     for tail in body["tails"]:
         var, shortfall = expected["tails"][tail["confidence"]]
-        assert tail["var"] == pytest.approx(var, rel=RTOL) and tail["expected_shortfall"] == pytest.approx(shortfall, rel=RTOL)
+        assert tail["var"] == pytest.approx(var, rel=RTOL)
+        assert tail["expected_shortfall"] == pytest.approx(shortfall, rel=RTOL)
     if "benchmark_returns" in expected:
         assert body["benchmark_returns"] == expected["benchmark_returns"]
 
@@ -147,7 +150,7 @@ def test_a_whole_portfolio_in_one_symbol_is_that_symbol(analytics_client):
         assert alone[name] == pytest.approx(single[name], rel=1e-9), name
     assert alone["max_drawdown"]["fraction"] == pytest.approx(single["max_drawdown"]["fraction"], rel=1e-9)
     assert alone["max_drawdown"]["trough_at"] == single["max_drawdown"]["trough_at"]
-    for mine, theirs in zip(alone["tails"], single["tails"]):
+    for mine, theirs in zip(alone["tails"], single["tails"], strict=True):
         assert mine["var"] == pytest.approx(theirs["var"], rel=1e-9)
 
 
