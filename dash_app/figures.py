@@ -5,8 +5,8 @@ volume beneath and a volatility panel at the bottom, all sharing one time axis.
 
 Builders return the figure as a plotly JSON dict (``{"data": [...], "layout": {...}}``), which
 ``dcc.Graph`` takes as is and ``go.Figure(d)`` reads back. Traces are validated plotly objects;
-each chart's layout (subplots, template, axes) is built and validated once and reused: validating
-the template again for every live refresh cost more than everything else in a callback.
+each chart's layout (subplots, template, axes) is built and validated once and reused, because
+validating the template is the slowest part of building a figure and a live chart is rebuilt often.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from alphastream.intervals import interval_seconds
+from alphastream.records import DeadLetterReason
 from dash_app import indicators
 from dash_app.views import bars_frame
 
@@ -32,11 +33,13 @@ LINE_COLORS = ("#2563eb", "#f59e0b", "#7c3aed", "#0891b2", "#db2777", "#65a30d")
 VWAP_COLOR = "#0f766e"
 BAND_COLOR = "rgba(100, 116, 139, 0.9)"
 BAND_FILL = "rgba(148, 163, 184, 0.15)"
-REASON_COLORS = {
-    "bad_json": "#ef4444", "missing_field": "#f97316", "bad_price": "#eab308",
-    "bad_size": "#84cc16", "bad_timestamp": "#06b6d4", "future_timestamp": "#3b82f6",
-    "bad_symbol": "#8b5cf6", "sink_failed": "#111827",
+REASON_COLORS: dict[str, str] = {
+    DeadLetterReason.BAD_JSON: "#ef4444", DeadLetterReason.MISSING_FIELD: "#f97316",
+    DeadLetterReason.BAD_PRICE: "#eab308", DeadLetterReason.BAD_SIZE: "#84cc16",
+    DeadLetterReason.BAD_TIMESTAMP: "#06b6d4", DeadLetterReason.FUTURE_TIMESTAMP: "#3b82f6",
+    DeadLetterReason.BAD_SYMBOL: "#8b5cf6", DeadLetterReason.SINK_FAILED: "#111827",
 }
+OTHER_REASON_COLOR = "#64748b"  # a reason this dashboard does not know yet
 ROW_HEIGHTS = (0.62, 0.18, 0.20)  # price, volume, volatility
 Figure = dict  # plotly figure JSON: {"data": [trace dicts], "layout": {...}}
 # A quiet stretch longer than this many bars (and than MIN_GAP) is cut out of the time axis:
@@ -124,17 +127,19 @@ def _candles_layout() -> dict:
     return fig.to_plotly_json()["layout"]
 
 
+NO_LINES = indicators.OverlayLines()
+
+
 def candles_figure(bars: Sequence[dict] | pd.DataFrame, overlays: Overlays = Overlays(),
-                   lines: indicators.OverlayLines | None = None) -> Figure:
+                   lines: indicators.OverlayLines = NO_LINES) -> Figure:
     """Candlesticks with overlays, volume beneath and a volatility panel, one time axis.
 
     ``lines`` are the indicator lines from the API (``indicators.overlay_lines``), one value per
-    bar; without them they are computed from the bars (``indicators.local_lines``).
+    bar: the figure draws the lines it is given.
     """
     frame = bars_frame(bars)
     if frame.empty:
         return message_figure("No bars in this time range")
-    lines = lines or indicators.local_lines(frame, overlays)
     # plotly.js has no time zones: hand it naive UTC times and say so on the axis.
     x = frame["bucket_start"].dt.tz_convert("UTC").dt.tz_localize(None)
     traces: list[go.BaseTraceType] = [go.Candlestick(
@@ -184,11 +189,11 @@ def _price_overlays(frame: pd.DataFrame, x: pd.Series, overlays: Overlays,
                        fill="tonexty", fillcolor=BAND_FILL, **band),
             go.Scatter(x=x, y=middle, showlegend=False, line=dict(color=BAND_COLOR, width=1), **band),
         ]
-    for window in overlays.sma:
-        traces.append(go.Scatter(x=x, y=lines.sma[window], name=f"SMA {window}",
+    for window, values in lines.sma.items():
+        traces.append(go.Scatter(x=x, y=values, name=f"SMA {window}",
                                  line=dict(color=next(colors), width=1.5), **line))
-    for window in overlays.ema:
-        traces.append(go.Scatter(x=x, y=lines.ema[window], name=f"EMA {window}",
+    for window, values in lines.ema.items():
+        traces.append(go.Scatter(x=x, y=values, name=f"EMA {window}",
                                  line=dict(color=next(colors), width=1.5, dash="dash"), **line))
     if overlays.vwap:
         traces.append(go.Scatter(x=x, y=indicators.session_vwap(frame), name="VWAP (session)",
@@ -214,7 +219,7 @@ def dead_letters_figure(counts: pd.DataFrame) -> Figure:
         return message_figure("No dead letters: every record was usable")
     x = counts.index.tz_convert("UTC").tz_localize(None)
     traces = [go.Bar(x=x, y=counts[reason], name=str(reason),
-                     marker_color=REASON_COLORS.get(str(reason), "#64748b")) for reason in counts.columns]
+                     marker_color=REASON_COLORS.get(str(reason), OTHER_REASON_COLOR)) for reason in counts.columns]
     layout = _small_layout()
     return _figure(traces, layout, barmode="stack",
                    yaxis={**layout["yaxis"], "title": {"text": "records"}})
@@ -298,7 +303,9 @@ def warm_up() -> None:
     bars = [{"symbol": "WARM", "interval": "1m", "bucket_start": start + pd.Timedelta(minutes=i),
              "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0, "vwap": 1.0,
              "trades": 1, "timing": "ON_TIME", "pane_index": 0} for i in range(3)]
-    candles_figure(bars, Overlays(sma=(2,), ema=(2,), vwap=True, bollinger=2, volatility=2))
+    line = [1.0] * len(bars)
+    lines = indicators.OverlayLines(sma={2: line}, ema={2: line}, bollinger=(line, line, line), volatility=line)
+    candles_figure(bars, Overlays(sma=(2,), ema=(2,), vwap=True, bollinger=2, volatility=2), lines)
     dead_letters_figure(pd.DataFrame({"bad_json": [1]}, index=pd.DatetimeIndex([start])))
     throughput_figure(pd.DataFrame({"ticks": [1.0], "bars": [1.0]}, index=pd.DatetimeIndex([start])))
     points = [{"bucket_start": bar["bucket_start"], "value": 1.0, "signal": 1.0, "histogram": 0.0} for bar in bars]

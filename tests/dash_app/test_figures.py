@@ -1,9 +1,6 @@
-"""Figure builders and indicator math, checked against independent loops over the bars."""
+"""Figure builders, and the session VWAP checked against an independent loop over the bars."""
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
@@ -53,14 +50,19 @@ def test_volume_bars_are_coloured_by_direction():
     assert list(volume.marker.color) == expected
 
 
-def test_overlays_add_their_traces():
+def test_overlays_draw_the_lines_they_are_given():
     bars = make_bars(120)
-    fig = candles_figure(bars, Overlays(sma=(10,), ema=(30,), vwap=True, bollinger=20, volatility=15))
+    line = [float(i) for i in range(len(bars))]
+    lines = indicators.OverlayLines(sma={10: line}, ema={30: line[::-1]}, bollinger=(line, line, line),
+                                    volatility=line)
+    fig = candles_figure(bars, Overlays(sma=(10,), ema=(30,), vwap=True, bollinger=20, volatility=15), lines)
     names = [t.name for t in fig.data]
     assert {"SMA 10", "EMA 30", "VWAP (session)", "BB(20, 2σ)", "volatility (15)"} <= set(names)
     assert names.count("BB(20, 2σ)") == 3  # upper, lower (filled between) and middle
+    assert list(_trace(fig, "SMA 10").y) == line and list(_trace(fig, "EMA 30").y) == line[::-1]
+    assert list(_trace(fig, "volatility (15)").y) == line
     plain = [t.name for t in candles_figure(bars, Overlays()).data]
-    assert not {"SMA 10", "EMA 30", "VWAP (session)"} & set(plain)
+    assert not {"SMA 10", "EMA 30", "VWAP (session)", "BB(20, 2σ)"} & set(plain)
 
 
 def test_cached_layout_is_not_changed_by_a_figure():
@@ -91,50 +93,7 @@ def test_overnight_gap_is_cut_from_the_axis():
     assert gap_breaks(bars_frame(day1)["bucket_start"], "1m") == []
 
 
-# -- indicators against independent loops ---------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def frame():
-    return bars_frame(make_bars(200, seed=11))
-
-
-def test_sma_and_bollinger(frame):
-    window = 20
-    closes = frame["close"].tolist()
-    sma = indicators.sma(frame, window)
-    middle, upper, lower = indicators.bollinger(frame, window)
-    assert sma.iloc[: window - 1].isna().all()
-    for i in (window - 1, 100, 199):
-        chunk = closes[i - window + 1: i + 1]
-        mean = sum(chunk) / window
-        std = math.sqrt(sum((c - mean) ** 2 for c in chunk) / window)
-        assert sma.iloc[i] == pytest.approx(mean)
-        assert middle.iloc[i] == pytest.approx(mean)
-        assert upper.iloc[i] == pytest.approx(mean + 2 * std)
-        assert lower.iloc[i] == pytest.approx(mean - 2 * std)
-
-
-def test_ema_is_the_recursive_average(frame):
-    window = 10
-    alpha = 2 / (window + 1)
-    value, expected = None, []
-    for close in frame["close"]:
-        value = close if value is None else alpha * close + (1 - alpha) * value
-        expected.append(value)
-    ema = indicators.ema(frame, window)
-    assert ema.iloc[: window - 1].isna().all()
-    assert ema.iloc[window - 1:].tolist() == pytest.approx(expected[window - 1:])
-
-
-def test_volatility_is_the_std_of_log_returns(frame):
-    window = 15
-    closes = frame["close"].tolist()
-    returns = [math.log(b / a) for a, b in zip(closes, closes[1:])]
-    vol = indicators.volatility(frame, window)
-    assert vol.iloc[:window].isna().all()  # the first bar has no return
-    chunk = returns[-window:]
-    assert vol.iloc[-1] == pytest.approx(float(np.std(chunk, ddof=1)) * 100)
+# -- session VWAP (the dashboard's own line) ------------------------------------------------------
 
 
 def test_session_vwap_resets_each_day():
