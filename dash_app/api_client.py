@@ -14,10 +14,10 @@ from typing import Any, Iterable
 import requests
 
 from alphastream.records import BAR_FIELDS, DEAD_LETTER_FIELDS, storage_columns
+from alphastream.settings import API_KEY_HEADER
 
 BAR_COLUMNS: tuple[str, ...] = storage_columns(BAR_FIELDS)  # symbol, interval, bucket_start, ...
 DEAD_LETTER_COLUMNS: tuple[str, ...] = storage_columns(DEAD_LETTER_FIELDS)  # ..., seen_at
-API_KEY_HEADER = "X-API-Key"
 
 # Every list answer of the API is {"items": [...], "next_cursor": "..." | null}; the cursor goes
 # back as the ``cursor`` query parameter.

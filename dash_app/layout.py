@@ -19,11 +19,12 @@ WINDOW_LABELS = {"sma-window": "SMA", "ema-window": "EMA", "bb-window": "BB", "v
 MAX_WINDOW = 500
 SPINNER_DELAY_MS = 400  # live refreshes are faster than this: no spinner flicker
 # The watchlist and health panels first load this long after the page, so their requests do
-# not compete with the first chart's (the dashboard server and the API share two cores here).
+# not compete with the first chart's.
 SIDE_PANELS_DELAY_MS = 700
 DEFAULT_SYMBOL = "AAPL"
 # Three columns that wrap on narrow screens; kept here so the panel needs no stylesheet change.
-ANALYTICS_GRID = {"display": "grid", "gap": "10px", "gridTemplateColumns": "repeat(auto-fit, minmax(min(300px, 100%), 1fr))"}
+ANALYTICS_GRID = {"display": "grid", "gap": "10px",
+                  "gridTemplateColumns": "repeat(auto-fit, minmax(min(300px, 100%), 1fr))"}
 
 
 def symbol_options(symbols: list[SymbolInfo]) -> list[dict]:
