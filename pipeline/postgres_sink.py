@@ -5,7 +5,10 @@ and writes them with ``writer.CopyMergeWriter`` in ``finish_bundle``, or earlier
 buffer is full: a binary COPY straight into the table while batches are all new bars, else a
 COPY into a temporary table and one merge statement that never lets a lower pane win. Rows the
 writer could not store after its retries come out as DeadLetters with reason ``sink_failed``,
-so nothing vanishes: the graph routes them to the dead-letter outputs. PostgreSQL text cannot
+so nothing vanishes: the graph routes them to the dead-letter outputs. Given a lake root
+(``spool_root``, streaming), a sink first writes those letters to the lake itself
+(``pipeline.dead_letter_spool``), so none waits in memory for a lake window while the
+database is away. PostgreSQL text cannot
 hold NUL, which hostile input can carry into a dead letter: the dead-letter sink stores each NUL
 as the six characters ``\\u0000`` (the lake keeps the text as it was).
 """
@@ -26,6 +29,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from alphastream.intervals import interval_micros
 from alphastream.records import METRICS_NAMESPACE, DeadLetter, DeadLetterReason, PaneTiming
+from pipeline.dead_letter_spool import DeadLetterSpool
 from pipeline.summary import SINK_ROWS_FAILED
 from store.revisions import FINAL_REVISION, StoredBar, streaming_revision
 from store.writer import ANOMALIES, BARS, DEAD_LETTERS, TICKS, CopyMergeWriter, FailedRow, RetryPolicy, TableSpec
@@ -62,8 +66,9 @@ def sink_dead_letter(failed: FailedRow, spec: TableSpec) -> DeadLetter:
 
 class _WriteRowsDoFn(beam.DoFn):
     def __init__(self, db_url: DatabaseUrl, spec: TableSpec, rows_metric: str, retry: RetryPolicy,
-                 observe: Callable[[list], None] | None = None):
+                 observe: Callable[[list], None] | None = None, spool_root: str | None = None):
         self._observe = observe  # called with the rows stored, after each write
+        self._spool = DeadLetterSpool(spool_root) if spool_root else None
         self._db_url = db_url
         self._spec = spec
         self._retry = retry
@@ -111,17 +116,21 @@ class _WriteRowsDoFn(beam.DoFn):
         if self._observe is not None:
             refused = {id(f.row) for f in failed}
             self._observe([row for row in rows if id(row) not in refused])
-        return [sink_dead_letter(f, self._spec) for f in failed]
+        letters = [sink_dead_letter(f, self._spec) for f in failed]
+        if self._spool is not None and letters:
+            self._spool.write(letters)
+        return letters
 
 
 class _WriteToPostgres(beam.PTransform):
     """PCollection of records -> PCollection[DeadLetter] of the rows that could not be stored
-    (in the global window, so they flatten with the other dead letters in batch and streaming)."""
+    (in the global window, so they flatten with the other dead letters in batch and streaming),
+    each already in the lake under ``spool_root`` when one is given."""
 
     def __init__(self, db_url: DatabaseUrl, spec: TableSpec, rows_metric: str, retry: RetryPolicy | None = None,
-                 observe: Callable[[list], None] | None = None):
+                 observe: Callable[[list], None] | None = None, spool_root: str | None = None):
         super().__init__()
-        self._write = _WriteRowsDoFn(db_url, spec, rows_metric, retry or RetryPolicy(), observe)
+        self._write = _WriteRowsDoFn(db_url, spec, rows_metric, retry or RetryPolicy(), observe, spool_root)
 
     def expand(self, records):
         return (
@@ -168,8 +177,8 @@ class WriteBarsToPostgres(_WriteToPostgres):
     ``run_epoch_seconds`` replace lower panes of their run and any pane of an earlier run."""
 
     def __init__(self, db_url: DatabaseUrl, retry: RetryPolicy | None = None, *, final: bool = False,
-                 run_epoch_seconds: int = 0):
-        super().__init__(db_url, BARS, "db_bar_rows", retry, observe=_BarWriteMetrics())
+                 run_epoch_seconds: int = 0, spool_root: str | None = None):
+        super().__init__(db_url, BARS, "db_bar_rows", retry, observe=_BarWriteMetrics(), spool_root=spool_root)
         self._revision = _WithRevision(final, run_epoch_seconds)
 
     def expand(self, bars):
@@ -179,24 +188,24 @@ class WriteBarsToPostgres(_WriteToPostgres):
 class WriteTicksToPostgres(_WriteToPostgres):
     """Ticks (records, or Arrow tables in batch) -> ``ticks``; a trade already stored is skipped."""
 
-    def __init__(self, db_url: DatabaseUrl, retry: RetryPolicy | None = None):
-        super().__init__(db_url, TICKS, "db_tick_rows", retry)
+    def __init__(self, db_url: DatabaseUrl, retry: RetryPolicy | None = None, *, spool_root: str | None = None):
+        super().__init__(db_url, TICKS, "db_tick_rows", retry, spool_root=spool_root)
 
 
 class WriteAnomaliesToPostgres(_WriteToPostgres):
     """Anomalies -> ``anomalies``, keyed by (symbol, interval, bucket_start, kind): a replay changes
     nothing, a detection scored differently by a re-run is updated."""
 
-    def __init__(self, db_url: DatabaseUrl, retry: RetryPolicy | None = None):
-        super().__init__(db_url, ANOMALIES, "db_anomaly_rows", retry)
+    def __init__(self, db_url: DatabaseUrl, retry: RetryPolicy | None = None, *, spool_root: str | None = None):
+        super().__init__(db_url, ANOMALIES, "db_anomaly_rows", retry, spool_root=spool_root)
 
 
 class WriteDeadLettersToPostgres(_WriteToPostgres):
     """DeadLetters -> ``dead_letters`` (NUL spelled ``\\u0000``); the same dead letter replayed
     is recorded once."""
 
-    def __init__(self, db_url: DatabaseUrl, retry: RetryPolicy | None = None):
-        super().__init__(db_url, DEAD_LETTERS, "db_dead_letter_rows", retry)
+    def __init__(self, db_url: DatabaseUrl, retry: RetryPolicy | None = None, *, spool_root: str | None = None):
+        super().__init__(db_url, DEAD_LETTERS, "db_dead_letter_rows", retry, spool_root=spool_root)
 
     def expand(self, dead_letters):
         storable = dead_letters | "EscapeNul" >> beam.Map(storable_in_postgres).with_output_types(DeadLetter)

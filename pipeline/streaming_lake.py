@@ -42,6 +42,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW_SECONDS = 60
 _NAME_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+DEAD_LETTER_SORT_BY = ("seen_at_us", "origin", "raw")
+
+
+def lake_metric_name(record_type: type[NamedTuple], what: str) -> str:
+    """The counter of lake ``what`` ("rows" or "files") written for ``record_type``, e.g.
+    ``lake_deadletter_rows`` (the run summary's accounting reads it)."""
+    return f"lake_{record_type.__name__.lower()}_{what}"
 
 
 def lake_file_name(stem: str, window_start_us: int, window_end_us: int, pane_index: int) -> str:
@@ -59,8 +66,8 @@ class _WriteWindowPaneDoFn(beam.DoFn):
         self._root = root.rstrip("/")
         self._record_type = record_type
         self._sort_by = sort_by
-        self._rows = Metrics.counter(METRICS_NAMESPACE, f"lake_{record_type.__name__.lower()}_rows")
-        self._files = Metrics.counter(METRICS_NAMESPACE, f"lake_{record_type.__name__.lower()}_files")
+        self._rows = Metrics.counter(METRICS_NAMESPACE, lake_metric_name(record_type, "rows"))
+        self._files = Metrics.counter(METRICS_NAMESPACE, lake_metric_name(record_type, "files"))
 
     def process(self, element: tuple[str, Iterable], win=beam.DoFn.WindowParam,
                 pane=beam.DoFn.PaneInfoParam) -> Iterable[str]:
@@ -145,17 +152,27 @@ class WriteBarsToLakeStreaming(beam.PTransform):
         return bars | "SettledBars" >> beam.Filter(_is_settled) | "Write" >> self._write
 
 
+def _not_sink_failed(letter: DeadLetter) -> bool:
+    return letter.reason != DeadLetterReason.SINK_FAILED.value
+
+
 class WriteDeadLettersToLakeStreaming(beam.PTransform):
     """Streaming: DeadLetters -> dead_letters/date=D/dead_letters-<input>-<window>-pane<N>.parquet,
-    windowed by ``seen_at_us``."""
+    windowed by ``seen_at_us``.
+
+    sinks_spool: the database sinks write their ``sink_failed`` letters to the lake themselves
+    (``pipeline.dead_letter_spool``), so they are left out here rather than written twice."""
 
     def __init__(self, root: str, *, window_seconds: int = DEFAULT_WINDOW_SECONDS,
-                 allowed_lateness_seconds: int = 0):
+                 allowed_lateness_seconds: int = 0, sinks_spool: bool = False):
         super().__init__()
+        self._sinks_spool = sinks_spool
         self._write = WriteToLakeStreaming(
-            root, DeadLetter, dead_letter_stem, ("seen_at_us", "origin", "raw"),
+            root, DeadLetter, dead_letter_stem, DEAD_LETTER_SORT_BY,
             window_seconds=window_seconds, allowed_lateness_seconds=allowed_lateness_seconds,
             event_time_of=dead_letter_lake_time)
 
     def expand(self, dead_letters):
+        if self._sinks_spool:
+            dead_letters = dead_letters | "LeaveOutSpooled" >> beam.Filter(_not_sink_failed)
         return dead_letters | "Write" >> self._write

@@ -1,20 +1,29 @@
-"""A sink's dead letter reaches the streaming lake although its row's event time is long past:
-the lake windows it by when the write failed (the element's timestamp), not by seen_at_us."""
+"""A sink's dead letters reach the lake. Spooled (streaming): the sink writes them to the lake
+itself before handing them on, where the finaliser's replay finds them and stores each once, and
+the streaming dead-letter lake leaves them out. Windowed: the lake windows one by when the write
+failed (the element's timestamp), not by its row's long-past seen_at_us."""
 from __future__ import annotations
 
 import glob
 import os
+import time
 
+import apache_beam as beam
+import psycopg
 import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from alphastream.records import DeadLetter
+from pipeline.dead_letter_replay import letters_in_table, recent_lake_files, replay_dead_letters
 from pipeline.lake import input_key
+from pipeline.postgres_sink import WriteDeadLettersToPostgres
 from pipeline.streaming_lake import WriteDeadLettersToLakeStreaming, lake_file_name
+from store.writer import RetryPolicy
 
 T0 = 1_704_205_800_000_000  # 2024-01-02 14:30:00 UTC
 SEC = 1_000_000
@@ -22,7 +31,7 @@ WINDOW_SECONDS = 60
 FAILED_AT = T0 + 600 * SEC  # the sink gave up ten minutes after the bar's bucket started
 
 
-def run(letter: DeadLetter, root: str) -> list[str]:
+def run(letter: DeadLetter, root: str, *, sinks_spool: bool = False) -> list[str]:
     stream = (TestStream()
               .advance_watermark_to(Timestamp(micros=FAILED_AT - SEC))
               .add_elements([TimestampedValue(letter, Timestamp(micros=FAILED_AT))])
@@ -31,8 +40,44 @@ def run(letter: DeadLetter, root: str) -> list[str]:
     p.options.view_as(StandardOptions).streaming = True
     with p:
         _ = p | stream | WriteDeadLettersToLakeStreaming(root, window_seconds=WINDOW_SECONDS,
-                                                         allowed_lateness_seconds=5)
+                                                         allowed_lateness_seconds=5, sinks_spool=sinks_spool)
     return glob.glob(os.path.join(root, "dead_letters", "date=2024-01-02", "*.parquet"))
+
+
+def spool_files(root) -> list[str]:
+    return sorted(glob.glob(os.path.join(root, "dead_letters", "date=*", "*-spool-*.parquet")))
+
+
+def test_a_sink_spools_its_failures_before_handing_them_on_and_the_replay_stores_them_once(db_url, tmp_path):
+    refused = DeadLetter("bad_json", "not JSON", "{oops", "projects/p/subscriptions/s", int(time.time() * SEC))
+    unreachable = db_url.rsplit(":", 1)[0] + ":1/none"
+    root = str(tmp_path)
+    p = TestPipeline()
+    with p:
+        failed = (p | beam.Create([refused])
+                  | WriteDeadLettersToPostgres(unreachable, RetryPolicy(attempts=1), spool_root=root))
+        # What a step after the sink sees: each letter together with the spool files already written.
+        seen = failed | beam.Map(lambda letter: (letter.reason, letter.origin, len(spool_files(root))))
+        assert_that(seen, equal_to([("sink_failed", "postgres:dead_letters", 1)]))
+    (path,) = spool_files(root)
+    (letter,) = letters_in_table(pq.read_table(path))
+    assert letter.reason == "sink_failed" and letter.origin == "postgres:dead_letters"
+
+    now = time.time()
+    assert [f for f, _ in recent_lake_files(root, now - 60, now)] == [path]
+    for _ in range(2):  # a second replay (the same file read again) stores nothing twice
+        result, _ = replay_dead_letters(root, db_url, now - 60, now)
+        assert (result.letters, result.failed) == (2, 0)  # the spooled letter and the one it carries
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT reason, origin, raw FROM dead_letters ORDER BY reason").fetchall()
+    assert rows == [("bad_json", refused.origin, refused.raw), ("sink_failed", letter.origin, letter.raw)]
+
+
+def test_spooled_sink_failures_are_left_out_of_the_windowed_lake(tmp_path):
+    letter = DeadLetter("sink_failed", "bars write failed", '{"symbol": "AAPL"}', "postgres:bars", T0)
+    assert run(letter, str(tmp_path), sinks_spool=True) == []
+    other = DeadLetter("bad_json", "not JSON", "{oops", "projects/p/subscriptions/s", FAILED_AT)
+    assert len(run(other, str(tmp_path), sinks_spool=True)) == 1
 
 
 def test_a_sink_failure_is_windowed_by_when_it_failed_and_keeps_its_seen_at(tmp_path):
