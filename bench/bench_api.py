@@ -234,62 +234,49 @@ def bench_loopback(db_url: str, paths: dict[str, str], args: argparse.Namespace,
         server.wait(timeout=30)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--db_url", help="Benchmark this database (its bars for symbol BENCH are replaced). "
-                                         "Default: a temporary local PostgreSQL.")
-    parser.add_argument("--requests", type=int, default=2_000, help="In-process requests per measurement.")
-    parser.add_argument("--duration", type=float, default=10.0, help="Seconds of load per loopback measurement.")
-    parser.add_argument("--connections", type=int, default=16, help="Concurrent loopback connections.")
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes.")
-    parser.add_argument("--wrk_threads", type=int, default=1, help="wrk threads (it shares the 2 cores).")
-    args = parser.parse_args()
+def queries() -> tuple[dict[str, str], dict[str, str]]:
+    """The measured requests: (bar queries, risk queries), each by name."""
+    end = DAY + dt.timedelta(days=1)
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    day_q = f"symbol={SYMBOL}&interval=1m&start={DAY:{stamp}}&end={end:{stamp}}&limit={MINUTES_PER_DAY}"
+    hour_q = f"symbol={SYMBOL}&interval=1m&start={end - dt.timedelta(hours=1):{stamp}}&end={end:{stamp}}"
+    paths = {"day (1440 bars)": f"/v1/bars?{day_q}", "last hour (60 bars)": f"/v1/bars?{hour_q}",
+             "day as 15m roll-up (96 bars)": f"/v1/bars?{day_q.replace('interval=1m', 'interval=15m')}"}
+    year_start = DAY - dt.timedelta(days=DAYS_PER_YEAR)
+    risk_paths = {
+        "day of 1m, vs benchmark": f"/v1/risk?{day_q.split('&limit')[0]}&benchmark={MARKET}",
+        "year of 1d, vs benchmark": f"/v1/risk?symbol={SYMBOL}&interval=1d&start={year_start:{stamp}}"
+                                    f"&end={DAY:{stamp}}&benchmark={MARKET}",
+    }
+    return paths, risk_paths
 
-    from store.localdb import LocalDatabase
 
-    load_before = os.getloadavg()[0]
-    home, local = None, None
-    db_url = args.db_url
-    if db_url is None:
-        home = Path(tempfile.mkdtemp(prefix="alphastream-bench-api-"))
-        home.chmod(0o755)
-        local = LocalDatabase(home, durable=False)
-        db_url = local.ensure_running()
-    try:
-        fill(db_url)
-        end = DAY + dt.timedelta(days=1)
-        stamp = "%Y-%m-%dT%H:%M:%SZ"
-        day_q = f"symbol={SYMBOL}&interval=1m&start={DAY:{stamp}}&end={end:{stamp}}&limit={MINUTES_PER_DAY}"
-        hour_q = f"symbol={SYMBOL}&interval=1m&start={end - dt.timedelta(hours=1):{stamp}}&end={end:{stamp}}"
-        paths = {"day (1440 bars)": f"/v1/bars?{day_q}", "last hour (60 bars)": f"/v1/bars?{hour_q}",
-                 "day as 15m roll-up (96 bars)": f"/v1/bars?{day_q.replace('interval=1m', 'interval=15m')}"}
-        bare = {"day (1440 bars)": bench_bare_query(db_url, DAY, end, args.requests),
-                "last hour (60 bars)": bench_bare_query(db_url, end - dt.timedelta(hours=1), end, args.requests)}
-        year_start = DAY - dt.timedelta(days=DAYS_PER_YEAR)
-        risk_paths = {
-            "day of 1m, vs benchmark": f"/v1/risk?{day_q.split('&limit')[0]}&benchmark={MARKET}",
-            "year of 1d, vs benchmark": f"/v1/risk?symbol={SYMBOL}&interval=1d&start={year_start:%Y-%m-%dT%H:%M:%SZ}"
-                                        f"&end={DAY:%Y-%m-%dT%H:%M:%SZ}&benchmark={MARKET}",
-        }
-        from serving.queries import closes
+def measure(db_url: str, args: argparse.Namespace, paths: dict[str, str], risk_paths: dict[str, str]
+            ) -> tuple[dict, dict, dict]:
+    """(bare queries, API in-process, API on loopback), each by request name; ``paths`` gains the
+    uncached variant of the day's query."""
+    from serving.queries import closes
 
-        bare.update({"day of 1m, vs benchmark": bench_bare_query(db_url, DAY, end, args.requests,
-                                                                 statement=closes(False)),
-                     "year of 1d, vs benchmark": bench_bare_query(db_url, year_start, DAY, args.requests, "1d",
-                                                                  statement=closes(False))})
-        in_process = asyncio.run(_in_process(db_url, {**paths, **risk_paths}, args.requests))
-        # /healthz touches no database: the ceiling of this machine's HTTP stack right now.
-        loopback = bench_loopback(db_url, {**paths, **risk_paths, CEILING: "/healthz"}, args)
-        uncached = {UNCACHED: paths["day (1440 bars)"]}
-        in_process.update(asyncio.run(_in_process(db_url, uncached, args.requests, cache_mb=0)))
-        loopback.update(bench_loopback(db_url, uncached, args, cache_mb=0))
-        paths.update(uncached)
-        bare[UNCACHED] = bare["day (1440 bars)"]
-    finally:
-        if local is not None:
-            local.stop()
-            shutil.rmtree(home, ignore_errors=True)
+    end = DAY + dt.timedelta(days=1)
+    year_start = DAY - dt.timedelta(days=DAYS_PER_YEAR)
+    bare = {"day (1440 bars)": bench_bare_query(db_url, DAY, end, args.requests),
+            "last hour (60 bars)": bench_bare_query(db_url, end - dt.timedelta(hours=1), end, args.requests),
+            "day of 1m, vs benchmark": bench_bare_query(db_url, DAY, end, args.requests, statement=closes(False)),
+            "year of 1d, vs benchmark": bench_bare_query(db_url, year_start, DAY, args.requests, "1d",
+                                                         statement=closes(False))}
+    in_process = asyncio.run(_in_process(db_url, {**paths, **risk_paths}, args.requests))
+    # /healthz touches no database: the ceiling of this machine's HTTP stack right now.
+    loopback = bench_loopback(db_url, {**paths, **risk_paths, CEILING: "/healthz"}, args)
+    uncached = {UNCACHED: paths["day (1440 bars)"]}
+    in_process.update(asyncio.run(_in_process(db_url, uncached, args.requests, cache_mb=0)))
+    loopback.update(bench_loopback(db_url, uncached, args, cache_mb=0))
+    paths.update(uncached)
+    bare[UNCACHED] = bare["day (1440 bars)"]
+    return bare, in_process, loopback
 
+
+def report(args: argparse.Namespace, load_before: float, paths: dict[str, str], risk_paths: dict[str, str],
+           bare: dict, in_process: dict, loopback: dict) -> None:
     print(f"\nGET /v1/bars, one symbol, one day of 1-minute bars ({os.cpu_count()} cores; load average "
           f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after: other work on the machine skews every figure)")
     print(f"{'request':<30} {'bare text p50/p99 ms':>21} {'bare binary p50/p99 ms':>23} "
@@ -319,6 +306,38 @@ def main() -> None:
         p99_ok = in_process[name]["p99_ms"] <= TARGET_P99_MS
         rps_ok = loopback[name]["rps"] >= TARGET_RPS
         print(f"  {name:<30} p99 {'OK' if p99_ok else 'MISS'}, req/s {'OK' if rps_ok else 'MISS'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--db_url", help="Benchmark this database (its bars for symbol BENCH are replaced). "
+                                         "Default: a temporary local PostgreSQL.")
+    parser.add_argument("--requests", type=int, default=2_000, help="In-process requests per measurement.")
+    parser.add_argument("--duration", type=float, default=10.0, help="Seconds of load per loopback measurement.")
+    parser.add_argument("--connections", type=int, default=16, help="Concurrent loopback connections.")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes.")
+    parser.add_argument("--wrk_threads", type=int, default=1, help="wrk threads (it shares the 2 cores).")
+    args = parser.parse_args()
+
+    from store.localdb import LocalDatabase
+
+    load_before = os.getloadavg()[0]
+    home, local = None, None
+    db_url = args.db_url
+    if db_url is None:
+        home = Path(tempfile.mkdtemp(prefix="alphastream-bench-api-"))
+        home.chmod(0o755)
+        local = LocalDatabase(home, durable=False)
+        db_url = local.ensure_running()
+    paths, risk_paths = queries()
+    try:
+        fill(db_url)
+        bare, in_process, loopback = measure(db_url, args, paths, risk_paths)
+    finally:
+        if local is not None:
+            local.stop()
+            shutil.rmtree(home, ignore_errors=True)
+    report(args, load_before, paths, risk_paths, bare, in_process, loopback)
 
 
 if __name__ == "__main__":

@@ -81,8 +81,8 @@ def child_polars(input_path: str, out_dir: str) -> None:
 WORK_SECONDS_FILE = "work_seconds.txt"
 CONTENDERS = ("polars", "pandas", "pipeline", "pipeline-2proc")
 # What a contender imports before its work is timed. Beam loads its runner modules lazily on a
-# pipeline's first run (~50 modules, ~0.06 s measured): import time, so imported here, as
-# polars and pandas import theirs.
+# pipeline's first run; that is import time, not work, so they are imported here, as polars and
+# pandas import theirs.
 BEAM_RUNNER_MODULES = ("apache_beam", "pipeline.__main__", "apache_beam.runners.portability.fn_api_runner")
 CHILD_IMPORTS = {
     "pipeline": BEAM_RUNNER_MODULES,
@@ -138,54 +138,30 @@ def make_input(ticks: int, symbols: int, path: Path) -> int:
     return table.num_rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ticks", type=int, default=2_000_000)
-    parser.add_argument("--symbols", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--child", choices=["pipeline", "pipeline-2proc", "pandas", "polars"], help=argparse.SUPPRESS)
-    parser.add_argument("--input", help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
-    parser.add_argument("extra", nargs="*", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+def run_as_child(args: argparse.Namespace) -> None:
+    """One contender in this (child) process; its work time goes to WORK_SECONDS_FILE in its output."""
+    import importlib
+    import logging
 
-    if args.child:
-        import importlib
-        import logging
+    logging.disable(logging.INFO)
+    for module in CHILD_IMPORTS[args.child]:
+        importlib.import_module(module)
+    started = time.perf_counter()
+    if args.child == "pipeline":
+        child_pipeline(args.input, args.out, args.extra)
+    elif args.child == "pipeline-2proc":
+        child_pipeline(args.input, args.out, ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"])
+    elif args.child == "pandas":
+        child_pandas(args.input, args.out)
+    else:
+        child_polars(args.input, args.out)
+    (Path(args.out) / WORK_SECONDS_FILE).write_text(str(time.perf_counter() - started))
 
-        logging.disable(logging.INFO)
-        for module in CHILD_IMPORTS[args.child]:
-            importlib.import_module(module)
-        started = time.perf_counter()
-        if args.child == "pipeline":
-            child_pipeline(args.input, args.out, args.extra)
-        elif args.child == "pipeline-2proc":
-            child_pipeline(args.input, args.out,
-                           ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"])
-        elif args.child == "pandas":
-            child_pandas(args.input, args.out)
-        else:
-            child_polars(args.input, args.out)
-        (Path(args.out) / WORK_SECONDS_FILE).write_text(str(time.perf_counter() - started))
-        return
 
+def report(runs: dict[str, list[ChildRun]], rows: int) -> None:
+    """Medians per contender, that every contender's bars equal pandas', and the ratios to the targets."""
     import pandas as pd
 
-    scratch = Path(tempfile.mkdtemp(prefix="bench-batch-"))
-    input_path = scratch / "ticks.parquet"
-    rows = make_input(args.ticks, args.symbols, input_path)
-    print(f"input: {rows:,} ticks ({args.symbols} symbols, duplicates included) in {input_path}")
-    # Other work on the machine skews the ratios (polars uses every core, the pipeline mostly
-    # one), so the load is printed with the figures.
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
-          f"{args.repeats} repeats each, medians\n")
-
-    # Round-robin, not one contender after another: load from other work on the machine then
-    # falls on every contender alike instead of skewing one of them.
-    runs: dict[str, list[ChildRun]] = {kind: [] for kind in CONTENDERS}
-    for _ in range(args.repeats):
-        for kind in CONTENDERS:
-            runs[kind].append(run_child(kind, str(input_path), []))
     results, outputs = {}, {}
     for kind in CONTENDERS:
         seconds = statistics.median(r.process_seconds for r in runs[kind])
@@ -212,7 +188,39 @@ def main() -> None:
               f"peak memory {peak / pandas_mem:.2f}x pandas (target <= 1.0x)")
     print(json.dumps({k: {"process_seconds": v[0], "peak_mib": v[1], "work_seconds": v[2], "cpu_seconds": v[3]}
                       for k, v in results.items()}))
-    # The input and every child's output are scratch: a 2M-tick run leaves ~0.5 GB otherwise.
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ticks", type=int, default=2_000_000)
+    parser.add_argument("--symbols", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--child", choices=["pipeline", "pipeline-2proc", "pandas", "polars"], help=argparse.SUPPRESS)
+    parser.add_argument("--input", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("extra", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_as_child(args)
+        return
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-batch-"))
+    input_path = scratch / "ticks.parquet"
+    rows = make_input(args.ticks, args.symbols, input_path)
+    print(f"input: {rows:,} ticks ({args.symbols} symbols, duplicates included) in {input_path}")
+    # Other work on the machine skews the ratios (polars uses every core, the pipeline mostly
+    # one), so the load is printed with the figures.
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+          f"{args.repeats} repeats each, medians\n")
+
+    # Round-robin, not one contender after another: load from other work on the machine then
+    # falls on every contender alike instead of skewing one of them.
+    runs: dict[str, list[ChildRun]] = {kind: [] for kind in CONTENDERS}
+    for _ in range(args.repeats):
+        for kind in CONTENDERS:
+            runs[kind].append(run_child(kind, str(input_path), []))
+    report(runs, rows)
+    # The input and every child's output are scratch: a large run leaves a lot of disk otherwise.
     for path in [scratch, *(r.out_dir for kind_runs in runs.values() for r in kind_runs)]:
         shutil.rmtree(path, ignore_errors=True)
 

@@ -40,7 +40,7 @@ from bench.streaming_harness import (  # noqa: E402
 )
 from live_demo.demo import start_emulator  # noqa: E402
 
-PARTITIONS = 2  # one per core: the reader's parallelism on this machine
+PARTITIONS = 2  # the reader's parallelism: one partition per core of the 2-core benchmark machine
 ADMIN_TIMEOUT_SECONDS = 30
 
 
