@@ -8,6 +8,7 @@ and turns each problem into a ``UserFacingError``: ``error: ...`` on one line, e
 from __future__ import annotations
 
 import argparse
+from typing import Any, NoReturn
 
 from apache_beam.options.pipeline_options import (
     DebugOptions,
@@ -78,7 +79,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 class StrictParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are UserFacingErrors instead of usage text and exit()."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         raise UserFacingError(f"{message} ({HELP_HINT})", exit_code=2)
 
 
@@ -88,7 +89,7 @@ class _HiddenGroup:
     def __init__(self, parser: argparse.ArgumentParser):
         self._parser = parser
 
-    def add_argument(self, *args, **kwargs):
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
         return self._parser.add_argument(*args, **{**kwargs, "help": argparse.SUPPRESS})
 
 
@@ -98,6 +99,12 @@ def _beam_option_classes() -> list[type[PipelineOptions]]:
     return list(unique.values())
 
 
+def _add_beam_flags(options_class: type[PipelineOptions], target: Any) -> None:
+    """Beam types the target as its own parser; an argument group or a _HiddenGroup takes the
+    same add_argument calls."""
+    options_class._add_argparse_args(target)
+
+
 def build_parser() -> StrictParser:
     """alphastream's flags first (with examples), then Beam's under their own heading."""
     parser = StrictParser(prog=PROG, usage=f"{PROG} [alphastream flags] [Beam flags]", description=DESCRIPTION,
@@ -105,10 +112,10 @@ def build_parser() -> StrictParser:
     AlphastreamOptions._add_argparse_args(parser)
     parser.add_argument_group(BEAM_HEADING, BEAM_DESCRIPTION)
     for options_class, title in BEAM_HELP_GROUPS.items():
-        options_class._add_argparse_args(parser.add_argument_group(f"Beam: {title} ({options_class.__name__})"))
+        _add_beam_flags(options_class, parser.add_argument_group(f"Beam: {title} ({options_class.__name__})"))
     for options_class in _beam_option_classes():
         if options_class not in BEAM_HELP_GROUPS:
-            options_class._add_argparse_args(_HiddenGroup(parser))
+            _add_beam_flags(options_class, _HiddenGroup(parser))
     return parser
 
 

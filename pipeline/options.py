@@ -9,7 +9,7 @@ import argparse
 import datetime as dt
 import math
 import re
-from typing import Callable
+from typing import Callable, TypeVar
 
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.utils.secret import GcpSecret
@@ -48,7 +48,10 @@ def _intervals(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _number(text: str, kind: type, accept: Callable[[float], bool], expected: str):
+Number = TypeVar("Number", int, float)
+
+
+def _number(text: str, kind: Callable[[str], Number], accept: Callable[[Number], bool], expected: str) -> Number:
     try:
         value = kind(text)
     except ValueError:
@@ -277,9 +280,11 @@ def db_url_secret(options: AlphastreamOptions) -> GcpSecret | None:
 
 
 def dedup_horizon_seconds(options: AlphastreamOptions) -> int:
-    if options.dedup_horizon_seconds is not None:
-        return options.dedup_horizon_seconds
-    return options.allowed_lateness + max(interval_seconds(i) for i in options.intervals)
+    chosen: int | None = options.dedup_horizon_seconds
+    if chosen is not None:
+        return chosen
+    lateness: int = options.allowed_lateness
+    return lateness + max(interval_seconds(i) for i in options.intervals)
 
 
 def anomaly_params(options: AlphastreamOptions) -> DetectorParams:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.runners.runner import PipelineResult
 
 from alphastream.records import METRICS_NAMESPACE
 
@@ -82,7 +83,7 @@ LABEL_WIDTH = 18
 def _row(label: str, text: str) -> str:
     return f"{label:<{LABEL_WIDTH}}{text}"
 
-def summarise(result, complete: bool = True) -> RunSummary:
+def summarise(result: PipelineResult, complete: bool = True) -> RunSummary:
     """Collect the alphastream counters of a finished (or cancelled) run; ``complete=False``
     for a run stopped before its end (its counters are a lower bound)."""
     try:
