@@ -18,7 +18,7 @@ import time
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
-from apache_beam.runners.runner import PipelineState
+from apache_beam.runners.runner import PipelineResult, PipelineState
 from apache_beam.utils.secret import Secret
 
 from alphastream.errors import UserFacingError
@@ -51,7 +51,7 @@ def resolve_database(options: PipelineOptions, opts: AlphastreamOptions) -> str 
     settings = AlphastreamSettings()
     if opts.no_db:
         return None
-    from store import localdb, migrate
+    from store import migrate
 
     try:
         secret = db_url_secret(opts)
@@ -60,16 +60,22 @@ def resolve_database(options: PipelineOptions, opts: AlphastreamOptions) -> str 
     if secret is not None:
         target: str | Secret = secret
     else:
-        target = resolved_db_url(opts, settings)
-        if target is None:
-            if not runs_locally(options):
-                raise UserFacingError("a remote runner cannot reach the embedded local database: "
-                                      "pass --db_url_secret or --db_url (e.g. Cloud SQL), or --no_db")
-            log.info("no --db_url: starting the embedded local PostgreSQL (python -m store stop to stop it)")
-            target = localdb.LocalDatabase.from_settings(settings).ensure_running()
+        url = resolved_db_url(opts, settings)
+        target = url if url is not None else _embedded_database(options, settings)
     if runs_locally(options):  # remote runners never migrate: the deploy runs its migrate job
         migrate.migrate(target.get_str() if isinstance(target, Secret) else target)
     return target
+
+
+def _embedded_database(options: PipelineOptions, settings: AlphastreamSettings) -> str:
+    """The DSN of the embedded local PostgreSQL, started if needed (local runs only)."""
+    from store import localdb
+
+    if not runs_locally(options):
+        raise UserFacingError("a remote runner cannot reach the embedded local database: "
+                              "pass --db_url_secret or --db_url (e.g. Cloud SQL), or --no_db")
+    log.info("no --db_url: starting the embedded local PostgreSQL (python -m store stop to stop it)")
+    return localdb.LocalDatabase.from_settings(settings).ensure_running()
 
 
 def check_local_synthetic_stream(options: PipelineOptions, opts: AlphastreamOptions, streaming: bool) -> None:
@@ -103,7 +109,7 @@ def new_pipeline(options: PipelineOptions) -> beam.Pipeline:
                               f"{options.view_as(StandardOptions).runner or 'DirectRunner'}: {problems}") from None
 
 
-def _run_streaming(pipeline: beam.Pipeline, opts: AlphastreamOptions) -> tuple[object, bool]:
+def _run_streaming(pipeline: beam.Pipeline, opts: AlphastreamOptions) -> tuple[PipelineResult, bool]:
     """Run until --max_duration or Ctrl-C/SIGTERM, then cancel cleanly (the DirectRunner does not
     support wait_until_finish(duration=...)). A Pub/Sub reader blocked on an idle subscription
     is woken first, or cancel() would wait up to 30 s for its pull. Returns the result and
@@ -229,7 +235,7 @@ def configure_logging() -> None:
 
 
 def run_here(pipeline: beam.Pipeline, opts: AlphastreamOptions, streaming: bool,
-             db_url: str | Secret | None) -> tuple[object, bool]:
+             db_url: str | Secret | None) -> tuple[PipelineResult, bool]:
     """Run on this machine until the end (batch) or the stop (streaming); returns the result and
     whether the run ended by itself."""
     with frozen_heap():
@@ -241,7 +247,7 @@ def run_here(pipeline: beam.Pipeline, opts: AlphastreamOptions, streaming: bool,
         return result, True
 
 
-def print_summary(result: object, finished: bool, elapsed: float, opts: AlphastreamOptions,
+def print_summary(result: PipelineResult, finished: bool, elapsed: float, opts: AlphastreamOptions,
                   db_url: str | Secret | None) -> bool:
     """Print what the run read, wrote and dead-lettered; True if its counters add up."""
     summary = summarise(result, complete=finished)

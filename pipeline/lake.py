@@ -26,7 +26,7 @@ import re
 import typing
 import uuid
 from collections import defaultdict
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
@@ -58,7 +58,7 @@ def arrow_schema(record_type: type[NamedTuple]) -> pa.Schema:
 
 def records_to_table(records: Sequence[NamedTuple], record_type: type[NamedTuple]) -> pa.Table:
     schema = arrow_schema(record_type)
-    columns = list(zip(*records, strict=True)) if records else [[] for _ in schema]
+    columns: list[Sequence[Any]] = list(zip(*records, strict=True)) if records else [[] for _ in schema]
     arrays = []
     for values, field in zip(columns, schema, strict=True):
         if pa.types.is_timestamp(field.type):
@@ -166,7 +166,7 @@ class _PackByFileDoFn(beam.DoFn):
     def finish_bundle(self) -> Iterable[WindowedValue]:
         for (window, file), records in self._pending.items():
             yield WindowedValue((file, records_to_table(records, self._record_type)),
-                                window.max_timestamp(), [window])
+                                window.max_timestamp(), (window,))
         self._pending.clear()
 
 
