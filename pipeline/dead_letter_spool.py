@@ -1,8 +1,8 @@
 """A database sink's failed rows, written to the lake by the sink itself before it hands them on.
 
 In streaming, a row the database could not take must not wait in the pipeline's memory for a
-lake window to close: a stop or a crash loses it, and on the DirectRunner a window can stay
-open long after the outage (its watermark held back behind the sink's retries). So each sink
+lake window to close: a stop or a crash loses it, and a window whose watermark is held back
+never closes (``pipeline.trigger_hold_fix``). So each sink
 writes its ``sink_failed`` dead letters straight to the lake, in the dead-letter layout and
 schema of the rest of the lake, and only then yields them; the finaliser replays those files
 into ``dead_letters`` once the database is back (``pipeline.dead_letter_replay``; inserts are
