@@ -184,18 +184,18 @@ class _CsvRowsDoFn(beam.DoFn):
             # utf-8-sig drops a byte-order mark; surrogateescape carries undecodable bytes to the
             # parser, which dead-letters that row alone (strict decoding would end the run).
             reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline=""))
-            header = None
+            header: tuple[str, ...] | None = None
             for row in _csv_rows(reader):
-                if isinstance(row, list) and _is_blank_row(row):
-                    continue
-                if header is None and isinstance(row, list):
-                    header = tuple(name.strip(ASCII_WHITESPACE) for name in row)
-                    continue
-                self._read.inc()
                 if isinstance(row, csv.Error):
                     record = CsvRow(header or (), (), str(row))
+                elif _is_blank_row(row):
+                    continue
+                elif header is None:
+                    header = tuple(name.strip(ASCII_WHITESPACE) for name in row)
+                    continue
                 else:
                     record = CsvRow(header, tuple(row))
+                self._read.inc()
                 yield f"{path}:{reader.line_num}", record
 
 
