@@ -1,27 +1,30 @@
-"""OHLCV bars from a stream of Ticks: event-time fixed windows, early/on-time/late panes.
+"""OHLCV bars in event time: the bar arithmetic, and the windowed chain that makes streaming bars.
 
-``OhlcvCombineFn`` is the bar arithmetic for per-element data. open/close are the earliest and
-latest trade by the total order (ts_us, trade_id, source), never by arrival order, so the
-result is the same whatever order ticks arrive in and however bundles are split and merged.
+An ``OhlcvAccumulator`` is a partial bar. open/close are the earliest and latest trade by the
+total order (ts_us, trade_id, source), never by arrival order, so merging partial bars gives the
+same bar whatever order ticks arrive in and however bundles are split and merged.
 
-``StreamingBars`` windows ticks per interval with a watermark trigger, early firings (live
+``WindowedBars`` windows partial bars per interval with a watermark trigger, early firings (live
 partial bars) and late firings within the allowed lateness, accumulating panes: every pane of
 a bar carries the whole bar so far, and the sink upserts by (symbol, interval, bucket) keeping
 the highest pane index.
 """
+# Beam's functions carry no annotations; calling them is the point of this module.
+# mypy: disable-error-code="no-untyped-call"
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple, Optional
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import Metrics
 from apache_beam.transforms import trigger, window
 from apache_beam.utils.timestamp import Duration
 
 from alphastream.intervals import interval_seconds
 from alphastream.records import METRICS_NAMESPACE, Bar, PaneTiming, Tick
+from transforms.beam_types import PColl, Transform
 
-TradeOrder = tuple  # (ts_us, trade_id, source): the deterministic order of trades
+TradeOrder = tuple[int, str, str]  # (ts_us, trade_id, source): the deterministic order of trades
 
 
 class OhlcvAccumulator(NamedTuple):
@@ -45,7 +48,7 @@ def tick_accumulator(tick: Tick) -> OhlcvAccumulator:
     )
 
 
-def merge_two(a: Optional[OhlcvAccumulator], b: Optional[OhlcvAccumulator]) -> Optional[OhlcvAccumulator]:
+def merge_two(a: OhlcvAccumulator | None, b: OhlcvAccumulator | None) -> OhlcvAccumulator | None:
     if a is None:
         return b
     if b is None:
@@ -58,6 +61,13 @@ def merge_two(a: Optional[OhlcvAccumulator], b: Optional[OhlcvAccumulator]) -> O
     )
 
 
+def merge_all(accumulators: Iterable[OhlcvAccumulator | None]) -> OhlcvAccumulator | None:
+    merged = None
+    for acc in accumulators:
+        merged = merge_two(merged, acc)
+    return merged
+
+
 def vwap(volume: float, notional: float, price_sum: float, trades: int, low: float, high: float) -> float:
     """Volume-weighted average price; the plain mean price when no volume traded. Rounding of
     the sums can put the quotient just outside the bar's prices, so it is clamped to them."""
@@ -66,21 +76,18 @@ def vwap(volume: float, notional: float, price_sum: float, trades: int, low: flo
 
 
 class OhlcvCombineFn(beam.CombineFn):
-    """Ticks -> OhlcvAccumulator. Associative and commutative (tested directly)."""
+    """Partial bars -> one partial bar. Associative and commutative (tested directly)."""
 
-    def create_accumulator(self) -> Optional[OhlcvAccumulator]:
+    def create_accumulator(self) -> OhlcvAccumulator | None:
         return None
 
-    def add_input(self, accumulator, tick: Tick):
-        return merge_two(accumulator, tick_accumulator(tick))
+    def add_input(self, accumulator: OhlcvAccumulator | None, partial: OhlcvAccumulator) -> OhlcvAccumulator | None:
+        return merge_two(accumulator, partial)
 
-    def merge_accumulators(self, accumulators: Iterable):
-        merged = None
-        for acc in accumulators:
-            merged = merge_two(merged, acc)
-        return merged
+    def merge_accumulators(self, accumulators: Iterable[OhlcvAccumulator | None]) -> OhlcvAccumulator | None:
+        return merge_all(accumulators)
 
-    def extract_output(self, accumulator):
+    def extract_output(self, accumulator: OhlcvAccumulator | None) -> OhlcvAccumulator | None:
         return accumulator
 
 
@@ -106,15 +113,20 @@ class _WindowedBarDoFn(beam.DoFn):
         self._interval = interval
         self._panes = Metrics.counter(METRICS_NAMESPACE, f"bars_{interval}")
 
-    def process(self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
+    def process(self, element: Any, win: Any = beam.DoFn.WindowParam,
+                pane: Any = beam.DoFn.PaneInfoParam) -> Iterator[Any]:
         symbol, acc = element
         timing = _BEAM_TIMING.get(pane.timing, PaneTiming.ON_TIME)
         self._panes.inc()
         yield bar_from_accumulator(symbol, self._interval, win.start.micros, acc, timing, pane.index)
 
 
-class StreamingBars(beam.PTransform):
-    """Timestamped Ticks (deduplicated) -> Bars for every interval, flattened.
+class WindowedBars(Transform):
+    """Timestamped elements -> Bars for every interval, flattened.
+
+    Per interval, ``partial_bars(interval)`` (a DoFn) turns each element into timestamped
+    (symbol, OhlcvAccumulator) partial bars of that interval's buckets; they are windowed,
+    combined per symbol, stamped with their window and pane, and moved to one common windowing.
 
     early_firing_seconds: processing-time delay between live partial bars (0 disables them).
     Whole seconds: Beam's portable trigger proto holds the delay in milliseconds but reads it
@@ -124,39 +136,38 @@ class StreamingBars(beam.PTransform):
     counted by the runner, so keep it above the feed's worst delay.
     """
 
-    def __init__(self, intervals: tuple[str, ...], allowed_lateness_seconds: int, early_firing_seconds: int):
+    def __init__(self, intervals: tuple[str, ...], allowed_lateness_seconds: int, early_firing_seconds: int,
+                 partial_bars: Callable[[str], beam.DoFn]):
         super().__init__()
         if early_firing_seconds < 0 or early_firing_seconds != int(early_firing_seconds):
             raise ValueError(f"early firing delay must be a whole number of seconds >= 0, got {early_firing_seconds}")
         self._intervals = intervals
         self._lateness = allowed_lateness_seconds
         self._early = int(early_firing_seconds)
+        self._partial_bars = partial_bars
 
-    def _trigger(self):
+    def _trigger(self) -> trigger.AfterWatermark:
         early = trigger.AfterProcessingTime(self._early) if self._early > 0 else None
         return trigger.AfterWatermark(early=early, late=trigger.AfterCount(1))
 
-    def expand(self, ticks):
-        keyed = ticks | "KeyBySymbol" >> beam.Map(lambda t: (t.symbol, t)).with_output_types(tuple[str, Tick])
-        per_interval = []
-        for interval in self._intervals:
-            bars = (
-                keyed
-                | f"Window{interval}" >> beam.WindowInto(
-                    window.FixedWindows(interval_seconds(interval)),
-                    trigger=self._trigger(),
-                    accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
-                    allowed_lateness=Duration(seconds=self._lateness),
-                )
-                | f"Combine{interval}" >> beam.CombinePerKey(OhlcvCombineFn())
-                | f"ToBar{interval}" >> beam.ParDo(_WindowedBarDoFn(interval)).with_output_types(Bar)
-                # Each bar carries its bucket and pane now; one common windowing lets the
-                # intervals be flattened, and every pane passes straight on to the sinks.
-                | f"Rewindow{interval}" >> beam.WindowInto(
-                    window.GlobalWindows(),
-                    trigger=trigger.Repeatedly(trigger.AfterCount(1)),
-                    accumulation_mode=trigger.AccumulationMode.DISCARDING,
-                )
-            )
-            per_interval.append(bars)
-        return per_interval | "FlattenIntervals" >> beam.Flatten().with_output_types(Bar)
+    def expand(self, elements: PColl) -> PColl:
+        per_interval = [
+            elements
+            | f"PreAggregate{interval}" >> beam.ParDo(self._partial_bars(interval))
+            | f"Window{interval}" >> beam.WindowInto(
+                window.FixedWindows(interval_seconds(interval)),
+                trigger=self._trigger(),
+                accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
+                allowed_lateness=Duration(seconds=self._lateness))
+            | f"Combine{interval}" >> beam.CombinePerKey(OhlcvCombineFn())
+            | f"ToBar{interval}" >> beam.ParDo(_WindowedBarDoFn(interval)).with_output_types(Bar)
+            # Each bar carries its bucket and pane now; one common windowing lets the
+            # intervals be flattened, and every pane passes straight on to the sinks.
+            | f"Rewindow{interval}" >> beam.WindowInto(
+                window.GlobalWindows(),
+                trigger=trigger.Repeatedly(trigger.AfterCount(1)),
+                accumulation_mode=trigger.AccumulationMode.DISCARDING)
+            for interval in self._intervals
+        ]
+        bars: PColl = per_interval | "FlattenIntervals" >> beam.Flatten().with_output_types(Bar)
+        return bars

@@ -1,11 +1,11 @@
 """Streaming bars from tick *batches*: parse, dedup and pre-aggregate a message's ticks together.
 
 Why: on the DirectRunner every element costs a trip through the bundle executor, and every key
-of a stateful DoFn costs a timer the runner rescans on each step. Moving ticks one by one
-through ``DedupTrades`` (a key and a timer per trade) and ``StreamingBars`` (a trigger
-evaluation per tick) tops out near 1,500 ticks/s on this machine, and the timer scan makes
-it worse the more ticks are remembered. Here the unit is a message (a batch of ticks, see
-``alphastream.wire``) and then a (symbol, bucket) group of it:
+of a stateful DoFn costs a timer the runner rescans on each step, so moving ticks one by one
+through dedup (a key and a timer per trade) and the bar windows (a trigger evaluation per tick)
+caps throughput well below a live feed's rate, and the more ticks are remembered the worse it
+gets. Here the unit is a message (a batch of ticks, see ``alphastream.wire``) and then a
+(symbol, bucket) group of it:
 
     (origin, body) --ParseTickBatches--> ((symbol, dedup bucket), [Tick]) + DeadLetters
         --DedupTickBatches--> (symbol, [kept deliveries])
@@ -23,36 +23,35 @@ later only as exact repeats of the kept delivery. Removing the remaining order d
 means making stored bars final from a durable tick archive with the batch rules
 (transforms.batch_bars); that is separate work.
 
-Bars pre-aggregate each group into one ``OhlcvAccumulator`` per interval bucket before the
-windowed combine, so the trigger machinery sees one element per (message, symbol, bucket)
-instead of per tick. The arithmetic is StreamingBars' (transforms.bars).
+Bars pre-aggregate each group into one partial bar per interval bucket before the windowed
+chain (transforms.bars.WindowedBars), so the trigger machinery sees one element per
+(message, symbol, bucket) instead of per tick.
 """
+# Beam's functions carry no annotations; calling them is the point of this module.
+# mypy: disable-error-code="no-untyped-call"
 from __future__ import annotations
 
 import json
-from functools import reduce
-from typing import Callable, Iterable
+from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
-from apache_beam.coders import StrUtf8Coder
-from apache_beam.metrics import Metrics
+from apache_beam.coders.coders import StrUtf8Coder
+from apache_beam.metrics.metric import Metrics
 from apache_beam.pvalue import TaggedOutput
-from apache_beam.transforms import trigger, window
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from alphastream.intervals import bucket_start_us, interval_micros, interval_seconds
-from alphastream.records import METRICS_NAMESPACE, Bar, DeadLetterReason, Tick
-from transforms.bars import OhlcvCombineFn, StreamingBars, _WindowedBarDoFn, merge_two, tick_accumulator
-from transforms.parse import DEAD_LETTERS, TICKS, TypeDeadLetters, dead_letter
+from alphastream.intervals import bucket_start_us, interval_micros
+from alphastream.records import METRICS_NAMESPACE, DeadLetterReason, Tick
+from transforms.bars import WindowedBars, merge_all, tick_accumulator
+from transforms.beam_types import PColl, TaggedTransform, Transform
+from transforms.parse import DEAD_LETTERS, TICKS, NowFn, TypeDeadLetters, dead_letter
 from transforms.trade_identity import Delivery, delivery, kept_deliveries, trade_identity
 from transforms.validation import TickRejected, ValidationPolicy, raw_text, tick_from_fields, tick_from_json
 
-NowFn = Callable[[], int]
-GroupKey = tuple  # (symbol, bucket start us)
-_BATCH_START = b"["
+GroupKey = tuple[str, int]  # (symbol, bucket start us)
 
 
 class _Unreadable:
@@ -62,7 +61,7 @@ class _Unreadable:
 UNREADABLE = _Unreadable()
 
 
-def decode_tick_batch(body: bytes) -> list[tuple[object, bytes]]:
+def decode_tick_batch(body: bytes) -> list[tuple[Any, bytes]]:
     """One message body -> [(decoded item, its raw JSON)], decoding the JSON once.
 
     A JSON array gives one entry per item (``[]``, a heartbeat, gives none); any other JSON
@@ -107,7 +106,7 @@ class _ParseTickBatchDoFn(beam.DoFn):
         self._parsed = Metrics.counter(METRICS_NAMESPACE, "ticks_parsed")
         self._rejected = Metrics.counter(METRICS_NAMESPACE, "ticks_dead_lettered")
 
-    def process(self, element: tuple[str, bytes | str], timestamp=beam.DoFn.TimestampParam) -> Iterable:
+    def process(self, element: tuple[str, bytes | str], timestamp: Any = beam.DoFn.TimestampParam) -> Iterable[Any]:
         origin, body = element
         body = body.encode("utf-8") if isinstance(body, str) else body
         now_us = self._now_us()
@@ -117,27 +116,29 @@ class _ParseTickBatchDoFn(beam.DoFn):
         ticks = []
         for item, payload in items:
             try:
-                if item is UNREADABLE:  # let the one-tick parser name the JSON error
-                    tick_from_json(payload, now_us=now_us, default_source=self._default_source, policy=self._policy)
-                tick = tick_from_fields(item, now_us=now_us, default_source=self._default_source, policy=self._policy)
-                if tick.ts_us < timestamp.micros:
-                    # Beam cannot move an element back in time, and stamping it at the message's
-                    # time would put it in the wrong bucket.
-                    raise TickRejected(DeadLetterReason.BAD_TIMESTAMP,
-                                       f"tick time {tick.ts_us} us is before its message's event time "
-                                       f"{timestamp.micros} us: the 'ts' attribute must be the earliest tick time")
+                ticks.append(self._tick(item, payload, now_us, timestamp))
             except TickRejected as rejection:
                 self._rejected.inc()
-                yield TaggedOutput(DEAD_LETTERS, dead_letter(
-                    rejection, raw_text(payload), origin, now_us))
-                continue
-            ticks.append(tick)
+                yield TaggedOutput(DEAD_LETTERS, dead_letter(rejection, raw_text(payload), origin, now_us))
         self._parsed.inc(len(ticks))
         for key, group in group_deliveries(ticks, self._bucket_us).items():
             yield TimestampedValue((key, group), Timestamp(micros=min(t.ts_us for t in group)))
 
+    def _tick(self, item: Any, payload: bytes, now_us: int, message_time: Timestamp) -> Tick:
+        """The item as a Tick, or TickRejected saying why not."""
+        if item is UNREADABLE:  # let the one-tick parser name the JSON error
+            tick_from_json(payload, now_us=now_us, default_source=self._default_source, policy=self._policy)
+        tick = tick_from_fields(item, now_us=now_us, default_source=self._default_source, policy=self._policy)
+        if tick.ts_us < message_time.micros:
+            # Beam cannot move an element back in time, and stamping it at the message's
+            # time would put it in the wrong bucket.
+            raise TickRejected(DeadLetterReason.BAD_TIMESTAMP,
+                               f"tick time {tick.ts_us} us is before its message's event time "
+                               f"{message_time.micros} us: the 'ts' attribute must be the earliest tick time")
+        return tick
 
-class ParseTickBatches(beam.PTransform):
+
+class ParseTickBatches(TaggedTransform):
     """(origin, message body) -> {ticks: ((symbol, bucket), [Tick]), dead_letters: DeadLetter}.
 
     A body is one tick object or a JSON array of them (``alphastream.wire``); ``bucket_us`` is the
@@ -148,7 +149,7 @@ class ParseTickBatches(beam.PTransform):
         super().__init__()
         self._fn = _ParseTickBatchDoFn(now_us, default_source, policy, bucket_us)
 
-    def expand(self, messages):
+    def expand(self, messages: PColl) -> dict[str, PColl]:
         parsed = messages | "ParseBatch" >> beam.ParDo(self._fn).with_outputs(DEAD_LETTERS, main=TICKS)
         return {TICKS: parsed[TICKS], DEAD_LETTERS: parsed[DEAD_LETTERS] | "TypeDeadLetters" >> TypeDeadLetters()}
 
@@ -174,12 +175,15 @@ def _parse_delivery(text: str) -> Delivery:
     return int(ts_us), float(price), float(size)
 
 
-class _KeptDeliveriesDoFn(beam.DoFn):
-    # The remembered trades as text: runners encode state on every write, and joining and
-    # splitting text is ~10x cheaper than pickling a set (profiled on the DirectRunner).
-    KEPT = ReadModifyWriteStateSpec("kept", StrUtf8Coder())
-    FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
+# The remembered trades as text: runners encode state on every write, and joining and
+# splitting text costs far less than pickling a set.
+_KEPT = ReadModifyWriteStateSpec("kept", StrUtf8Coder())
+_FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
+# Beam finds a DoFn's state and timers through these parameter defaults.
+_KEPT_STATE, _FORGET_TIMER = beam.DoFn.StateParam(_KEPT), beam.DoFn.TimerParam(_FORGET)
 
+
+class _KeptDeliveriesDoFn(beam.DoFn):
     def __init__(self, bucket_us: int, horizon_seconds: int):
         self._bucket_us = bucket_us
         self._horizon = Duration(seconds=horizon_seconds)
@@ -187,7 +191,7 @@ class _KeptDeliveriesDoFn(beam.DoFn):
         self._conflicting = Metrics.counter(METRICS_NAMESPACE, "ticks_conflicting")
         self._unique = Metrics.counter(METRICS_NAMESPACE, "ticks_unique")
 
-    def process(self, element, kept_state=beam.DoFn.StateParam(KEPT), forget=beam.DoFn.TimerParam(FORGET)):
+    def process(self, element: Any, kept_state: Any = _KEPT_STATE, forget: Any = _FORGET_TIMER) -> Iterator[Any]:
         (symbol, bucket), ticks = element
         stored = kept_state.read()
         kept = dict(line.split(_FIELD, 1) for line in stored.split(_LINE)) if stored else {}
@@ -214,64 +218,41 @@ class _KeptDeliveriesDoFn(beam.DoFn):
         if fresh:
             yield symbol, fresh
 
-    @on_timer(FORGET)
-    def _forget(self, kept_state=beam.DoFn.StateParam(KEPT)):
+    @on_timer(_FORGET)
+    def _forget(self, kept_state: Any = _KEPT_STATE) -> None:
         kept_state.clear()
 
 
-class DedupTickBatches(beam.PTransform):
+class DedupTickBatches(Transform):
     """((symbol, bucket), [Tick]) -> (symbol, [kept delivery of each trade new to its group])."""
 
     def __init__(self, bucket_us: int, horizon_seconds: int):
         super().__init__()
         self._fn = _KeptDeliveriesDoFn(bucket_us, horizon_seconds)
 
-    def expand(self, groups):
-        return groups | "FirstDeliveries" >> beam.ParDo(self._fn)
+    def expand(self, groups: PColl) -> PColl:
+        kept: PColl = groups | "FirstDeliveries" >> beam.ParDo(self._fn)
+        return kept
 
 
-class _MergeOhlcvFn(OhlcvCombineFn):
-    """OhlcvCombineFn whose inputs are already accumulators (pre-aggregated groups)."""
-
-    def add_input(self, accumulator, partial):
-        return merge_two(accumulator, partial)
-
-
-class _PreAggregateDoFn(beam.DoFn):
+class _PartialBarsOfGroupDoFn(beam.DoFn):
     """(symbol, [Tick]) -> (symbol, OhlcvAccumulator) per interval bucket, stamped with the
     bucket's earliest tick (never earlier than the input: that is the group's earliest tick)."""
 
     def __init__(self, interval: str):
         self._bucket_us = interval_micros(interval)
 
-    def process(self, element):
+    def process(self, element: Any) -> Iterator[Any]:
         symbol, ticks = element
-        for (_, _), group in group_ticks(ticks, self._bucket_us).items():
-            acc = reduce(merge_two, (tick_accumulator(t) for t in group))
+        for group in group_ticks(ticks, self._bucket_us).values():
+            acc = merge_all(tick_accumulator(t) for t in group)
+            assert acc is not None  # groups are never empty
             yield TimestampedValue((symbol, acc), Timestamp(micros=acc.first[0]))
 
 
-class BarsFromTickBatches(StreamingBars):
-    """(symbol, [unique Tick]) -> Bars for every interval: the windows, triggers and panes of
-    StreamingBars (same flags and validation), fed with pre-aggregated groups, not single ticks."""
+class BarsFromTickBatches(WindowedBars):
+    """(symbol, [unique Tick]) -> Bars for every interval: WindowedBars fed with each group's
+    partial bars, one per interval bucket, not with single ticks."""
 
-    def expand(self, groups):
-        per_interval = []
-        for interval in self._intervals:
-            bars = (
-                groups
-                | f"PreAggregate{interval}" >> beam.ParDo(_PreAggregateDoFn(interval))
-                | f"Window{interval}" >> beam.WindowInto(
-                    window.FixedWindows(interval_seconds(interval)),
-                    trigger=self._trigger(),
-                    accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
-                    allowed_lateness=Duration(seconds=self._lateness))
-                | f"Combine{interval}" >> beam.CombinePerKey(_MergeOhlcvFn())
-                | f"ToBar{interval}" >> beam.ParDo(_WindowedBarDoFn(interval)).with_output_types(Bar)
-                | f"Rewindow{interval}" >> beam.WindowInto(
-                    window.GlobalWindows(),
-                    trigger=trigger.Repeatedly(trigger.AfterCount(1)),
-                    accumulation_mode=trigger.AccumulationMode.DISCARDING)
-            )
-            per_interval.append(bars)
-        return per_interval | "FlattenIntervals" >> beam.Flatten().with_output_types(Bar)
+    def __init__(self, intervals: tuple[str, ...], allowed_lateness_seconds: int, early_firing_seconds: int):
+        super().__init__(intervals, allowed_lateness_seconds, early_firing_seconds, _PartialBarsOfGroupDoFn)

@@ -1,5 +1,5 @@
 """BatchBars (the columnar batch path) against an independent pandas computation, and
-against both streaming paths on the same ticks (StreamingBars per tick, and the batched
+against both streaming paths on the same ticks (the per-tick reference, and the batched
 message path the streaming graph runs): batch and streaming must give identical bars, also
 with conflicting deliveries of a trade and deliveries across group edges and midnight."""
 import datetime as dt
@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from alphastream.records import Tick
 from alphastream.synthetic import MarketSpec, market_ticks
 from tests.fixtures.beam import Collected
+from tests.fixtures.per_tick import PerTickBars, PerTickDedup
 from tests.fixtures.reference import assert_same_bars, bars_frame, pandas_bars
-from transforms.bars import StreamingBars
 from transforms.batch_bars import (
     BatchBars,
     bars_from_ordered_ticks,
@@ -33,7 +33,6 @@ from transforms.batch_bars import (
     trade_order,
     winning_deliveries,
 )
-from transforms.dedup import DedupTrades
 from transforms.parse import DEAD_LETTERS, TICKS
 from transforms.tick_batches import DEDUP_BUCKET_US, BarsFromTickBatches, DedupTickBatches, ParseTickBatches
 from transforms.tick_tables import ArrowTableCoder, ipc_to_table, table_to_ipc, table_to_ticks, ticks_to_table
@@ -61,7 +60,7 @@ def run_streaming(ticks: list[Tick], intervals=INTERVALS) -> list:
     options = TestPipeline().options
     options.view_as(StandardOptions).streaming = True
     with TestPipeline(options=options) as p:
-        got = Collected(p | stream | DedupTrades(horizon_seconds=10**6) | StreamingBars(intervals, 0, 0))
+        got = Collected(p | stream | PerTickDedup(horizon_seconds=10**6) | PerTickBars(intervals, 0, 0))
     return got.items
 
 
@@ -167,9 +166,10 @@ def test_split_covers_every_row_once():
     assert sum(t.num_rows for _, t in parts) == table.num_rows
     for (symbol, bucket), part in parts:
         assert "symbol" not in part.column_names  # the key carries it
-        rows = set(zip(part.column("ts_us").to_pylist(), part.column("trade_id").to_pylist()))
+        rows = set(zip(part.column("ts_us").to_pylist(), part.column("trade_id").to_pylist(), strict=True))
         symbol_rows = table.filter(pc.equal(table.column("symbol"), symbol))
-        assert rows <= set(zip(symbol_rows.column("ts_us").to_pylist(), symbol_rows.column("trade_id").to_pylist()))
+        assert rows <= set(zip(symbol_rows.column("ts_us").to_pylist(), symbol_rows.column("trade_id").to_pylist(),
+                           strict=True))
         ts = part.column("ts_us").to_numpy()
         assert ((ts - ts % 3_600_000_000) == bucket).all()
 
@@ -218,7 +218,8 @@ def test_dedup_matches_pandas_sort_then_drop_duplicates(rows):
     kept = by_delivery.drop_duplicates(["source", "trade_id"], keep="first")
     expected = kept.sort_values(["ts_us", "trade_id", "source"], kind="stable")["index"].tolist()
     dropped = frame.drop(kept["index"]).merge(kept, on=["source", "trade_id"], suffixes=("", "_kept"))
-    differs = dropped[["ts_us", "price", "size"]].to_numpy() != dropped[["ts_us_kept", "price_kept", "size_kept"]].to_numpy()
+    differs = (dropped[["ts_us", "price", "size"]].to_numpy()
+               != dropped[["ts_us_kept", "price_kept", "size_kept"]].to_numpy())
     expected_conflicting = sorted(dropped["index"][differs.any(axis=1)].tolist())
     for table in (ticks_to_table(ticks), as_shuffled(ticks_to_table(ticks))):
         winners, conflicting = winning_deliveries(table)
@@ -287,7 +288,8 @@ def test_redelivery_across_midnight_is_one_trade_within_the_horizon():
 
 def test_context_rows_are_those_within_the_horizon_of_their_groups_end():
     width = 3600 * SEC
-    ticks = [Tick("A", MIDNIGHT - 601 * SEC, 1.0, 1.0, "early", "f"), Tick("A", MIDNIGHT - 600 * SEC, 1.0, 1.0, "edge", "f"),
+    ticks = [Tick("A", MIDNIGHT - 601 * SEC, 1.0, 1.0, "early", "f"),
+             Tick("A", MIDNIGHT - 600 * SEC, 1.0, 1.0, "edge", "f"),
              Tick("A", MIDNIGHT - 1, 1.0, 1.0, "last", "f"), Tick("B", MIDNIGHT + width - 5, 1.0, 1.0, "b", "f")]
     context = {key: rows.column("trade_id").to_pylist()
                for key, rows in context_for_next_group(ticks_to_table(ticks), width, HORIZON_S * SEC)}
@@ -348,7 +350,8 @@ def test_streaming_equals_batch_when_a_trades_deliveries_arrive_together(deliver
 # The validated ranges (transforms.validation): price 1e-9..1e12, size 0 or 1e-12..1e15.
 extreme_prices = st.one_of(st.sampled_from([1e-9, 0.1, 0.3, 1e12]), st.floats(1e-9, 1e12))
 extreme_sizes = st.one_of(st.sampled_from([0.0, 1e-12, 0.7, 1e15]), st.floats(1e-12, 1e15))
-extreme_trades = st.lists(st.tuples(st.integers(0, 3 * 60 * SEC), extreme_prices, extreme_sizes), min_size=1, max_size=30)
+extreme_trades = st.lists(st.tuples(st.integers(0, 3 * 60 * SEC), extreme_prices, extreme_sizes),
+                          min_size=1, max_size=30)
 
 
 @settings(max_examples=300, deadline=None)
@@ -356,7 +359,7 @@ extreme_trades = st.lists(st.tuples(st.integers(0, 3 * 60 * SEC), extreme_prices
 @example([(0, 0.1, 0.0), (1, 0.1, 0.0), (2, 0.1, 0.0)])  # the mean of equal prices rounds up
 @example([(0, 0.3, 1e15), (1, 0.3, 0.7), (2, 0.3, 0.7)])  # so does a volume-weighted one, down
 def test_batch_vwap_is_finite_and_within_low_and_high(trades):
-    ts, price, size = (pd.Series(column).to_numpy() for column in zip(*sorted(trades)))
+    ts, price, size = (pd.Series(column).to_numpy() for column in zip(*sorted(trades), strict=True))
     for bar in bars_from_ordered_ticks("A", T0 + ts, price, size, ("1m", "5m")):
         assert math.isfinite(bar.vwap) and bar.low <= bar.vwap <= bar.high, bar
 

@@ -1,5 +1,6 @@
-"""StreamingBars + DedupTrades with TestStream: on-time, early, late, too-late, out-of-order
-and duplicate ticks, and the OhlcvCombineFn's algebra checked directly."""
+"""The windowed bar chain (transforms.bars.WindowedBars, fed per tick) and per-tick dedup with
+TestStream: on-time, early, late, too-late, out-of-order and duplicate ticks, and the
+OhlcvCombineFn's algebra checked directly."""
 import itertools
 import math
 import random
@@ -16,8 +17,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from alphastream.records import PaneTiming, Tick
-from transforms.bars import OhlcvCombineFn, StreamingBars, bar_from_accumulator, merge_two, tick_accumulator
-from transforms.dedup import DedupTrades
+from tests.fixtures.per_tick import PerTickBars, PerTickDedup
+from transforms.bars import OhlcvCombineFn, bar_from_accumulator, merge_two, tick_accumulator
 
 T0 = 1_704_205_800_000_000  # 2024-01-02 14:30:00 UTC, a minute boundary
 SEC = 1_000_000
@@ -90,7 +91,7 @@ def test_vwap_is_finite_and_within_low_and_high_however_merged(trades, rng):
     assert math.isfinite(bar.vwap) and bar.low <= bar.vwap <= bar.high, bar
 
 
-# --- StreamingBars with TestStream -----------------------------------------------------
+# --- PerTickBars with TestStream -----------------------------------------------------
 
 def test_on_time_bar_from_out_of_order_ticks():
     ticks = [tick(30, 101), tick(5, 100), tick(50, 99), tick(20, 103)]  # arrive out of order
@@ -99,7 +100,7 @@ def test_on_time_bar_from_out_of_order_ticks():
               .advance_watermark_to(Timestamp(micros=T0 + 61 * SEC))
               .advance_watermark_to_infinity())
     with streaming_pipeline() as p:
-        bars = p | stream | StreamingBars(("1m",), 120, 0) | beam.Map(bar_view)
+        bars = p | stream | PerTickBars(("1m",), 120, 0) | beam.Map(bar_view)
         assert_that(bars, equal_to([("AAPL", "1m", T0, 100, 103, 99, 99, 40.0, 4, "ON_TIME", 0)]))
 
 
@@ -114,7 +115,7 @@ def test_early_on_time_and_late_panes_accumulate():
               .add_elements([stamped(tick(55, 80))])           # another late tick
               .advance_watermark_to_infinity())
     with streaming_pipeline() as p:
-        bars = p | stream | StreamingBars(("1m",), 120, 5) | beam.Map(bar_view)
+        bars = p | stream | PerTickBars(("1m",), 120, 5) | beam.Map(bar_view)
         assert_that(bars, equal_to([
             ("AAPL", "1m", T0, 100, 100, 100, 100, 10.0, 1, "EARLY", 0),
             ("AAPL", "1m", T0, 100, 105, 100, 105, 20.0, 2, "ON_TIME", 1),
@@ -130,7 +131,7 @@ def test_ticks_later_than_allowed_lateness_do_not_change_bars():
               .add_elements([stamped(tick(20, 1.0))])
               .advance_watermark_to_infinity())
     with streaming_pipeline() as p:
-        bars = p | stream | StreamingBars(("1m",), 30, 0) | beam.Map(bar_view)
+        bars = p | stream | PerTickBars(("1m",), 30, 0) | beam.Map(bar_view)
         assert_that(bars, equal_to([("AAPL", "1m", T0, 100, 100, 100, 100, 10.0, 1, "ON_TIME", 0)]))
 
 
@@ -139,7 +140,7 @@ def test_several_intervals_and_symbols():
     stream = (TestStream().advance_watermark_to(Timestamp(micros=T0))
               .add_elements([stamped(t) for t in ticks]).advance_watermark_to_infinity())
     with streaming_pipeline() as p:
-        bars = p | stream | StreamingBars(("1m", "5m"), 60, 0) | beam.Map(lambda b: b[:3] + (b.open, b.close, b.trades))
+        bars = p | stream | PerTickBars(("1m", "5m"), 60, 0) | beam.Map(lambda b: b[:3] + (b.open, b.close, b.trades))
         assert_that(bars, equal_to([
             ("AAPL", "1m", T0, 100, 100, 1), ("AAPL", "1m", T0 + 60 * SEC, 110, 110, 1),
             ("AAPL", "1m", T0 + 240 * SEC, 90, 90, 1), ("MSFT", "1m", T0, 50, 50, 1),
@@ -156,12 +157,12 @@ def test_duplicates_dropped_before_bars_even_across_panes():
               .add_elements([stamped(first)])                          # redelivered late
               .advance_watermark_to_infinity())
     with streaming_pipeline() as p:
-        bars = (p | stream | DedupTrades(horizon_seconds=600)
-                | StreamingBars(("1m",), 120, 0) | beam.Map(bar_view))
+        bars = (p | stream | PerTickDedup(horizon_seconds=600)
+                | PerTickBars(("1m",), 120, 0) | beam.Map(bar_view))
         assert_that(bars, equal_to([("AAPL", "1m", T0, 100, 101, 100, 101, 20.0, 2, "ON_TIME", 0)]))
 
 
 def test_early_firing_delay_must_be_whole_seconds():
     # A fractional delay runs on the DirectRunner but cannot be translated for Dataflow.
     with pytest.raises(ValueError, match="whole number of seconds"):
-        StreamingBars(("1m",), 60, 2.5)
+        PerTickBars(("1m",), 60, 2.5)

@@ -1,7 +1,7 @@
 """transforms.tick_batches with TestStream: message batches -> parse -> dedup -> bars, equal to
 the pandas oracle with duplicates across messages, out-of-order ticks, heartbeats, late data
-and malformed items; the panes match StreamingBars' (on time, then late); conflicting
-deliveries of a trade resolve within a message and are counted across messages."""
+and malformed items; the panes are on time, then late; conflicting deliveries of a trade
+resolve within a message and are counted across messages."""
 from __future__ import annotations
 
 import json
@@ -41,7 +41,8 @@ def run(events: TestStream, lateness: int = 10, counters: dict | None = None):
     p = TestPipeline()
     p.options.view_as(StandardOptions).streaming = True
     parsed = p | events | ParseTickBatches(lambda: NOW_US, "pubsub", ValidationPolicy(), DEDUP_BUCKET_US)
-    bars = parsed[TICKS] | DedupTickBatches(DEDUP_BUCKET_US, horizon_seconds=60) | BarsFromTickBatches(INTERVALS, lateness, 0)
+    bars = (parsed[TICKS] | DedupTickBatches(DEDUP_BUCKET_US, horizon_seconds=60)
+            | BarsFromTickBatches(INTERVALS, lateness, 0))
     got_bars, got_letters = Collected(bars, "Bars"), Collected(parsed[DEAD_LETTERS], "Letters")
     result = p.run()
     result.wait_until_finish()
@@ -123,11 +124,13 @@ def test_conflicting_deliveries_resolve_in_a_message_and_later_ones_leave_the_ba
                       for b in final_bars(bars).itertuples())
 
     counters = {}
-    assert bars_of(TestStream().add_elements([message([next_bucket, dearer, kept, other_symbol])]), counters) == expected
+    in_one_message = TestStream().add_elements([message([next_bucket, dearer, kept, other_symbol])])
+    assert bars_of(in_one_message, counters) == expected
     assert (counters["ticks_unique"], counters["ticks_duplicate"], counters["ticks_conflicting"]) == (2, 2, 2)
     # Across messages (the DirectRunner's result then reports the first bundle's counters only,
     # so the bars show it): the later delivery is dropped.
-    later = TestStream().add_elements([message([kept, other_symbol])]).add_elements([message([preferred_but_late, kept])])
+    later = (TestStream().add_elements([message([kept, other_symbol])])
+             .add_elements([message([preferred_but_late, kept])]))
     assert bars_of(later) == expected
 
 
