@@ -1,21 +1,19 @@
 """OHLCV bars from Arrow tables of ticks: the fast batch path.
 
-Measured on this machine kind, Beam's FixedWindows on the DirectRunner in batch costs time
-quadratic in windows per key. So batch does not window: ticks stay columnar, are split by
-(symbol, coarse bucket) where the coarse bucket is a multiple of the largest interval (every interval must
-divide it, so no bar straddles two groups), grouped in the global window, and each group is
-deduplicated and turned into bars for every interval with numpy. Groups span at least a UTC
-day, whatever the intervals: a symbol-day is the unit tick data comes in, and each group costs
-a fixed ~0.8 ms of Beam and Arrow overhead (measured: hour groups took ~0.2 s longer for 2M ticks
-on the DirectRunner). Parallelism is symbols x days; one group holds one symbol-day of ticks
-(~60 bytes a tick in Arrow: a 5M-trade day of a busy US equity is ~300 MB).
+Beam's FixedWindows on the DirectRunner in batch costs time quadratic in windows per key. So
+batch does not window: ticks stay columnar, are split by (symbol, coarse bucket) where the
+coarse bucket is a multiple of the largest interval (every interval must divide it, so no bar
+straddles two groups), grouped in the global window, and each group is deduplicated and turned
+into bars for every interval with numpy. Groups span at least a UTC day, whatever the
+intervals: a symbol-day is the unit tick data comes in, and each group costs a fixed Beam and
+Arrow overhead, so fewer, larger groups are faster. Parallelism is symbols x days; one group
+holds one symbol-day of ticks in memory (docs/benchmarks.md sizes it).
 
-The shuffle carries each group as LZ4-compressed Arrow IPC bytes (typed ``bytes``): measured
-here, the DirectRunner's data plane copies every shuffled byte several times, so smaller is
-better; and its GroupingBuffer decodes and re-encodes every shuffled value with the value's
-coder, which for bytes is a copy but for a ``pa.Table`` (ArrowTableCoder) would be a second
-decompression and compression. Uncompressed IPC measured ~0.1-0.25 s less CPU for 2M ticks but
-~230 MiB more peak memory.
+The shuffle carries each group as LZ4-compressed Arrow IPC bytes (typed ``bytes``): the
+DirectRunner's data plane copies every shuffled byte several times, so smaller is better; and
+its GroupingBuffer decodes and re-encodes every shuffled value with the value's coder, which
+for bytes is a copy but for a ``pa.Table`` (ArrowTableCoder) would be a second decompression
+and compression. Uncompressed IPC saves a little CPU for much more peak memory.
 
 Deliveries of one trade (transforms.trade_identity) resolve to the smallest (ts_us, price, size)
 whatever the order of rows and files. A trade redelivered with another time can fall in the next
@@ -29,6 +27,8 @@ The result equals the streaming paths over the same ticks whenever each trade's 
 reach streaming together (tests/transforms/test_batch_bars.py proves it): the same total trade order
 (ts_us, trade_id, source) picks open and close.
 """
+# Beam's functions carry no annotations; calling them is the point of this module.
+# mypy: disable-error-code="no-untyped-call"
 from __future__ import annotations
 
 from collections import Counter
@@ -38,10 +38,11 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import Metrics
 
 from alphastream.intervals import interval_micros, interval_seconds
 from alphastream.records import METRICS_NAMESPACE, Bar, PaneTiming
+from transforms.beam_types import PColl, Transform
 from transforms.tick_tables import ipc_to_table, table_to_ipc
 from transforms.trade_identity import DELIVERY_ORDER
 
@@ -92,7 +93,7 @@ def split_by_symbol_bucket(table: pa.Table, coarse_us: int) -> Iterator[tuple[tu
     starts = np.flatnonzero(np.concatenate(([True], group[1:] != group[:-1])))
     ends = np.append(starts[1:], len(group))
     ordered = table.drop_columns(["symbol"]).take(pa.array(order))
-    for start, end in zip(starts, ends):
+    for start, end in zip(starts, ends, strict=True):
         row = order[start]
         yield (symbols[symbol_codes[row]].as_py(), int(coarse[row])), ordered.slice(start, end - start)
 
@@ -117,9 +118,9 @@ def trade_order(table: pa.Table, max_python_ties: float = 0.05) -> np.ndarray:
 
     numpy sorts the int64 timestamps; only rows whose timestamp ties with a neighbour are
     then ordered by (trade_id, source) in Python. With microsecond times ties are rare apart
-    from repeated deliveries of one trade, and Arrow's multi-key sort_indices measured ~1 ms
-    per 6k-tick group here against ~0.1 ms for this. Feeds with coarse times (seconds,
-    milliseconds) tie a lot: past ``max_python_ties`` of the rows, Arrow sorts instead.
+    from repeated deliveries of one trade, and this is far quicker than Arrow's multi-key
+    sort_indices. Feeds with coarse times (seconds, milliseconds) tie a lot: past
+    ``max_python_ties`` of the rows, Arrow sorts instead.
     """
     ts = table.column("ts_us").to_numpy()
     order = np.argsort(ts, kind="stable")
@@ -132,11 +133,12 @@ def trade_order(table: pa.Table, max_python_ties: float = 0.05) -> np.ndarray:
     in_tie[:-1] |= ties
     positions = np.flatnonzero(in_tie)  # runs of equal timestamps, in ascending ts order
     if len(positions) > max_python_ties * len(ts):
-        return pc.sort_indices(table, sort_keys=[(key, "ascending") for key in TRADE_ORDER]).to_numpy()
+        by_arrow: np.ndarray = pc.sort_indices(table, sort_keys=[(key, "ascending") for key in TRADE_ORDER]).to_numpy()
+        return by_arrow
     rows = order[positions]
     row_ids = pa.array(rows)
     keys = sorted(zip(ordered_ts[positions].tolist(), table.column("trade_id").take(row_ids).to_pylist(),
-                      table.column("source").take(row_ids).to_pylist(), rows.tolist()))
+                      table.column("source").take(row_ids).to_pylist(), rows.tolist(), strict=True))
     # Sorting by ts first keeps every run inside its own positions; the row index last keeps
     # full ties stable. Python compares str by code point, which is UTF-8 byte order: Arrow's.
     order[positions] = [key[3] for key in keys]
@@ -152,8 +154,7 @@ def winning_deliveries(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     if len(trade_ids) == table.num_rows:
         return order, np.empty(0, dtype=np.int64)  # no trade id occurs twice, so no trade does
     # Only rows whose trade id occurs more than once can repeat a trade; they are few, so the
-    # source and delivery columns are read for them alone (encoding the whole source column
-    # measured ~0.5 ms a group).
+    # source and delivery columns are read for them alone, not encoded whole.
     suspects = np.flatnonzero(np.bincount(trade_codes)[trade_codes] > 1)
     rows = pa.array(suspects)
     source_codes, _ = _codes(table.column("source").take(rows))
@@ -190,7 +191,7 @@ def bars_from_ordered_ticks(symbol: str, ts: np.ndarray, price: np.ndarray, size
         np.clip(vwaps, lows, highs, out=vwaps)
         # tolist() turns each column into Python numbers in one call, not one scalar at a time.
         columns = (buckets[starts], price[starts], highs, lows, price[ends - 1], volumes, vwaps, counts)
-        for bucket, open_, high, low, close, volume, vwap, trades in zip(*(c.tolist() for c in columns)):
+        for bucket, open_, high, low, close, volume, vwap, trades in zip(*(c.tolist() for c in columns), strict=True):
             yield Bar(
                 symbol=symbol, interval=interval, bucket_start_us=bucket, open=open_, high=high, low=low,
                 close=close, volume=volume, vwap=vwap, trades=trades, timing=PaneTiming.ON_TIME.value, pane_index=0,
@@ -222,7 +223,8 @@ class _DedupAndBarsDoFn(beam.DoFn):
 
     def process(self, element: tuple[tuple[str, int], Iterable[GroupPart]]) -> Iterable[Bar]:
         (symbol, _), parts = element
-        context, own = [], []
+        context: list[pa.Table] = []
+        own: list[pa.Table] = []
         for is_context, part in parts:
             (context if is_context else own).append(ipc_to_table(part))
         if not own:
@@ -246,7 +248,7 @@ class _DedupAndBarsDoFn(beam.DoFn):
         return bars
 
 
-class BatchBars(beam.PTransform):
+class BatchBars(Transform):
     """Canonical tick tables (any split, duplicates allowed) -> final Bars for every interval.
 
     dedup_horizon_seconds: deliveries of one trade at most this far apart in event time are
@@ -264,11 +266,12 @@ class BatchBars(beam.PTransform):
         self._coarse_us = coarse_bucket_micros(intervals, max(min_group_seconds, dedup_horizon_seconds))
         self._horizon_us = dedup_horizon_seconds * 1_000_000
 
-    def expand(self, tables):
-        return (
+    def expand(self, tables: PColl) -> PColl:
+        bars: PColl = (
             tables
             | "SplitBySymbolBucket" >> beam.ParDo(_SplitDoFn(self._coarse_us, self._horizon_us)).with_output_types(
                 tuple[tuple[str, int], GroupPart])
             | "GroupBySymbolBucket" >> beam.GroupByKey()
             | "DedupAndBars" >> beam.ParDo(_DedupAndBarsDoFn(self._intervals)).with_output_types(Bar)
         )
+        return bars

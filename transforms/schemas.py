@@ -4,9 +4,10 @@ Beam infers a schema from a typed NamedTuple; registering RowCoder makes every P
 these records use the compact, portable schema coder instead of pickling, which is what
 Dataflow and cross-language transforms expect.
 """
-import apache_beam as beam
+from apache_beam.coders.row_coder import RowCoder
+from apache_beam.coders.typecoders import registry
 
 from alphastream.records import Bar, DeadLetter, Tick
 
 for _record in (Tick, Bar, DeadLetter):
-    beam.coders.registry.register_coder(_record, beam.coders.RowCoder)
+    registry.register_coder(_record, RowCoder)

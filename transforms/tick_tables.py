@@ -2,7 +2,7 @@
 tables for Beam.
 
 The batch path moves ticks as Arrow tables (from Parquet or the synthetic market) because
-per-element Beam costs ~100x more than a vectorised pass. Validation here is a fast
+per-element Beam costs far more than a vectorised pass. Validation here is a fast
 pre-filter only: every row it rejects is handed to transforms.validation, which decides (and
 names the reason), so the per-record and columnar paths cannot disagree on what is valid.
 
@@ -10,19 +10,23 @@ Every PCollection of tables is typed ``pa.Table`` so Beam uses ArrowTableCoder (
 below) instead of pickling: see its docstring for why that matters even where nothing is
 shuffled.
 """
+# Beam's functions carry no annotations; calling them is the point of this module.
+# mypy: disable-error-code="no-untyped-call"
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.metrics import Metrics
+from apache_beam.coders.typecoders import registry
+from apache_beam.metrics.metric import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from alphastream.records import METRICS_NAMESPACE, SYMBOL_PATTERN, TICK_ARROW_SCHEMA, DeadLetter, Tick
-from transforms.parse import DEAD_LETTERS, TICKS, TypeDeadLetters, validate_fields
+from transforms.beam_types import PColl, TaggedTransform
+from transforms.parse import DEAD_LETTERS, TICKS, NowFn, TypeDeadLetters, validate_fields
 from transforms.validation import (
     ASCII_WHITESPACE,
     MAX_PRICE,
@@ -33,7 +37,6 @@ from transforms.validation import (
     canonical_source,
 )
 
-TickTable = pa.Table  # columns and types of alphastream.synthetic.TICK_ARROW_SCHEMA
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 # Columns a tick row is read from; others are not carried into the per-record fallback.
 INPUT_COLUMNS = ("symbol", "ts_us", "ts", "price", "size", "trade_id", "source")
@@ -48,7 +51,8 @@ def table_to_ipc(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema, options=IPC_OPTIONS) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 def ipc_to_table(data: bytes) -> pa.Table:
@@ -58,12 +62,12 @@ def ipc_to_table(data: bytes) -> pa.Table:
 class ArrowTableCoder(beam.coders.Coder):
     """Arrow tables as LZ4-compressed Arrow IPC bytes, with a size estimate that costs nothing.
 
-    Two reasons, both measured on the DirectRunner: (1) every shuffled byte is copied several
-    times by the data plane, and compressed IPC is ~4x smaller than a pickled table and quicker
-    to encode than the copies it saves; (2) Beam samples element sizes on every PCollection
-    (always the first 10 elements), by *encoding* the element unless the coder can estimate:
-    with the pickle fallback, each row-group table was pickled once per step just to be
-    measured (36 pickles of 14 MB tables for 2M ticks).
+    Two reasons, both on the DirectRunner: (1) every shuffled byte is copied several times by
+    the data plane, and compressed IPC is several times smaller than a pickled table and
+    quicker to encode than the copies it saves; (2) Beam samples element sizes on every
+    PCollection (always the first 10 elements), by *encoding* the element unless the coder can
+    estimate: with the pickle fallback, each table would be pickled once per step just to be
+    measured.
     """
 
     def encode(self, table: pa.Table) -> bytes:
@@ -73,28 +77,31 @@ class ArrowTableCoder(beam.coders.Coder):
         return ipc_to_table(data)
 
     def estimate_size(self, table: pa.Table) -> int:
-        return table.nbytes
+        size: int = table.nbytes
+        return size
 
     def is_deterministic(self) -> bool:
         return False  # tables are values, never keys
 
-    def to_type_hint(self):
+    def to_type_hint(self) -> Any:
         return pa.Table
 
 
-beam.coders.registry.register_coder(pa.Table, ArrowTableCoder)
+registry.register_coder(pa.Table, ArrowTableCoder)
 
 
 def ticks_to_table(ticks: Sequence[Tick]) -> pa.Table:
     """Pack Tick records into a table with the canonical tick schema."""
-    columns = list(zip(*ticks)) if ticks else [[] for _ in TICK_ARROW_SCHEMA]
+    columns: list[Sequence[Any]] = list(zip(*ticks, strict=True)) if ticks else [[] for _ in TICK_ARROW_SCHEMA]
     return pa.table(
-        [pa.array(col, type=field.type) for col, field in zip(columns, TICK_ARROW_SCHEMA)], schema=TICK_ARROW_SCHEMA
+        [pa.array(col, type=field.type) for col, field in zip(columns, TICK_ARROW_SCHEMA, strict=True)],
+        schema=TICK_ARROW_SCHEMA,
     )
 
 
 def table_to_ticks(table: pa.Table) -> list[Tick]:
-    return [Tick(*row) for row in zip(*(table.column(name).to_pylist() for name in TICK_ARROW_SCHEMA.names))]
+    return [Tick(*row) for row in zip(*(table.column(name).to_pylist() for name in TICK_ARROW_SCHEMA.names),
+                                      strict=True)]
 
 
 def timestamps_to_micros(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -148,9 +155,9 @@ def _numeric(table: pa.Table, name: str) -> pa.Array | None:
     return None
 
 
-def _per_distinct(column: pa.ChunkedArray, canonical) -> pa.Array:
+def _per_distinct(column: pa.ChunkedArray, canonical: Callable[[pa.Array], pa.Array]) -> pa.Array:
     """``canonical`` applied once per distinct value: a tick table has a few symbols in millions
-    of rows, and the per-row symbol kernels (trim, upper, regex) were ~half of validation."""
+    of rows, and the symbol kernels (trim, upper, regex) are costly run per row."""
     encoded = pc.dictionary_encode(column).combine_chunks()
     return pc.take(canonical(encoded.dictionary), encoded.indices)
 
@@ -187,7 +194,8 @@ def normalise(table: pa.Table, default_source: str) -> pa.Table | None:
     if "source" not in names:
         source = pa.repeat(pa.scalar(default, pa.string()), table.num_rows)
     elif pa.types.is_string(table.schema.field("source").type):
-        # Per row: trimming every row costs less than dictionary-encoding them (measured).
+        # Per row: sources are often distinct per row, and trimming every row costs less than
+        # dictionary-encoding them.
         source = pc.fill_null(_canonical_sources(table.column("source")), default)
     else:
         return None
@@ -206,14 +214,15 @@ def valid_mask(canonical: pa.Table, *, now_us: int, policy: ValidationPolicy) ->
         pc.and_(pc.greater_equal(price, MIN_PRICE), pc.less_equal(price, MAX_PRICE)),
         pc.or_(pc.equal(size, 0.0), pc.and_(pc.greater_equal(size, MIN_SIZE), pc.less_equal(size, MAX_SIZE))),
         # Byte length: non-empty iff the character count is, and it reads the offsets only
-        # (utf8_length decodes every string: ~15 ms per column of 2M ticks, measured).
+        # (utf8_length decodes every string).
         pc.greater(pc.binary_length(trade_id), 0),
         pc.greater(pc.binary_length(canonical.column("source")), 0),
     ]
     mask = checks[0]
     for check in checks[1:]:
         mask = pc.and_kleene(mask, check)
-    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+    valid: np.ndarray = pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+    return valid
 
 
 def split_valid(
@@ -230,24 +239,28 @@ def split_valid(
             return canonical, []
         valid = canonical.filter(pa.array(mask))
         suspects = table.filter(pa.array(~mask)).to_pylist()
-    rescued, dead = [], []
+    rescued: list[Tick] = []
+    dead: list[DeadLetter] = []
     for row in suspects:
         result = validate_fields(row, origin, now_us=now_us, default_source=default_source, policy=policy)
-        (dead if isinstance(result, DeadLetter) else rescued).append(result)
+        if isinstance(result, DeadLetter):
+            dead.append(result)
+        else:
+            rescued.append(result)
     if rescued:
         valid = pa.concat_tables([valid, ticks_to_table(rescued)])
     return valid, dead
 
 
 class _ValidateTableDoFn(beam.DoFn):
-    def __init__(self, now_us, default_source: str, policy: ValidationPolicy):
+    def __init__(self, now_us: NowFn, default_source: str, policy: ValidationPolicy):
         self._now_us = now_us
         self._default_source = default_source
         self._policy = policy
         self._parsed = Metrics.counter(METRICS_NAMESPACE, "ticks_parsed")
         self._rejected = Metrics.counter(METRICS_NAMESPACE, "ticks_dead_lettered")
 
-    def process(self, element: tuple[str, pa.Table]) -> Iterable:
+    def process(self, element: tuple[str, pa.Table]) -> Iterable[Any]:
         origin, table = element
         valid, dead = split_valid(
             table, origin, now_us=self._now_us(), default_source=self._default_source, policy=self._policy
@@ -260,14 +273,14 @@ class _ValidateTableDoFn(beam.DoFn):
             yield valid
 
 
-class ValidateTickTables(beam.PTransform):
+class ValidateTickTables(TaggedTransform):
     """(origin, Arrow table) -> canonical tick tables (main) and DeadLetters (``dead_letters``)."""
 
-    def __init__(self, now_us, default_source: str, policy: ValidationPolicy = ValidationPolicy()):
+    def __init__(self, now_us: NowFn, default_source: str, policy: ValidationPolicy):
         super().__init__()
         self._fn = _ValidateTableDoFn(now_us, default_source, policy)
 
-    def expand(self, pcoll):
+    def expand(self, pcoll: PColl) -> dict[str, PColl]:
         results = pcoll | "ValidateTables" >> beam.ParDo(self._fn).with_output_types(pa.Table).with_outputs(
             DEAD_LETTERS, main=TICKS)
         return {TICKS: results[TICKS], DEAD_LETTERS: results[DEAD_LETTERS] | "TypeDeadLetters" >> TypeDeadLetters()}
