@@ -1,11 +1,11 @@
 """Dead letters the database could not take, replayed from the lake into ``dead_letters``.
 
 While PostgreSQL is down the streaming sinks give up on rows after their retries and turn them
-into ``sink_failed`` dead letters; the ``dead_letters`` table is down too, so those (and every
-other dead letter of the outage) reach only the lake (the graph's
-``WriteUnstoredDeadLettersToLake``). The lake is the spool: durable locally and on gs://, and
-already written by every runner. This replays its dead-letter files into the table once the
-database is back:
+into ``sink_failed`` dead letters, which each sink writes to the lake itself
+(``pipeline.dead_letter_spool``); the ``dead_letters`` table is down too, so those (and every
+other dead letter of the outage) reach only the lake. The lake is the spool: durable locally and
+on gs://, and already written by every runner. This replays its dead-letter files (windowed and
+spooled alike) into the table once the database is back:
 
 * every dead letter in a file is inserted as it is;
 * a ``sink_failed`` letter of the ``dead_letters`` table itself wraps the letter it failed to
@@ -60,7 +60,7 @@ def letters_in_table(table: pa.Table) -> Iterator[DeadLetter]:
         if pa.types.is_timestamp(column.type):
             column = column.cast(TIMESTAMP_TYPE).cast(pa.int64())
         columns.append(column.to_pylist())
-    for values in zip(*columns):
+    for values in zip(*columns, strict=True):  # columns of one table: equal lengths
         yield DeadLetter(*values)
 
 

@@ -63,5 +63,6 @@ def test_bars_and_dead_letters_land_on_gcs_per_window_and_pane(gcs_emulator):
     assert [(r["close"], r["timing"]) for r in pane0.to_pylist()] == [(100.5, "ON_TIME")]
     pane1 = read_table(f"{bars_dir}/{lake_file_name('bars-AAPL', T0, window_end, 1)}")
     assert [(r["close"], r["trades"], r["timing"]) for r in pane1.to_pylist()] == [(98.0, 4, "LATE")]
-    letters = read_table(f"{letters_dir}/{lake_file_name(f'dead_letters-{input_key(letter.origin)}', T0, window_end, 0)}").to_pylist()
+    letters_file = lake_file_name(f"dead_letters-{input_key(letter.origin)}", T0, window_end, 0)
+    letters = read_table(f"{letters_dir}/{letters_file}").to_pylist()
     assert [(r["reason"], r["raw"]) for r in letters] == [("bad_price", '{"price": -1}')]
