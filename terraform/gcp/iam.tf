@@ -60,8 +60,8 @@ locals {
     } : {},
   )
 
-  # Each service checks its callers itself (the API its X-API-Key); Cloud Run's IAM check is
-  # opened to everyone only where its variable says so.
+  # The API checks X-API-Key itself; Cloud Run's IAM check is opened to everyone (allUsers) only
+  # where a service's variable says so.
   public_services = {
     api       = var.api_allow_unauthenticated
     dashboard = var.dashboard_allow_unauthenticated
