@@ -35,11 +35,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple
 
-from alphastream.records import SYMBOL_PATTERN, DeadLetterReason, Tick
+from alphastream.records import MICROS_PER_SECOND, SYMBOL_PATTERN, DeadLetterReason, Tick
 
 _SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-MIN_TS_US = int((dt.datetime(1990, 1, 1, tzinfo=dt.timezone.utc) - _EPOCH).total_seconds()) * 1_000_000
+MIN_TS_US = int((dt.datetime(1990, 1, 1, tzinfo=dt.timezone.utc) - _EPOCH).total_seconds()) * MICROS_PER_SECOND
 DEFAULT_MAX_FUTURE_SECONDS = 60
 MIN_PRICE, MAX_PRICE = 1e-9, 1e12
 MIN_SIZE, MAX_SIZE = 1e-12, 1e15  # a size of exactly 0 is accepted too
@@ -119,7 +119,7 @@ def fields_from_csv(row: CsvRow) -> dict[str, str]:
     if len(row.cells) != len(row.header):
         raise TickRejected(DeadLetterReason.BAD_JSON, f"CSV row has {len(row.cells)} cells but the header names "
                                                       f"{len(row.header)} columns ({','.join(row.header)})")
-    return dict(zip(row.header, row.cells))
+    return dict(zip(row.header, row.cells, strict=True))
 
 
 def raw_text(payload: str | bytes | CsvRow) -> str:
@@ -133,9 +133,10 @@ def raw_text(payload: str | bytes | CsvRow) -> str:
         if _utf8_encodable(payload):
             return payload
         try:  # CSV cells carry undecodable bytes as surrogateescape: give the bytes back
-            payload = payload.encode("utf-8", "surrogateescape")
+            undecodable = payload.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError:
             return payload.encode("utf-8", "backslashreplace").decode("utf-8")
+        return undecodable.decode("utf-8", "backslashreplace")
     return payload.decode("utf-8", "backslashreplace")
 
 
@@ -143,7 +144,7 @@ def raw_text(payload: str | bytes | CsvRow) -> str:
 class ValidationPolicy:
     """Limits a tick must respect. ``now_us`` is supplied by the caller (transforms keep no clock)."""
 
-    max_future_us: int = DEFAULT_MAX_FUTURE_SECONDS * 1_000_000
+    max_future_us: int = DEFAULT_MAX_FUTURE_SECONDS * MICROS_PER_SECOND
     min_ts_us: int = MIN_TS_US
 
 
@@ -209,7 +210,7 @@ def parse_timestamp_us(fields: Mapping[str, Any]) -> int:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=dt.timezone.utc)
         delta = moment - _EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+        return (delta.days * 86_400 + delta.seconds) * MICROS_PER_SECOND + delta.microseconds
     raise TickRejected(DeadLetterReason.MISSING_FIELD, "field 'ts_us' (or 'ts') is missing")
 
 
@@ -244,10 +245,10 @@ def _checked_tick(fields: Mapping[str, Any], *, now_us: int, default_source: str
     if ts_us < policy.min_ts_us:
         raise TickRejected(DeadLetterReason.BAD_TIMESTAMP, f"timestamp {ts_us} us is before 1990")
     if ts_us > now_us + policy.max_future_us:
-        ahead_s = (ts_us - now_us) / 1e6
+        ahead_s = (ts_us - now_us) / MICROS_PER_SECOND
         raise TickRejected(
             DeadLetterReason.FUTURE_TIMESTAMP,
-            f"timestamp is {ahead_s:.1f} s in the future (limit {policy.max_future_us / 1e6:.0f} s)",
+            f"timestamp is {ahead_s:.1f} s in the future (limit {policy.max_future_us / MICROS_PER_SECOND:.0f} s)",
         )
     price = _number(fields, "price")
     if not MIN_PRICE <= price <= MAX_PRICE:

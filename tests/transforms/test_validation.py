@@ -80,7 +80,8 @@ def test_future_limit_is_configurable():
 
 def test_parse_ticks_tags_dead_letters_with_reason_raw_and_origin():
     good = json.dumps(GOOD)
-    bad = [("sub:1", "{oops"), ("sub:2", json.dumps(dict(GOOD, price=-1))), ("sub:3", json.dumps(dict(GOOD, symbol="a b")))]
+    bad = [("sub:1", "{oops"), ("sub:2", json.dumps(dict(GOOD, price=-1))),
+           ("sub:3", json.dumps(dict(GOOD, symbol="a b")))]
     with TestPipeline() as p:
         out = p | beam.Create([("sub:0", good)] + bad) | ParseTicks(lambda: NOW_US, "pubsub")
         assert_that(out[TICKS], equal_to([Tick("AAPL", NOW_US - 1_000, 185.5, 100.0, "t1", "test")]), label="ticks")
@@ -100,7 +101,8 @@ def test_columnar_validation_matches_per_record_reasons():
     rows = [GOOD, dict(GOOD, price=-1.0, trade_id="t2"), dict(GOOD, size=float("nan"), trade_id="t3"),
             dict(GOOD, symbol="bad symbol", trade_id="t4"), dict(GOOD, ts_us=NOW_US + 10**9, trade_id="t5"),
             dict(GOOD, trade_id="", price=1.0)]
-    valid, dead = split_valid(_table(rows), "file.parquet", now_us=NOW_US, default_source="file", policy=ValidationPolicy())
+    valid, dead = split_valid(_table(rows), "file.parquet", now_us=NOW_US, default_source="file",
+                              policy=ValidationPolicy())
     assert valid.column("trade_id").to_pylist() == ["t1"]
     assert [d.reason for d in dead] == ["bad_price", "bad_size", "bad_symbol", "future_timestamp", "missing_field"]
     assert all(d.origin == "file.parquet" for d in dead)
@@ -108,13 +110,15 @@ def test_columnar_validation_matches_per_record_reasons():
 
 def test_columnar_validation_without_a_source_column_uses_the_default_source():
     rows = [{k: v for k, v in dict(GOOD, trade_id=f"t{i}").items() if k != "source"} for i in range(3)]
-    valid, dead = split_valid(_table(rows), "f.parquet", now_us=NOW_US, default_source="file", policy=ValidationPolicy())
+    valid, dead = split_valid(_table(rows), "f.parquet", now_us=NOW_US, default_source="file",
+                              policy=ValidationPolicy())
     assert dead == [] and valid.column("source").to_pylist() == ["file"] * 3
 
 
 def test_columnar_falls_back_per_row_for_string_timestamps():
     rows = [dict(GOOD, ts_us=None, ts="2024-01-02T14:29:00Z"), dict(GOOD, ts_us=None, ts="garbage", trade_id="t2")]
-    valid, dead = split_valid(_table(rows), "f.parquet", now_us=NOW_US, default_source="file", policy=ValidationPolicy())
+    valid, dead = split_valid(_table(rows), "f.parquet", now_us=NOW_US, default_source="file",
+                              policy=ValidationPolicy())
     assert valid.column("ts_us").to_pylist() == [NOW_US - 60_000_000]
     assert [d.reason for d in dead] == ["bad_timestamp"]
 
@@ -155,7 +159,7 @@ def test_columnar_and_per_record_agree(rows, without_source, int_trade_ids, defa
             expected_valid.append(tick_from_json(json.dumps(row), now_us=NOW_US, default_source=default_source))
         except TickRejected as err:
             expected_reasons.append(err.reason.value)
-    got = sorted(zip(*(valid.column(n).to_pylist() for n in Tick._fields)), key=repr)
+    got = sorted(zip(*(valid.column(n).to_pylist() for n in Tick._fields), strict=True), key=repr)
     assert got == sorted(expected_valid, key=repr)
     assert sorted(d.reason for d in dead) == sorted(expected_reasons)
     assert valid.num_rows + len(dead) == len(rows)
