@@ -16,7 +16,7 @@ Detections (each an ``alphastream.records.Anomaly``):
   z = (r - k * median) / (scale * sqrt(k)) (a random walk's spread grows with sqrt(k)),
   |z| >= ``return_z``. Gap returns do not enter the return window, and neither do unchanged
   closes: a frozen price would shrink the MAD towards 0 and make the next honest move an
-  outlier (measured: precision 0.92-0.95 on the synthetic market with them, see docs).
+  outlier (docs/benchmarks.md compares the precision with and without them).
 - ``volume_spike``: volume / median volume of the window >= ``volume_ratio``. A rolling median
   of the previous bars, not a time-of-day profile: a profile needs many sessions of per-minute
   history per symbol before it says anything, while a 30-bar median follows the intraday
@@ -34,25 +34,29 @@ on-time bars and judges them when the watermark passes their end (an event-time 
 out-of-order arrival within the watermark does not change the order bars are read in. A bar
 older than one already judged is dropped and counted (``anomaly_bars_out_of_order``).
 """
+# Beam's functions carry no annotations; calling them is the point of this module.
+# mypy: disable-error-code="no-untyped-call"
 from __future__ import annotations
 
 import json
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import apache_beam as beam
-from apache_beam.coders import FastPrimitivesCoder, RowCoder
-from apache_beam.metrics import Metrics
-from apache_beam.transforms.timeutil import TimeDomain
-from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
-from apache_beam.utils.timestamp import Timestamp
+from apache_beam.coders.coders import FastPrimitivesCoder
+from apache_beam.coders.row_coder import RowCoder
+from apache_beam.coders.typecoders import registry
+from apache_beam.metrics.metric import Metrics
+from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, on_timer
 
 from alphastream.intervals import interval_micros
 from alphastream.records import METRICS_NAMESPACE, Anomaly, AnomalyKind, Bar, PaneTiming
+from transforms.beam_types import PColl, Transform
+from transforms.looping_timer import BoundLoop, LoopingTimer, bucket_due_us
 
-beam.coders.registry.register_coder(Anomaly, RowCoder)
+registry.register_coder(Anomaly, RowCoder)
 
 # Scale a MAD (or a mean absolute deviation) to the standard deviation for normal data.
 MAD_TO_SIGMA = 1.4826
@@ -96,7 +100,7 @@ def robust_scale(values: tuple[float, ...], center: float) -> float:
     return MAD_TO_SIGMA * mad if mad > 0 else MEAN_AD_TO_SIGMA * statistics.fmean(deviations)
 
 
-def _anomaly(bar: Bar, kind: AnomalyKind, score: float, threshold: float, **details) -> Anomaly:
+def _anomaly(bar: Bar, kind: AnomalyKind, score: float, threshold: float, **details: object) -> Anomaly:
     return Anomaly(bar.symbol, bar.interval, bar.bucket_start_us, kind.value, float(score), float(threshold),
                    json.dumps(details, sort_keys=True))
 
@@ -137,7 +141,7 @@ def detect_step(state: SeriesState, bar: Bar, params: DetectorParams) -> tuple[S
     """Read one bar (later than ``state.last_bucket_us``, with trades): (new state, its detections)."""
     found: list[Anomaly] = []
     returns, unchanged = state.returns, 0
-    if state.last_close is not None:
+    if state.last_bucket_us is not None and state.last_close is not None:
         buckets = (bar.bucket_start_us - state.last_bucket_us) // interval_micros(bar.interval)
         log_return = math.log(bar.close / state.last_close)
         anomaly = _return_anomaly(state, bar, log_return, buckets, params)
@@ -195,10 +199,9 @@ class _StreamingDetectorDoFn(beam.DoFn):
     # Plain tuples: FastPrimitivesCoder encodes them compactly (a NamedTuple would be pickled).
     SERIES = ReadModifyWriteStateSpec("series", FastPrimitivesCoder())
     PENDING = BagStateSpec("pending", FastPrimitivesCoder())
-    # When the timer is set for, kept in state: runners differ in what TimestampParam gives a
-    # timer callback (the FnApiRunner does not give the firing time), and a wrong one would re-arm forever.
-    DUE = ReadModifyWriteStateSpec("due", FastPrimitivesCoder())
-    JUDGE = TimerSpec("judge", TimeDomain.WATERMARK)
+    JUDGE = LoopingTimer("judge")
+    # Beam finds a DoFn's state through these parameter defaults.
+    SERIES_STATE, PENDING_STATE = beam.DoFn.StateParam(SERIES), beam.DoFn.StateParam(PENDING)
 
     def __init__(self, params: DetectorParams, interval: str):
         self._params = params
@@ -207,28 +210,24 @@ class _StreamingDetectorDoFn(beam.DoFn):
         self._out_of_order = Metrics.counter(METRICS_NAMESPACE, "anomaly_bars_out_of_order")
 
     def _due_us(self, bar: Bar) -> int:
-        return bar.bucket_start_us + self._interval_us - 1  # the bar's window's last microsecond
+        return bucket_due_us(bar.bucket_start_us, self._interval_us)
 
-    @staticmethod
-    def _arm(judge, due_state, due_us: int) -> None:
-        due_state.write(due_us)
-        judge.set(Timestamp(micros=due_us))
-
-    def process(self, element: tuple[str, Bar], pending=beam.DoFn.StateParam(PENDING),
-                due_state=beam.DoFn.StateParam(DUE), judge=beam.DoFn.TimerParam(JUDGE)) -> None:
+    def process(self, element: tuple[str, Bar], pending: Any = PENDING_STATE,
+                due: Any = JUDGE.due_param, judge: Any = JUDGE.timer_param) -> None:
         pending.add(tuple(element[1]))
-        self._arm(judge, due_state, min(self._due_us(Bar(*b)) for b in pending.read()))
+        BoundLoop(judge, due).arm(min(self._due_us(Bar(*b)) for b in pending.read()))
 
-    @on_timer(JUDGE)
-    def _judge(self, series=beam.DoFn.StateParam(SERIES), pending=beam.DoFn.StateParam(PENDING),
-               due_state=beam.DoFn.StateParam(DUE), judge=beam.DoFn.TimerParam(JUDGE)) -> Iterable[Anomaly]:
-        fired_us = due_state.read()
+    @on_timer(JUDGE.spec)
+    def _judge(self, series: Any = SERIES_STATE, pending: Any = PENDING_STATE,
+               due: Any = JUDGE.due_param, judge: Any = JUDGE.timer_param) -> Iterator[Anomaly]:
+        loop = BoundLoop(judge, due)
+        fired_us = loop.firing_us()
         bars = sorted((Bar(*b) for b in pending.read()), key=lambda b: b.bucket_start_us)
-        due = [b for b in bars if self._due_us(b) <= fired_us]
+        due_now = [b for b in bars if self._due_us(b) <= fired_us]
         waiting = [b for b in bars if self._due_us(b) > fired_us]
         stored = series.read()
         state = SeriesState(*stored) if stored else SeriesState()
-        for bar in due:
+        for bar in due_now:
             if state.last_bucket_us is not None and bar.bucket_start_us <= state.last_bucket_us:
                 self._out_of_order.inc()  # a bucket already judged (or its repeat): judging it now would reorder
                 continue
@@ -240,12 +239,12 @@ class _StreamingDetectorDoFn(beam.DoFn):
         for bar in waiting:
             pending.add(tuple(bar))
         if waiting:
-            self._arm(judge, due_state, self._due_us(waiting[0]))
+            loop.arm(self._due_us(waiting[0]))
         else:
-            due_state.clear()
+            loop.stop()
 
 
-class DetectAnomalies(beam.PTransform):
+class DetectAnomalies(Transform):
     """Bars (any intervals, any panes) -> Anomalies of the ``interval`` bars, batch or streaming.
 
     Batch groups each symbol's bars and folds ``detect_step`` over them; streaming keeps each
@@ -256,13 +255,15 @@ class DetectAnomalies(beam.PTransform):
         super().__init__()
         self._interval, self._params, self._streaming = interval, params, streaming
 
-    def expand(self, bars):
+    def expand(self, bars: PColl) -> PColl:
         keyed = (bars
                  | "DetectableBars" >> beam.Filter(_IsDetectable(self._interval, on_time_only=self._streaming))
                  | "KeyBySymbol" >> beam.Map(lambda bar: (bar.symbol, bar)).with_output_types(tuple[str, Bar]))
+        anomalies: PColl
         if self._streaming:
-            detect = beam.ParDo(_StreamingDetectorDoFn(self._params, self._interval))
-            return keyed | "JudgeInEventTime" >> detect.with_output_types(Anomaly)
-        return (keyed
-                | "GroupBySymbol" >> beam.GroupByKey()
-                | "DetectPerSymbol" >> beam.ParDo(_DetectPerSymbolDoFn(self._params)).with_output_types(Anomaly))
+            judge = beam.ParDo(_StreamingDetectorDoFn(self._params, self._interval)).with_output_types(Anomaly)
+            anomalies = keyed | "JudgeInEventTime" >> judge
+        else:
+            detect = beam.ParDo(_DetectPerSymbolDoFn(self._params)).with_output_types(Anomaly)
+            anomalies = keyed | "GroupBySymbol" >> beam.GroupByKey() | "DetectPerSymbol" >> detect
+        return anomalies

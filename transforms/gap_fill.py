@@ -20,21 +20,23 @@ bucket, early or on time, have arrived by then; if none did, the bucket is fille
 in a bucket already filled arrives as a real bar and replaces the fill in the sinks; the fills
 after it keep the older close until the finaliser recomputes them (``pipeline.repair``).
 """
+# Beam's functions carry no annotations; calling them is the point of this module.
+# mypy: disable-error-code="no-untyped-call"
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Protocol, Sequence
+from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.coders import FastPrimitivesCoder
-from apache_beam.metrics import Metrics
-from apache_beam.transforms.timeutil import TimeDomain
-from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
-from apache_beam.utils.timestamp import Timestamp
+from apache_beam.coders.coders import FastPrimitivesCoder
+from apache_beam.metrics.metric import Metrics
+from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, on_timer
 
 from alphastream.intervals import interval_micros
 from alphastream.records import METRICS_NAMESPACE, MICROS_PER_SECOND, Bar, PaneTiming
+from transforms.beam_types import PColl, Transform
+from transforms.looping_timer import BoundLoop, LoopingTimer, bucket_due_us
 
 DEFAULT_MAX_GAP_SECONDS = 86_400
 
@@ -82,7 +84,7 @@ def fill_series(bars: Sequence[Bar], policy: FillPolicy, until_us: int | None = 
     width = interval_micros(interval)
     max_gap = policy.max_gap_seconds * MICROS_PER_SECOND
     fills: list[Bar] = []
-    for bar, following in zip(ordered, [*ordered[1:], None]):
+    for bar, following in zip(ordered, [*ordered[1:], None], strict=True):
         end = bar.bucket_start_us + max_gap + 1  # buckets starting at most max_gap after this bar
         if following is not None:
             end = min(end, following.bucket_start_us)
@@ -116,27 +118,21 @@ class _LoopingFillDoFn(beam.DoFn):
     CURSOR = ReadModifyWriteStateSpec("cursor", FastPrimitivesCoder())
     # Buckets (with their close) whose bars arrived before the watermark reached them.
     AHEAD = BagStateSpec("ahead", FastPrimitivesCoder())
-    # The due time is kept in state: the FnApiRunner does not give a timer callback its firing time.
-    DUE = ReadModifyWriteStateSpec("due", FastPrimitivesCoder())
-    DECIDE = TimerSpec("decide", TimeDomain.WATERMARK)
+    DECIDE = LoopingTimer("decide")
+    # Beam finds a DoFn's state through these parameter defaults.
+    CURSOR_STATE, AHEAD_STATE = beam.DoFn.StateParam(CURSOR), beam.DoFn.StateParam(AHEAD)
 
     def __init__(self, policy: FillPolicy):
         self._policy = policy
         self._max_gap = policy.max_gap_seconds * MICROS_PER_SECOND
         self._filled = Metrics.counter(METRICS_NAMESPACE, "bars_filled")
 
-    @staticmethod
-    def _arm(timer, due_state, bucket_us: int, width_us: int) -> None:
-        due = bucket_us + width_us - 1  # the bucket's window's last microsecond: its bars' timestamp
-        due_state.write(due)
-        timer.set(Timestamp(micros=due))
-
-    def process(self, element: tuple[tuple[str, str], Bar], cursor_state=beam.DoFn.StateParam(CURSOR),
-                ahead=beam.DoFn.StateParam(AHEAD), due_state=beam.DoFn.StateParam(DUE),
-                decide=beam.DoFn.TimerParam(DECIDE)) -> None:
+    def process(self, element: tuple[tuple[str, str], Bar], cursor_state: Any = CURSOR_STATE,
+                ahead: Any = AHEAD_STATE, due: Any = DECIDE.due_param, decide: Any = DECIDE.timer_param) -> None:
         (_, interval), bar = element
+        loop = BoundLoop(decide, due)
         cursor = cursor_state.read()
-        armed = due_state.read() is not None
+        armed = loop.armed
         if cursor is None or (not armed and bar.bucket_start_us > cursor[0]):
             # The first bar, or one after a silence longer than the max gap: nothing to fill before it.
             cursor = (bar.bucket_start_us, bar.close, bar.bucket_start_us)
@@ -149,12 +145,12 @@ class _LoopingFillDoFn(beam.DoFn):
         ahead.add((bar.bucket_start_us, bar.pane_index, bar.close))
         cursor_state.write(cursor)
         if not armed:
-            self._arm(decide, due_state, cursor[0], interval_micros(interval))
+            loop.arm(bucket_due_us(cursor[0], interval_micros(interval)))
 
-    @on_timer(DECIDE)
-    def _decide(self, key=beam.DoFn.KeyParam, cursor_state=beam.DoFn.StateParam(CURSOR),
-                ahead=beam.DoFn.StateParam(AHEAD), due_state=beam.DoFn.StateParam(DUE),
-                decide=beam.DoFn.TimerParam(DECIDE)) -> Iterable[Bar]:
+    @on_timer(DECIDE.spec)
+    def _decide(self, key: Any = beam.DoFn.KeyParam, cursor_state: Any = CURSOR_STATE, ahead: Any = AHEAD_STATE,
+                due: Any = DECIDE.due_param, decide: Any = DECIDE.timer_param) -> Iterator[Bar]:
+        loop = BoundLoop(decide, due)
         symbol, interval = key
         width = interval_micros(interval)
         bucket, close, last_traded = cursor_state.read()
@@ -173,12 +169,12 @@ class _LoopingFillDoFn(beam.DoFn):
         bucket += width
         cursor_state.write((bucket, close, last_traded))
         if later or bucket - last_traded <= self._max_gap:
-            self._arm(decide, due_state, bucket, width)
+            loop.arm(bucket_due_us(bucket, width))
         else:
-            due_state.clear()  # silent past the max gap: the next bar restarts the loop
+            loop.stop()  # silent past the max gap: the next bar restarts the loop
 
 
-class FillGaps(beam.PTransform):
+class FillGaps(Transform):
     """Bars (any panes) -> the same bars plus a carry-forward bar for every empty bucket.
 
     Batch groups each (symbol, interval) series and fills it at once (``group_us``: the batch
@@ -188,17 +184,22 @@ class FillGaps(beam.PTransform):
 
     def __init__(self, policy: FillPolicy, *, streaming: bool, group_us: int | None = None):
         super().__init__()
-        if not streaming and group_us is None:
+        fill: beam.DoFn
+        if streaming:
+            fill = _LoopingFillDoFn(policy)
+        elif group_us is None:
             raise ValueError("batch gap filling needs group_us (transforms.batch_bars.coarse_bucket_micros)")
-        self._policy, self._streaming, self._group_us = policy, streaming, group_us
+        else:
+            fill = _FillSeriesDoFn(policy, group_us)
+        self._streaming, self._fill = streaming, fill
 
-    def expand(self, bars):
+    def expand(self, bars: PColl) -> PColl:
         keyed = bars | "KeyBySeries" >> beam.Map(lambda b: ((b.symbol, b.interval), b)).with_output_types(
             tuple[tuple[str, str], Bar])
+        fill = beam.ParDo(self._fill).with_output_types(Bar)
         if self._streaming:
-            fills = keyed | "LoopingFill" >> beam.ParDo(_LoopingFillDoFn(self._policy)).with_output_types(Bar)
+            fills = keyed | "LoopingFill" >> fill
         else:
-            fills = (keyed
-                     | "GroupBySeries" >> beam.GroupByKey()
-                     | "FillSeries" >> beam.ParDo(_FillSeriesDoFn(self._policy, self._group_us)).with_output_types(Bar))
-        return (bars, fills) | "WithFills" >> beam.Flatten().with_output_types(Bar)
+            fills = keyed | "GroupBySeries" >> beam.GroupByKey() | "FillSeries" >> fill
+        with_fills: PColl = (bars, fills) | "WithFills" >> beam.Flatten().with_output_types(Bar)
+        return with_fills

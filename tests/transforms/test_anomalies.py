@@ -63,7 +63,7 @@ def kinds_at(found) -> dict[int, set[str]]:
 def test_quiet_random_walk_has_no_detections():
     closes = walk(300, seed=1)
     volumes = np.random.default_rng(2).uniform(80, 120, 300)
-    assert detect_series([bar(i, c, v) for i, (c, v) in enumerate(zip(closes, volumes))], PARAMS) == []
+    assert detect_series([bar(i, c, v) for i, (c, v) in enumerate(zip(closes, volumes, strict=True))], PARAMS) == []
 
 
 def test_return_outlier_is_the_robust_z_score_against_pandas():
@@ -92,7 +92,8 @@ def test_volume_spike_is_the_ratio_to_the_rolling_median_against_pandas():
     volumes[[40, 90]] *= [12, 30]
     found = detect_series([bar(i, 100.0 + (i % 2) * 0.01, v) for i, v in enumerate(volumes)], PARAMS)
 
-    ratio = pd.Series(volumes) / pd.Series(volumes).shift(1).rolling(PARAMS.window, min_periods=PARAMS.min_history).median()
+    previous = pd.Series(volumes).shift(1).rolling(PARAMS.window, min_periods=PARAMS.min_history)
+    ratio = pd.Series(volumes) / previous.median()
     expected = {int(i): v for i, v in ratio.items() if v >= PARAMS.volume_ratio}
     got = {(a.bucket_start_us - T0) // MINUTE: a.score for a in found if a.kind == AnomalyKind.VOLUME_SPIKE.value}
     assert set(got) == set(expected) == {40, 90}
@@ -141,7 +142,7 @@ def test_no_scores_before_min_history():
     closes[5:] = [c * 1.2 for c in closes[5:]]
     volumes = [100.0] * 12
     volumes[6] = 10_000.0
-    assert detect_series([bar(i, c, v) for i, (c, v) in enumerate(zip(closes, volumes))], PARAMS) == []
+    assert detect_series([bar(i, c, v) for i, (c, v) in enumerate(zip(closes, volumes, strict=True))], PARAMS) == []
 
 
 def test_params_refuse_nonsense():
