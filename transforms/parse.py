@@ -5,22 +5,26 @@ file and line, a subscription) and ``payload`` is one tick as JSON (bytes, decod
 undecodable record is a dead letter, not a crash) or a ``CsvRow``. A dead letter keeps the raw
 payload as escaped text (``transforms.validation.raw_text``).
 """
+# Beam's functions carry no annotations; calling them is the point of this module.
+# mypy: disable-error-code="no-untyped-call"
 from __future__ import annotations
 
 import json
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterator
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from alphastream.records import METRICS_NAMESPACE, DeadLetter, Tick
+from transforms.beam_types import PColl, TaggedTransform, Transform
 from transforms.validation import CsvRow, TickRejected, ValidationPolicy, raw_text, tick_from_fields, tick_from_payload
 
 DEAD_LETTERS = "dead_letters"
 TICKS = "ticks"
 
 NowFn = Callable[[], int]
+_DEFAULT_POLICY = ValidationPolicy()
 
 
 def dead_letter(rejection: TickRejected, raw: str, origin: str, read_at_us: int) -> DeadLetter:
@@ -40,7 +44,7 @@ class _ParseTickDoFn(beam.DoFn):
         self._parsed = Metrics.counter(METRICS_NAMESPACE, "ticks_parsed")
         self._rejected = Metrics.counter(METRICS_NAMESPACE, "ticks_dead_lettered")
 
-    def process(self, element: tuple[str, str | bytes | CsvRow]) -> Iterable:
+    def process(self, element: tuple[str, str | bytes | CsvRow]) -> Iterator[Any]:
         origin, payload = element
         now_us = self._now_us()
         try:
@@ -53,18 +57,18 @@ class _ParseTickDoFn(beam.DoFn):
         yield tick
 
 
-class ParseTicks(beam.PTransform):
+class ParseTicks(TaggedTransform):
     """(origin, JSON payload or CsvRow) -> Ticks on the main output, DeadLetters on ``dead_letters``.
 
     ``now_us`` is the clock the "timestamp too far in the future" rule compares against; the
     pipeline passes the wall clock, tests pass a constant.
     """
 
-    def __init__(self, now_us: NowFn, default_source: str, policy: ValidationPolicy = ValidationPolicy()):
+    def __init__(self, now_us: NowFn, default_source: str, policy: ValidationPolicy = _DEFAULT_POLICY):
         super().__init__()
         self._fn = _ParseTickDoFn(now_us, default_source, policy)
 
-    def expand(self, pcoll):
+    def expand(self, pcoll: PColl) -> dict[str, PColl]:
         parsed = pcoll | "Parse" >> beam.ParDo(self._fn).with_output_types(Tick).with_outputs(DEAD_LETTERS, main=TICKS)
         return {TICKS: parsed[TICKS], DEAD_LETTERS: parsed[DEAD_LETTERS] | "TypeDeadLetters" >> TypeDeadLetters()}
 
@@ -75,17 +79,18 @@ def _count_by_reason(letter: DeadLetter) -> DeadLetter:
     return letter
 
 
-class TypeDeadLetters(beam.PTransform):
+class TypeDeadLetters(Transform):
     """Declares a tagged output as DeadLetters so Beam encodes them with the schema coder
     (tagged outputs of a multi-output ParDo carry no type of their own), counting them by reason
     (``dead_letters_<reason>``)."""
 
-    def expand(self, pcoll):
-        return pcoll | beam.Map(_count_by_reason).with_output_types(DeadLetter)
+    def expand(self, pcoll: PColl) -> PColl:
+        letters: PColl = pcoll | beam.Map(_count_by_reason).with_output_types(DeadLetter)
+        return letters
 
 
 def validate_fields(
-    fields: dict, origin: str, *, now_us: int, default_source: str, policy: ValidationPolicy
+    fields: dict[str, Any], origin: str, *, now_us: int, default_source: str, policy: ValidationPolicy
 ) -> Tick | DeadLetter:
     """Validate one decoded row (from a columnar batch); the rejection becomes a DeadLetter."""
     try:
