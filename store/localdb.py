@@ -143,7 +143,7 @@ class LocalDatabase:
 
     @property
     def port(self) -> int:
-        return json.loads(self._state_file.read_text())["port"]
+        return int(json.loads(self._state_file.read_text())["port"])
 
     def url(self, database: str = DB_NAME) -> str:
         """The DSN of ``database`` on this cluster (contains the password: mask it in logs)."""
@@ -166,7 +166,7 @@ class LocalDatabase:
     def _as_root(self) -> bool:
         return hasattr(os, "geteuid") and os.geteuid() == 0
 
-    def _run(self, argv: list[str]) -> subprocess.CompletedProcess:
+    def _run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         """Run a server command, as the postgres account when we are root; raise with context."""
         if self._as_root:
             argv = ["runuser", "-u", SERVER_USER, "--", *argv]

@@ -18,6 +18,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Sequence
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -68,7 +69,7 @@ def connect(dsn: str) -> psycopg.Connection:
     except psycopg.ProgrammingError as err:
         raise DatabaseUnreachable(f"{mask_dsn(dsn)} is not a PostgreSQL DSN ({str(err).strip()}): expected "
                                   "postgresql://user:password@host:5432/dbname") from None
-    timeout = {} if "connect_timeout" in params else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    timeout: dict[str, Any] = {} if "connect_timeout" in params else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     try:
         return psycopg.connect(dsn, autocommit=True, **timeout)
     except psycopg.OperationalError as err:
@@ -97,6 +98,14 @@ class Migration:
         return not self.sql.lstrip().startswith(NO_TRANSACTION_MARKER)
 
 
+def scalar(conn: psycopg.Connection[Any], query: str, params: Sequence[Any] = ()) -> Any:
+    """The one value of a query that returns one row of one column (``SELECT f(...)``)."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise psycopg.ProgrammingError(f"expected one row from {query!r}, got none")
+    return row[0]
+
+
 def available_migrations(variant: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     """The migrations of ``variant`` in version order (a variant file wins over a shared one)."""
     if variant not in VARIANTS:
@@ -119,7 +128,8 @@ def detect_variant(conn: psycopg.Connection) -> str:
     """``timescale`` if the extension is installed, or available and preloaded; else ``plain``."""
     row = conn.execute(
         """SELECT installed_version IS NOT NULL
-                  OR 'timescaledb' = ANY(string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
+                  OR 'timescaledb' = ANY(string_to_array(
+                      replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
            FROM pg_available_extensions WHERE name = 'timescaledb'"""
     ).fetchone()
     return TIMESCALE if row and row[0] else PLAIN
@@ -127,7 +137,7 @@ def detect_variant(conn: psycopg.Connection) -> str:
 
 def _applied(conn: psycopg.Connection) -> dict[str, str]:
     """version -> variant of the applied migrations ({} when the table does not exist yet)."""
-    if conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
+    if scalar(conn, "SELECT to_regclass('schema_migrations')") is None:
         return {}
     return dict(conn.execute("SELECT version, variant FROM schema_migrations").fetchall())
 
@@ -179,10 +189,9 @@ def ensure_partitions_ahead(conn: psycopg.Connection) -> int:
     """Create the monthly partitions around now (a no-op on TimescaleDB); returns how many."""
     created = 0
     for table in PARTITIONED_TABLES:
-        created += conn.execute(
-            "SELECT alphastream_ensure_partitions(%s::regclass, now() - %s::interval, now() + %s::interval)",
-            (table, PARTITIONS_BEHIND, PARTITIONS_AHEAD),
-        ).fetchone()[0]
+        created += int(scalar(
+            conn, "SELECT alphastream_ensure_partitions(%s::regclass, now() - %s::interval, now() + %s::interval)",
+            (table, PARTITIONS_BEHIND, PARTITIONS_AHEAD)))
     return created
 
 

@@ -32,7 +32,7 @@ import time
 import typing
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import psycopg
 from psycopg.adapt import Dumper
@@ -41,16 +41,16 @@ from psycopg.pq import Format
 from alphastream.records import MICROS_PER_SECOND, TIME_SUFFIX, Anomaly, DeadLetter, Tick, storage_name
 from alphastream.settings import mask_dsn
 from store import versions
+from store.migrate import scalar
 from store.revisions import StoredBar
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 10
-# The staging table lives in session-local buffers; the default 8MB spills a 100k-bar batch to
+# The staging table lives in session-local buffers; the default 8MB spills a large batch to
 # disk. Must be set before the session first touches a temporary table.
 TEMP_BUFFERS = "128MB"
-# The merge sorts the staged batch by key; the default 4MB work_mem sorts a 100k-bar batch on
-# disk (measured 2x slower than in memory).
+# The merge sorts the staged batch by key; with the default 4MB work_mem a large batch sorts on disk.
 WORK_MEM = "128MB"
 # A batch spanning more months than this (a backfill, or a stray timestamp) goes to the
 # partitions that exist plus the DEFAULT one instead of creating every month in between.
@@ -60,7 +60,8 @@ _PG_TYPES = {str: "text", int: "bigint", float: "double precision"}
 _COPY_TYPES = {str: "text", int: "int8", float: "float8"}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 # PostgreSQL's binary timestamptz counts microseconds from 2000-01-01 UTC.
-_PG_EPOCH_OFFSET_US = int((dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc) - _EPOCH).total_seconds()) * MICROS_PER_SECOND
+_PG_EPOCH_OFFSET_US = (int((dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc) - _EPOCH).total_seconds())
+                       * MICROS_PER_SECOND)
 _INT8 = struct.Struct(">q")
 TIMESTAMPTZ_OID = 1184
 
@@ -78,7 +79,7 @@ class EpochMicrosTimestamptzDumper(Dumper):
     def dump(self, obj: int) -> bytes:
         return _INT8.pack(obj - _PG_EPOCH_OFFSET_US)
 
-Row = Sequence  # a record (NamedTuple) or a plain tuple in the record's field order
+Row = Sequence[Any]  # a record (NamedTuple) or a plain tuple in the record's field order
 
 
 def fields_of(record_type: type[NamedTuple], *names: str) -> tuple[str, ...]:
@@ -121,7 +122,8 @@ class TableSpec:
         return f"stage_{self.table}"
 
     def _hint(self, field: str) -> type:
-        return typing.get_type_hints(self.record_type)[field]
+        hint: type = typing.get_type_hints(self.record_type)[field]
+        return hint
 
     def column_definitions(self) -> str:
         """The record's fields as SQL columns, time fields as epoch-microsecond bigints."""
@@ -130,7 +132,8 @@ class TableSpec:
     def create_stage_sql(self) -> str:
         # Time fields stay epoch-microsecond bigints in the stage: converting them in SQL is
         # exact and costs no Python work per row.
-        return f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.stage} ({self.column_definitions()}) ON COMMIT DELETE ROWS"
+        return (f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.stage} ({self.column_definitions()}) "
+                "ON COMMIT DELETE ROWS")
 
     def copy_sql(self) -> str:
         return f"COPY {self.stage} ({', '.join(self.fields)}) FROM STDIN (FORMAT BINARY)"
@@ -153,24 +156,23 @@ class TableSpec:
         if self.key is None:
             values = ", ".join(self._value(f) for f in self.fields)
             return f"INSERT INTO {self.table} ({target}) SELECT {values} FROM {self.stage} ON CONFLICT DO NOTHING"
-        return self._upsert_sql(target)
+        return self._upsert_sql(target, self.key)
 
-    def _upsert_sql(self, target: str) -> str:
+    def _upsert_sql(self, target: str, key_fields: tuple[str, ...]) -> str:
         """Update the stored rows this batch supersedes, insert the keys not stored yet.
 
         Not ``INSERT ... ON CONFLICT DO UPDATE``: its speculative insertion costs every new row
-        an extra index probe and WAL record (measured on 200k new bars: 2.2 s vs 1.1 s for this
-        statement), and new rows are most rows.
+        an extra index probe and WAL record, and new rows are most rows.
         A writer that commits the same new key between our snapshot and our insert makes this
         statement fail with a unique violation; the writer retries the batch, which then
         takes the update path. Both paths apply the same rule, so the outcome is the same.
         """
-        key = [storage_name(f) for f in self.key]
-        rest = [storage_name(f) for f in self.fields if f not in self.key]
+        key = [storage_name(f) for f in key_fields]
+        rest = [storage_name(f) for f in self.fields if f not in key_fields]
         staged = ", ".join(f"{self._value(f)} AS {storage_name(f)}" for f in self.fields)
         # One row per key, the highest version; key order also makes concurrent writers take
         # row locks in the same order (no deadlocks between them).
-        order = ", ".join(self.key) + (f", {self.version} DESC" if self.version else "")
+        order = ", ".join(key_fields) + (f", {self.version} DESC" if self.version else "")
         match = " AND ".join(f"t.{c} = s.{c}" for c in key)
         changed = f"({', '.join(f't.{c}' for c in rest)}) IS DISTINCT FROM ({', '.join(f's.{c}' for c in rest)})"
         if self.version:
@@ -181,7 +183,7 @@ class TableSpec:
         else:
             newer = changed
         return (
-            f"WITH staged AS MATERIALIZED (SELECT DISTINCT ON ({', '.join(self.key)}) {staged} "
+            f"WITH staged AS MATERIALIZED (SELECT DISTINCT ON ({', '.join(key_fields)}) {staged} "
             f"FROM {self.stage} ORDER BY {order}), "
             f"updated AS (UPDATE {self.table} AS t SET {', '.join(f'{c} = s.{c}' for c in rest)}, "
             f"updated_at = now() FROM staged AS s WHERE {match} AND ({newer})) "
@@ -193,7 +195,7 @@ class TableSpec:
 BARS = TableSpec("bars", StoredBar, time_field=fields_of(StoredBar, "bucket_start_us")[0], partitioned=True,
                  key=fields_of(StoredBar, "symbol", "interval", "bucket_start_us"),
                  version=fields_of(StoredBar, "revision")[0], pane=fields_of(StoredBar, "pane_index")[0],
-                 series=fields_of(StoredBar, "symbol", "interval"))
+                 series=(fields_of(StoredBar, "symbol")[0], fields_of(StoredBar, "interval")[0]))
 TICKS = TableSpec("ticks", Tick, time_field=fields_of(Tick, "ts_us")[0], partitioned=True)
 DEAD_LETTERS = TableSpec("dead_letters", DeadLetter, time_field=fields_of(DeadLetter, "seen_at_us")[0],
                          partitioned=False)
@@ -212,7 +214,7 @@ class RetryPolicy:
     probe_seconds: float = 2.0  # while the server is down: at most one attempt this often
 
     def backoff(self, attempt: int) -> float:
-        delay = min(self.max_backoff_seconds, self.first_backoff_seconds * 2 ** attempt)
+        delay = min(self.max_backoff_seconds, self.first_backoff_seconds * 2.0 ** attempt)
         return delay * random.uniform(0.5, 1.0)  # jitter: workers that lost the server together do not return together
 
 
@@ -253,7 +255,8 @@ class _ServerState:
     def up(self, table: str, dsn: str) -> None:
         with self.lock:
             if self.down_since is not None:
-                log.info("%s: %s reachable again after %.0f s", table, mask_dsn(dsn), time.monotonic() - self.down_since)
+                log.info("%s: %s reachable again after %.0f s", table, mask_dsn(dsn),
+                         time.monotonic() - self.down_since)
                 self.down_since = None
 
 
@@ -292,11 +295,11 @@ class CopyMergeWriter:
         self._dsn = dsn
         self._spec = spec
         self._retry = retry
-        self._conn: psycopg.Connection | None = None
+        self._conn: psycopg.Connection[Any] | None = None
         self._time_index = spec.fields.index(spec.time_field)
         self._pane_index = spec.fields.index(spec.pane) if spec.pane else None
-        self._series_indexes = ((*map(spec.fields.index, spec.series), self._time_index)
-                                if spec.series else None)
+        self._series_indexes = ((spec.fields.index(spec.series[0]), spec.fields.index(spec.series[1]),
+                                 self._time_index) if spec.series else None)
         self._months_ready: set[tuple[int, int]] = set()
         self._copy_sql, self._copy_types, self._merge_sql = spec.copy_sql(), spec.copy_types(), spec.merge_sql()
         self._direct_types: list[int] = []  # the table's column type oids, read on connect
@@ -314,9 +317,9 @@ class CopyMergeWriter:
         conn.execute(f"SET work_mem = '{WORK_MEM}'")
         conn.execute(self._spec.create_stage_sql())
         if self._spec.key is not None:
-            self._direct_types = [conn.execute(
-                "SELECT atttypid::int FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s",
-                (self._spec.table, storage_name(f))).fetchone()[0] for f in self._spec.fields]
+            self._direct_types = [scalar(
+                conn, "SELECT atttypid::int FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s",
+                (self._spec.table, storage_name(f))) for f in self._spec.fields]
         self._conn = conn
 
     def close(self) -> None:
@@ -324,19 +327,27 @@ class CopyMergeWriter:
             self._conn.close()
             self._conn = None
 
+    @property
+    def _connection(self) -> psycopg.Connection[Any]:
+        """The open connection (``connect()`` ran first in this attempt)."""
+        if self._conn is None:
+            raise psycopg.InterfaceError(f"{self._spec.table}: the writer is not connected")
+        return self._conn
+
     def write(self, rows: Sequence[Row]) -> list[FailedRow]:
         """Write ``rows``; returns those that could not be written, each with the reason."""
         if not rows:
             return []
         server = self._server
         with server.lock:
-            down = server.down_since is not None
+            down_since = server.down_since
+            down = down_since is not None
             skip = down and time.monotonic() - server.last_probe < self._retry.probe_seconds
             if down and not skip:
                 server.last_probe = time.monotonic()
-        if skip:
+        if skip and down_since is not None:
             reason = (f"{self._spec.table} not written: PostgreSQL at {_server_address(self._dsn)} unreachable for "
-                      f"{time.monotonic() - server.down_since:.0f} s ({server.reason})")
+                      f"{time.monotonic() - down_since:.0f} s ({server.reason})")
             log.error("%s: %s rows dead-lettered: %s", self._spec.table, len(rows), reason)
             return [FailedRow(row, reason) for row in rows]
         # While the server is known to be down, one probe per probe_seconds, without backoff.
@@ -379,12 +390,12 @@ class CopyMergeWriter:
         needs neither partitions nor bar versions (dead letters)."""
         if not (self._spec.partitioned or self._series_indexes):
             return None
-        time_of = itemgetter(self._time_index)  # C-level passes: ~5 ms each per 100k rows
+        time_of = itemgetter(self._time_index)  # C-level passes, no Python work per row
         return min(map(time_of, rows)), max(map(time_of, rows))
 
     def _ensure_partitions(self, span: tuple[int, int] | None) -> None:
         """Create the monthly partitions this batch needs (once per month per writer)."""
-        if not self._spec.partitioned:
+        if not self._spec.partitioned or span is None:
             return
         first_us, last_us = span
         months = _month_starts(first_us, last_us)
@@ -396,7 +407,7 @@ class CopyMergeWriter:
             log.warning("%s: batch spans %d months (%s .. %s); not creating partitions for it",
                         self._spec.table, len(months), months[0], months[-1])
             return
-        self._conn.execute(
+        self._connection.execute(
             "SELECT alphastream_ensure_partitions(%s::regclass, timestamptz 'epoch' + %s * interval '1 microsecond', "
             "timestamptz 'epoch' + %s * interval '1 microsecond')",
             (self._spec.table, first_us, last_us + 1))
@@ -423,7 +434,8 @@ class CopyMergeWriter:
     def _copy_direct(self, rows: Sequence[Row], span: tuple[int, int] | None) -> None:
         """Binary COPY straight into the table: right when every key is new, and as fast as
         writing can be. Any stored or repeated key makes it fail whole (unique violation)."""
-        with self._conn.transaction(), self._conn.cursor() as cur:
+        conn = self._connection
+        with conn.transaction(), conn.cursor() as cur:
             cur.adapters.register_dumper(None, EpochMicrosTimestamptzDumper)
             with cur.copy(self._spec.direct_copy_sql()) as copy:
                 copy.set_types(self._direct_types)
@@ -433,25 +445,26 @@ class CopyMergeWriter:
 
     def _copy_and_merge(self, rows: Sequence[Row], span: tuple[int, int] | None) -> int:
         """COPY into the staging table, then merge; returns the number of rows inserted."""
-        with self._conn.transaction():
-            with self._conn.cursor() as cur:
+        conn = self._connection
+        with conn.transaction():
+            with conn.cursor() as cur:
                 with cur.copy(self._copy_sql) as copy:
                     copy.set_types(self._copy_types)
                     for row in rows:
                         copy.write_row(row)
                 if len(rows) >= ANALYZE_MIN_ROWS:
                     # Without statistics the planner guesses the batch size; with them it picks
-                    # key probes for small batches and a merge join for large ones (2x faster
-                    # at 200k rows, measured).
+                    # key probes for small batches and a merge join for large ones.
                     cur.execute(f"ANALYZE {self._spec.stage}")
                 cur.execute(self._merge_sql)
                 inserted = cur.rowcount
                 self._bump_versions(cur, rows, span)
                 return inserted
 
-    def _bump_versions(self, cur: psycopg.Cursor, rows: Sequence[Row], span: tuple[int, int] | None) -> None:
+    def _bump_versions(self, cur: psycopg.Cursor[Any], rows: Sequence[Row], span: tuple[int, int] | None) -> None:
         """Last in the write's transaction: readers caching these days see the change and the
         bump together (``store.versions``). Bumped even when the merge changed nothing
         (a replay): that costs readers one cache miss, and knowing would cost a second query."""
-        if self._series_indexes is not None:
-            cur.execute(versions.BUMP_SQL, versions.touched_days(rows, *self._series_indexes, span))
+        if self._series_indexes is not None and span is not None:
+            symbol, interval, time_index = self._series_indexes
+            cur.execute(versions.BUMP_SQL, versions.touched_days(rows, symbol, interval, time_index, span))
