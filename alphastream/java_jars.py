@@ -6,7 +6,7 @@ copies into ``~/.cache/alphastream/jars/<bundle>-<version>/lib``; a marker file 
 makes a second fetch a no-op. Versions are the ones Maven Central serves here (see
 docs/kafka-flink.md for what was tried and refused).
 
-    python -m alphastream.java_jars          # fetch every bundle and Prism (idempotent, ~1 s when cached)
+    python -m alphastream.java_jars          # fetch every bundle and Prism (idempotent: cached ones are kept)
 """
 from __future__ import annotations
 
@@ -167,9 +167,10 @@ def fetch(bundle: JarBundle) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m alphastream.java_jars",
-                                     description=f"Fetch the Kafka broker and Beam expansion service jars into {CACHE_DIR} "
-                                                 "and build Beam's Prism runner beside them.")
+    parser = argparse.ArgumentParser(
+        prog="python -m alphastream.java_jars",
+        description=f"Fetch the Kafka broker and Beam expansion service jars into {CACHE_DIR} "
+                    "and build Beam's Prism runner beside them.")
     parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from exchange_calendars import ExchangeCalendar
 
 ALWAYS_OPEN = "24/7"
 EQUITY_EXCHANGE = "XNYS"
@@ -41,7 +45,7 @@ def parse_exchange_map(text: str) -> tuple[tuple[str, str], ...]:
 
 
 @functools.lru_cache(maxsize=None)
-def calendar(name: str):
+def calendar(name: str) -> ExchangeCalendar:
     """The exchange_calendars calendar ``name`` (XNYS, XLON, 24/7...), built once per process."""
     import exchange_calendars
 

@@ -46,7 +46,8 @@ INJECTED_FREEZE_MINUTES = 8  # minutes of unchanged price (every trade at the la
 # apart, so one never sits in another's span.
 INJECTION_WARMUP_MINUTES = 35
 INJECTION_SPACING_MINUTES = 15
-INJECTION_SLOTS = range(INJECTION_WARMUP_MINUTES, SESSION_MINUTES - INJECTION_SPACING_MINUTES, INJECTION_SPACING_MINUTES)
+INJECTION_SLOTS = range(INJECTION_WARMUP_MINUTES, SESSION_MINUTES - INJECTION_SPACING_MINUTES,
+                        INJECTION_SPACING_MINUTES)
 INJECTED_KINDS = (AnomalyKind.RETURN_OUTLIER, AnomalyKind.VOLUME_SPIKE, AnomalyKind.GAP_JUMP, AnomalyKind.STALE_PRICE)
 _ANOMALY_STREAM = 1  # a random stream of its own: the plan never shifts the market's draws
 
@@ -150,7 +151,8 @@ def _symbol_ticks_and_labels(spec: MarketSpec, index: int) -> tuple[pa.Table, li
     dt_years = np.diff(offsets_s, prepend=0.0) / TRADING_SECONDS_PER_YEAR
     log_returns = rng.standard_normal(n) * sigma * np.sqrt(dt_years)
     size = np.maximum(1.0, np.round(rng.lognormal(mean=4.0, sigma=1.0, size=n)))
-    labels, keep = [], np.ones(n, dtype=bool)
+    labels: list[InjectedAnomaly] = []
+    keep = np.ones(n, dtype=bool)
     if spec.anomalies_per_symbol:
         labels, keep = _inject_anomalies(spec, index, symbol, offsets_s, log_returns, size,
                                          sigma * np.sqrt(MINUTE_SECONDS / TRADING_SECONDS_PER_YEAR))

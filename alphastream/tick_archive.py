@@ -25,9 +25,12 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from alphastream.records import MICROS_PER_SECOND, TICK_FIELDS, Tick
+
+if TYPE_CHECKING:
+    from google.cloud.storage import Bucket
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +56,8 @@ def _split_gs(path: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def _gcs_bucket(bucket: str):
-    from google.cloud import storage  # only archives on gs:// need the client
+def _gcs_bucket(bucket: str) -> Bucket:
+    import google.cloud.storage as storage  # only archives on gs:// need the client
 
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         return storage.Client.create_anonymous_client().bucket(bucket)
@@ -76,8 +79,8 @@ class TickArchive:
     root: str
     writer_id: str
     flush_seconds: float = 5.0
-    _files: dict = field(default_factory=dict)
-    _pending: dict = field(default_factory=lambda: defaultdict(list))
+    _files: dict[str, IO[str]] = field(default_factory=dict)
+    _pending: defaultdict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     _last_upload: float = field(default_factory=time.monotonic)
     _sequence: Iterator[int] = field(default_factory=itertools.count)
     archived: int = 0
@@ -112,7 +115,7 @@ class TickArchive:
             handle.close()
         self._files.clear()
 
-    def _local_file(self, hour: str):
+    def _local_file(self, hour: str) -> IO[str]:
         if hour not in self._files:
             folder = Path(self.root) / TICKS_FOLDER / hour
             folder.mkdir(parents=True, exist_ok=True)
@@ -156,7 +159,8 @@ def _gcs_texts(root: str, hour: str) -> Iterator[str]:
         yield blob.download_as_bytes().decode("utf-8", errors="backslashreplace")
 
 
-def read_archive(root: str, start_us: int, end_us: int, stats: ArchiveReadStats | None = None) -> Iterator[dict]:
+def read_archive(root: str, start_us: int, end_us: int,
+                 stats: ArchiveReadStats | None = None) -> Iterator[dict[str, Any]]:
     """Every archived tick object with an event time in [start_us, end_us), as decoded JSON
     (repeats included: the reader of the archive applies the trade identity rule)."""
     stats = stats if stats is not None else ArchiveReadStats()
