@@ -44,7 +44,8 @@ class FeedCollector(Collector):
         feed, stats, sink = self.connector.source, self.connector.stats, self.sink
         yield _counter("messages_received", "Frames, responses or file rows received (heartbeats included).",
                        feed, stats.frames)
-        yield _counter("malformed_messages", "Frames or trades that could not be read (skipped).", feed, stats.malformed)
+        yield _counter("malformed_messages", "Frames or trades that could not be read (skipped).", feed,
+                       stats.malformed)
         yield _counter("reconnects", "Reconnects (or failed polls retried) after a drop or error.", feed,
                        stats.reconnects)
         yield _counter("rate_limit_waits", "Requests that waited for a request quota (ours or the provider's).",

@@ -101,7 +101,7 @@ class Connector(abc.ABC):
     def stream(self) -> AsyncIterator[Tick]:
         """Yield ticks until cancelled (live feeds) or the input ends (replay, bounded runs)."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 -- a hook: a connector without clients has nothing to release
         """Release network clients; called once by the service at shutdown."""
 
     def count_malformed(self, frame: object, err: Exception) -> None:

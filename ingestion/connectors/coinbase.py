@@ -21,7 +21,6 @@ from ingestion.connectors.normalize import canonical_symbol, field, make_tick, r
 from ingestion.connectors.websocket import WebSocketFeed
 
 TRADE_TYPES = ("match", "last_match")
-CONTROL_TYPES = ("subscriptions", "heartbeat")
 
 
 class CoinbaseFeed(WebSocketFeed):

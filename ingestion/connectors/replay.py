@@ -26,7 +26,6 @@ from ingestion.connectors.base import Connector, MalformedFrame
 from ingestion.connectors.normalize import canonical_symbol, make_tick, rfc3339_to_us
 
 REPLAY_SOURCE = "replay"
-FORMATS = ("auto", "csv", "jsonl", "parquet")
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 # Sleep only when at least this far ahead of schedule; smaller gaps are emitted in a burst.
 MIN_SLEEP_SECONDS = 0.001

@@ -36,7 +36,7 @@ def history_ticks(symbol: str, frame: pd.DataFrame, interval: str, source: str =
     interval_us = interval_seconds(interval) * MICROS_PER_SECOND
     index = frame.index if frame.index.tz is not None else frame.index.tz_localize("UTC")
     ticks = []
-    for start, close, volume in zip(index, frame["Close"], frame["Volume"]):
+    for start, close, volume in zip(index, frame["Close"], frame["Volume"], strict=True):
         if pd.isna(close):
             continue  # yfinance pads the current minute with NaN until it has a trade
         start_us = int(start.tz_convert(dt.timezone.utc).value // 1_000)

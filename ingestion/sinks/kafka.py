@@ -3,12 +3,13 @@
 Record value = the JSON body of ``alphastream.wire`` (one tick, or a batch of one symbol's ticks);
 headers ``ts`` and ``id`` = the Pub/Sub attributes; key = the symbol, so each symbol's ticks stay
 in order on one partition; record timestamp (CreateTime) = the (earliest) tick's event time in
-milliseconds, which is what the pipeline's ReadFromKafka stamps elements with. The producer is idempotent with acks=all (no duplicates
-from its own retries) and batches with linger.ms; every delivery report is counted,
-its latency observed and each failure logged.
+milliseconds, which is what the pipeline's ReadFromKafka stamps elements with. The producer is
+idempotent with acks=all (no duplicates from its own retries) and batches with linger.ms; every
+delivery report is counted, its latency observed and each failure logged.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from typing import Sequence
@@ -62,7 +63,8 @@ class KafkaSink(Sink):
         if not topic:
             raise ValueError("--topic is required: the Kafka topic name")
         if ticks_per_record < 1 or max_latency <= 0:
-            raise ValueError(f"ticks_per_record must be >= 1 and max_latency > 0 (got {ticks_per_record}, {max_latency})")
+            raise ValueError("ticks_per_record must be >= 1 and max_latency > 0 "
+                             f"(got {ticks_per_record}, {max_latency})")
         self.topic = topic
         self.ticks_per_record, self.max_latency = ticks_per_record, max_latency
         self._producer = Producer(config)
@@ -91,8 +93,7 @@ class KafkaSink(Sink):
         while True:
             try:
                 self._producer.produce(self.topic, value=value, key=key, headers=headers, timestamp=timestamp_ms,
-                                       on_delivery=lambda error, message, n=len(ticks): self._on_delivery(
-                                           error, message, n))
+                                       on_delivery=functools.partial(self._on_delivery, ticks=len(ticks)))
                 return
             except BufferError:  # local queue full: serve callbacks until there is room
                 self._producer.poll(0.1)
