@@ -143,8 +143,11 @@ def test_chart_draws_every_bar_of_the_day(page, client, dashboard_db, screenshot
     assert not any("plotly.min.js" in name for name in scripts)  # ...instead of the 4.8 MB full one
 
     wait_for(lambda: side_panels_loaded(page), "the watchlist and the health panel")
-    watch_rows = page.find_elements(By.CSS_SELECTOR, "#watchlist tbody tr")
-    assert sorted(r.find_element(By.CSS_SELECTOR, ".sym").text for r in watch_rows) == sorted(symbols)
+    # Read in one script: the watchlist re-renders every health poll, which would leave rows
+    # found by one WebDriver call stale for the next.
+    shown = page.execute_script(
+        "return Array.from(document.querySelectorAll('#watchlist tbody tr .sym'), cell => cell.textContent)")
+    assert sorted(shown) == sorted(symbols)
     assert "API ok" in page.find_element(By.ID, "api-status").text
     save_screenshot(page, screenshot_dir, "dashboard.png")
 
