@@ -29,7 +29,8 @@ def test_recorded_frames_parse_to_the_expected_ticks(feed):
 
 
 @pytest.mark.parametrize("feed, control", [
-    ("coinbase", '{"type":"heartbeat","sequence":90,"last_trade_id":20,"product_id":"BTC-USD","time":"2014-11-07T08:19:28.464459Z"}'),
+    ("coinbase", '{"type":"heartbeat","sequence":90,"last_trade_id":20,"product_id":"BTC-USD",'
+                 '"time":"2014-11-07T08:19:28.464459Z"}'),
     ("kraken", '{"channel":"heartbeat"}'),
     ("binance", '{"result":null,"id":1}'),
     ("finnhub", '{"type":"ping"}'),
@@ -58,8 +59,10 @@ def test_subscribe_messages_follow_the_documented_shapes():
         "type": "subscribe", "product_ids": ["BTC-USD", "ETH-USD"], "channels": ["matches", "heartbeat"]}
     assert kraken().subscribe_message() == {
         "method": "subscribe", "params": {"channel": "trade", "symbol": ["MATIC/USD", "BTC/USD"], "snapshot": True}}
-    assert binance().subscribe_message() == {"method": "SUBSCRIBE", "params": ["bnbbtc@trade", "btcusdt@trade"], "id": 1}
-    assert finnhub().subscribe_messages() == [{"type": "subscribe", "symbol": s} for s in ["BINANCE:BTCUSDT", "TSLA", "AAPL"]]
+    assert binance().subscribe_message() == {"method": "SUBSCRIBE", "params": ["bnbbtc@trade", "btcusdt@trade"],
+                                             "id": 1}
+    assert finnhub().subscribe_messages() == [{"type": "subscribe", "symbol": s}
+                                              for s in ["BINANCE:BTCUSDT", "TSLA", "AAPL"]]
     assert polygon().subscribe_message() == {"action": "subscribe", "params": "T.MSFT,T.AAPL"}
 
 

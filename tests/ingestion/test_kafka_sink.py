@@ -41,7 +41,7 @@ def test_ticks_arrive_keyed_by_symbol_in_order_per_symbol_with_event_time(kafka_
     received = [decode_ticks(record.value()) for record in records]
     assert sorted(t for batch in received for t in batch) == sorted(sent)
     partitions_of: dict[bytes, set[int]] = {}
-    for record, batch in zip(records, received):
+    for record, batch in zip(records, received, strict=True):
         assert {t.symbol.encode() for t in batch} == {record.key()}  # one symbol per record
         assert record.timestamp()[1] == min(t.ts_us for t in batch) // 1000  # CreateTime = earliest event time
         assert {name for name, _ in record.headers()} == {TIMESTAMP_ATTRIBUTE, ID_ATTRIBUTE}

@@ -109,7 +109,8 @@ def test_replay_file_is_published_whole_with_shifted_timestamps(pubsub_emulator)
     result = asyncio.run(run_ingestion(connector, PubSubSink(topic), handle_signals=False))
     assert result.reason == "input ended"
     assert result.published == len(originals) and result.malformed == 1
-    ticks = _check_messages(pubsub_emulator.pull(subscription, expected=len(originals), weight=ticks_in), len(originals))
+    pulled = pubsub_emulator.pull(subscription, expected=len(originals), weight=ticks_in)
+    ticks = _check_messages(pulled, len(originals))
     by_id = {t.trade_id: t for t in ticks}
     first = originals[0]
     shifted_first = by_id[first.trade_id]

@@ -61,7 +61,7 @@ def test_synthetic_random_walk_moves_prices_by_small_steps():
         by_symbol.setdefault(tick.symbol, []).append(tick.price)
     for prices in by_symbol.values():
         assert len(set(prices)) > 1
-        assert max(abs(b / a - 1) for a, b in zip(prices, prices[1:])) < 0.01
+        assert max(abs(b / a - 1) for a, b in zip(prices, prices[1:], strict=False)) < 0.01
 
 
 def test_replay_csv_shifts_the_first_tick_to_now_and_keeps_offsets():

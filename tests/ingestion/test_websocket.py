@@ -38,7 +38,8 @@ class FeedServer:
             await ws.send(json.dumps([{"ev": "status", "status": "connected", "message": "Connected Successfully"}]))
             received.append(json.loads(await ws.recv()))
             if not self.auth_ok:
-                await ws.send(json.dumps([{"ev": "status", "status": "auth_failed", "message": "authentication failed"}]))
+                await ws.send(json.dumps([{"ev": "status", "status": "auth_failed",
+                                           "message": "authentication failed"}]))
                 await ws.wait_closed()
                 return
             await ws.send(json.dumps([{"ev": "status", "status": "auth_success", "message": "authenticated"}]))

@@ -12,6 +12,7 @@ from store import migrate
 from store.migrate import MIGRATIONS_DIR, PLAIN, TIMESCALE, available_migrations
 
 ALL_VERSIONS = [m.version for m in available_migrations(PLAIN)]
+ENSURE_MARCH_1995 = "SELECT alphastream_ensure_partitions('bars', '1995-03-01', '1995-04-01')"
 
 
 def columns(conn, table: str) -> tuple[str, ...]:
@@ -29,7 +30,8 @@ def test_migrations_apply_on_empty_database_then_are_a_no_op(pg_cluster):
     assert migrate.pending(dsn) == []
     assert migrate.current_version(dsn) == ALL_VERSIONS[-1]
     with psycopg.connect(dsn) as conn:
-        recorded = conn.execute("SELECT version, name, applied_at, variant FROM schema_migrations ORDER BY 1").fetchall()
+        recorded = conn.execute("SELECT version, name, applied_at, variant FROM schema_migrations ORDER BY 1"
+                                ).fetchall()
         assert [r[0] for r in recorded] == ALL_VERSIONS and {r[3] for r in recorded} == {PLAIN}
         # the tables follow alphastream.records
         assert columns(conn, "bars") == storage_columns(BAR_FIELDS) + ("updated_at", "revision")
@@ -82,9 +84,9 @@ def test_partitions_exist_ahead_and_default_catches_out_of_range_rows(db_url):
         assert conn.execute(where).fetchone()[0] == "bars_default"
 
         # creating the month's partition later moves the row out of the default partition
-        assert conn.execute("SELECT alphastream_ensure_partitions('bars', '1995-03-01', '1995-04-01')").fetchone()[0] == 1
+        assert conn.execute(ENSURE_MARCH_1995).fetchone()[0] == 1
         assert conn.execute(where).fetchall() == [("bars_199503",)]
-        assert conn.execute("SELECT alphastream_ensure_partitions('bars', '1995-03-01', '1995-04-01')").fetchone()[0] == 0
+        assert conn.execute(ENSURE_MARCH_1995).fetchone()[0] == 0
 
 
 def test_dead_letters_are_recorded_once(db_url):

@@ -148,6 +148,7 @@ def test_finaliser_keeps_the_live_runs_gap_fills(db_url, tmp_path):
     clock[0] = T0 + 5 * MINUTE_US
     finalizer.run_once()
     rows = stored(db_url)
-    filled = sorted(b for (_, _, b), (_, trades, revision, _) in rows.items() if trades == 0 and revision == FINAL_REVISION)
+    filled = sorted(b for (_, _, b), (_, trades, revision, _) in rows.items()
+                    if trades == 0 and revision == FINAL_REVISION)
     assert filled == [T0 + MINUTE_US, T0 + 2 * MINUTE_US]
     assert len(rows) == 5

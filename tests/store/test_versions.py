@@ -58,7 +58,7 @@ def test_touched_days_cover_every_written_day_and_stay_in_the_batch(rows):
     exact = {(s, i, t // MICROS_PER_DAY) for s, i, t in rows}
     span = (min(t for *_, t in rows), max(t for *_, t in rows))
     params = touched_days(rows, 0, 1, 2, span)
-    got = set(zip(params["symbols"], params["intervals"], params["days"]))
+    got = set(zip(params["symbols"], params["intervals"], params["days"], strict=True))
     assert exact <= got and len(got) == len(params["days"])  # every key once
     assert {s for s, _, _ in got} == {s for s, _, _ in exact} and {i for _, i, _ in got} == {i for _, i, _ in exact}
     assert all(span[0] // MICROS_PER_DAY <= d <= span[1] // MICROS_PER_DAY for *_, d in got)
