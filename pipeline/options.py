@@ -19,6 +19,8 @@ from alphastream.intervals import DEFAULT_INTERVALS, interval_seconds, parse_int
 from alphastream.sessions import HOURS, SessionMap, parse_exchange_map
 from alphastream.settings import AlphastreamSettings
 from alphastream.synthetic import INJECTION_SLOTS, MarketSpec, last_weekday_before
+from pipeline.finalizer import BarFinalizer
+from pipeline.streaming_lake import DEFAULT_WINDOW_SECONDS
 from transforms.anomalies import DetectorParams
 from transforms.batch_bars import check_intervals_nest
 from transforms.gap_fill import DEFAULT_MAX_GAP_SECONDS, FillPolicy
@@ -174,7 +176,7 @@ def _add_output_args(parser: argparse.ArgumentParser) -> None:
                           "holding the DSN (projects/P/secrets/S/versions/latest). Each worker reads it when "
                           "its sink starts, so the DSN is in neither the job's options nor its graph.")
     out.add_argument("--no_db", action="store_true", help="Write the Parquet lake only.")
-    out.add_argument("--lake_window_seconds", type=_positive_int, default=60,
+    out.add_argument("--lake_window_seconds", type=_positive_int, default=DEFAULT_WINDOW_SECONDS,
                      help="Streaming: event-time seconds of bars per Parquet file (one file per "
                           "partition, window and pane).")
     out.add_argument("--write_ticks", action="store_true",
@@ -197,7 +199,7 @@ def _add_output_args(parser: argparse.ArgumentParser) -> None:
                           "custom metrics.")
     out.add_argument("--metrics_host", default="127.0.0.1",
                      help="Interface for --metrics_port (default: loopback only).")
-    out.add_argument("--finalize_every_seconds", type=_positive_float, default=10.0,
+    out.add_argument("--finalize_every_seconds", type=_positive_float, default=BarFinalizer.every_seconds,
                      help="Streaming with --archive: seconds between passes that finalise closed windows.")
 
 
