@@ -81,8 +81,8 @@ class JarsMissingError(RuntimeError):
 
 
 KAFKA_VERSION = "4.1.1"
-# The newest Beam Java release whose expansion service and KafkaIO resolve on Maven Central here;
-# the shaded beam-sdks-java-io-expansion-service jar is refused at every version tried.
+# The newest Beam Java release whose expansion service and KafkaIO resolve on Maven Central here
+# (the shaded beam-sdks-java-io-expansion-service jar does not: docs/kafka-flink.md).
 BEAM_JAVA_VERSION = "2.73.0"
 # KafkaIO 2.73 is built against the 3.x client API (4.0 removed methods it calls); 3.9 clients
 # talk to the 4.1 broker.

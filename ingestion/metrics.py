@@ -18,7 +18,7 @@ from ingestion.connectors.base import Connector
 from ingestion.sinks.base import Sink
 
 PREFIX = "alphastream_ingest"
-# Publish round trips: ~1 ms to the emulator, tens of ms to Pub/Sub, seconds while retrying.
+# Publish round trips span a local emulator's milliseconds to the seconds of a publish being retried.
 PUBLISH_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 # Pub/Sub rejects a publish request with more messages ("400 Too many messages to publish").
 MAX_MESSAGES_PER_PUBLISH = 1000
-# ~110 bytes of JSON per tick: 1000 ticks is ~110 kB, far below Pub/Sub's 10 MB message limit.
+# A tick is about 110 bytes of JSON: even this many stay far below Pub/Sub's 10 MB message limit.
 MAX_TICKS_PER_MESSAGE = 10_000
 DEFAULT_TICKS_PER_MESSAGE = 1000
 DEFAULT_HEARTBEAT_SECONDS = 1.0
