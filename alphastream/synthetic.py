@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from alphastream.records import MICROS_PER_SECOND, TICK_ARROW_SCHEMA, AnomalyKind
 
 SYNTHETIC_SOURCE = "synthetic"
+LIVE_TICKS_PER_SECOND = 1000.0  # default pace of a live synthetic market (ingestion, streaming pipeline)
 SESSION_OPEN_UTC = dt.time(14, 30)
 SESSION_SECONDS = 390 * 60  # 6.5 hours
 # Beta(a, a) with a < 1 is U-shaped: most trading near the open and the close.

@@ -10,7 +10,7 @@ import math
 import os
 import socket
 
-from alphastream.synthetic import MarketSpec
+from alphastream.synthetic import LIVE_TICKS_PER_SECOND, MarketSpec
 from ingestion.connectors.base import Connector
 from ingestion.service import DEFAULT_FLUSH_TIMEOUT_SECONDS, DEFAULT_LOG_INTERVAL_SECONDS
 from ingestion.settings import IngestionSettings
@@ -31,7 +31,6 @@ DEFAULT_SYMBOLS = {
     "yahoo": "AAPL,MSFT",
 }
 DEFAULT_INTERVAL = {"alphavantage": "1min", "yahoo": "1m"}
-DEFAULT_SYNTHETIC_RATE = 1000.0  # ticks per second
 
 EPILOG = """\
 API keys (environment or .env, never flags, never logged):
@@ -109,8 +108,8 @@ def _add_source_args(parser: argparse.ArgumentParser) -> None:
 
 def _add_synthetic_args(parser: argparse.ArgumentParser) -> None:
     syn = parser.add_argument_group("synthetic")
-    syn.add_argument("--rate", type=_positive_float, default=DEFAULT_SYNTHETIC_RATE,
-                     help=f"Synthetic: ticks per second (default {DEFAULT_SYNTHETIC_RATE:g}).")
+    syn.add_argument("--rate", type=_positive_float, default=LIVE_TICKS_PER_SECOND,
+                     help=f"Synthetic: ticks per second (default {LIVE_TICKS_PER_SECOND:g}).")
     # The batch market's defaults, so a live run and a batch run of the same market look alike.
     syn.add_argument("--num_symbols", type=_positive_int, default=MarketSpec.symbols,
                      help="Synthetic: number of symbols (AAPL, MSFT, ... then SYM050...; "

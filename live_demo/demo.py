@@ -31,7 +31,7 @@ from typing import Callable
 
 from alphastream.java_jars import JarsMissingError
 from alphastream.local_services import EmulatorError, start_kafka_services, start_pubsub_emulator, stop_process
-from ingestion.cli import DEFAULT_SYNTHETIC_RATE
+from alphastream.synthetic import LIVE_TICKS_PER_SECOND
 from ingestion.cli import SOURCES as INGESTION_SOURCES
 from pipeline.options import DEFAULT_OUTPUT
 
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source", default="synthetic", choices=INGESTION_SOURCES,
                         help="Ingestion source (python -m ingestion --help describes them; keyed feeds read "
                              "their API key from the environment or .env).")
-    parser.add_argument("--rate", type=float, default=DEFAULT_SYNTHETIC_RATE,
+    parser.add_argument("--rate", type=float, default=LIVE_TICKS_PER_SECOND,
                         help="Synthetic source: ticks per second.")
     parser.add_argument("--intervals", default=DEMO_INTERVALS, help="Bar intervals for the pipeline.")
     parser.add_argument("--allowed_lateness", type=int, default=DEMO_ALLOWED_LATENESS_SECONDS,
