@@ -35,7 +35,6 @@ out-of-order arrival within the watermark does not change the order bars are rea
 older than one already judged is dropped and counted (``anomaly_bars_out_of_order``).
 """
 # Beam's functions carry no annotations; calling them is the point of this module.
-# mypy: disable-error-code="no-untyped-call"
 from __future__ import annotations
 
 import json

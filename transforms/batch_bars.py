@@ -28,7 +28,6 @@ reach streaming together (tests/transforms/test_batch_bars.py proves it): the sa
 (ts_us, trade_id, source) picks open and close.
 """
 # Beam's functions carry no annotations; calling them is the point of this module.
-# mypy: disable-error-code="no-untyped-call"
 from __future__ import annotations
 
 from collections import Counter

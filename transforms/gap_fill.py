@@ -21,7 +21,6 @@ in a bucket already filled arrives as a real bar and replaces the fill in the si
 after it keep the older close until the finaliser recomputes them (``pipeline.repair``).
 """
 # Beam's functions carry no annotations; calling them is the point of this module.
-# mypy: disable-error-code="no-untyped-call"
 from __future__ import annotations
 
 from dataclasses import dataclass

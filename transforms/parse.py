@@ -6,7 +6,6 @@ undecodable record is a dead letter, not a crash) or a ``CsvRow``. A dead letter
 payload as escaped text (``transforms.validation.raw_text``).
 """
 # Beam's functions carry no annotations; calling them is the point of this module.
-# mypy: disable-error-code="no-untyped-call"
 from __future__ import annotations
 
 import json

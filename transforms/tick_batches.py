@@ -28,7 +28,6 @@ chain (transforms.bars.WindowedBars), so the trigger machinery sees one element 
 (message, symbol, bucket) instead of per tick.
 """
 # Beam's functions carry no annotations; calling them is the point of this module.
-# mypy: disable-error-code="no-untyped-call"
 from __future__ import annotations
 
 import json

@@ -11,7 +11,6 @@ below) instead of pickling: see its docstring for why that matters even where no
 shuffled.
 """
 # Beam's functions carry no annotations; calling them is the point of this module.
-# mypy: disable-error-code="no-untyped-call"
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Sequence
