@@ -230,7 +230,7 @@ def configure_logging() -> None:
     # force: Beam's PipelineOptions() has already called logging.basicConfig() with its defaults
     # (level WARNING), which would make this call a no-op and hide every INFO line.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    for ours in ("pipeline", "transforms", "alphastream"):
+    for ours in ("pipeline", "transforms", "alphastream", "store"):
         logging.getLogger(ours).setLevel(logging.INFO)
 
 

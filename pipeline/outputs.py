@@ -58,7 +58,11 @@ def write_outputs(built: ComputedBars, opts: AlphastreamOptions, *, streaming: b
     """Gap fill, anomalies, database and lake sinks; every failure ends up a dead letter."""
     bars = _fill_gaps(built.bars, opts, streaming)
     anomalies = _detect_anomalies(bars, opts, streaming) if opts.detect_anomalies else None
-    failures = _write_to_database(db_url, bars, built.ticks, anomalies, streaming, now_us) if db_url else []
+    # Streaming sinks write the rows they cannot store to the lake themselves before handing them
+    # on (pipeline.dead_letter_spool), so no failure waits in memory for a lake window to fire.
+    spool_root = opts.output if streaming else None
+    failures = (_write_to_database(db_url, bars, built.ticks, anomalies, streaming, now_us, spool_root)
+                if db_url else [])
     dead_letters = (built.dead_letters + failures) | "FlattenDeadLetters" >> beam.Flatten()
     lake = _lake_writers(opts, streaming)
     _ = bars | "WriteBarsToLake" >> lake.bars()
@@ -68,7 +72,8 @@ def write_outputs(built: ComputedBars, opts: AlphastreamOptions, *, streaming: b
 
         # Dead letters the table refuses cannot join the flatten above (that would be a
         # cycle), so they reach the lake through a write of their own.
-        unstored = dead_letters | "WriteDeadLettersToPostgres" >> WriteDeadLettersToPostgres(db_url)
+        unstored = dead_letters | "WriteDeadLettersToPostgres" >> WriteDeadLettersToPostgres(
+            db_url, spool_root=spool_root)
         _ = unstored | "WriteUnstoredDeadLettersToLake" >> lake.dead_letters()
     return GraphOutputs(bars=bars, dead_letters=dead_letters)
 
@@ -91,20 +96,21 @@ def _detect_anomalies(bars: PColl, opts: AlphastreamOptions, streaming: bool) ->
     return anomalies
 
 
-def _write_to_database(db_url: DatabaseUrl, bars: PColl, ticks: PColl | None,
-                       anomalies: PColl | None, streaming: bool, now_us: NowFn) -> list[PColl]:
+def _write_to_database(db_url: DatabaseUrl, bars: PColl, ticks: PColl | None, anomalies: PColl | None,
+                       streaming: bool, now_us: NowFn, spool_root: str | None) -> list[PColl]:
     """Anomalies, bars and ticks to PostgreSQL; returns the sinks' failures as dead letters."""
     from pipeline.postgres_sink import WriteAnomaliesToPostgres, WriteBarsToPostgres, WriteTicksToPostgres
 
     failures = []
     if anomalies is not None:
-        failures.append(anomalies | "WriteAnomaliesToPostgres" >> WriteAnomaliesToPostgres(db_url))
+        failures.append(anomalies | "WriteAnomaliesToPostgres" >> WriteAnomaliesToPostgres(
+            db_url, spool_root=spool_root))
     # Batch bars are final; streaming panes carry this run's epoch, so after a restart the
     # new run's panes replace the old run's (store.revisions).
     failures.append(bars | "WriteBarsToPostgres" >> WriteBarsToPostgres(
-        db_url, final=not streaming, run_epoch_seconds=now_us() // 1_000_000))
+        db_url, final=not streaming, run_epoch_seconds=now_us() // 1_000_000, spool_root=spool_root))
     if ticks is not None:
-        failures.append(ticks | "WriteTicksToPostgres" >> WriteTicksToPostgres(db_url))
+        failures.append(ticks | "WriteTicksToPostgres" >> WriteTicksToPostgres(db_url, spool_root=spool_root))
     return failures
 
 
@@ -120,4 +126,4 @@ def _lake_writers(opts: AlphastreamOptions, streaming: bool) -> _LakeWriters:
         dead_letters=functools.partial(
             WriteDeadLettersToLakeStreaming, opts.output,
             allowed_lateness_seconds=max(opts.allowed_lateness, DEAD_LETTER_LATENESS_SECONDS),
-            window_seconds=opts.lake_window_seconds))
+            window_seconds=opts.lake_window_seconds, sinks_spool=True))
