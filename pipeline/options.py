@@ -18,7 +18,7 @@ from alphastream.errors import UserFacingError
 from alphastream.intervals import DEFAULT_INTERVALS, interval_seconds, parse_intervals
 from alphastream.sessions import HOURS, SessionMap, parse_exchange_map
 from alphastream.settings import AlphastreamSettings
-from alphastream.synthetic import INJECTION_SLOTS, MarketSpec, last_weekday_before
+from alphastream.synthetic import INJECTION_SLOTS, LIVE_TICKS_PER_SECOND, MarketSpec, last_weekday_before
 from pipeline.finalizer import BarFinalizer
 from pipeline.streaming_lake import DEFAULT_WINDOW_SECONDS
 from transforms.anomalies import DetectorParams
@@ -130,7 +130,7 @@ def _add_source_args(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--inject_anomalies", type=_injected_anomalies, default=MarketSpec.anomalies_per_symbol,
                      help="Synthetic market (batch): labelled anomalies injected per symbol (a price jump, "
                           "a volume spike, a jump after missing minutes, a frozen price, in turn).")
-    src.add_argument("--rate", type=_positive_float, default=1000.0,
+    src.add_argument("--rate", type=_positive_float, default=LIVE_TICKS_PER_SECOND,
                      help="Synthetic market with --streaming: ticks per second.")
     src.add_argument("--subscription", default=None,
                      help="Pub/Sub source: projects/P/subscriptions/S (preferred: survives restarts).")
