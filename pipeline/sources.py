@@ -18,7 +18,7 @@ import io
 import json
 import logging
 import time
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import apache_beam as beam
 import numpy as np
@@ -159,16 +159,44 @@ def _is_blank_row(row: list[str]) -> bool:
     return len(row) <= 1 and not "".join(row).strip(ASCII_WHITESPACE)
 
 
-def _csv_rows(reader) -> Iterable[list[str] | csv.Error]:
-    """The reader's rows; a row it cannot split (e.g. a cell over csv.field_size_limit()) is
-    yielded as the error, and reading goes on with the next line."""
+class _LineTap:
+    """The lines of a text stream as csv.reader takes them, remembered until the row they make
+    is done, so a row the reader cannot split is dead-lettered with its own text."""
+
+    def __init__(self, lines: Iterable[str]):
+        self._lines = iter(lines)
+        self._taken: list[str] = []
+
+    def __iter__(self) -> _LineTap:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self._taken.append(line)
+        return line
+
+    def take(self) -> str:
+        """The lines read since the last call, joined."""
+        text = "".join(self._taken)
+        self._taken.clear()
+        return text
+
+
+def _csv_rows(lines: _LineTap) -> Iterator[tuple[list[str] | csv.Error, str | None, int]]:
+    """(row, None, line number) per row; a row the reader cannot split (e.g. a cell over
+    csv.field_size_limit()) comes as (the error, its lines as read, line number), and reading
+    goes on with the next line."""
+    reader = csv.reader(lines)
     while True:
         try:
-            yield next(reader)
+            row = next(reader)
         except StopIteration:
             return
         except csv.Error as err:
-            yield err
+            yield err, lines.take().rstrip("\r\n"), reader.line_num
+        else:
+            lines.take()
+            yield row, None, reader.line_num
 
 
 class _CsvRowsDoFn(beam.DoFn):
@@ -183,11 +211,11 @@ class _CsvRowsDoFn(beam.DoFn):
         with FileSystems.open(path) as raw:
             # utf-8-sig drops a byte-order mark; surrogateescape carries undecodable bytes to the
             # parser, which dead-letters that row alone (strict decoding would end the run).
-            reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline=""))
+            lines = _LineTap(io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline=""))
             header: tuple[str, ...] | None = None
-            for row in _csv_rows(reader):
+            for row, unsplit, line_num in _csv_rows(lines):
                 if isinstance(row, csv.Error):
-                    record = CsvRow(header or (), (), str(row))
+                    record = CsvRow(header or (), (), str(row), unsplit)
                 elif _is_blank_row(row):
                     continue
                 elif header is None:
@@ -196,7 +224,7 @@ class _CsvRowsDoFn(beam.DoFn):
                 else:
                     record = CsvRow(header, tuple(row))
                 self._read.inc()
-                yield f"{path}:{reader.line_num}", record
+                yield f"{path}:{line_num}", record
 
 
 class _CountRead(beam.DoFn):

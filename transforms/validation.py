@@ -68,6 +68,7 @@ class CsvRow(NamedTuple):
     header: tuple[str, ...]
     cells: tuple[str, ...]
     error: str | None = None
+    raw: str | None = None  # the lines as read, kept when the row could not be split into cells
 
 
 def canonical_symbol(text: str) -> str:
@@ -125,7 +126,9 @@ def fields_from_csv(row: CsvRow) -> dict[str, str]:
 def raw_text(payload: str | bytes | CsvRow) -> str:
     """A payload as text any sink can store: undecodable bytes as ``\\xff``, lone surrogates
     as ``\\ud800``; a CSV row as its CSV line."""
-    if isinstance(payload, CsvRow):
+    if isinstance(payload, CsvRow) and payload.raw is not None:
+        payload = payload.raw
+    elif isinstance(payload, CsvRow):
         line = io.StringIO()
         csv.writer(line, lineterminator="").writerow(payload.cells)
         payload = line.getvalue()

@@ -2,6 +2,7 @@
 dead letter (raw bytes kept, escaped) while the good records of the same file make their bars,
 and every record read is accounted for."""
 import codecs
+import csv
 import datetime as dt
 import json
 
@@ -139,3 +140,22 @@ def test_a_file_of_unknown_format_is_a_user_facing_error_naming_it_and_the_flag(
     (tmp_path / "ticks.txt").write_text("{}\n")
     with pytest.raises(UserFacingError, match=r"ticks\.txt.*--input_format"):
         _build(tmp_path, str(tmp_path / "*"))
+
+
+def test_a_csv_row_too_large_to_split_is_dead_lettered_with_its_own_text(tmp_path, capsys):
+    huge = "x" * (csv.field_size_limit() + 10)  # one cell over the csv module's limit
+    unsplittable = f'AAPL,{_iso(T0_US + 2_000_000)},101,1,"{huge}",feed'
+    rows = ["symbol,ts,price,size,trade_id,source", f"AAPL,{_iso(T0_US + 1_000_000)},100,1,r1,feed",
+            unsplittable, f"AAPL,{_iso(T0_US + 3_000_000)},102,1,r3,feed"]
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "big.csv").write_text("\n".join(rows) + "\n")
+    lake = tmp_path / "lake"
+    code = main(["--source", "files", "--input", str(data / "*.csv"), "--no_db", "--output", str(lake),
+                 "--intervals", "1m"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "accounting      OK" in out and _counter(out, "unique") == 2
+    dead = ds.dataset(str(lake / "dead_letters"), format="parquet", partitioning="hive").to_table().to_pylist()
+    assert [(d["reason"], d["raw"]) for d in dead] == [("bad_json", unsplittable)]  # the row, recoverable
+    assert "unreadable CSV row" in dead[0]["detail"] and dead[0]["origin"].endswith("big.csv:3")
