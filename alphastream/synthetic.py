@@ -14,6 +14,10 @@ Generation is vectorised (numpy + Arrow) and per symbol: symbol i's ticks depend
 across a gap of missing minutes (those minutes' trades removed), and a frozen price. Each is
 sized by the symbol's own one-minute volatility, so the detectors (transforms.anomalies) can be
 scored for precision and recall against the labels (bench/bench_anomalies.py).
+
+``LiveAnomalyPlan`` does the same for the live market (ingestion.connectors.synthetic), whose
+event time is the wall clock: the plan is counted in bars from the run's first bucket, so its
+labels follow from the seed and the time of the run's first tick (``LiveAnomalyPlan.labels``).
 """
 from __future__ import annotations
 
@@ -51,6 +55,11 @@ INJECTION_SLOTS = range(INJECTION_WARMUP_MINUTES, SESSION_MINUTES - INJECTION_SP
                         INJECTION_SPACING_MINUTES)
 INJECTED_KINDS = (AnomalyKind.RETURN_OUTLIER, AnomalyKind.VOLUME_SPIKE, AnomalyKind.GAP_JUMP, AnomalyKind.STALE_PRICE)
 _ANOMALY_STREAM = 1  # a random stream of its own: the plan never shifts the market's draws
+
+# A live plan counts in bars of its own width: a symbol's first injection leaves the detectors
+# this much rolling history, and its injections are this far apart, more than any one's span.
+LIVE_INJECTION_WARMUP_BARS = 20
+LIVE_INJECTION_SPACING_BARS = 12
 
 _NAMED_SYMBOLS = (
     "AAPL MSFT NVDA AMZN GOOGL META TSLA BRK.B JPM V UNH XOM JNJ WMT MA PG AVGO HD CVX MRK "
@@ -217,6 +226,86 @@ def _inject_anomalies(spec: MarketSpec, index: int, symbol: str, offsets_s: np.n
         labels.append(InjectedAnomaly(symbol, kind.value, open_us + first * MINUTE_SECONDS * MICROS_PER_SECOND,
                                       open_us + last * MINUTE_SECONDS * MICROS_PER_SECOND))
     return labels, keep
+
+
+class LiveInjection(NamedTuple):
+    """What a live plan does to one symbol's bar: ``kind``, its direction, and how many bars
+    into the injection this bar is (a gap's missing bars, then its jump; a freeze's bars)."""
+
+    kind: AnomalyKind
+    sign: float
+    offset: int
+
+
+def _injection_span(kind: AnomalyKind) -> int:
+    """Bars an injection of ``kind`` touches after its first."""
+    if kind is AnomalyKind.GAP_JUMP:
+        return INJECTED_GAP_MINUTES
+    if kind is AnomalyKind.STALE_PRICE:
+        return INJECTED_FREEZE_MINUTES - 1
+    return 0
+
+
+@dataclass(frozen=True)
+class LiveAnomalyPlan:
+    """Labelled anomalies for a live synthetic market, in bars of ``bar_seconds``.
+
+    Each symbol gets one injection every LIVE_INJECTION_SPACING_BARS bars after a warm-up (at a
+    phase of its own, so symbols do not all jump at once), the kinds in turn, sized as the batch
+    market's (INJECTED_* above, in the bar's standard deviations instead of the minute's). Bar
+    numbers count from the run's first bucket; everything else follows from the seed.
+    """
+
+    bar_seconds: int
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.bar_seconds < 1:
+            raise ValueError(f"bar_seconds must be >= 1, got {self.bar_seconds}")
+
+    @property
+    def bar_us(self) -> int:
+        return self.bar_seconds * MICROS_PER_SECOND
+
+    def _phase(self, symbol_index: int) -> int:
+        return int(np.random.default_rng([self.seed, symbol_index, _ANOMALY_STREAM])
+                   .integers(LIVE_INJECTION_SPACING_BARS))
+
+    def _slot(self, symbol_index: int, slot: int) -> tuple[AnomalyKind, float]:
+        rng = np.random.default_rng([self.seed, symbol_index, slot, _ANOMALY_STREAM])
+        sign = 1.0 if rng.random() < 0.5 else -1.0
+        return INJECTED_KINDS[(symbol_index + slot) % len(INJECTED_KINDS)], sign
+
+    def _slot_start(self, symbol_index: int, slot: int) -> int:
+        return LIVE_INJECTION_WARMUP_BARS + self._phase(symbol_index) + slot * LIVE_INJECTION_SPACING_BARS
+
+    def injection(self, symbol_index: int, bar: int) -> LiveInjection | None:
+        """The injection in symbol ``symbol_index``'s bar number ``bar`` of the run, or None."""
+        since = bar - self._slot_start(symbol_index, 0)
+        if since < 0:
+            return None
+        slot, offset = divmod(since, LIVE_INJECTION_SPACING_BARS)
+        kind, sign = self._slot(symbol_index, slot)
+        return LiveInjection(kind, sign, offset) if offset <= _injection_span(kind) else None
+
+    def labels(self, symbols: list[str], first_bucket_us: int, end_us: int) -> list[InjectedAnomaly]:
+        """Every injection into ``symbols`` (the market's, in order) of a run whose first bucket
+        starts at ``first_bucket_us``, whose labelled bars all ended by ``end_us``."""
+        found = []
+        for i, symbol in enumerate(symbols):
+            slot = 0
+            while True:
+                kind, _ = self._slot(i, slot)
+                first = self._slot_start(i, slot)
+                last = first + _injection_span(kind)
+                if kind is AnomalyKind.GAP_JUMP:
+                    first = last
+                if first_bucket_us + (last + 1) * self.bar_us > end_us:
+                    break
+                found.append(InjectedAnomaly(symbol, kind.value, first_bucket_us + first * self.bar_us,
+                                             first_bucket_us + last * self.bar_us))
+                slot += 1
+        return sorted(found, key=lambda label: (label.first_bucket_us, label.symbol))
 
 
 def _with_duplicates(order: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
