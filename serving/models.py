@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from alphastream.records import TIME_SUFFIX, Anomaly, AnomalyKind, Bar, DeadLetter, storage_name
 from serving.paging import IsoDateTime
-from serving.queries import RECORDED_AT, REVISION, STATE, UPDATED_AT, BarState
+from serving.queries import FILLED, RECORDED_AT, REVISION, STATE, UPDATED_AT, BarState
 from serving.risk import Calendar
 
 NOT_FINITE = "Null when the stored value is not a finite number."
@@ -33,6 +33,13 @@ BAR_STATE_DESCRIPTION = (
     "closed and not yet finalised. `revision` counts the bar's updates in the run that wrote it (its "
     "pane index: 0 for the first). A rolled-up bar is final when all of its stored bars are, else "
     "provisional if any of them is early, else revised if any is late; it carries their highest revision."
+)
+
+FILLED_DESCRIPTION = (
+    "True for a carry-forward bar: the pipeline's gap filling (--fill_gaps) wrote it for a bucket in the "
+    "symbol's trading session without a trade, with open = high = low = close = vwap = the previous "
+    "close, volume 0 and trades 0. A real bar has at least one trade. A rolled-up bar is filled when "
+    "all of its stored bars are."
 )
 
 
@@ -53,7 +60,8 @@ BarOut = record_model(
     "volume-weighted vwap, summed volume and trades.",
     **{UPDATED_AT: (dt.datetime, Field(description="When the store last wrote this bar.")),
        STATE: (BarState, Field(description=BAR_STATE_DESCRIPTION)),
-       REVISION: (int, Field(ge=0, description="Updates of this bar so far (its pane index)."))},
+       REVISION: (int, Field(ge=0, description="Updates of this bar so far (its pane index).")),
+       FILLED: (bool, Field(description=FILLED_DESCRIPTION))},
 )
 DeadLetterOut = record_model(
     "DeadLetterOut", DeadLetter, "A record the pipeline rejected, with the reason.",

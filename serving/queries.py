@@ -36,8 +36,10 @@ BAR_ROW_COLUMNS: tuple[str, ...] = BAR_COLUMNS + (UPDATED_AT,)
 STATE = "state"
 REVISION = "revision"
 BAR_STATE_COLUMNS: tuple[str, ...] = (STATE, REVISION)
+# Derived from trades by ``FILLED_COLUMN``: a carry-forward bar of a bucket without a trade.
+FILLED = "filled"
 # A bar as the API serves it (JSON, CSV and the stream).
-BAR_API_COLUMNS: tuple[str, ...] = BAR_ROW_COLUMNS + BAR_STATE_COLUMNS
+BAR_API_COLUMNS: tuple[str, ...] = BAR_ROW_COLUMNS + BAR_STATE_COLUMNS + (FILLED,)
 DEAD_LETTER_COLUMNS: tuple[str, ...] = storage_columns(DEAD_LETTER_FIELDS)
 DEAD_LETTER_ROW_COLUMNS: tuple[str, ...] = DEAD_LETTER_COLUMNS + (RECORDED_AT,)
 
@@ -80,6 +82,11 @@ def bar_state_columns(final: sql.Composable, timing: sql.Composable, pane_index:
         late=sql.Literal(PaneTiming.LATE.value), revised=sql.Literal(BarState.REVISED.value),
         provisional=sql.Literal(BarState.PROVISIONAL.value), state=sql.Identifier(STATE), pane_index=pane_index,
         revision=sql.Identifier(REVISION))
+
+
+# Gap filling writes a bar without a trade (``transforms.gap_fill.is_filled``); a real bar has at
+# least one. A rolled-up bar is filled when every stored bar in it is (its trades sum to 0).
+FILLED_COLUMN = sql.SQL("{} = 0 AS {}").format(_c["trades"], sql.Identifier(FILLED))
 
 
 # -- catalog and symbols -------------------------------------------------------------------------
@@ -213,20 +220,20 @@ def bars_page(rolled: bool) -> sql.Composed:
     faster than PostgreSQL's own JSON functions; the series key and an epoch-microsecond copy of
     the start are left out because fewer columns make the fetch cheaper (docs/benchmarks.md).
     """
-    return sql.SQL("SELECT {columns}, {state} FROM ({page}) AS page ORDER BY {bucket_start}").format(
-        columns=_columns(BAR_ROW_COLUMNS[len(SERIES_KEY_COLUMNS):]), state=_STATE, page=bar_range(rolled),
-        bucket_start=bucket_start)
+    return sql.SQL("SELECT {columns}, {state}, {filled} FROM ({page}) AS page ORDER BY {bucket_start}").format(
+        columns=_columns(BAR_ROW_COLUMNS[len(SERIES_KEY_COLUMNS):]), state=_STATE, filled=FILLED_COLUMN,
+        page=bar_range(rolled), bucket_start=bucket_start)
 
 
 # Stored bars of several (symbol, interval) written after %(since)s, for the stream: an index
 # range scan per pair over bars starting at or after %(lo)s (older late updates are not pushed).
 STREAM_STORED = sql.SQL("""
-SELECT {updated_at}, {symbol}, {interval}, {us}, {columns}, {state} FROM {bars}
+SELECT {updated_at}, {symbol}, {interval}, {us}, {columns}, {state}, {filled} FROM {bars}
 WHERE ({symbol}, {interval}) IN (SELECT * FROM unnest(%(symbols)s::text[], %(intervals)s::text[]))
   AND {bucket_start} >= %(lo)s AND {updated_at} > %(since)s
 ORDER BY {updated_at}, {symbol}, {bucket_start} LIMIT %(rows)s""").format(
     updated_at=_c[UPDATED_AT], us=_epoch_us(bucket_start), columns=_columns(BAR_ROW_COLUMNS),
-    state=bar_state_columns(STORED_FINAL, _c["timing"], _c["pane_index"]), bars=BARS,
+    state=bar_state_columns(STORED_FINAL, _c["timing"], _c["pane_index"]), filled=FILLED_COLUMN, bars=BARS,
     symbol=symbol, interval=interval, bucket_start=bucket_start)
 
 DATABASE_NOW = sql.SQL("SELECT now()")

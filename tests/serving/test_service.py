@@ -174,7 +174,7 @@ def test_response_models_follow_the_records():
     from alphastream.records import BAR_FIELDS, DEAD_LETTER_FIELDS, storage_columns
     from serving.models import BarOut, DeadLetterOut
 
-    assert tuple(BarOut.model_fields) == storage_columns(BAR_FIELDS) + ("updated_at", "state", "revision")
+    assert tuple(BarOut.model_fields) == storage_columns(BAR_FIELDS) + ("updated_at", "state", "revision", "filled")
     assert tuple(DeadLetterOut.model_fields) == storage_columns(DEAD_LETTER_FIELDS) + ("recorded_at",)
 
 
