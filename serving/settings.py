@@ -2,13 +2,15 @@
 
 Environment variables (or ``.env``): ALPHASTREAM_DB_URL (the DSN the pipeline writes to),
 ALPHASTREAM_API_KEY (enables X-API-Key auth), ALPHASTREAM_API_HOST, ALPHASTREAM_API_PORT,
-ALPHASTREAM_API_CORS_ORIGINS, ALPHASTREAM_API_POOL_MAX_SIZE, ALPHASTREAM_API_MAX_LIMIT, ...
+ALPHASTREAM_API_CORS_ORIGINS, ALPHASTREAM_API_POOL_MAX_SIZE, ALPHASTREAM_API_MAX_LIMIT,
+ALPHASTREAM_API_EXCHANGE_MAP (the pipeline's --exchange_map, for ``/v1/bars?session=``), ...
 Command-line flags of ``python -m serving`` override host, port and workers.
 """
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from alphastream.sessions import SessionMap, parse_exchange_map
 from alphastream.settings import AlphastreamSettings
 
 
@@ -54,6 +56,12 @@ class ApiSettings(AlphastreamSettings):
         description="Longest a cached /v1/bars page is served: bounds staleness after writes that bypass "
         "the bar versions (the pipeline's sink never does).",
     )
+    api_exchange_map: str = Field(
+        default="",
+        description="Trading calendars per symbol for /v1/bars?session=, in the pipeline's --exchange_map "
+        "form: SYMBOL=CALENDAR comma-separated (exchange_calendars names, e.g. 'SHEL=XLON,ETH-USD=24/7'). "
+        "Default: pairs such as BTC-USD trade 24/7, other symbols on XNYS. Give the API the pipeline's map.",
+    )
     api_stream_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often the bar stream polls bars.updated_at."
     )
@@ -82,3 +90,13 @@ class ApiSettings(AlphastreamSettings):
     api_alert_dead_letter_window_seconds: float = Field(
         default=300.0, gt=0, description="The window the dead-letter rate is measured over (seconds)."
     )
+
+    @field_validator("api_exchange_map")
+    @classmethod
+    def _known_calendars(cls, value: str) -> str:
+        parse_exchange_map(value)  # a malformed pair or unknown calendar fails at start-up, named
+        return value
+
+    def sessions(self, hours: str) -> SessionMap:
+        """Each symbol's trading sessions of ``hours`` (regular or extended)."""
+        return SessionMap(parse_exchange_map(self.api_exchange_map), hours)

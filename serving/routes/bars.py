@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import enum
 import io
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from psycopg import AsyncConnection
 
 from alphastream.intervals import interval_micros
 from alphastream.records import SYMBOL_PATTERN
+from alphastream.sessions import SessionMap
 from serving import encoding, queries
 from serving.catalog import ResolvedSeries, resolve_series
 from serving.deps import Pool, Settings, StoreCatalog
@@ -43,6 +47,27 @@ SymbolParam = Annotated[str, Query(pattern=SYMBOL_PATTERN, description="Ticker o
 IntervalParam = Annotated[str, Query(max_length=8, description=INTERVAL_DESCRIPTION)]
 StartParam = Annotated[IsoDateTime | None, Query(description="Bars starting at or after this time (UTC if no offset).")]
 EndParam = Annotated[IsoDateTime | None, Query(description="Bars starting before this time.")]
+
+
+class Session(str, enum.Enum):
+    """Which of a symbol's trading hours ``/v1/bars`` keeps (``alphastream.sessions``)."""
+
+    REGULAR = "regular"
+    EXTENDED = "extended"
+    ALL = "all"
+
+
+SESSION_DESCRIPTION = (
+    "Keep only bars overlapping the symbol's trading sessions: `regular` (the exchange calendar's "
+    "sessions, e.g. XNYS 09:30-16:00 New York time, 13:00 on half-days, none on holidays), `extended` "
+    "(04:00 to 4 hours after the regular close, on the same trading days) or `all` (no filter). "
+    "Calendars per symbol as ALPHASTREAM_API_EXCHANGE_MAP says (default: pairs such as BTC-USD trade "
+    "24/7, other symbols on XNYS). `limit` counts the bars kept: a page is shorter only at the end, or "
+    "when it has read api_max_scan_rows stored bars (next_cursor then continues the scan)."
+)
+SessionParam = Annotated[Session, Query(description=SESSION_DESCRIPTION)]
+# Stored rows read per query while filtering by session: whole nights and weekends in few reads.
+SESSION_SCAN_ROWS = 2_000
 
 
 def page_bounds(series: ResolvedSeries, start: dt.datetime | None, end: dt.datetime | None,
@@ -97,15 +122,17 @@ def wants_csv(request: Request) -> bool:
 )
 async def get_bars(request: Request, pool: Pool, catalog: StoreCatalog, settings: Settings,
                    symbol: SymbolParam, interval: IntervalParam, start: StartParam = None,
-                   end: EndParam = None, limit: LimitParam = None, cursor: CursorParam = None) -> Response:
+                   end: EndParam = None, limit: LimitParam = None, cursor: CursorParam = None,
+                   session: SessionParam = Session.ALL) -> Response:
     """Bars whose start is in [start, end), oldest first, ``limit`` per page; follow
-    ``next_cursor`` for the rest. Any multiple of a stored interval is rolled up in SQL."""
+    ``next_cursor`` for the rest. Any multiple of a stored interval is rolled up in SQL.
+    ``filled`` marks carry-forward bars (no trade in the bucket)."""
     series = await resolve_series(catalog, pool, symbol, interval)
     scope = ["bars", series.info.symbol, series.interval]
     lo, hi, rows = page_bounds(series, start, end, limit, cursor, scope, settings)
     as_csv = wants_csv(request)
     cache: PageCache = request.app.state.page_cache
-    page_key = (series.info.symbol, series.interval, series.source, lo, hi, rows, as_csv)
+    page_key = (series.info.symbol, series.interval, series.source, lo, hi, rows, as_csv, session.value)
     fingerprint = None
     async with pool.connection() as conn:
         if cache.enabled:
@@ -116,10 +143,14 @@ async def get_bars(request: Request, pool: Pool, catalog: StoreCatalog, settings
             cached = cache.get(page_key, fingerprint)
             if cached is not None:
                 return Response(cached.body, media_type=cached.media_type, headers=cached.headers)
-        found = await (await conn.execute(queries.bars_page(series.rolled), range_params(series, lo, hi, rows),
-                                          binary=True)).fetchall()
-    # The extra row, if any, starts the next page: its bucket start is the cursor position.
-    next_cursor = encode_cursor(scope, to_us(found[rows][queries.PAGE_START_INDEX])) if len(found) > rows else None
+        if session is Session.ALL:
+            found = await fetch_page(conn, series, lo, hi, rows)
+            # The extra row, if any, starts the next page: its bucket start is the cursor position.
+            next_at = found[rows][queries.PAGE_START_INDEX] if len(found) > rows else None
+        else:
+            found, next_at = await fetch_session_page(conn, series, lo, hi, rows, settings.sessions(session.value),
+                                                      settings.api_max_scan_rows)
+    next_cursor = encode_cursor(scope, to_us(next_at)) if next_at is not None else None
     del found[rows:]
     key = (series.info.symbol, series.interval)  # every row's SERIES_KEY_COLUMNS
     headers = None
@@ -134,6 +165,47 @@ async def get_bars(request: Request, pool: Pool, catalog: StoreCatalog, settings
     if fingerprint is not None:
         cache.put(page_key, fingerprint, body, media_type, headers)
     return Response(body, media_type=media_type, headers=headers)
+
+
+Row = tuple[Any, ...]
+
+
+async def fetch_page(conn: AsyncConnection[Row], series: ResolvedSeries, lo: dt.datetime, hi: dt.datetime,
+                     rows: int) -> list[Row]:
+    """Up to ``rows`` + 1 bars starting in [lo, hi), oldest first (``queries.PAGE_COLUMNS``)."""
+    return await (await conn.execute(queries.bars_page(series.rolled), range_params(series, lo, hi, rows),
+                                     binary=True)).fetchall()
+
+
+async def fetch_session_page(conn: AsyncConnection[Row], series: ResolvedSeries, lo: dt.datetime,
+                             hi: dt.datetime, rows: int, sessions: SessionMap, max_scan_rows: int
+                             ) -> tuple[list[Row], dt.datetime | None]:
+    """Up to ``rows`` bars in [lo, hi) that overlap a session, and where the next page starts.
+
+    Reads in key order, in chunks, until ``rows`` + 1 bars are kept (the extra one starts the
+    next page), the range ends, or ``max_scan_rows`` stored bars were read (the next page then
+    starts after the last bar read, so a long closed stretch is crossed page by page).
+    """
+    step = dt.timedelta(microseconds=interval_micros(series.interval))
+    chunk = max(rows, min(SESSION_SCAN_ROWS, max_scan_rows // series.ratio - 1))
+    kept: list[Row] = []
+    scanned = 0
+    while True:
+        found = await fetch_page(conn, series, lo, hi, chunk)
+        more = len(found) > chunk
+        del found[chunk:]  # the probe row is read again as the next chunk's first
+        starts = np.fromiter((to_us(row[queries.PAGE_START_INDEX]) for row in found), dtype=np.int64,
+                             count=len(found))
+        inside = sessions.open_mask(series.info.symbol, starts, interval_micros(series.interval))
+        kept += [row for row, keep in zip(found, inside, strict=True) if keep]
+        if len(kept) > rows:
+            return kept, kept[rows][queries.PAGE_START_INDEX]
+        if not more:
+            return kept, None
+        lo = found[-1][queries.PAGE_START_INDEX] + step
+        scanned += len(found) * series.ratio
+        if scanned >= max_scan_rows:
+            return kept, lo
 
 
 def bars_csv(rows: list[tuple[Any, ...]]) -> str:
