@@ -29,6 +29,7 @@ FROM {table}
 WHERE (%(symbol)s::text IS NULL OR {symbol} = %(symbol)s)
   AND (%(kind)s::text IS NULL OR {kind} = %(kind)s)
   AND (%(since)s::timestamptz IS NULL OR {bucket_start} >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR {bucket_start} < %(until)s)
   AND (%(after_bucket_start)s::timestamptz IS NULL
        OR ({bucket_start}, {symbol}, {interval}, {kind})
           < (%(after_bucket_start)s, %(after_symbol)s, %(after_interval)s, %(after_kind)s))

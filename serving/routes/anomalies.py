@@ -19,13 +19,14 @@ ANOMALIES = Keyset(anomaly_queries.ANOMALIES_PAGE,
                    after=("after_bucket_start", "after_symbol", "after_interval", "after_kind"),
                    columns=anomaly_queries.ANOMALY_ROW_COLUMNS)
 SinceParam = Annotated[IsoDateTime | None, Query(description="Only anomalies of bars starting at or after this time.")]
+UntilParam = Annotated[IsoDateTime | None, Query(description="Only anomalies of bars starting before this time.")]
 
 
 @router.get("/anomalies", response_model=AnomaliesPage, responses=ERROR_RESPONSES, summary="Detected anomalies")
 async def get_anomalies(
     pool: Pool, settings: Settings,
     symbol: Annotated[str | None, Query(pattern=SYMBOL_PATTERN, description="Only this symbol.")] = None,
-    since: SinceParam = None,
+    since: SinceParam = None, until: UntilParam = None,
     kind: Annotated[AnomalyKind | None, Query(description="Only anomalies of this kind.")] = None,
     limit: LimitParam = None, cursor: CursorParam = None,
 ) -> Response:
@@ -39,7 +40,9 @@ async def get_anomalies(
     passed; `details` holds the inputs (window, median, scale...).
     """
     kind_value = kind.value if kind else None
-    return await keyset_page(pool, ANOMALIES, scope=["anomalies", symbol, since.isoformat() if since else None,
-                                                     kind_value],
-                             filters={"symbol": symbol, "kind": kind_value, "since": since}, limit=limit,
+    scope = ["anomalies", symbol, since.isoformat() if since else None, until.isoformat() if until else None,
+             kind_value]
+    return await keyset_page(pool, ANOMALIES, scope=scope,
+                             filters={"symbol": symbol, "kind": kind_value, "since": since, "until": until},
+                             limit=limit,
                              cursor=cursor, settings=settings)

@@ -130,13 +130,16 @@ def test_api_pages_through_everything_stored_newest_first(run, client):
     {"kind": "volume_spike"},
     {"since": "2024-03-05T18:00:00Z"},
     {"symbol": "AAPL", "kind": "stale_price", "since": "2024-03-05T15:00:00+00:00"},
+    {"until": "2024-03-05T18:00:00Z"},
+    {"symbol": "AAPL", "since": "2024-03-05T15:00:00Z", "until": "2024-03-05T19:00:00Z"},
 ])
-def test_api_filters_by_symbol_kind_and_since(run, client, query):
+def test_api_filters_by_symbol_kind_since_and_until(run, client, query):
     reference = stored(run[0])
     expected = reference[
         (reference.symbol == query.get("symbol", reference.symbol))
         & (reference.kind == query.get("kind", reference.kind))
-        & (reference.bucket_start >= pd.Timestamp(query.get("since", "1970-01-01T00:00:00Z")))]
+        & (reference.bucket_start >= pd.Timestamp(query.get("since", "1970-01-01T00:00:00Z")))
+        & (reference.bucket_start < pd.Timestamp(query.get("until", "2100-01-01T00:00:00Z")))]
     answer = client.get("/v1/anomalies", params={**query, "limit": 1000})
     assert answer.status_code == 200, answer.text
     served = answer.json()["items"]
@@ -148,6 +151,7 @@ def test_api_filters_by_symbol_kind_and_since(run, client, query):
     ({"kind": "meteor"}, "kind"),
     ({"symbol": "not a symbol"}, "symbol"),
     ({"since": "yesterday"}, "since"),
+    ({"until": "tomorrow"}, "until"),
     ({"cursor": "bm90LWEtY3Vyc29y"}, "cursor"),
 ])
 def test_api_refuses_bad_parameters_with_a_reason(client, query, complaint):
