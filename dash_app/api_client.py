@@ -186,6 +186,13 @@ class ApiClient:
         return self._get("/v1/risk", {"symbol": symbol, "interval": interval, "start": start, "end": end,
                                       "benchmark": benchmark})
 
+    def anomalies(self, symbol: str, *, start: str | None = None, end: str | None = None) -> list[dict]:
+        """``GET /v1/anomalies``: the detections on ``symbol``'s bars starting in [start, end),
+        oldest first: ``bucket_start``, ``interval``, ``kind``, ``score``, ``threshold``, ``details``."""
+        rows = self._paged("/v1/anomalies", {"symbol": symbol, "since": start, "until": end,
+                                              "limit": self.page_size})
+        return sorted(rows, key=lambda row: (row["bucket_start"], row["kind"]))
+
     def dead_letters(self, *, since: str | None = None, reason: str | None = None,
                      limit: int = MAX_ROWS) -> list[dict]:
         """``GET /v1/dead-letters``: rejected records (reason, detail, raw, origin, seen_at)."""

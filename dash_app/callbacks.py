@@ -69,7 +69,7 @@ def register_price_chart(app: Dash, client: ApiClient, clock: Clock) -> None:
 
 
 def register_analytics(app: Dash, client: ApiClient) -> None:
-    """The RSI, MACD and risk panels (``panels.analytics_update``).
+    """The RSI, MACD, risk and anomaly panels (``panels.analytics_update``).
 
     From the bars store, not the controls: the panels cover exactly the bars drawn, and follow
     them when a live tick brings new ones.
@@ -77,11 +77,11 @@ def register_analytics(app: Dash, client: ApiClient) -> None:
 
     @app.callback(
         Output("rsi-chart", "figure"), Output("macd-chart", "figure"), Output("risk-summary", "children"),
-        Input("bars-store", "data"),
+        Output("anomaly-list", "children"), Input("bars-store", "data"),
     )
     def update_analytics(stored: dict | None) -> tuple[Any, ...]:
         result = panels.analytics_update(client, stored)
-        return result.rsi, result.macd, result.risk
+        return result.rsi, result.macd, result.risk, result.anomalies
 
 
 def register_overview(app: Dash, client: ApiClient, settings: DashSettings, clock: Clock) -> None:

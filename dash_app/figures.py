@@ -1,7 +1,8 @@
 """Plotly figures of the dashboard, built by small plain functions (no Dash, no I/O).
 
-``candles_figure(bars, overlays)`` is the main chart: candlesticks with the chosen overlays,
-volume beneath and a volatility panel at the bottom, all sharing one time axis.
+``candles_figure(bars, overlays)`` is the main chart: candlesticks with the chosen overlays and
+the detected anomalies as markers, volume beneath and a volatility panel at the bottom, all
+sharing one time axis.
 
 Builders return the figure as a plotly JSON dict (``{"data": [...], "layout": {...}}``), which
 ``dcc.Graph`` takes as is and ``go.Figure(d)`` reads back. Traces are validated plotly objects;
@@ -19,7 +20,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from alphastream.intervals import interval_seconds
-from alphastream.records import DeadLetterReason
+from alphastream.records import AnomalyKind, DeadLetterReason
 from dash_app import indicators
 from dash_app.views import bars_frame
 
@@ -40,6 +41,14 @@ REASON_COLORS: dict[str, str] = {
     DeadLetterReason.BAD_SYMBOL: "#8b5cf6", DeadLetterReason.SINK_FAILED: "#111827",
 }
 OTHER_REASON_COLOR = "#64748b"  # a reason this dashboard does not know yet
+ANOMALY_COLORS: dict[str, str] = {
+    AnomalyKind.RETURN_OUTLIER.value: "#e11d48", AnomalyKind.GAP_JUMP.value: "#ea580c",
+    AnomalyKind.VOLUME_SPIKE.value: "#0284c7", AnomalyKind.STALE_PRICE.value: "#64748b",
+}
+OTHER_ANOMALY_COLOR = "#111827"  # a kind this dashboard does not know yet
+ANOMALY_MARKER_SIZE = 11
+# Markers sit this share of the shown price range above their bar's high, clear of the wick.
+ANOMALY_MARKER_LIFT = 0.02
 ROW_HEIGHTS = (0.62, 0.18, 0.20)  # price, volume, volatility
 Figure = dict  # plotly figure JSON: {"data": [trace dicts], "layout": {...}}
 # A quiet stretch longer than this many bars (and than MIN_GAP) is cut out of the time axis:
@@ -131,11 +140,12 @@ NO_LINES = indicators.OverlayLines()
 
 
 def candles_figure(bars: Sequence[dict] | pd.DataFrame, overlays: Overlays = Overlays(),
-                   lines: indicators.OverlayLines = NO_LINES) -> Figure:
+                   lines: indicators.OverlayLines = NO_LINES, anomalies: Sequence[dict] = ()) -> Figure:
     """Candlesticks with overlays, volume beneath and a volatility panel, one time axis.
 
     ``lines`` are the indicator lines from the API (``indicators.overlay_lines``), one value per
-    bar: the figure draws the lines it is given.
+    bar: the figure draws the lines it is given. ``anomalies`` (``GET /v1/anomalies``) are drawn
+    as markers over the bars they fired on (``anomaly_markers``).
     """
     frame = bars_frame(bars)
     if frame.empty:
@@ -150,6 +160,7 @@ def candles_figure(bars: Sequence[dict] | pd.DataFrame, overlays: Overlays = Ove
         showlegend=False, xaxis="x", yaxis="y",
     )]
     traces += _price_overlays(frame, x, overlays, lines)
+    traces += anomaly_markers(frame, anomalies, overlays.interval)
     up = frame["close"] >= frame["open"]
     traces.append(go.Bar(
         x=x, y=frame["volume"], name="volume", showlegend=False, xaxis="x2", yaxis="y2",
@@ -198,6 +209,37 @@ def _price_overlays(frame: pd.DataFrame, x: pd.Series, overlays: Overlays,
     if overlays.vwap:
         traces.append(go.Scatter(x=x, y=indicators.session_vwap(frame), name="VWAP (session)",
                                  line=dict(color=VWAP_COLOR, width=1.8), **line))
+    return traces
+
+
+def anomaly_markers(frame: pd.DataFrame, anomalies: Sequence[dict], interval: str) -> list[go.Scatter]:
+    """One marker trace per anomaly kind on the price panel: each anomaly above the high of the
+    chart's bar holding its bucket (a detection on 1m bars lands on the 5m bar that contains it);
+    hover shows kind, score and threshold. Anomalies outside the bars drawn are left out."""
+    if not len(anomalies) or frame.empty:
+        return []
+    found = pd.DataFrame(list(anomalies))
+    step = pd.Timedelta(seconds=interval_seconds(interval))
+    # Buckets are aligned to the Unix epoch, as the pipeline and the API's roll-ups align them.
+    found["bar_start"] = pd.to_datetime(found["bucket_start"], utc=True, format="ISO8601").dt.floor(step)
+    highs = frame.set_index("bucket_start")["high"]
+    found = found[found["bar_start"].isin(highs.index)]
+    if found.empty:
+        return []
+    lift = (frame["high"].max() - frame["low"].min()) * ANOMALY_MARKER_LIFT
+    found["y"] = found["bar_start"].map(highs) + lift
+    found["at"] = pd.to_datetime(found["bucket_start"], utc=True, format="ISO8601").dt.strftime("%Y-%m-%d %H:%M")
+    traces = []
+    for kind, group in found.groupby("kind", sort=True):
+        traces.append(go.Scatter(
+            x=group["bar_start"].dt.tz_localize(None), y=group["y"], name=str(kind).replace("_", " "),
+            mode="markers", xaxis="x", yaxis="y", legendgroup="anomalies",
+            marker=dict(symbol="triangle-down", size=ANOMALY_MARKER_SIZE,
+                        color=ANOMALY_COLORS.get(str(kind), OTHER_ANOMALY_COLOR), line=dict(color="#ffffff", width=1)),
+            customdata=group[["kind", "score", "threshold", "at", "interval"]].to_numpy(dtype=object),
+            hovertemplate=("%{customdata[0]}: score %{customdata[1]:.2f}, threshold %{customdata[2]:.2f}"
+                           "<br>%{customdata[3]} UTC (%{customdata[4]} bar)<extra>anomaly</extra>"),
+        ))
     return traces
 
 
@@ -305,7 +347,9 @@ def warm_up() -> None:
              "trades": 1, "timing": "ON_TIME", "pane_index": 0} for i in range(3)]
     line = [1.0] * len(bars)
     lines = indicators.OverlayLines(sma={2: line}, ema={2: line}, bollinger=(line, line, line), volatility=line)
-    candles_figure(bars, Overlays(sma=(2,), ema=(2,), vwap=True, bollinger=2, volatility=2), lines)
+    anomaly = {"bucket_start": start.isoformat(), "interval": "1m", "kind": AnomalyKind.RETURN_OUTLIER.value,
+               "score": 1.0, "threshold": 1.0}
+    candles_figure(bars, Overlays(sma=(2,), ema=(2,), vwap=True, bollinger=2, volatility=2), lines, [anomaly])
     dead_letters_figure(pd.DataFrame({"bad_json": [1]}, index=pd.DatetimeIndex([start])))
     throughput_figure(pd.DataFrame({"ticks": [1.0], "bars": [1.0]}, index=pd.DatetimeIndex([start])))
     points = [{"bucket_start": bar["bucket_start"], "value": 1.0, "signal": 1.0, "histogram": 0.0} for bar in bars]

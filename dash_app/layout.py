@@ -113,15 +113,16 @@ def _side_panels() -> html.Div:
 
 
 def _analytics_card() -> html.Section:
-    """RSI, MACD and the risk summary of the bars the chart shows (dash_app/panels.py)."""
+    """RSI, MACD, the risk summary and the anomalies of the bars the chart shows (dash_app/panels.py)."""
     def graph(graph_id: str, title: str) -> html.Div:
         return html.Div([html.H3(title), dcc.Graph(id=graph_id, responsive=True, className="small-chart",
                                                    config={"displayModeBar": False})])
 
     return html.Section([
-        html.H2("Indicators and risk · this range"),
+        html.H2("Indicators, risk and anomalies · this range"),
         html.Div([graph("rsi-chart", "RSI (14)"), graph("macd-chart", "MACD (12, 26, 9)"),
-                  html.Div([html.H3("Risk"), html.Div(id="risk-summary", children="Loading…")])],
+                  html.Div([html.H3("Risk"), html.Div(id="risk-summary", children="Loading…")]),
+                  html.Div([html.H3("Anomalies"), html.Div(id="anomaly-list", children="Loading…")])],
                  className="analytics-grid", style=ANALYTICS_GRID),
     ], className="card analytics-card", id="analytics", style={"marginTop": "10px"})
 

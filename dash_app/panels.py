@@ -1,5 +1,5 @@
 """View logic of the panels as plain functions: the watchlist, the pipeline health, and the
-indicator (RSI, MACD) and risk panels under the chart.
+indicator (RSI, MACD), risk and anomaly panels under the chart.
 
 The indicator and risk panels show what the API computes (``/v1/indicators``, ``/v1/risk``) for
 exactly the bars the chart holds: one definition, the API's. The side panels are computed
@@ -144,11 +144,15 @@ def throughput_per_minute(bars_by_symbol: Mapping[str, Sequence[dict]]) -> pd.Da
 RSI_WINDOW = 14  # Wilder's own
 
 
+ANOMALY_LIST_ROWS = 8  # newest first; the chart marks every one
+
+
 @dataclass(frozen=True)
 class AnalyticsUpdate:
     rsi: Figure
     macd: Figure
     risk: Any  # the risk summary's children
+    anomalies: Any  # the anomaly list's children
 
 
 def chart_span(stored: dict | None) -> tuple[str, str, str, str] | None:
@@ -194,12 +198,34 @@ def risk_table(risk: dict) -> html.Table:
                                   for label, text in risk_rows(risk)]), className="watch-table risk-table")
 
 
+def anomaly_rows(anomalies: Sequence[dict]) -> list[tuple[str, str, str]]:
+    """The anomaly list as (time, kind, score / threshold) lines, newest first."""
+    newest = sorted(anomalies, key=lambda a: (a["bucket_start"], a["kind"]), reverse=True)
+    return [(f"{parse_time(a['bucket_start']):%m-%d %H:%M}", a["kind"].replace("_", " "),
+             f"{a['score']:.2f} / {a['threshold']:.2f}") for a in newest[:ANOMALY_LIST_ROWS]]
+
+
+def anomaly_table(anomalies: Sequence[dict]) -> html.Table | str:
+    """The anomalies the chart marks (``GET /v1/anomalies``), as a table, newest first."""
+    if not anomalies:
+        return "No anomalies detected in this range."
+    rows = [html.Tr([html.Th("UTC"), html.Th("kind"), html.Th("score / limit", className="num")])]
+    rows += [html.Tr([html.Td(at), html.Td(kind), html.Td(score, className="num")])
+             for at, kind, score in anomaly_rows(anomalies)]
+    more = len(anomalies) - ANOMALY_LIST_ROWS
+    if more > 0:
+        rows.append(html.Tr(html.Td(f"+{more} more, marked on the chart", colSpan=3)))
+    return html.Table(html.Tbody(rows), className="watch-table anomaly-table")
+
+
 def analytics_update(client: ApiClient, stored: dict | None) -> AnalyticsUpdate:
-    """RSI and MACD charts and the risk summary for the bars the chart holds, from the API."""
+    """RSI and MACD charts and the risk summary for the bars the chart holds, from the API, and
+    the list of the anomalies the chart marks (held with its bars)."""
     span = chart_span(stored)
     if span is None:
         empty = message_figure("No bars in this range")
-        return AnalyticsUpdate(empty, empty, "No bars in this range.")
+        return AnalyticsUpdate(empty, empty, "No bars in this range.", "No bars in this range.")
+    anomalies = anomaly_table((stored or {}).get("anomalies") or [])
     symbol, interval, start, end = span
     try:
         rsi = client.indicator(symbol, interval, "rsi", window=RSI_WINDOW, start=start, end=end)
@@ -208,5 +234,6 @@ def analytics_update(client: ApiClient, stored: dict | None) -> AnalyticsUpdate:
     except ApiError as err:
         log.warning("indicators and risk: %s", err)
         unavailable = message_figure("Indicators unavailable")
-        return AnalyticsUpdate(unavailable, unavailable, str(err))
-    return AnalyticsUpdate(rsi_figure(rsi, interval, RSI_WINDOW), macd_figure(macd, interval), risk_table(risk))
+        return AnalyticsUpdate(unavailable, unavailable, str(err), anomalies)
+    return AnalyticsUpdate(rsi_figure(rsi, interval, RSI_WINDOW), macd_figure(macd, interval), risk_table(risk),
+                           anomalies)

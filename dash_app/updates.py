@@ -147,14 +147,26 @@ def chart_update(client: ApiClient, *, key: list, overlays: Overlays, live: bool
         text = (f"No {interval} bars for {symbol} between {window['start'][:16]} and "
                 f"{window['end'][:16]} UTC")
         return ChartUpdate(message_figure(text), data, *status(text, "warn"))
-    try:  # the indicator lines come from the API: one definition of each indicator
+    try:  # the indicator lines and the anomalies come from the API: one definition of each
         lines = indicators.overlay_lines(client, symbol, interval, bars, overlays)
+        anomalies = chart_anomalies(client, data)
     except ApiError as err:
         log.warning("chart lines: %s", err)
         if live_tick:
             return ChartUpdate(NO_UPDATE, NO_UPDATE, *status(f"{err} (showing the last chart drawn)", "error"))
         return ChartUpdate(message_figure(str(err)), None, *status(str(err), error_kind(err)))
-    return ChartUpdate(candles_figure(bars, overlays, lines), data, *chart_status(symbol, interval, bars, live, now))
+    data = {**data, "anomalies": anomalies}  # listed by the analytics panel (panels.anomaly_table)
+    return ChartUpdate(candles_figure(bars, overlays, lines, anomalies), data,
+                       *chart_status(symbol, interval, bars, live, now))
+
+
+def chart_anomalies(client: ApiClient, data: dict) -> list[dict]:
+    """The anomalies detected on the bars the chart holds (``GET /v1/anomalies``)."""
+    span = panels.chart_span(data)
+    if span is None:
+        return []
+    symbol, _, start, end = span
+    return client.anomalies(symbol, start=start, end=end)
 
 
 NO_DATA_HINT = ("The store has no bars yet: run the pipeline (python -m pipeline) "

@@ -1,10 +1,12 @@
-"""The RSI, MACD and risk panels in a real headless Chromium, over the real API and PostgreSQL
-filled by the pipeline (the fixtures of tests/fixtures/browser.py): the panels draw the API's
+"""The RSI, MACD, risk and anomaly panels and the chart's anomaly markers in a real headless
+Chromium, over the real API and PostgreSQL filled by the pipeline (the fixtures of
+tests/fixtures/browser.py, anomalies from tests/fixtures/analytics.py): the panels draw the API's
 values for the bars the chart shows. Saves ``dashboard-analytics.png`` (1280x800, scrolled down
 to the panels, under the bottom of the chart) into ``screenshot_dir``."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from selenium.webdriver.common.by import By
@@ -13,6 +15,7 @@ from dash_app import panels
 from dash_app.api_client import ApiClient
 from dash_app.app import create_app
 from dash_app.settings import DashSettings
+from dash_app.views import parse_time
 from tests.fixtures.browser import (
     WINDOW_SIZE,
     candles_drawn,
@@ -31,6 +34,13 @@ var g = document.querySelector('#' + arguments[0] + ' .js-plotly-plot');
 if (!g || !g._fullData || !g._fullData.length) return null;
 return g._fullData.map(t => ({name: t.name, y: Array.from(t.y || [])}));
 """
+# The price chart's marker traces: {x, kind per point}.
+MARKERS_JS = """
+var g = document.querySelector('#price-chart .js-plotly-plot');
+if (!g || !g._fullData) return null;
+return g._fullData.filter(t => t.mode === 'markers').map(
+    t => ({x: Array.from(t.x), kinds: Array.from(t.customdata).map(row => row[0])}));
+"""
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +51,8 @@ def analytics_dash_url(api_url):
         yield url
 
 
-def test_panels_draw_the_apis_indicators_and_risk(browser, api_url, analytics_dash_url, screenshot_dir):
+def test_panels_draw_the_apis_indicators_risk_and_anomalies(browser, api_url, dashboard_anomalies, analytics_dash_url,
+                                                            screenshot_dir):
     client = ApiClient(api_url)
     set_viewport(browser, *WINDOW_SIZE)
     install_draw_probe(browser)
@@ -65,6 +76,16 @@ def test_panels_draw_the_apis_indicators_and_risk(browser, api_url, analytics_da
         shown = [(r.find_element(By.TAG_NAME, "th").text, r.find_element(By.TAG_NAME, "td").text) for r in rows]
         assert shown == panels.risk_rows(risk)
         assert risk["bars"] == len(bars)
+
+        found = client.anomalies(symbol, start=start, end=end)
+        assert len(found) == 4 and {a["symbol"] for a in found} == {symbol}
+        markers = wait_for(lambda: browser.execute_script(MARKERS_JS), "the anomaly markers")
+        drawn = sorted((kind, pd.Timestamp(x)) for trace in markers for x, kind in zip(trace["x"], trace["kinds"],
+                                                                                       strict=True))
+        assert drawn == sorted((a["kind"], parse_time(a["bucket_start"]).tz_localize(None)) for a in found)
+        listed = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#anomaly-list tr"), "the anomaly list")
+        assert [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")] for row in listed[1:]] == [
+            list(row) for row in panels.anomaly_rows(found)]
 
         browser.execute_script("document.getElementById('analytics').scrollIntoView({block: 'end'})")
         top, bottom = browser.execute_script(

@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from dash_app import figures, indicators
+from dash_app import figures, indicators, views
 from dash_app.figures import Overlays, gap_breaks
 from dash_app.panels import dead_letter_counts
 from dash_app.views import bars_frame
@@ -134,3 +134,44 @@ def test_throughput_figure_plots_both_rates():
     fig = throughput_figure(rates)
     assert list(_trace(fig, "ticks/min").y) == [100.0, 120.0, 90.0]
     assert _trace(fig, "bars/min").yaxis == "y2"
+
+
+def _anomaly(bucket_start: str, kind: str, score: float, threshold: float, interval: str = "1m") -> dict:
+    """An anomaly as ``GET /v1/anomalies`` serves it."""
+    return {"symbol": "AAPL", "interval": interval, "bucket_start": bucket_start, "kind": kind, "score": score,
+            "threshold": threshold, "details": {}, "updated_at": bucket_start}
+
+
+def test_anomalies_are_marked_above_their_bars_with_kind_score_and_threshold():
+    bars = make_bars(60)
+    anomalies = [_anomaly(bars[10]["bucket_start"], "return_outlier", 7.25, 6.0),
+                 _anomaly(bars[40]["bucket_start"], "return_outlier", -8.5, 6.0),
+                 _anomaly(bars[25]["bucket_start"], "volume_spike", 12.0, 8.0)]
+    fig = candles_figure(bars, Overlays(), figures.NO_LINES, anomalies)
+    outliers, spikes = _trace(fig, "return outlier"), _trace(fig, "volume spike")
+    assert outliers.mode == "markers" and outliers.yaxis == "y" and outliers.xaxis == "x"
+    assert [pd.Timestamp(x) for x in outliers.x] == [pd.Timestamp(bars[i]["bucket_start"]).tz_localize(None)
+                                                     for i in (10, 40)]
+    assert [pd.Timestamp(x) for x in spikes.x] == [pd.Timestamp(bars[25]["bucket_start"]).tz_localize(None)]
+    for trace, indices in ((outliers, (10, 40)), (spikes, (25,))):
+        assert all(y > bars[i]["high"] for y, i in zip(trace.y, indices, strict=True))
+    assert [tuple(row[:3]) for row in outliers.customdata] == [("return_outlier", 7.25, 6.0),
+                                                                ("return_outlier", -8.5, 6.0)]
+    assert "score" in outliers.hovertemplate and "threshold" in outliers.hovertemplate
+    assert outliers.marker.color != spikes.marker.color
+
+
+def test_an_anomaly_lands_on_the_chart_bar_holding_its_bucket():
+    bars = make_bars(12, interval="5m")
+    inside = pd.Timestamp(bars[3]["bucket_start"]) + pd.Timedelta(minutes=2)  # a 1m detection in bar 3
+    before = pd.Timestamp(bars[0]["bucket_start"]) - pd.Timedelta(minutes=1)  # not on the chart
+    anomalies = [_anomaly(views.iso(inside), "stale_price", 30, 30), _anomaly(views.iso(before), "gap_jump", 9, 6)]
+    fig = candles_figure(bars, Overlays(interval="5m"), figures.NO_LINES, anomalies)
+    stale = _trace(fig, "stale price")
+    assert [pd.Timestamp(x) for x in stale.x] == [pd.Timestamp(bars[3]["bucket_start"]).tz_localize(None)]
+    assert not any(t.name == "gap jump" for t in fig.data)
+
+
+def test_no_anomalies_no_markers():
+    fig = candles_figure(make_bars(30), Overlays(), figures.NO_LINES, [])
+    assert not any(t.mode == "markers" for t in fig.data if t.type == "scatter")

@@ -6,12 +6,13 @@ result is checked against the API's and the database's own answers.
 """
 from __future__ import annotations
 
+import pandas as pd
 import plotly.graph_objects as go
 import psycopg
 import pytest
 
 from alphastream.local_services import free_port
-from dash_app import updates, views
+from dash_app import panels, updates, views
 from dash_app.api_client import ApiClient
 from dash_app.figures import Overlays
 from tests.fixtures.browser import serve_api
@@ -50,6 +51,28 @@ def test_first_load_draws_the_last_day_of_bars(client, symbol):
     assert result.store["bars"] == expected
     assert result.status_class == "status status-ok"
     assert f"{symbol} · 1m · {len(expected)} bars" in result.status_text and result.status_text.endswith("live")
+
+
+@pytest.mark.parametrize("interval", ["1m", "5m"])
+def test_the_chart_marks_the_anomalies_of_the_bars_it_shows(client, symbol, dashboard_anomalies, interval):
+    result = first_load(client, [symbol, interval, "1d", None, None], Overlays(interval=interval, title="chart"))
+    figure = go.Figure(result.figure)
+    markers = [t for t in figure.data if t.type == "scatter" and t.mode == "markers"]
+    step = pd.Timedelta(interval)
+    expected = sorted((a.kind, pd.Timestamp(a.bucket_start_us, unit="us").floor(step)) for a in dashboard_anomalies
+                      if a.symbol == symbol)
+    drawn = sorted((row[0], pd.Timestamp(x)) for t in markers for x, row in zip(t.x, t.customdata, strict=True))
+    assert drawn == expected and len(drawn) == 4
+    highs = {views.parse_time(b["bucket_start"]).tz_localize(None): b["high"] for b in result.store["bars"]}
+    assert all(y > highs[pd.Timestamp(x)] for t in markers for x, y in zip(t.x, t.y, strict=True))
+    served = client.anomalies(symbol, start=result.store["window"]["start"], end=result.store["window"]["end"])
+    assert sorted((a["kind"], a["score"], a["threshold"]) for a in served) == sorted(
+        (a.kind, a.score, a.threshold) for a in dashboard_anomalies if a.symbol == symbol)
+    # The analytics panel lists them from the chart's store, newest first.
+    listed = panels.analytics_update(client, result.store).anomalies.to_plotly_json()["props"]["children"]
+    cells = [[cell.children for cell in row.children] for row in listed.children[1:]]
+    assert cells == [list(row) for row in panels.anomaly_rows(served)] and len(cells) == 4
+    assert [kind for _, kind, _ in cells] == [a["kind"].replace("_", " ") for a in reversed(served)]
 
 
 def test_client_follows_the_cursor_across_pages(client, api_url, symbol):
