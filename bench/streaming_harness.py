@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ContextManager
@@ -228,30 +228,37 @@ def _start_pipeline(args: list[str], env: dict[str, str]) -> tuple[subprocess.Po
     return process, log
 
 
-def _run_feed(args: list[str], env: dict[str, str], timeout: float) -> tuple[int, float]:
-    """``python -m ingestion --source synthetic ARGS`` to its end: (ticks published, seconds it ran)."""
-    feed = subprocess.run([sys.executable, "-m", "ingestion", "--source", "synthetic", *args],
+INGESTION = ("-m", "ingestion")
+
+
+def _run_feed(args: list[str], env: dict[str, str], timeout: float,
+              feed: Sequence[str] = INGESTION) -> tuple[int, float]:
+    """``python FEED --source synthetic ARGS`` (FEED: ``-m ingestion`` or a script taking its flags)
+    to its end: (ticks published, seconds it ran)."""
+    feed_run = subprocess.run([sys.executable, *feed, "--source", "synthetic", *args],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    match = _FINAL_LINE.search(feed.stderr)
-    if feed.returncode != 0 or not match:
-        raise RuntimeError(f"ingestion failed ({feed.returncode}):\n{feed.stderr[-FEED_LOG_TAIL_CHARS:]}")
+    match = _FINAL_LINE.search(feed_run.stderr)
+    if feed_run.returncode != 0 or not match:
+        raise RuntimeError(f"ingestion failed ({feed_run.returncode}):\n{feed_run.stderr[-FEED_LOG_TAIL_CHARS:]}")
     return int(match["published"]), float(match["seconds"])
 
 
 def measure_run(args: argparse.Namespace, db_url: str, env: dict[str, str], *, source: list[str], sink: list[str],
-                beside_feed: Callable[[], ContextManager[Any]] = contextlib.nullcontext) -> RunResult:
+                beside_feed: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
+                feed: Sequence[str] = INGESTION, after_drain: Callable[[], None] = lambda: None) -> RunResult:
     """One run on an emptied database: start the pipeline (``source``: its source flags), then,
-    with ``beside_feed()`` entered and the bars watched, run the feed (``sink``: its sink flags)
-    to its end and wait for the bars to drain. The pipeline stops before the watch does, so every
-    write it made is seen."""
+    with ``beside_feed()`` entered and the bars watched, run the feed (``sink``: its sink flags;
+    ``feed``: what runs it) to its end, wait for the bars to drain, then ``after_drain()``. The
+    pipeline stops before the watch does, so every write it made is seen."""
     with psycopg.connect(db_url) as conn:
-        conn.execute("TRUNCATE bars, dead_letters")
+        conn.execute("TRUNCATE bars, dead_letters, anomalies")
     process, _ = _start_pipeline([*source, *_pipeline_args(args, db_url)], env)
     try:
         with beside_feed(), BarWatch(db_url, args.interval) as watch:
             timeout = args.seconds * FEED_TIMEOUT_FACTOR + FEED_TIMEOUT_SLACK_SECONDS
-            published, publish_seconds = _run_feed([*sink, *_feed_args(args)], env, timeout)
+            published, publish_seconds = _run_feed([*sink, *_feed_args(args)], env, timeout, feed)
             wait_for_drain(db_url, args.interval, published)
+            after_drain()
             stop_process(process, "pipeline")
     finally:
         stop_process(process, "pipeline")
