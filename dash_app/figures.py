@@ -233,7 +233,7 @@ def anomaly_markers(frame: pd.DataFrame, anomalies: Sequence[dict], interval: st
     for kind, group in found.groupby("kind", sort=True):
         traces.append(go.Scatter(
             x=group["bar_start"].dt.tz_localize(None), y=group["y"], name=str(kind).replace("_", " "),
-            mode="markers", xaxis="x", yaxis="y", legendgroup="anomalies",
+            mode="markers", xaxis="x", yaxis="y",
             marker=dict(symbol="triangle-down", size=ANOMALY_MARKER_SIZE,
                         color=ANOMALY_COLORS.get(str(kind), OTHER_ANOMALY_COLOR), line=dict(color="#ffffff", width=1)),
             customdata=group[["kind", "score", "threshold", "at", "interval"]].to_numpy(dtype=object),

@@ -125,7 +125,7 @@ def save_screenshot(page, folder: Path, name: str) -> Path:
     return path
 
 
-def test_chart_draws_every_bar_of_the_day(page, client, dashboard_db, screenshot_dir):
+def test_chart_draws_every_bar_of_the_day(dashboard_anomalies, page, client, dashboard_db, screenshot_dir):
     symbols = [s.symbol for s in client.symbols()]
     assert len(symbols) == 3, symbols
     symbol = "AAPL" if "AAPL" in symbols else symbols[0]
@@ -149,6 +149,9 @@ def test_chart_draws_every_bar_of_the_day(page, client, dashboard_db, screenshot
         "return Array.from(document.querySelectorAll('#watchlist tbody tr .sym'), cell => cell.textContent)")
     assert sorted(shown) == sorted(symbols)
     assert "API ok" in page.find_element(By.ID, "api-status").text
+    markers = page.execute_script("var g = document.querySelector('#price-chart .js-plotly-plot');"
+                                  "return g._fullData.filter(t => t.mode === 'markers').map(t => t.x.length);")
+    assert sum(markers) == sum(a.symbol == symbol for a in dashboard_anomalies) == 4  # one of each kind
     save_screenshot(page, screenshot_dir, "dashboard.png")
 
 
