@@ -3,7 +3,8 @@
 Shared by the pipeline (which windows by them) and the API (which rolls stored bars up to
 larger multiples), so both agree on spelling and alignment. Buckets are aligned to the Unix
 epoch, which is also what Beam's FixedWindows and PostgreSQL's date_bin (with an epoch
-origin) do.
+origin) do; the pipeline's ``1d`` bars are the exception: they follow the trading session
+(transforms.session_days).
 """
 from __future__ import annotations
 

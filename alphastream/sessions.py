@@ -11,7 +11,8 @@ Two kinds of hours:
   days: from 04:00 exchange time to 4 hours after the regular close (20:00, or 17:00 on a
   half-day). The calendar does not model extended hours; this convention is ours.
 
-Used by gap filling (``transforms.gap_fill``): a bucket is filled only if it overlaps a session.
+Used by gap filling (``transforms.gap_fill``): a bucket is filled only if it overlaps a session;
+and by daily bars (``transforms.session_days``): a ``1d`` bar is a session, opening at its open.
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from exchange_calendars import ExchangeCalendar
 
 ALWAYS_OPEN = "24/7"
+DAY_US = 86_400_000_000
+NO_SESSION = np.iinfo(np.int64).min  # session_bounds' open and close of a time in no session
 EQUITY_EXCHANGE = "XNYS"
 HOURS = ("regular", "extended")
 PRE_MARKET_OPEN = pd.Timedelta(hours=4)  # 04:00 exchange time
@@ -77,6 +80,14 @@ def _sessions(name: str, hours: str, first_day: str, last_day: str) -> tuple[np.
     return _micros(opens), _micros(closes)
 
 
+def _sessions_around(name: str, hours: str, first_us: int, last_us: int) -> tuple[np.ndarray, np.ndarray]:
+    """(opens, closes) of ``name``'s sessions that may hold a time in [first_us, last_us]."""
+    # Sessions are dated by their local day: one day either side covers every time zone.
+    first_day = pd.Timestamp(first_us - DAY_US, unit="us").strftime("%Y-%m-%d")
+    last_day = pd.Timestamp(last_us + DAY_US, unit="us").strftime("%Y-%m-%d")
+    return _sessions(name, hours, first_day, last_day)
+
+
 @dataclass(frozen=True)
 class SessionMap:
     """Symbol -> exchange calendar, and which hours count as open."""
@@ -100,13 +111,28 @@ class SessionMap:
         exchange = self.exchange(symbol)
         if exchange == ALWAYS_OPEN or not len(starts):
             return np.ones(len(starts), dtype=bool)
-        day = 86_400_000_000
-        # Sessions are dated by their local day: one day either side covers every time zone.
-        first_day = pd.Timestamp(int(starts.min()) - day, unit="us").strftime("%Y-%m-%d")
-        last_day = pd.Timestamp(int(starts.max()) + day, unit="us").strftime("%Y-%m-%d")
-        opens, closes = _sessions(exchange, self.hours, first_day, last_day)
+        opens, closes = _sessions_around(exchange, self.hours, int(starts.min()), int(starts.max()))
         index = np.searchsorted(closes, starts, side="right")  # the first session closing after the start
         inside = index < len(closes)
         overlaps = np.zeros(len(starts), dtype=bool)
         overlaps[inside] = opens[index[inside]] < starts[inside] + width_us
         return overlaps
+
+    def session_bounds(self, symbol: str, ts_us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(open, close) in epoch us of the session [open, close) holding each time, both
+        NO_SESSION for a time outside every session. A 24/7 symbol's session is its UTC day."""
+        ts = np.asarray(ts_us, dtype=np.int64)
+        if self.exchange(symbol) == ALWAYS_OPEN:
+            day_start = ts - ts % DAY_US
+            return day_start, day_start + DAY_US
+        if not len(ts):
+            return ts.copy(), ts.copy()
+        opens, closes = _sessions_around(self.exchange(symbol), self.hours, int(ts.min()), int(ts.max()))
+        index = np.searchsorted(closes, ts, side="right")  # the first session closing after the time
+        inside = index < len(closes)
+        inside[inside] = opens[index[inside]] <= ts[inside]
+        found = np.where(inside, index, 0)
+        no_session = np.full(len(ts), NO_SESSION, dtype=np.int64)
+        if not len(closes):
+            return no_session, no_session.copy()
+        return np.where(inside, opens[found], no_session), np.where(inside, closes[found], no_session)

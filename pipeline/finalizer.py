@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 
 import psycopg
 
+from alphastream.sessions import SessionMap
 from alphastream.settings import mask_dsn
 from pipeline.dead_letter_replay import MTIME_MARGIN_SECONDS, replay_dead_letters
 from pipeline.repair import closed_until, iso_time, recompute, store_final
@@ -79,6 +80,7 @@ class BarFinalizer:
     every_seconds: float = 10.0
     now_us: NowFn = field(default=lambda: time.time_ns() // 1_000)
     fill: FillPolicy | None = None  # the live run's gap filling, so final bars keep its fills
+    sessions: SessionMap | None = None  # the live run's sessions, which its 1d bars follow
     lake: str | None = None
     passes: list[PassResult] = field(default_factory=list)
     mark_us: int | None = None  # the stored mark as last read or written: bars before it are final
@@ -90,7 +92,7 @@ class BarFinalizer:
     def run_once(self) -> PassResult | None:
         """One pass: finalise everything between the stored mark and the closed edge. Returns
         None when there is nothing new to finalise; raises when the database is unreachable."""
-        edge = closed_until(self.now_us(), self.allowed_lateness_seconds, self.intervals)
+        edge = closed_until(self.now_us(), self.allowed_lateness_seconds, self.intervals, self.sessions)
         mark = read_mark(self.db_url, self.archive)
         if mark is None:  # a new archive: nothing before now was ever provisional here
             write_mark(self.db_url, self.archive, edge)
@@ -99,7 +101,8 @@ class BarFinalizer:
         self.mark_us = mark
         if edge <= mark:
             return None
-        result = recompute(self.archive, mark, edge, self.intervals, now_us=self.now_us(), fill=self.fill)
+        result = recompute(self.archive, mark, edge, self.intervals, now_us=self.now_us(), fill=self.fill,
+                           sessions=self.sessions)
         failed = store_final(self.db_url, result.bars)
         outcome = PassResult(mark, edge, len(result.bars), failed)
         if failed:  # leave the mark: the next pass repeats the range (stores are idempotent)

@@ -5,7 +5,7 @@ it fast; streaming keeps each message's ticks grouped per (symbol, second) throu
 and pre-aggregation, then into event-time windows. Both produce the same Bars for the same
 ticks (tests/transforms/test_batch_bars.py) and hand them to one ``write_outputs``
 (pipeline.outputs). Labels are stable: Dataflow uses them to match steps when a streaming job
-is updated.
+is updated. ``1d`` bars follow each symbol's trading session (``session_map``).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from alphastream.records import Tick
+from alphastream.sessions import SessionMap, parse_exchange_map
 from alphastream.synthetic import MarketSpec
 from pipeline.options import AlphastreamOptions, dedup_horizon_seconds
 from pipeline.outputs import ComputedBars, GraphOutputs, write_outputs
@@ -43,7 +44,7 @@ def build_graph(p: beam.Pipeline, opts: AlphastreamOptions, *, streaming: bool, 
 def batch_bars(p: beam.Pipeline, opts: AlphastreamOptions, now_us: NowFn, day: dt.date) -> ComputedBars:
     """Files or the synthetic market -> tick tables -> final bars."""
     tables, dead_letters = read_batch(p, opts, now_us, day)
-    bars = tables | "Bars" >> BatchBars(opts.intervals, dedup_horizon_seconds(opts))
+    bars = tables | "Bars" >> BatchBars(opts.intervals, dedup_horizon_seconds(opts), sessions=session_map(opts))
     return ComputedBars(bars=bars, ticks=tables if opts.write_ticks else None, dead_letters=dead_letters)
 
 
@@ -55,12 +56,18 @@ def streaming_bars(p: beam.Pipeline, opts: AlphastreamOptions, now_us: NowFn) ->
     parsed = payloads | "ParseTicks" >> ParseTickBatches(now_us, _default_source(opts), _policy(opts),
                                                          DEDUP_BUCKET_US)
     unique = parsed[TICKS] | "DedupTrades" >> DedupTickBatches(DEDUP_BUCKET_US, dedup_horizon_seconds(opts))
-    bars = unique | "Bars" >> BarsFromTickBatches(opts.intervals, opts.allowed_lateness, opts.early_firing_seconds)
+    bars = unique | "Bars" >> BarsFromTickBatches(opts.intervals, opts.allowed_lateness, opts.early_firing_seconds,
+                                                  session_map(opts))
     # Tick records are ungrouped only when stored (the DirectRunner computes every branch,
     # used or not, and per-tick elements are what the grouping avoids).
     ticks = (unique | "UngroupTicks" >> beam.FlatMap(lambda group: group[1]).with_output_types(Tick)
              if opts.write_ticks else None)
     return ComputedBars(bars=bars, ticks=ticks, dead_letters=[parsed[DEAD_LETTERS]])
+
+
+def session_map(opts: AlphastreamOptions) -> SessionMap:
+    """The run's trading sessions per symbol (--exchange_map, --fill_session_hours): 1d bars follow them."""
+    return SessionMap(parse_exchange_map(opts.exchange_map), opts.fill_session_hours)
 
 
 def _policy(opts: AlphastreamOptions) -> ValidationPolicy:

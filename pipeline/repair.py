@@ -12,6 +12,11 @@ final revision (``store.revisions``), such a bar is never overwritten by a strea
 
 The streaming pipeline runs it by itself (``--archive``): at start-up for the range a previous
 run may have left short, then for each stretch of closed windows as time passes.
+
+With sessions (``1d`` bars follow the trading session, ``transforms.session_days``), a range
+owns the ``1d`` bars of the sessions *opening* in it: it reads up to a day past its end, where
+every such session has closed, and a ``1d`` bar is closed once a whole UTC day has passed after
+the range (sessions are shorter than a day).
 """
 from __future__ import annotations
 
@@ -26,10 +31,11 @@ import pyarrow as pa
 
 from alphastream.intervals import DEFAULT_INTERVALS, interval_micros, parse_intervals
 from alphastream.records import Bar
-from alphastream.sessions import HOURS, SessionMap, parse_exchange_map
+from alphastream.sessions import DAY_US, HOURS, SessionMap, parse_exchange_map
 from alphastream.tick_archive import ArchiveReadStats, read_archive
 from transforms.batch_bars import bars_from_ordered_ticks, winning_deliveries
 from transforms.gap_fill import DEFAULT_MAX_GAP_SECONDS, FillPolicy, fill_series
+from transforms.session_days import follows_sessions
 from transforms.tick_tables import ticks_to_table
 from transforms.validation import TickRejected, ValidationPolicy, tick_from_fields
 
@@ -68,20 +74,28 @@ def aligned_range(start_us: int, end_us: int, intervals: Sequence[str]) -> tuple
     return start_us - start_us % largest, -(-end_us // largest) * largest
 
 
-def closed_until(now_us: int, allowed_lateness_seconds: int, intervals: Sequence[str]) -> int:
+def closed_until(now_us: int, allowed_lateness_seconds: int, intervals: Sequence[str],
+                 sessions: SessionMap | None = None) -> int:
     """The end of the last largest-interval bucket whose window (plus lateness) has closed by
-    ``now_us``: bars before it can no longer change, so they can be final."""
+    ``now_us``: bars before it can no longer change, so they can be final. With session ``1d``
+    bars, a day earlier: a session opening before that edge has closed by the next one."""
     largest = max(interval_micros(i) for i in intervals)
     settled = now_us - allowed_lateness_seconds * 1_000_000
-    return settled - settled % largest
+    edge = settled - settled % largest
+    return edge - DAY_US if _has_session_days(intervals, sessions) else edge
+
+
+def _has_session_days(intervals: Sequence[str], sessions: SessionMap | None) -> bool:
+    return any(follows_sessions(i, sessions) for i in intervals)
 
 
 def final_bars(items: Iterable[dict], intervals: Sequence[str], *, now_us: int,
                policy: ValidationPolicy = DEFAULT_POLICY, result: RepairResult,
-               fill: FillPolicy | None = None, until_us: int | None = None) -> list[Bar]:
+               fill: FillPolicy | None = None, until_us: int | None = None,
+               sessions: SessionMap | None = None) -> list[Bar]:
     """Archived tick objects -> the batch path's bars (validated, deduplicated by the trade
     identity rule, one symbol at a time), with ``fill``: plus the live run's gap fills after
-    each symbol's first bar in the range, before ``until_us``."""
+    each symbol's first bar in the range, before ``until_us``. Session ``1d`` bars are not filled."""
     ticks = []
     for item in items:
         result.ticks_read += 1
@@ -100,25 +114,31 @@ def final_bars(items: Iterable[dict], intervals: Sequence[str], *, now_us: int,
         unique, _conflicting = winning_deliveries(rows)
         result.ticks_unique += len(unique)
         ts, price, size = (rows.column(name).to_numpy()[unique] for name in ("ts_us", "price", "size"))
-        made = list(bars_from_ordered_ticks(symbol, ts, price, size, tuple(intervals)))
+        made = list(bars_from_ordered_ticks(symbol, ts, price, size, tuple(intervals), sessions))
+        if until_us is not None:  # the ticks read past the range serve only sessions opening in it
+            made = [b for b in made if b.bucket_start_us < until_us]
         bars.extend(made)
         if fill is not None:
-            for interval in intervals:
+            for interval in (i for i in intervals if not follows_sessions(i, sessions)):
                 bars.extend(fill_series([b for b in made if b.interval == interval], fill, until_us))
     return bars
 
 
 def recompute(archive_root: str, start_us: int, end_us: int, intervals: Sequence[str], *,
               now_us: int, policy: ValidationPolicy = DEFAULT_POLICY,
-              fill: FillPolicy | None = None) -> RepairResult:
+              fill: FillPolicy | None = None, sessions: SessionMap | None = None) -> RepairResult:
     """The final bars of every bucket touching [start_us, end_us), from the archive; with
     ``fill``, the gap fills too (those before a symbol's first trade in the range need the
-    close before it, so they stay as the live run stored them)."""
+    close before it, so they stay as the live run stored them). With ``sessions``, the ``1d``
+    bars of the sessions opening in the range (see the module docstring)."""
     start_us, end_us = aligned_range(start_us, end_us, intervals)
     result = RepairResult(start_us, end_us)
-    items = read_archive(archive_root, start_us, end_us, result.archive)
-    result.bars = final_bars(items, intervals, now_us=now_us, policy=policy, result=result, fill=fill,
-                             until_us=end_us)
+    read_until = end_us + DAY_US if _has_session_days(intervals, sessions) else end_us
+    items = read_archive(archive_root, start_us, read_until, result.archive)
+    bars = final_bars(items, intervals, now_us=now_us, policy=policy, result=result, fill=fill,
+                      until_us=end_us, sessions=sessions)
+    # A session opening before the range may hold ticks in it: its bar belongs to an earlier range.
+    result.bars = [b for b in bars if b.bucket_start_us >= start_us]
     return result
 
 
@@ -151,9 +171,11 @@ def repair_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fill_gaps_max_seconds", type=int, default=DEFAULT_MAX_GAP_SECONDS,
                         help="with --fill_gaps: as the pipeline's flag of that name (default: %(default)s)")
     parser.add_argument("--exchange_map", default="",
-                        help="with --fill_gaps: trading calendars per symbol, as the pipeline's flag of that name")
+                        help="trading calendars per symbol (1d bars follow the session; gap filling stays in "
+                             "it), as the pipeline's flag of that name")
     parser.add_argument("--fill_session_hours", choices=HOURS, default=SessionMap.hours,
-                        help="with --fill_gaps: as the pipeline's flag of that name (default: %(default)s)")
+                        help="session hours for 1d bars and gap filling, as the pipeline's flag of that name "
+                             "(default: %(default)s)")
     parser.add_argument("--dry_run", action="store_true", help="compute and report, write nothing")
     return parser
 
@@ -184,7 +206,7 @@ def main(argv: Sequence[str] | None = None, now_us: NowFn = lambda: time.time_ns
     except ValueError as err:
         parser.error(str(err))
     fill = FillPolicy(args.fill_gaps_max_seconds, sessions) if args.fill_gaps else None
-    result = recompute(args.archive, args.start, args.end, intervals, now_us=now_us(), fill=fill)
+    result = recompute(args.archive, args.start, args.end, intervals, now_us=now_us(), fill=fill, sessions=sessions)
     print(result.line())
     if args.dry_run:
         return 0

@@ -21,7 +21,9 @@ from apache_beam.utils.timestamp import Duration
 
 from alphastream.intervals import interval_seconds
 from alphastream.records import METRICS_NAMESPACE, Bar, PaneTiming, Tick
+from alphastream.sessions import SessionMap
 from transforms.beam_types import PColl, Transform
+from transforms.session_days import SessionDayWindows, follows_sessions
 
 TradeOrder = tuple[int, str, str]  # (ts_us, trade_id, source): the deterministic order of trades
 
@@ -136,10 +138,12 @@ class WindowedBars(Transform):
     allowed_lateness_seconds: how long after the watermark passes a window a late tick still
     updates its bar (one LATE pane per late tick batch); later ticks are dropped by Beam and
     counted by the runner, so keep it above the feed's worst delay.
+    sessions: with a SessionMap, ``1d`` windows are the symbol's sessions (transforms.session_days);
+    ``partial_bars("1d")`` must then put each session's ticks in partial bars of their own.
     """
 
     def __init__(self, intervals: tuple[str, ...], allowed_lateness_seconds: int, early_firing_seconds: int,
-                 partial_bars: Callable[[str], beam.DoFn]):
+                 partial_bars: Callable[[str], beam.DoFn], sessions: SessionMap | None = None):
         super().__init__()
         if early_firing_seconds < 0 or early_firing_seconds != int(early_firing_seconds):
             raise ValueError(f"early firing delay must be a whole number of seconds >= 0, got {early_firing_seconds}")
@@ -147,6 +151,12 @@ class WindowedBars(Transform):
         self._lateness = allowed_lateness_seconds
         self._early = int(early_firing_seconds)
         self._partial_bars = partial_bars
+        self._sessions = sessions
+
+    def _windows(self, interval: str) -> window.WindowFn:
+        if self._sessions is not None and follows_sessions(interval, self._sessions):
+            return SessionDayWindows(self._sessions)
+        return window.FixedWindows(interval_seconds(interval))
 
     def _trigger(self) -> trigger.AfterWatermark:
         early = trigger.AfterProcessingTime(self._early) if self._early > 0 else None
@@ -157,7 +167,7 @@ class WindowedBars(Transform):
             elements
             | f"PreAggregate{interval}" >> beam.ParDo(self._partial_bars(interval))
             | f"Window{interval}" >> beam.WindowInto(
-                window.FixedWindows(interval_seconds(interval)),
+                self._windows(interval),
                 trigger=self._trigger(),
                 accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
                 allowed_lateness=Duration(seconds=self._lateness))

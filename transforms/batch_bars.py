@@ -23,6 +23,10 @@ rows together and makes bars from its own winning rows only. Only the previous g
 context: a later group's rows are later, so they never win. Deliveries of one trade farther
 apart than the horizon are matched only when they fall in the same group.
 
+With sessions (transforms.session_days), ``1d`` bars are sessions, and a session can span two
+groups (extended hours cross midnight UTC): each group emits its partial bar of every session it
+touches, combined per (symbol, session) after the groups, a few elements per symbol-day.
+
 The result equals the streaming paths over the same ticks whenever each trade's deliveries
 reach streaming together (tests/transforms/test_batch_bars.py proves it): the same total trade order
 (ts_us, trade_id, source) picks open and close.
@@ -31,22 +35,27 @@ reach streaming together (tests/transforms/test_batch_bars.py proves it): the sa
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.metrics.metric import Metrics
+from apache_beam.pvalue import TaggedOutput
 
 from alphastream.intervals import interval_micros, interval_seconds
 from alphastream.records import METRICS_NAMESPACE, Bar, PaneTiming
+from alphastream.sessions import NO_SESSION, SessionMap
+from transforms.bars import OhlcvAccumulator, OhlcvCombineFn, bar_from_accumulator
 from transforms.beam_types import PColl, Transform
+from transforms.session_days import DAILY, bucket_starts, follows_sessions
 from transforms.tick_tables import ipc_to_table, table_to_ipc
 from transforms.trade_identity import DELIVERY_ORDER
 
 # Trades are ordered by (ts_us, trade_id, source), then arrival: open and close follow it.
 TRADE_ORDER = ("ts_us", "trade_id", "source")
+BARS, SESSION_PARTS = "bars", "session_parts"  # _DedupAndBarsDoFn's outputs
 # Groups span at least this long (see the module docstring).
 MIN_GROUP_SECONDS = 86_400
 
@@ -170,31 +179,83 @@ def winning_deliveries(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     return order[keep[order]], suspects[repeat & disagrees]
 
 
+class BucketColumns(NamedTuple):
+    """Per bucket of ordered ticks: the first and last row, and the bar's sums and extremes."""
+
+    starts: np.ndarray  # row of each bucket's first tick
+    ends: np.ndarray  # one past its last tick
+    highs: np.ndarray
+    lows: np.ndarray
+    volumes: np.ndarray
+    notionals: np.ndarray
+    price_sums: np.ndarray
+
+
+def bucket_columns(buckets: np.ndarray, price: np.ndarray, size: np.ndarray, notional: np.ndarray) -> BucketColumns:
+    """Reduce ordered ticks (``buckets`` non-decreasing, one start per row) bucket by bucket."""
+    starts = np.flatnonzero(np.concatenate(([True], buckets[1:] != buckets[:-1])))
+    ends = np.concatenate((starts[1:], [len(buckets)]))
+    return BucketColumns(starts, ends, np.maximum.reduceat(price, starts), np.minimum.reduceat(price, starts),
+                         np.add.reduceat(size, starts), np.add.reduceat(notional, starts),
+                         np.add.reduceat(price, starts))
+
+
 def bars_from_ordered_ticks(symbol: str, ts: np.ndarray, price: np.ndarray, size: np.ndarray,
-                            intervals: tuple[str, ...]) -> Iterator[Bar]:
-    """Bars of one symbol from the columns of its deduplicated ticks, in trade order."""
+                            intervals: tuple[str, ...], sessions: SessionMap | None = None) -> Iterator[Bar]:
+    """Bars of one symbol from the columns of its deduplicated ticks, in trade order; with
+    ``sessions``, ``1d`` bars are sessions (transforms.session_days)."""
     notional = price * size
     for interval in intervals:
-        width = interval_micros(interval)
-        buckets = ts - ts % width
-        starts = np.flatnonzero(np.concatenate(([True], buckets[1:] != buckets[:-1])))
-        ends = np.concatenate((starts[1:], [len(ts)]))
-        highs = np.maximum.reduceat(price, starts)
-        lows = np.minimum.reduceat(price, starts)
-        volumes = np.add.reduceat(size, starts)
-        notionals = np.add.reduceat(notional, starts)
-        price_sums = np.add.reduceat(price, starts)
-        counts = ends - starts
-        vwaps = np.divide(notionals, volumes, out=price_sums / counts, where=volumes > 0)
+        buckets = bucket_starts(symbol, interval, ts, sessions)
+        if follows_sessions(interval, sessions):
+            in_session = buckets != NO_SESSION
+            if not in_session.any():
+                continue
+            buckets, interval_price, interval_size = buckets[in_session], price[in_session], size[in_session]
+            interval_notional = notional[in_session]
+        else:
+            interval_price, interval_size, interval_notional = price, size, notional
+        cols = bucket_columns(buckets, interval_price, interval_size, interval_notional)
+        counts = cols.ends - cols.starts
+        vwaps = np.divide(cols.notionals, cols.volumes, out=cols.price_sums / counts, where=cols.volumes > 0)
         # Rounding of the sums can put the quotient just outside the bar's prices.
-        np.clip(vwaps, lows, highs, out=vwaps)
+        np.clip(vwaps, cols.lows, cols.highs, out=vwaps)
         # tolist() turns each column into Python numbers in one call, not one scalar at a time.
-        columns = (buckets[starts], price[starts], highs, lows, price[ends - 1], volumes, vwaps, counts)
+        columns = (buckets[cols.starts], interval_price[cols.starts], cols.highs, cols.lows,
+                   interval_price[cols.ends - 1], cols.volumes, vwaps, counts)
         for bucket, open_, high, low, close, volume, vwap, trades in zip(*(c.tolist() for c in columns), strict=True):
             yield Bar(
                 symbol=symbol, interval=interval, bucket_start_us=bucket, open=open_, high=high, low=low,
                 close=close, volume=volume, vwap=vwap, trades=trades, timing=PaneTiming.ON_TIME.value, pane_index=0,
             )
+
+
+SessionPart = tuple[tuple[str, int], OhlcvAccumulator]  # ((symbol, session open), partial bar)
+
+
+def session_parts(symbol: str, ticks: pa.Table, rows: np.ndarray, sessions: SessionMap) -> Iterator[SessionPart]:
+    """One group's partial ``1d`` bar of each session its ``rows`` (deduplicated, in trade order)
+    touch: a session can span two groups (crossing UTC midnight), so the parts are combined."""
+    ts = ticks.column("ts_us").to_numpy()[rows]
+    opens = bucket_starts(symbol, DAILY, ts, sessions)
+    in_session = opens != NO_SESSION
+    if not in_session.any():
+        return
+    rows, ts, opens = rows[in_session], ts[in_session], opens[in_session]
+    price, size = (ticks.column(name).to_numpy()[rows] for name in ("price", "size"))
+    cols = bucket_columns(opens, price, size, price * size)
+    edges = np.concatenate((cols.starts, cols.ends - 1))
+    edge_rows = pa.array(rows[edges])
+    trade_ids = ticks.column("trade_id").take(edge_rows).to_pylist()
+    sources = ticks.column("source").take(edge_rows).to_pylist()
+    orders = list(zip(ts[edges].tolist(), trade_ids, sources, strict=True))
+    n = len(cols.starts)
+    columns = (opens[cols.starts], price[cols.starts], price[cols.ends - 1], cols.highs, cols.lows, cols.volumes,
+               cols.notionals, cols.price_sums, cols.ends - cols.starts)
+    for i, (open_us, open_, close, high, low, volume, notional, price_sum, trades) in enumerate(
+            zip(*(c.tolist() for c in columns), strict=True)):
+        yield (symbol, open_us), OhlcvAccumulator(orders[i], open_, orders[n + i], close, high, low, volume,
+                                                  notional, price_sum, trades)
 
 
 # A group's input parts: (True, rows of the previous group near its end) or (False, own rows).
@@ -213,14 +274,17 @@ class _SplitDoFn(beam.DoFn):
 
 
 class _DedupAndBarsDoFn(beam.DoFn):
-    def __init__(self, intervals: tuple[str, ...]):
-        self._intervals = intervals
+    """A group's parts -> its bars of ``intervals``; with ``sessions``, also the group's partial
+    session bars on the SESSION_PARTS output."""
+
+    def __init__(self, intervals: tuple[str, ...], sessions: SessionMap | None):
+        self._intervals, self._sessions = intervals, sessions
         self._duplicates = Metrics.counter(METRICS_NAMESPACE, "ticks_duplicate")
         self._conflicting = Metrics.counter(METRICS_NAMESPACE, "ticks_conflicting")
         self._unique = Metrics.counter(METRICS_NAMESPACE, "ticks_unique")
         self._bars = {i: Metrics.counter(METRICS_NAMESPACE, f"bars_{i}") for i in intervals}
 
-    def process(self, element: tuple[tuple[str, int], Iterable[GroupPart]]) -> Iterable[Bar]:
+    def process(self, element: tuple[tuple[str, int], Iterable[GroupPart]]) -> Iterable[Any]:
         (symbol, _), parts = element
         context: list[pa.Table] = []
         own: list[pa.Table] = []
@@ -241,10 +305,25 @@ class _DedupAndBarsDoFn(beam.DoFn):
             return []  # every own row redelivers a trade of the previous group
         # numpy takes of the three columns bars need: taking the table would copy strings too.
         ts, price, size = (ticks.column(name).to_numpy()[winners] for name in ("ts_us", "price", "size"))
-        bars = list(bars_from_ordered_ticks(symbol, ts, price, size, self._intervals))
+        bars: list[Any] = list(bars_from_ordered_ticks(symbol, ts, price, size, self._intervals))
         for interval, count in Counter(bar.interval for bar in bars).items():
             self._bars[interval].inc(count)  # one metric update per interval, not per bar
+        if self._sessions is not None:
+            bars.extend(TaggedOutput(SESSION_PARTS, part)
+                        for part in session_parts(symbol, ticks, winners, self._sessions))
         return bars
+
+
+class _SessionBarDoFn(beam.DoFn):
+    """((symbol, session open), whole session's accumulator) -> its final ``1d`` Bar."""
+
+    def __init__(self) -> None:
+        self._bars = Metrics.counter(METRICS_NAMESPACE, f"bars_{DAILY}")
+
+    def process(self, element: SessionPart) -> Iterable[Bar]:
+        (symbol, open_us), acc = element
+        self._bars.inc()
+        return [bar_from_accumulator(symbol, DAILY, open_us, acc, PaneTiming.ON_TIME, 0)]
 
 
 class BatchBars(Transform):
@@ -253,10 +332,12 @@ class BatchBars(Transform):
     dedup_horizon_seconds: deliveries of one trade at most this far apart in event time are
     matched even across group edges (groups then span at least the horizon); farther apart,
     each counts. 0 matches only within a group.
+    sessions: with a SessionMap, ``1d`` bars are sessions (transforms.session_days); a session's
+    partial bars from the groups it spans are combined per (symbol, session).
     """
 
     def __init__(self, intervals: tuple[str, ...], dedup_horizon_seconds: int = 0,
-                 min_group_seconds: int = MIN_GROUP_SECONDS):
+                 min_group_seconds: int = MIN_GROUP_SECONDS, sessions: SessionMap | None = None):
         super().__init__()
         check_intervals_nest(intervals)
         if dedup_horizon_seconds < 0:
@@ -264,13 +345,25 @@ class BatchBars(Transform):
         self._intervals = intervals
         self._coarse_us = coarse_bucket_micros(intervals, max(min_group_seconds, dedup_horizon_seconds))
         self._horizon_us = dedup_horizon_seconds * 1_000_000
+        self._sessions = sessions if any(follows_sessions(i, sessions) for i in intervals) else None
 
     def expand(self, tables: PColl) -> PColl:
-        bars: PColl = (
+        groups = (
             tables
             | "SplitBySymbolBucket" >> beam.ParDo(_SplitDoFn(self._coarse_us, self._horizon_us)).with_output_types(
                 tuple[tuple[str, int], GroupPart])
             | "GroupBySymbolBucket" >> beam.GroupByKey()
-            | "DedupAndBars" >> beam.ParDo(_DedupAndBarsDoFn(self._intervals)).with_output_types(Bar)
         )
-        return bars
+        if self._sessions is None:
+            bars: PColl = groups | "DedupAndBars" >> beam.ParDo(
+                _DedupAndBarsDoFn(self._intervals, None)).with_output_types(Bar)
+            return bars
+        bar_intervals = tuple(i for i in self._intervals if not follows_sessions(i, self._sessions))
+        made = groups | "DedupAndBars" >> beam.ParDo(_DedupAndBarsDoFn(bar_intervals, self._sessions)).with_outputs(
+            SESSION_PARTS, main=BARS)
+        session_bars = (made[SESSION_PARTS]
+                        | "CombineSessionParts" >> beam.CombinePerKey(OhlcvCombineFn())
+                        | "SessionBars" >> beam.ParDo(_SessionBarDoFn()).with_output_types(Bar))
+        with_sessions: PColl = ((made[BARS], session_bars)
+                                | "WithSessionBars" >> beam.Flatten().with_output_types(Bar))
+        return with_sessions

@@ -30,10 +30,12 @@ chain (transforms.bars.WindowedBars), so the trigger machinery sees one element 
 # Beam's functions carry no annotations; calling them is the point of this module.
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.coders.coders import StrUtf8Coder
 from apache_beam.metrics.metric import Metrics
 from apache_beam.pvalue import TaggedOutput
@@ -44,9 +46,11 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 
 from alphastream.intervals import bucket_start_us, interval_micros
 from alphastream.records import METRICS_NAMESPACE, DeadLetterReason, Tick
+from alphastream.sessions import NO_SESSION, SessionMap
 from transforms.bars import WindowedBars, merge_all, tick_accumulator
 from transforms.beam_types import PColl, TaggedTransform, Transform
 from transforms.parse import DEAD_LETTERS, TICKS, NowFn, TypeDeadLetters, dead_letter
+from transforms.session_days import bucket_starts, follows_sessions
 from transforms.trade_identity import Delivery, delivery, kept_deliveries, trade_identity
 from transforms.validation import TickRejected, ValidationPolicy, raw_text, tick_from_fields, tick_from_json
 
@@ -236,22 +240,37 @@ class DedupTickBatches(Transform):
 
 class _PartialBarsOfGroupDoFn(beam.DoFn):
     """(symbol, [Tick]) -> (symbol, OhlcvAccumulator) per interval bucket, stamped with the
-    bucket's earliest tick (never earlier than the input: that is the group's earliest tick)."""
+    bucket's earliest tick (never earlier than the input: that is the group's earliest tick).
+    Ticks outside every session make no partial bar of a session-following interval."""
 
-    def __init__(self, interval: str):
-        self._bucket_us = interval_micros(interval)
+    def __init__(self, interval: str, sessions: SessionMap | None = None):
+        self._interval, self._sessions, self._bucket_us = interval, sessions, interval_micros(interval)
+        self._by_session = follows_sessions(interval, sessions)
 
     def process(self, element: Any) -> Iterator[Any]:
         symbol, ticks = element
-        for group in group_ticks(ticks, self._bucket_us).values():
+        groups = (self._session_groups(symbol, ticks) if self._by_session
+                  else group_ticks(ticks, self._bucket_us).values())
+        for group in groups:
             acc = merge_all(tick_accumulator(t) for t in group)
             assert acc is not None  # groups are never empty
             yield TimestampedValue((symbol, acc), Timestamp(micros=acc.first[0]))
 
+    def _session_groups(self, symbol: str, ticks: list[Tick]) -> Iterable[list[Tick]]:
+        opens = bucket_starts(symbol, self._interval, np.array([t.ts_us for t in ticks], dtype=np.int64),
+                              self._sessions).tolist()
+        groups: dict[int, list[Tick]] = {}
+        for tick, open_us in zip(ticks, opens, strict=True):
+            if open_us != NO_SESSION:
+                groups.setdefault(open_us, []).append(tick)
+        return groups.values()
+
 
 class BarsFromTickBatches(WindowedBars):
     """(symbol, [unique Tick]) -> Bars for every interval: WindowedBars fed with each group's
-    partial bars, one per interval bucket, not with single ticks."""
+    partial bars, one per interval bucket, not with single ticks. ``sessions``: see WindowedBars."""
 
-    def __init__(self, intervals: tuple[str, ...], allowed_lateness_seconds: int, early_firing_seconds: int):
-        super().__init__(intervals, allowed_lateness_seconds, early_firing_seconds, _PartialBarsOfGroupDoFn)
+    def __init__(self, intervals: tuple[str, ...], allowed_lateness_seconds: int, early_firing_seconds: int,
+                 sessions: SessionMap | None = None):
+        super().__init__(intervals, allowed_lateness_seconds, early_firing_seconds,
+                         functools.partial(_PartialBarsOfGroupDoFn, sessions=sessions), sessions)

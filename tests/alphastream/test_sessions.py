@@ -7,7 +7,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from alphastream.sessions import SessionMap, parse_exchange_map
+from alphastream.sessions import NO_SESSION, SessionMap, parse_exchange_map
 from tests.fixtures.bars import bar
 from transforms.gap_fill import FillPolicy, fill_series
 
@@ -86,3 +86,24 @@ def test_repair_cli_fills_only_in_session(tmp_path, capsys):
     assert "-> 5 final bars" in capsys.readouterr().out  # the trade's bar and 17:56 .. 17:59 (the half-day close)
     assert main([*args, "--exchange_map", "AAPL=24/7"], now_us=lambda: utc("2024-12-01T00:00")) == 0
     assert "-> 61 final bars" in capsys.readouterr().out
+
+
+def bounds(symbol: str, when: str, hours: str = "regular") -> tuple[int, int]:
+    opens, closes = SessionMap(hours=hours).session_bounds(symbol, np.array([utc(when)]))
+    return int(opens[0]), int(closes[0])
+
+
+def test_session_bounds_on_real_2026_dates():
+    # The DST change (1 November 2026) moves the open from 13:30 to 14:30 UTC.
+    assert bounds("AAPL", "2026-10-30T15:00") == (utc("2026-10-30T13:30"), utc("2026-10-30T20:00"))
+    assert bounds("AAPL", "2026-11-02T15:00") == (utc("2026-11-02T14:30"), utc("2026-11-02T21:00"))
+    # Thanksgiving has no session; the day after ends at 13:00 New York time (18:00 UTC).
+    assert bounds("AAPL", "2026-11-26T15:00") == (NO_SESSION, NO_SESSION)
+    assert bounds("AAPL", "2026-11-27T17:59") == (utc("2026-11-27T14:30"), utc("2026-11-27T18:00"))
+    assert bounds("AAPL", "2026-11-27T18:00") == (NO_SESSION, NO_SESSION)  # the close is not in the session
+    assert bounds("AAPL", "2026-11-02T14:29") == (NO_SESSION, NO_SESSION)
+    # Extended hours run 04:00-20:00 New York time: past midnight UTC in winter.
+    assert bounds("AAPL", "2026-11-03T00:59", "extended") == (utc("2026-11-02T09:00"), utc("2026-11-03T01:00"))
+    # 24/7: the UTC day.
+    assert bounds("BTC-USD", "2026-11-26T15:00") == (utc("2026-11-26T00:00"), utc("2026-11-27T00:00"))
+    assert SessionMap().session_bounds("AAPL", np.array([], dtype=np.int64))[0].shape == (0,)

@@ -207,3 +207,21 @@ def test_a_redelivery_across_midnight_counts_once_through_the_cli(tmp_path, caps
     bars = lake_bars(tmp_path / "lake")
     by_start = {row.bucket_start_us: (row.open, row.trades) for row in bars.itertuples()}
     assert by_start == {midnight - 60_000_000: (100.0, 1), midnight: (102.0, 1)}
+
+
+def test_daily_bars_follow_the_session_on_the_half_day_after_thanksgiving(tmp_path, capsys):
+    """The synthetic market trades 6.5 hours from 14:30 UTC; on 28 November 2025 the New York
+    session closes at 18:00 UTC, so the 1d bar holds only the ticks before it (2025: a run
+    rejects ticks from the future)."""
+    day = dt.date(2025, 11, 28)
+    code, out = run(["--no_db", "--output", str(tmp_path), "--symbols", "2", "--ticks_per_symbol", "500",
+                     "--date", day.isoformat(), "--intervals", "1h,1d"], capsys)
+    assert code == 0, out
+    ticks = market_ticks(MarketSpec(day=day, symbols=2, ticks_per_symbol=500)).to_pandas()
+    assert not ticks["symbol"].str.contains("[-/]").any()  # equities: XNYS by default
+    expected = pandas_bars(ticks, ("1h", "1d"), {s: "XNYS" for s in ticks["symbol"].unique()})
+    assert_same_bars(lake_bars(tmp_path), expected)
+    daily = expected[expected["interval"] == "1d"]
+    half_day_open = int(dt.datetime(2025, 11, 28, 14, 30, tzinfo=dt.timezone.utc).timestamp()) * 1_000_000
+    assert (daily["bucket_start_us"] == half_day_open).all()
+    assert daily["trades"].sum() < len(ticks.drop_duplicates(["source", "symbol", "trade_id"]))
