@@ -252,13 +252,16 @@ def measure_run(args: argparse.Namespace, db_url: str, env: dict[str, str], *, s
     pipeline stops before the watch does, so every write it made is seen."""
     with psycopg.connect(db_url) as conn:
         conn.execute("TRUNCATE bars, dead_letters, anomalies")
-    process, _ = _start_pipeline([*source, *_pipeline_args(args, db_url)], env)
+    process, log = _start_pipeline([*source, *_pipeline_args(args, db_url)], env)
     try:
         with beside_feed(), BarWatch(db_url, args.interval) as watch:
             timeout = args.seconds * FEED_TIMEOUT_FACTOR + FEED_TIMEOUT_SLACK_SECONDS
             published, publish_seconds = _run_feed([*sink, *_feed_args(args)], env, timeout, feed)
             wait_for_drain(db_url, args.interval, published)
             after_drain()
+            if process.poll() is not None:  # a pipeline that died mid-run would pass for a slow one
+                raise RuntimeError(f"pipeline exited ({process.returncode}) during the run:\n"
+                                   + "".join(log[-PIPELINE_LOG_TAIL_LINES:]))
             stop_process(process, "pipeline")
     finally:
         stop_process(process, "pipeline")
