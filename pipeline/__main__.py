@@ -24,7 +24,7 @@ from apache_beam.utils.secret import Secret
 from alphastream.errors import UserFacingError
 from alphastream.settings import AlphastreamSettings, mask_dsn
 from pipeline.cli import build_parser, parse_pipeline_options
-from pipeline.graph import build_graph
+from pipeline.graph import build_graph, session_map
 from pipeline.options import (
     AlphastreamOptions,
     check_source_flags,
@@ -186,7 +186,7 @@ def finalizing(opts: AlphastreamOptions, db_url: str | Secret | None):
 
     finalizer = BarFinalizer(opts.archive, db_url.get_str() if isinstance(db_url, Secret) else db_url,
                              opts.intervals, opts.allowed_lateness, every_seconds=opts.finalize_every_seconds,
-                             lake=opts.output, fill=fill_policy(opts, streaming=True))
+                             lake=opts.output, fill=fill_policy(opts, streaming=True), sessions=session_map(opts))
     finalizer.start()
     try:
         yield

@@ -215,10 +215,11 @@ def _add_gap_fill_args(parser: argparse.ArgumentParser) -> None:
     gaps.add_argument("--exchange_map", type=_exchange_map, default="",
                       help="Trading calendars per symbol, SYMBOL=CALENDAR comma-separated (exchange_calendars "
                            "names, e.g. 'SHEL=XLON,ETH-USD=24/7'). Default: pairs such as BTC-USD or XBT/USD "
-                           "trade 24/7, other symbols on XNYS. Gap filling fills only buckets in session.")
+                           "trade 24/7, other symbols on XNYS. 1d bars follow these sessions; gap filling fills "
+                           "only buckets in session.")
     gaps.add_argument("--fill_session_hours", choices=HOURS, default=SessionMap.hours,
-                      help="Gap filling: which hours are in session: the calendar's regular sessions, or "
-                           "extended (04:00 exchange time to 4 hours after the regular close).")
+                      help="Which hours are in session, for 1d bars and gap filling: the calendar's regular "
+                           "sessions, or extended (04:00 exchange time to 4 hours after the regular close).")
 
 
 def _add_anomaly_args(parser: argparse.ArgumentParser) -> None:

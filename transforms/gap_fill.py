@@ -36,6 +36,7 @@ from alphastream.intervals import interval_micros
 from alphastream.records import METRICS_NAMESPACE, MICROS_PER_SECOND, Bar, PaneTiming
 from transforms.beam_types import PColl, Transform
 from transforms.looping_timer import BoundLoop, LoopingTimer, bucket_due_us
+from transforms.session_days import DAILY
 
 DEFAULT_MAX_GAP_SECONDS = 86_400
 
@@ -193,7 +194,10 @@ class FillGaps(Transform):
         self._streaming, self._fill = streaming, fill
 
     def expand(self, bars: PColl) -> PColl:
-        keyed = bars | "KeyBySeries" >> beam.Map(lambda b: ((b.symbol, b.interval), b)).with_output_types(
+        # A 1d bar spans a whole trading session (transforms.session_days): there is no fixed-width
+        # bucket to carry it forward into, so daily series are never filled.
+        intraday = bars | "SkipSessionDays" >> beam.Filter(lambda b: b.interval != DAILY)
+        keyed = intraday | "KeyBySeries" >> beam.Map(lambda b: ((b.symbol, b.interval), b)).with_output_types(
             tuple[tuple[str, str], Bar])
         fill = beam.ParDo(self._fill).with_output_types(Bar)
         if self._streaming:

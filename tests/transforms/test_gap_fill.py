@@ -182,3 +182,18 @@ def test_fill_gaps_is_on_for_live_runs_and_off_for_batch_unless_asked():
                   "--fill_session_hours", "extended", streaming=False) == FillPolicy(
         600, SessionMap((("ETH-USD", "XNYS"),), "extended"))
     assert policy("--source", "pubsub", "--no-fill_gaps", streaming=True) is None
+
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_daily_session_bars_are_never_filled(streaming):
+    """A 1d bar spans a session, not a fixed bucket: two sessions days apart stay two bars, with no
+    carry-forward bar between them, even when the gap is within the policy's max gap."""
+    daily = [bar(T0, 10.0, interval="1d"), bar(T0 + 3 * DAY_US, 11.0, interval="1d")]
+    elements = [TimestampedValue(b, Timestamp(micros=b.bucket_start_us)) for b in daily]
+    options = TestPipeline().options
+    options.view_as(StandardOptions).streaming = streaming
+    with TestPipeline(options=options) as p:
+        got = Collected(p | beam.Create(elements) | FillGaps(FillPolicy(max_gap_seconds=4 * 86_400),
+                                                             streaming=streaming, group_us=DAY_US))
+    assert sorted(got.items) == sorted(daily)
