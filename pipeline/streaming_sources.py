@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 
 KAFKA_ORIGIN_PREFIX = "kafka:"
 AUTO_COMMIT_INTERVAL_MS = 1000
+# How long KafkaIO's reader waits on the broker, in all, before it ends its bundle (whole seconds,
+# at least 1; Beam's default is 2). Prism passes the reader's records on only when its bundle
+# ends, and under a steady feed the bundle ends only once the polls have waited this long, so it
+# bounds how long a tick waits before the pipeline sees it.
+KAFKA_POLLING_TIMEOUT_SECONDS = 1
 WAKE_TIMEOUT_SECONDS = 10.0
 CHECK_TIMEOUT_SECONDS = 10.0
 
@@ -184,10 +189,10 @@ class ReadTicksFromKafka(beam.PTransform):
     Records are timestamped with their Kafka CreateTime (the producer sets it to the tick's
     event time). KafkaIO's create-time policy holds each partition's watermark at its latest
     record time and, once a partition is caught up (idle), advances it to the wall clock, so a
-    quiet partition does not hold bars back. Offsets are committed to ``consumer_group`` when
-    the runner finalizes a bundle's checkpoint, and a restart with the same group resumes from
-    them (a new group starts at the earliest retained record). A value may be one tick or a JSON
-    array of ticks, as on Pub/Sub.
+    quiet partition does not hold bars back. The consumer commits the offsets it has polled to
+    ``consumer_group`` every second, and a restart with the same group resumes from them (a new
+    group starts at the earliest retained record). A value may be one tick or a JSON array of
+    ticks, as on Pub/Sub.
     """
 
     def __init__(self, *, bootstrap_servers: str, topic: str, expansion_service: str | None = None,
@@ -217,6 +222,7 @@ class ReadTicksFromKafka(beam.PTransform):
 
         return ReadFromKafka(consumer_config=self.consumer_config, topics=[self.topic],
                              timestamp_policy=ReadFromKafka.create_time_policy,
+                             consumer_polling_timeout=KAFKA_POLLING_TIMEOUT_SECONDS,
                              expansion_service=self.expansion_service)
 
     def check_broker(self) -> None:

@@ -10,14 +10,16 @@ from pathlib import Path
 
 import apache_beam as beam
 import pytest
+from apache_beam.coders.row_coder import RowCoder
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.portability.api import beam_runner_api_pb2
+from apache_beam.portability.api import beam_runner_api_pb2, external_transforms_pb2
 
 from alphastream.errors import UserFacingError
 from alphastream.local_services import free_port
 from pipeline.options import AlphastreamOptions
 from pipeline.streaming_sources import (
     KAFKA_ORIGIN_PREFIX,
+    KAFKA_POLLING_TIMEOUT_SECONDS,
     ReadTicksFromKafka,
     default_consumer_group,
     kafka_expansion_help,
@@ -44,6 +46,17 @@ def test_flags_configure_the_reader():
     assert reader.consumer_config["enable.auto.commit"] == "true"
     assert (reader.topic, reader.expansion_service) == ("ticks", "localhost:8097")
     assert KAFKA_ORIGIN_PREFIX == "kafka:"
+
+
+def test_the_reader_ends_its_bundles_after_the_shortest_polling_timeout():
+    """What the expansion service is asked for: KafkaIO's reader ends a bundle (and Prism passes its
+    records on) once its polls have waited this long; 1 s is the least KafkaIO accepts (whole
+    seconds, > 0), Beam's default is 2 s."""
+    read = ReadTicksFromKafka(bootstrap_servers="b:9092", topic="ticks").kafka_read()
+    payload = external_transforms_pb2.ExternalConfigurationPayload.FromString(read._payload)
+    config = RowCoder(payload.schema).decode(payload.payload)
+    assert config.consumer_polling_timeout == KAFKA_POLLING_TIMEOUT_SECONDS == 1
+    assert config.timestamp_policy == "CreateTime"
 
 
 @pytest.mark.parametrize("servers, topic", [(None, "ticks"), ("b:9092", None)])
