@@ -220,6 +220,8 @@ class _StreamingDetectorDoFn(beam.DoFn):
     def _judge(self, series: Any = SERIES_STATE, pending: Any = PENDING_STATE,
                due: Any = JUDGE.due_param, judge: Any = JUDGE.timer_param) -> Iterator[Anomaly]:
         loop = BoundLoop(judge, due)
+        if not loop.armed:  # a firing of a loop already stopped (the DirectRunner can deliver one): nothing is due
+            return
         fired_us = loop.firing_us()
         bars = sorted((Bar(*b) for b in pending.read()), key=lambda b: b.bucket_start_us)
         due_now = [b for b in bars if self._due_us(b) <= fired_us]
