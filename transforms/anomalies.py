@@ -220,9 +220,9 @@ class _StreamingDetectorDoFn(beam.DoFn):
     def _judge(self, series: Any = SERIES_STATE, pending: Any = PENDING_STATE,
                due: Any = JUDGE.due_param, judge: Any = JUDGE.timer_param) -> Iterator[Anomaly]:
         loop = BoundLoop(judge, due)
-        if not loop.armed:  # a firing of a loop already stopped (the DirectRunner can deliver one): nothing is due
-            return
         fired_us = loop.firing_us()
+        if fired_us is None:
+            return
         bars = sorted((Bar(*b) for b in pending.read()), key=lambda b: b.bucket_start_us)
         due_now = [b for b in bars if self._due_us(b) <= fired_us]
         waiting = [b for b in bars if self._due_us(b) > fired_us]

@@ -151,7 +151,7 @@ class _LoopingFillDoFn(beam.DoFn):
     def _decide(self, key: Any = beam.DoFn.KeyParam, cursor_state: Any = CURSOR_STATE, ahead: Any = AHEAD_STATE,
                 due: Any = DECIDE.due_param, decide: Any = DECIDE.timer_param) -> Iterator[Bar]:
         loop = BoundLoop(decide, due)
-        if not loop.armed:  # a firing of a loop already stopped (the DirectRunner can deliver one): nothing is due
+        if loop.firing_us() is None:
             return
         symbol, interval = key
         width = interval_micros(interval)

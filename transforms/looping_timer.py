@@ -50,12 +50,10 @@ class BoundLoop:
         due: int | None = self._due_state.read()
         return due
 
-    def firing_us(self) -> int:
-        """In the timer callback: the due time of the firing being handled."""
-        due = self.due_us
-        if due is None:
-            raise RuntimeError(f"looping timer {self._timer!r} fired without a remembered due time")
-        return due
+    def firing_us(self) -> int | None:
+        """In the timer callback: the due time of the firing being handled; None for a firing of a
+        loop already stopped (the DirectRunner can deliver one), for which nothing is due."""
+        return self.due_us
 
     @property
     def armed(self) -> bool:
