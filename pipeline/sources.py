@@ -176,10 +176,14 @@ class _LineTap:
         return line
 
     def take(self) -> str:
-        """The lines read since the last call, joined."""
+        """The lines read since the last row, joined (only a row that failed needs them)."""
         text = "".join(self._taken)
         self._taken.clear()
         return text
+
+    def forget(self) -> None:
+        """The row split fine: its lines are not needed."""
+        self._taken.clear()
 
 
 def _csv_rows(lines: _LineTap) -> Iterator[tuple[list[str] | csv.Error, str | None, int]]:
@@ -195,7 +199,7 @@ def _csv_rows(lines: _LineTap) -> Iterator[tuple[list[str] | csv.Error, str | No
         except csv.Error as err:
             yield err, lines.take().rstrip("\r\n"), reader.line_num
         else:
-            lines.take()
+            lines.forget()
             yield row, None, reader.line_num
 
 
