@@ -8,7 +8,10 @@ schema of the rest of the lake, and only then yields them; the finaliser replays
 into ``dead_letters`` once the database is back (``pipeline.dead_letter_replay``; inserts are
 idempotent, so a file read twice changes nothing):
 
-    <root>/dead_letters/date=D/dead_letters-<input>-spool-<failed at>-<id>.parquet
+    <root>/dead_letters/date=D/dead_letters-<input>-spool-<content hash>.parquet
+
+The name is a hash of the letters, so a bundle the runner retries after its rows failed again
+rewrites the same file instead of adding a second copy of them to the lake.
 
 The streaming dead-letter lake leaves ``sink_failed`` letters out when the sinks spool them
 (``WriteDeadLettersToLakeStreaming(sinks_spool=True)``), so each letter is in the lake once,
@@ -17,9 +20,9 @@ letters = ticks dead-lettered + sink_failed`` holds as before.
 """
 from __future__ import annotations
 
-import datetime as dt
+import hashlib
+import json
 import logging
-import uuid
 from collections import defaultdict
 from typing import Sequence
 
@@ -32,13 +35,18 @@ from pipeline.streaming_lake import DEAD_LETTER_SORT_BY, lake_metric_name
 
 log = logging.getLogger(__name__)
 
-_NAME_TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
+_HASH_CHARS = 24  # 96 bits of SHA-256: distinct sets of letters never share a name in practice
 
 
-def spool_file_name(stem: str, failed_at: dt.datetime) -> str:
-    """``<stem>-spool-<failed at, UTC to the microsecond>-<random id>.parquet``: never the name of
-    another write, so concurrent sinks and retried bundles each keep their own file."""
-    return f"{stem}-spool-{failed_at.strftime(_NAME_TIME_FORMAT)}-{uuid.uuid4().hex[:12]}.parquet"
+def spool_file_name(stem: str, letters: Sequence[DeadLetter]) -> str:
+    """``<stem>-spool-<hash of the letters>.parquet``. The same letters get the same name (a
+    retried bundle replaces its earlier file), other letters another name (concurrent sinks
+    never overwrite each other). The hash leaves out ``detail``: a retry may fail with other
+    words for the same rows."""
+    digest = hashlib.sha256()
+    for identity in sorted((letter.reason, letter.origin, letter.seen_at_us, letter.raw) for letter in letters):
+        digest.update(json.dumps(identity).encode())
+    return f"{stem}-spool-{digest.hexdigest()[:_HASH_CHARS]}.parquet"
 
 
 class DeadLetterSpool:
@@ -55,11 +63,10 @@ class DeadLetterSpool:
         by_stem: dict[str, list[DeadLetter]] = defaultdict(list)
         for letter in letters:
             by_stem[dead_letter_stem(letter)].append(letter)
-        failed_at = dt.datetime.now(dt.timezone.utc)
         paths = []
         for stem, group in sorted(by_stem.items()):
             rows = sorted(group, key=lambda r: tuple(getattr(r, f) for f in DEAD_LETTER_SORT_BY))
-            path = FileSystems.join(self._root, spool_file_name(stem, failed_at))
+            path = FileSystems.join(self._root, spool_file_name(stem, rows))
             write_parquet_replacing(path, records_to_table(rows, DeadLetter))
             self._rows.inc(len(rows))
             self._files.inc()

@@ -95,3 +95,21 @@ def test_other_dead_letters_still_go_by_when_they_were_seen(tmp_path):
     # Seen ten minutes before the watermark: beyond the lateness, so Beam drops it as before.
     letter = DeadLetter("bad_json", "not JSON", "{oops", "projects/p/subscriptions/s", T0)
     assert run(letter, str(tmp_path)) == []
+
+
+def test_a_retried_bundle_rewrites_its_spool_file_instead_of_adding_a_second_copy(tmp_path):
+    from pipeline.dead_letter_spool import DeadLetterSpool
+
+    now_us = int(time.time() * SEC)
+    first = [DeadLetter("sink_failed", "connection refused", '{"symbol": "AAPL"}', "postgres:bars", now_us),
+             DeadLetter("sink_failed", "connection refused", '{"symbol": "MSFT"}', "postgres:bars", now_us)]
+    spool = DeadLetterSpool(str(tmp_path))
+    written = spool.write(first)
+    # The runner retries the bundle: the same rows fail again (in another order, with other words).
+    retried = [letter._replace(detail="server closed the connection") for letter in reversed(first)]
+    assert spool.write(retried) == written
+    assert spool_files(str(tmp_path)) == written
+    assert len(pq.read_table(written[0])) == 2
+    # Other rows that failed are another file: nothing a sink spools overwrites another write.
+    other = spool.write([first[0]._replace(raw='{"symbol": "NVDA"}')])
+    assert spool_files(str(tmp_path)) == sorted(written + other)
