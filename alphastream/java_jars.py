@@ -1,5 +1,6 @@
-"""The Java pieces the Kafka path needs, fetched from Maven Central into a cache outside the clone,
-and Beam's Prism runner (which runs the Java Kafka reader locally), built with ``go install``.
+"""The Java pieces the Kafka path and the Flink runner need, fetched from Maven Central into a cache
+outside the clone, and Beam's Prism runner (which runs the Java Kafka reader locally), built with
+``go install``.
 
 Each bundle is a tiny generated pom whose runtime dependencies ``mvn dependency:copy-dependencies``
 copies into ``~/.cache/alphastream/jars/<bundle>-<version>/lib``; a marker file written last
@@ -32,11 +33,11 @@ class Dependency:
     group: str
     artifact: str
     version: str
-    excluded_groups: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()  # "group:artifact" of dependencies to leave out; artifact may be *
 
     def pom_xml(self) -> str:
-        exclusions = "".join(f"<exclusion><groupId>{group}</groupId><artifactId>*</artifactId></exclusion>"
-                             for group in self.excluded_groups)
+        exclusions = "".join(f"<exclusion><groupId>{group}</groupId><artifactId>{artifact}</artifactId></exclusion>"
+                             for group, artifact in (name.split(":") for name in self.excluded))
         return (f"<dependency><groupId>{self.group}</groupId><artifactId>{self.artifact}</artifactId>"
                 f"<version>{self.version}</version><exclusions>{exclusions}</exclusions></dependency>")
 
@@ -96,14 +97,68 @@ KAFKA_BROKER = JarBundle("kafka-broker", KAFKA_VERSION, (
 KAFKA_EXPANSION_SERVICE = JarBundle("beam-kafka-expansion-service", BEAM_JAVA_VERSION, (
     Dependency("org.apache.beam", "beam-sdks-java-expansion-service", BEAM_JAVA_VERSION),
     # Confluent's schema-registry serializers live outside Maven Central; only Avro-registry reads need them.
-    Dependency("org.apache.beam", "beam-sdks-java-io-kafka", BEAM_JAVA_VERSION, excluded_groups=("io.confluent",)),
+    Dependency("org.apache.beam", "beam-sdks-java-io-kafka", BEAM_JAVA_VERSION, excluded=("io.confluent:*",)),
     Dependency("org.apache.kafka", "kafka-clients", KAFKA_CLIENTS_VERSION),
     # The Java SDK harness (run by the worker pool, see local_services) sizes its caches with jamm,
     # which Beam's container image supplies and the harness's pom leaves out.
     Dependency("com.github.jbellis", "jamm", "0.4.0"),
     Dependency("org.slf4j", "slf4j-jdk14", "2.0.16"),  # the harness and KafkaIO log through SLF4J 2
 ))
-BUNDLES = (KAFKA_BROKER, KAFKA_EXPANSION_SERVICE)
+# Beam's Flink job server, assembled from unshaded artifacts: Maven Central serves no
+# beam-runners-flink-*-job-server jar, and of the Flink runners only beam-runners-flink-1.19 at
+# 2.70.0, whose own beam-runners-java-job-service 2.70.0 is refused; 2.65.0 of that module (the
+# only one served) runs with it, its Beam dependencies left to the runner's 2.70.0
+# (docs/kafka-flink.md; tests/pipeline/test_flink_runner.py runs the pipeline on it).
+FLINK_VERSION = "1.19"
+BEAM_FLINK_RUNNER_VERSION = "2.70.0"
+BEAM_JOB_SERVICE_VERSION = "2.65.0"
+FLINK_JOB_SERVER_MAIN = "org.apache.beam.runners.flink.FlinkJobServerDriver"
+FLINK_JOB_SERVER = JarBundle(f"beam-flink-{FLINK_VERSION}-job-server", BEAM_FLINK_RUNNER_VERSION, (
+    Dependency("org.apache.beam", f"beam-runners-flink-{FLINK_VERSION}", BEAM_FLINK_RUNNER_VERSION,
+               excluded=("org.apache.beam:beam-runners-java-job-service",)),
+    Dependency("org.apache.beam", "beam-runners-java-job-service", BEAM_JOB_SERVICE_VERSION,
+               excluded=("org.apache.beam:*",)),
+    # The job server starts an expansion service of its own; its classes live in this module.
+    Dependency("org.apache.beam", "beam-sdks-java-expansion-service", BEAM_FLINK_RUNNER_VERSION),
+    Dependency("org.slf4j", "slf4j-simple", "2.0.16"),  # Flink and Beam log through SLF4J 2
+))
+BUNDLES = (KAFKA_BROKER, KAFKA_EXPANSION_SERVICE, FLINK_JOB_SERVER)
+LAUNCHER_JAR = "launcher.jar"
+_MANIFEST_LINE_BYTES = 72  # the jar manifest format's limit; longer values continue on lines starting with a space
+
+
+def _manifest(main_class: str, class_path: list[str]) -> str:
+    """A jar manifest naming the main class and the classpath (paths relative to the jar)."""
+    lines = ["Manifest-Version: 1.0", f"Main-Class: {main_class}"]
+    header = "Class-Path: " + " ".join(class_path)
+    lines.append(header[:_MANIFEST_LINE_BYTES])
+    rest = header[_MANIFEST_LINE_BYTES:]
+    while rest:  # ASCII paths: bytes == characters
+        lines.append(" " + rest[:_MANIFEST_LINE_BYTES - 1])
+        rest = rest[_MANIFEST_LINE_BYTES - 1:]
+    return "\r\n".join(lines) + "\r\n\r\n"
+
+
+def flink_job_server_jar() -> Path:
+    """A one-file launcher of the cached Flink job server for ``--flink_job_server_jar``: Beam's
+    FlinkRunner starts ``java -jar`` on one jar, and this one holds only a manifest whose
+    classpath names the bundle's jars. Raises JarsMissingError (naming the fetch command) if the
+    bundle is not fetched."""
+    import zipfile
+
+    FLINK_JOB_SERVER.classpath()  # raises if not fetched
+    launcher = FLINK_JOB_SERVER.directory / LAUNCHER_JAR
+    jars = [f"lib/{jar.name}" for jar in sorted(FLINK_JOB_SERVER.lib.glob("*.jar"))]
+    manifest = _manifest(FLINK_JOB_SERVER_MAIN, jars)
+    if launcher.exists():
+        with zipfile.ZipFile(launcher) as archive:
+            if archive.read("META-INF/MANIFEST.MF").decode() == manifest:
+                return launcher
+    partial = launcher.with_suffix(".partial")  # written aside: never a half-written launcher under its name
+    with zipfile.ZipFile(partial, "w") as archive:
+        archive.writestr("META-INF/MANIFEST.MF", manifest)
+    partial.replace(launcher)
+    return launcher
 
 # Beam's Prism runner, built from the Go module of the installed Python SDK's version: Python
 # Beam would download a release binary from GitHub, which this network does not serve.
@@ -169,13 +224,14 @@ def fetch(bundle: JarBundle) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m alphastream.java_jars",
-        description=f"Fetch the Kafka broker and Beam expansion service jars into {CACHE_DIR} "
-                    "and build Beam's Prism runner beside them.")
+        description=f"Fetch the Kafka broker, Beam expansion service and Flink job server jars into "
+                    f"{CACHE_DIR} and build Beam's Prism runner beside them.")
     parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         for bundle in BUNDLES:
             print(f"{bundle.name} {bundle.version}: {fetch(bundle)}")
+        print(f"flink job server launcher: {flink_job_server_jar()}")
         print(f"prism: {fetch_prism()}")
     except JarsMissingError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -33,7 +33,7 @@ from pipeline.options import (
     resolved_date,
     resolved_db_url,
 )
-from pipeline.runners import is_default_direct_runner, local_runner, runs_locally
+from pipeline.runners import is_submitted, runner_for, runs_locally
 from pipeline.streaming_sources import KafkaExpansionError
 from pipeline.summary import summarise
 
@@ -100,9 +100,8 @@ def check_local_synthetic_stream(options: PipelineOptions, opts: AlphastreamOpti
 def new_pipeline(options: PipelineOptions) -> beam.Pipeline:
     """The pipeline on the runner the flags name, refused in one line if Beam's own checks of
     the flags fail (an unknown --runner; Dataflow without --project, --region, --temp_location)."""
-    runner = local_runner(options) if is_default_direct_runner(options) else None  # None: what --runner names
     try:
-        return beam.Pipeline(runner=runner, options=options)
+        return beam.Pipeline(runner=runner_for(options), options=options)  # None: the runner --runner names
     except ValueError as err:  # Beam's PipelineOptionsValidator, or create_runner on an unknown name
         problems = "; ".join(line.strip().rstrip(".") for line in str(err).splitlines()[1:] if line.strip()) or str(err)
         raise UserFacingError(f"Beam refused the flags for --runner "
@@ -286,7 +285,7 @@ def run(argv: list[str]) -> int:
         build_graph(pipeline, opts, streaming=streaming, now_us=_now_us, day=day, db_url=db_url)
     except KafkaExpansionError as err:  # no Java expansion service: say what to do, no traceback
         raise UserFacingError(str(err)) from err
-    if not runs_locally(options):  # Dataflow and other remote runners: submit, report, return
+    if is_submitted(options):  # Dataflow: submit, report, return
         from pipeline.launch import run_remote
 
         return run_remote(pipeline, options, wait=opts.wait)

@@ -8,6 +8,12 @@ directly: the runners its tests and benchmarks run on. Prism stays one flag away
 ``--runner PrismRunner``, and is the runner for ``--source kafka``: Beam's Kafka reader is a Java
 transform, and of the local runners only Prism runs it unbounded (in the Java worker pool that
 ``alphastream.local_services`` starts).
+
+``--runner FlinkRunner`` runs on Beam's portable Flink runner through the job server that
+``python -m alphastream.java_jars`` assembles (Maven Central serves no job-server jar for Beam
+2.77); with ``--flink_master`` unset, ``[auto]`` or ``[local]`` that job server runs an embedded
+Flink on this machine, and with ``--flink_master host:port`` it submits to that cluster. Either
+way the command waits for the job and prints its summary.
 """
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ from pipeline.options import AlphastreamOptions
 DIRECT_RUNNER_NAMES = {"", "direct", "directrunner"}
 # Substrings of the --runner names (short or fully qualified) that run the job in this process.
 LOCAL_RUNNER_MARKERS = ("direct", "prism")
+# --flink_master values with which Beam's Flink job server runs Flink itself, in its own process.
+FLINK_LOCAL_MASTERS = {"[auto]", "[local]"}
 
 
 def _runner_name(options: PipelineOptions) -> str:
@@ -34,11 +42,38 @@ def is_default_direct_runner(options: PipelineOptions) -> bool:
     return _runner_name(options) in DIRECT_RUNNER_NAMES
 
 
+def runs_on_flink(options: PipelineOptions) -> bool:
+    return "flink" in _runner_name(options)
+
+
+def _flink_master_is_local(options: PipelineOptions) -> bool:
+    from apache_beam.options.pipeline_options import FlinkRunnerOptions
+
+    return options.view_as(FlinkRunnerOptions).flink_master.strip() in FLINK_LOCAL_MASTERS
+
+
 def runs_locally(options: PipelineOptions) -> bool:
-    """The job runs on this machine (any DirectRunner, Prism): it can reach the embedded local
-    database, migrates the schema itself and is waited for; anything else is submitted."""
+    """The job runs on this machine (any DirectRunner, Prism, Flink embedded in its job server):
+    it can reach the embedded local database, migrates the schema itself and is waited for."""
     name = _runner_name(options)
+    if runs_on_flink(options):
+        return _flink_master_is_local(options)
     return not name or any(marker in name for marker in LOCAL_RUNNER_MARKERS)
+
+
+def is_submitted(options: PipelineOptions) -> bool:
+    """The command submits the job and returns (Dataflow); otherwise it waits for the job here
+    (local runners, and Flink, whose job server reports the job's progress to this process)."""
+    return not runs_locally(options) and not runs_on_flink(options)
+
+
+def runner_for(options: PipelineOptions) -> PipelineRunner | None:
+    """The runner alphastream makes for these flags, or None for the one --runner names."""
+    if is_default_direct_runner(options):
+        return local_runner(options)
+    if runs_on_flink(options):
+        return flink_runner(options)
+    return None
 
 
 def runs_on_dataflow(options: PipelineOptions) -> bool:
@@ -84,3 +119,22 @@ def prism_runner(options: PipelineOptions) -> PipelineRunner:
         except JarsMissingError as err:
             raise UserFacingError(f"--source kafka runs on Beam's Prism runner here: {err}") from None
     return PrismRunner()
+
+
+def flink_runner(options: PipelineOptions) -> PipelineRunner:
+    """Beam's FlinkRunner on the job server ``python -m alphastream.java_jars`` assembles, unless
+    ``--flink_job_server_jar`` names one (Beam itself would download a jar Maven Central does not
+    serve here). Beam runs the Python steps in this process (LOOPBACK) when Flink is embedded."""
+    from apache_beam.options.pipeline_options import FlinkRunnerOptions
+    from apache_beam.runners.portability.flink_runner import FlinkRunner
+
+    from alphastream.errors import UserFacingError
+    from alphastream.java_jars import JarsMissingError, flink_job_server_jar
+
+    flink = options.view_as(FlinkRunnerOptions)
+    if not flink.flink_job_server_jar:
+        try:
+            flink.flink_job_server_jar = str(flink_job_server_jar())
+        except JarsMissingError as err:
+            raise UserFacingError(f"--runner FlinkRunner needs Beam's Flink job server: {err}") from None
+    return FlinkRunner()

@@ -11,7 +11,14 @@ from apache_beam.runners.portability.fn_api_runner import fn_runner
 
 from pipeline.graph import build_graph
 from pipeline.options import AlphastreamOptions
-from pipeline.runners import is_default_direct_runner, local_runner, runs_locally, runs_on_dataflow
+from pipeline.runners import (
+    is_default_direct_runner,
+    is_submitted,
+    local_runner,
+    runs_locally,
+    runs_on_dataflow,
+    runs_on_flink,
+)
 
 # Graphs here read made-up subscriptions: the session's emulator must not be asked about them.
 pytestmark = pytest.mark.usefixtures("no_pubsub_emulator")
@@ -36,13 +43,26 @@ def test_only_beams_default_runner_is_replaced(runner, default):
     (None, True, False), ("DirectRunner", True, False), ("BundleBasedDirectRunner", True, False),
     ("PrismRunner", True, False), ("prism", True, False),
     ("apache_beam.runners.portability.prism_runner.PrismRunner", True, False),
-    ("DataflowRunner", False, True), ("dataflow", False, True), ("FlinkRunner", False, False)])
+    ("DataflowRunner", False, True), ("dataflow", False, True), ("FlinkRunner", True, False)])
 def test_prism_runs_locally_like_the_direct_runner_and_dataflow_is_remote(runner, local, dataflow):
     """Prism is not Beam's default runner (it is not replaced) but runs on this machine: it can
-    use the embedded database and is waited for, not submitted."""
+    use the embedded database and is waited for, not submitted. So does Flink embedded in its
+    job server (--flink_master's default, [auto])."""
     options = PipelineOptions([] if runner is None else ["--runner", runner])
     assert runs_locally(options) is local
     assert runs_on_dataflow(options) is dataflow
+    assert is_submitted(options) is dataflow
+
+
+@pytest.mark.parametrize("master, local", [("[auto]", True), ("[local]", True), ("flink-jobmanager:8081", False),
+                                           ("http://10.0.0.5:8081", False)])
+def test_flink_runs_here_when_embedded_and_is_waited_for_on_a_cluster_too(master, local):
+    """A Flink cluster cannot reach this machine's embedded database, but the command still
+    waits for the job (Beam's job server reports it here) instead of submitting and returning."""
+    options = PipelineOptions(["--runner", "FlinkRunner", "--flink_master", master])
+    assert runs_on_flink(options)
+    assert runs_locally(options) is local
+    assert not is_submitted(options)
 
 
 class _Chosen(Exception):
