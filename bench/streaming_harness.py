@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ContextManager
 
@@ -36,6 +36,7 @@ DRAIN_QUIET_SECONDS = ALLOWED_LATENESS_SECONDS + 2
 DRAIN_TIMEOUT_SECONDS = 60
 STARTUP_TIMEOUT_SECONDS = 120
 PIPELINE_LOG_TAIL_LINES = 30
+LOG_DRAIN_TIMEOUT_SECONDS = 10
 FEED_LOG_TAIL_CHARS = 3000
 FEED_LOG_INTERVAL_SECONDS = 5
 # The feed may run far slower than asked (a starved machine) before it counts as hung.
@@ -55,6 +56,9 @@ class RunResult:
     timings: dict[str, int]
     delays: list[float]  # window end -> bar row first visible
     final_delays: list[float]  # window end -> bar row complete (its last trade count)
+    # The pipeline's tick counters from its run summary (empty if it printed none): when the bars
+    # do not hold exactly the ticks published, they tell where the difference arose.
+    counters: dict[str, int] = field(default_factory=dict)
 
     @property
     def publish_rate(self) -> float:
@@ -75,7 +79,14 @@ class RunResult:
                 f"{self.consumed_rate / self.publish_rate:.2f}x); window end -> row p50 "
                 f"{self.percentile(0.5):.2f} s, p99 {self.percentile(0.99):.2f} s over {len(self.delays)} bars "
                 f"(complete: p50 {self.percentile(0.5, True):.2f} s, p99 {self.percentile(0.99, True):.2f} s); "
-                f"bars by last pane timing {self.timings}")
+                f"bars by last pane timing {self.timings}{self._mismatch()}")
+
+    def _mismatch(self) -> str:
+        if self.ticks_in_bars == self.published:
+            return ""
+        counted = ", ".join(f"{name.removeprefix('ticks_')} {value:,}" for name, value in self.counters.items())
+        return (f"; MISMATCH: bars hold {self.ticks_in_bars - self.published:+,} ticks vs published "
+                f"(pipeline counters: {counted or 'none printed'})")
 
 
 @dataclass(frozen=True)
@@ -148,14 +159,16 @@ def bar_stats(db_url: str, interval: str) -> tuple[int, dict[str, int]]:
 
 
 def wait_for_drain(db_url: str, interval: str, published: int) -> None:
-    """Until every tick is in a bar, or none arrived for longer than the allowed lateness."""
+    """Until every tick is in a bar, or (once bars arrive) none arrived for longer than the allowed
+    lateness, or the drain timeout."""
     deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
     last, still_since = -1, time.monotonic()
     while time.monotonic() < deadline:
         ticks, _ = bar_stats(db_url, interval)
         if ticks != last:
             last, still_since = ticks, time.monotonic()
-        if ticks >= published or time.monotonic() - still_since > DRAIN_QUIET_SECONDS:
+        # Quiet counts only once bars arrive: a loaded pipeline may still be catching up on the first.
+        if ticks >= published or (ticks > 0 and time.monotonic() - still_since > DRAIN_QUIET_SECONDS):
             return
         time.sleep(DRAIN_POLL_SECONDS)
 
@@ -207,25 +220,27 @@ def database(work: Path, db_url: str | None = None) -> Iterator[str]:
         local.stop()
 
 
-def _start_pipeline(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str]]:
+def _start_pipeline(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str], threading.Thread]:
     """``python -m pipeline --streaming ARGS``, once it logged that it reads; (process, its log)."""
+    # One stream: the log (stderr) and the run summary with the counters (stdout).
     process = subprocess.Popen([sys.executable, "-m", "pipeline", "--streaming", *args], cwd=REPO, env=env,
-                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+                               stderr=subprocess.STDOUT, stdout=subprocess.PIPE, text=True)
     log: list[str] = []
     ready = threading.Event()
 
     def collect() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
+        assert process.stdout is not None
+        for line in process.stdout:
             log.append(line)
             if PIPELINE_READY_LINE in line:
                 ready.set()
 
-    threading.Thread(target=collect, daemon=True).start()
+    collector = threading.Thread(target=collect, daemon=True)
+    collector.start()
     if not ready.wait(STARTUP_TIMEOUT_SECONDS):
         stop_process(process, "pipeline")
         raise RuntimeError("pipeline did not start:\n" + "".join(log[-PIPELINE_LOG_TAIL_LINES:]))
-    return process, log
+    return process, log, collector
 
 
 INGESTION = ("-m", "ingestion")
@@ -252,7 +267,7 @@ def measure_run(args: argparse.Namespace, db_url: str, env: dict[str, str], *, s
     pipeline stops before the watch does, so every write it made is seen."""
     with psycopg.connect(db_url) as conn:
         conn.execute("TRUNCATE bars, dead_letters, anomalies")
-    process, log = _start_pipeline([*source, *_pipeline_args(args, db_url)], env)
+    process, log, collector = _start_pipeline([*source, *_pipeline_args(args, db_url)], env)
     try:
         with beside_feed(), BarWatch(db_url, args.interval) as watch:
             timeout = args.seconds * FEED_TIMEOUT_FACTOR + FEED_TIMEOUT_SLACK_SECONDS
@@ -265,5 +280,15 @@ def measure_run(args: argparse.Namespace, db_url: str, env: dict[str, str], *, s
             stop_process(process, "pipeline")
     finally:
         stop_process(process, "pipeline")
+    collector.join(LOG_DRAIN_TIMEOUT_SECONDS)  # the summary is the output's last lines
     return RunResult(published, publish_seconds, *bar_stats(db_url, args.interval), watch.first_delays(),
-                     watch.final_delays())
+                     watch.final_delays(), _counters("".join(log)))
+
+
+def _counters(pipeline_output: str) -> dict[str, int]:
+    from orchestration.batch_run import counters_from_summary
+
+    try:
+        return counters_from_summary(pipeline_output)
+    except ValueError:  # stopped before it printed its summary
+        return {}
