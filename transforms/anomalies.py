@@ -27,12 +27,15 @@ Detections (each an ``alphastream.records.Anomaly``):
 Return and volume scores need ``min_history`` values in the window first. Bars without trades
 (gap-filled carry-forward bars) are not read: they are not prices the market made.
 
-Streaming reads only ON_TIME panes: a bucket's bar as it stood when the watermark passed its
-end. Early panes are partial, and late panes arrive after later buckets were already judged;
-re-judging would retract detections, which the sinks do not model. The stateful DoFn buffers
-on-time bars and judges them when the watermark passes their end (an event-time timer), so
-out-of-order arrival within the watermark does not change the order bars are read in. A bar
-older than one already judged is dropped and counted (``anomaly_bars_out_of_order``).
+Streaming judges each bucket's bar once, as it stands when the watermark has passed its end: its
+ON_TIME pane, or, when its ticks all came after the watermark (a pipeline behind its input), its
+first LATE pane. Early panes are partial and never read. The stateful DoFn buffers bars and
+judges them when the watermark passes their end (an event-time timer), so out-of-order arrival
+within the watermark does not change the order bars are read in; of two panes of one bucket
+waiting together, the later (more complete) one is read. Later LATE panes of a judged bucket
+are corrections and are not read again: re-judging would retract detections, which the sinks
+do not model. A bucket's first settled pane older than one already judged is dropped and
+counted (``anomaly_bars_out_of_order``).
 """
 # Beam's functions carry no annotations; calling them is the point of this module.
 from __future__ import annotations
@@ -168,15 +171,29 @@ def detect_series(bars: Iterable[Bar], params: DetectorParams) -> list[Anomaly]:
 
 
 class _IsDetectable:
-    """The bars detection reads: the chosen interval, settled (not early), with trades."""
+    """The bars detection reads: the chosen interval, settled (not an early pane), with trades."""
 
-    def __init__(self, interval: str, on_time_only: bool):
-        self._interval, self._on_time_only = interval, on_time_only
+    def __init__(self, interval: str):
+        self._interval = interval
 
     def __call__(self, bar: Bar) -> bool:
-        if bar.interval != self._interval or bar.trades <= 0:
-            return False
-        return bar.timing == PaneTiming.ON_TIME.value or not self._on_time_only
+        return bar.interval == self._interval and bar.trades > 0 and bar.timing != PaneTiming.EARLY.value
+
+
+def _is_correction(bar: Bar) -> bool:
+    """A LATE pane after an earlier settled pane of its bucket (the sinks store it; detection has
+    read the bucket already)."""
+    return bar.timing == PaneTiming.LATE.value and bar.pane_index > 0
+
+
+def _latest_pane_per_bucket(bars: Iterable[Bar]) -> list[Bar]:
+    """One bar per bucket, the highest pane (panes accumulate: it is the most complete), in bucket order."""
+    latest: dict[int, Bar] = {}
+    for bar in bars:
+        kept = latest.get(bar.bucket_start_us)
+        if kept is None or bar.pane_index > kept.pane_index:
+            latest[bar.bucket_start_us] = bar
+    return [latest[bucket] for bucket in sorted(latest)]
 
 
 class _DetectPerSymbolDoFn(beam.DoFn):
@@ -193,7 +210,7 @@ class _DetectPerSymbolDoFn(beam.DoFn):
 
 
 class _StreamingDetectorDoFn(beam.DoFn):
-    """Streaming: (symbol, on-time Bar) -> anomalies, each bar judged once the watermark passes its end."""
+    """Streaming: (symbol, settled Bar) -> anomalies, each bucket judged once the watermark passes its end."""
 
     # Plain tuples: FastPrimitivesCoder encodes them compactly (a NamedTuple would be pickled).
     SERIES = ReadModifyWriteStateSpec("series", FastPrimitivesCoder())
@@ -223,14 +240,15 @@ class _StreamingDetectorDoFn(beam.DoFn):
         fired_us = loop.firing_us()
         if fired_us is None:
             return
-        bars = sorted((Bar(*b) for b in pending.read()), key=lambda b: b.bucket_start_us)
+        bars = _latest_pane_per_bucket(Bar(*b) for b in pending.read())
         due_now = [b for b in bars if self._due_us(b) <= fired_us]
         waiting = [b for b in bars if self._due_us(b) > fired_us]
         stored = series.read()
         state = SeriesState(*stored) if stored else SeriesState()
         for bar in due_now:
             if state.last_bucket_us is not None and bar.bucket_start_us <= state.last_bucket_us:
-                self._out_of_order.inc()  # a bucket already judged (or its repeat): judging it now would reorder
+                if not _is_correction(bar):  # a bucket's first reading, too late: judging it now would reorder
+                    self._out_of_order.inc()
                 continue
             state, found = detect_step(state, bar, self._params)
             self._found.inc(len(found))
@@ -249,7 +267,8 @@ class DetectAnomalies(Transform):
     """Bars (any intervals, any panes) -> Anomalies of the ``interval`` bars, batch or streaming.
 
     Batch groups each symbol's bars and folds ``detect_step`` over them; streaming keeps each
-    symbol's state and folds on-time bars in bucket order as the watermark passes them.
+    symbol's state and folds each bucket's first settled bar in bucket order as the watermark
+    passes them.
     """
 
     def __init__(self, interval: str, params: DetectorParams = DetectorParams(), *, streaming: bool):
@@ -258,7 +277,7 @@ class DetectAnomalies(Transform):
 
     def expand(self, bars: PColl) -> PColl:
         keyed = (bars
-                 | "DetectableBars" >> beam.Filter(_IsDetectable(self._interval, on_time_only=self._streaming))
+                 | "DetectableBars" >> beam.Filter(_IsDetectable(self._interval))
                  | "KeyBySymbol" >> beam.Map(lambda bar: (bar.symbol, bar)).with_output_types(tuple[str, Bar]))
         anomalies: PColl
         if self._streaming:

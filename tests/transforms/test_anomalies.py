@@ -243,6 +243,67 @@ def test_streaming_drops_an_on_time_bar_older_than_what_it_judged():
     assert sorted(got) == sorted(batch_detect(kept))
 
 
+def streaming_detect_behind(bars: list[Bar], seed: int, params: DetectorParams = PARAMS) -> list:
+    """The streaming detector when the pipeline is behind its input: the watermark has passed
+    every bucket before any of its bars arrives, so each bucket's first settled pane is LATE
+    (pane 0). They arrive in small batches in bucket order, out of order within a batch, each
+    batch followed by its corrections (LATE pane 1, different values) before the next."""
+    rng = random.Random(seed)
+    stamped = lambda b: TimestampedValue(b, Timestamp(micros=b.bucket_start_us + MINUTE - 1))  # noqa: E731
+    horizon = max(b.bucket_start_us for b in bars) + 10 * MINUTE
+    stream = TestStream(coder=beam.coders.registry.get_coder(Bar)).advance_watermark_to(Timestamp(micros=horizon))
+    ordered = sorted(bars, key=lambda b: b.bucket_start_us)
+    tick = 0
+    while ordered:
+        width = rng.randint(1, 8)
+        batch, ordered = ordered[:width], ordered[width:]
+        first = [b._replace(timing=PaneTiming.LATE.value) for b in batch]
+        rng.shuffle(first)
+        tick += 1  # the watermark moves on a little after each batch, as a live one does: the timers fire
+        stream = (stream.add_elements([stamped(b) for b in first])
+                  .advance_watermark_to(Timestamp(micros=horizon + tick * 1000)))  # TestStream: whole ms
+        corrections = [b._replace(timing=PaneTiming.LATE.value, pane_index=1, close=b.close * 3) for b in batch]
+        stream = stream.add_elements([stamped(b) for b in corrections])
+    stream = stream.advance_watermark_to_infinity()
+    options = TestPipeline().options
+    options.view_as(StandardOptions).streaming = True
+    with TestPipeline(options=options) as p:
+        got = Collected(p | stream | DetectAnomalies("1m", params, streaming=True))
+    return got.items
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_pipeline_behind_its_input_judges_each_bucket_on_its_first_late_pane(seed):
+    """When every bar comes late (a loaded pipeline whose watermark ran ahead), the first LATE
+    pane of each bucket is read, as an on-time one would be; the corrections after it are not."""
+    bars = seeded_series(seed)
+    assert sorted(streaming_detect_behind(bars, seed)) == sorted(batch_detect(bars))
+
+
+def test_of_two_panes_of_a_bucket_waiting_together_the_later_is_judged():
+    """An on-time pane and its late correction both waiting when the watermark passes the bucket:
+    the correction (panes accumulate, so it holds more of the bucket's ticks) is the one read."""
+    closes = walk(60, seed=9)
+    series = [bar(m, c) for m, c in enumerate(closes)]
+    jumped = series[50]._replace(close=series[50].close * 1.2, timing=PaneTiming.LATE.value, pane_index=1)
+    stamped = lambda b: TimestampedValue(b, Timestamp(micros=b.bucket_start_us + MINUTE - 1))  # noqa: E731
+    stream = (TestStream(coder=beam.coders.registry.get_coder(Bar))
+              .add_elements([stamped(b) for b in series[:51]])
+              .add_elements([stamped(jumped)])
+              .add_elements([stamped(b) for b in series[51:]])
+              .advance_watermark_to(Timestamp(micros=T0 + 60 * MINUTE))
+              .advance_watermark_to_infinity())
+    options = TestPipeline().options
+    options.view_as(StandardOptions).streaming = True
+    with TestPipeline(options=options) as p:
+        got = Collected(p | stream | DetectAnomalies("1m", PARAMS, streaming=True))
+    expected = batch_detect(series[:50] + [jumped._replace(timing=PaneTiming.ON_TIME.value, pane_index=0)]
+                            + series[51:])
+    assert 50 in kinds_at(expected)  # the correction is an outlier, the on-time pane is not
+    assert 50 not in kinds_at(batch_detect(series))
+    assert sorted(got.items) == sorted(expected)
+
+
 # --- the synthetic market's labelled anomalies ------------------------------------------
 
 DAY = dt.date(2024, 3, 5)
