@@ -23,10 +23,11 @@ labelled anomalies injected (bench/live_anomaly_feed.py: ``alphastream.synthetic
   median and p95 over every streaming detection: watermark, the detector's timer, sink and
   commit together, plus at most one heartbeat and one poll.
 
-Streaming detection judges a bar's on-time pane only (transforms/anomalies.py): a bar whose
-ticks all reached the pipeline after the watermark passed its end (a LATE pane) is never
-judged, so a pipeline that lags its feed by more than a bar loses recall, and the defaults keep
-the feed small and the bars wide enough for a shared machine.
+Streaming detection judges each bucket once (transforms/anomalies.py): its on-time pane, or its
+first LATE pane when all its ticks reached the pipeline after the watermark passed its end. A
+first pane that arrives after a later bucket was already judged is dropped, so a pipeline that
+lags its feed unevenly still loses some recall; the defaults keep the feed small and the bars
+wide enough for a shared machine.
 
     .venv/bin/python bench/bench_anomalies.py
     .venv/bin/python bench/bench_anomalies.py --seeds 1 2 3 -- --anomaly_return_z 5
