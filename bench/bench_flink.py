@@ -22,15 +22,18 @@ parallelism 2, i.e. ``flink-p2`` speed >= 1.0x ``local``. The parent checks ever
 wrote the same bars as ``local`` before it prints anything.
 
 "process" is the child's wall time from start to exit (imports, the Flink job server's start
-and the job), "work" the time after the imports. Peak RSS is the largest process among the
-child and the processes it reaped (the Flink job server's JVM included); the worker pool's SDK
-workers are separate processes, and their peak is printed beside flink-p2's. Contenders run
-round-robin, so a burst of outside load does not fall on one of them only; the load average is
-printed before and after, as the 2-core machine may be doing other work.
+and stop, and the job), "work" the time after the imports. CPU is user + system time summed
+over every process of the run: the child, the Flink job server's JVM and, for flink-p2, the
+worker pool and its SDK workers; peak RSS is the largest single one of them. (Beam kills the job
+server without always reaping it, so this process makes itself their subreaper and reaps what a
+child leaves behind.) Contenders run round-robin, so a burst of outside load does not fall on
+one of them only; the load average is printed before and after, as the 2-core machine may be
+doing other work.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import shutil
 import signal
@@ -71,14 +74,60 @@ CONTENDERS = {
 BASELINE = "local"
 
 
+# prctl(2): orphaned descendants are re-parented to this process instead of init.
+PR_SET_CHILD_SUBREAPER = 36
+
+
+class Usage(NamedTuple):
+    processes: int
+    cpu_seconds: float  # user + system, summed
+    peak_mib: float  # the largest process's peak RSS
+
+
+NO_PROCESSES = Usage(0, 0.0, 0.0)
+
+
 class FlinkRun(NamedTuple):
     child: ChildRun
-    workers_started: int  # SDK worker processes the pool started (0 without a pool)
-    workers_peak_mib: float  # the largest of the pool and its workers
-    workers_cpu_seconds: float  # user + system CPU of the pool and its workers
+    workers: Usage  # the worker pool's SDK workers (processes: how many it started)
+    orphans: Usage  # what the child left running when it exited: the Flink job server
+
+    @property
+    def cpu_seconds(self) -> float:
+        return self.child.cpu_seconds + self.workers.cpu_seconds + self.orphans.cpu_seconds
+
+    @property
+    def peak_mib(self) -> float:
+        return max(self.child.peak_mib, self.workers.peak_mib, self.orphans.peak_mib)
 
 
-def run_with_worker_pool(kind: str, input_path: str, flags: list[str]) -> FlinkRun:
+def become_subreaper() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+
+
+def _parent_pid(proc_dir: Path) -> int | None:
+    try:
+        stat = (proc_dir / "stat").read_text()
+    except OSError:  # the process is gone
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])  # the field after the (command name) and state
+
+
+def reap_orphans() -> Usage:
+    """Wait for every process re-parented to this one (none of ours is running between runs) and
+    sum their usage."""
+    me = os.getpid()
+    orphans = [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _parent_pid(d) == me]
+    cpu, peak = 0.0, 0.0
+    for pid in orphans:
+        _, _, usage = os.wait4(pid, 0)
+        cpu, peak = cpu + usage.ru_utime + usage.ru_stime, max(peak, usage.ru_maxrss / 1024)
+    return Usage(len(orphans), cpu, peak)
+
+
+def run_with_worker_pool(input_path: str, flags: list[str]) -> tuple[ChildRun, Usage]:
     """Start a Python worker pool, run the contender against it, then stop the pool and measure it."""
     log_dir = Path(tempfile.mkdtemp(prefix="bench-flink-pool-"))
     port = free_port()
@@ -89,22 +138,25 @@ def run_with_worker_pool(kind: str, input_path: str, flags: list[str]) -> FlinkR
         child = run_child("pipeline", input_path, [*flags, "--environment_type", "EXTERNAL",
                                                    "--environment_config", f"localhost:{port}"])
     finally:
-        # The pool stops on Ctrl-C; wait4 (not Popen.wait) gives its peak RSS, which counts the
-        # SDK workers it reaped.
-        pool.send_signal(signal.SIGINT)
+        # SIGTERM, not Ctrl-C: after Ctrl-C the pool can hang on its gRPC threads. The job has
+        # ended, so the pool has stopped and reaped its SDK workers; wait4 (not Popen.wait) gives
+        # its peak RSS, which counts theirs.
+        pool.send_signal(signal.SIGTERM)
         _, status, usage = os.wait4(pool.pid, 0)
         pool.returncode = os.waitstatus_to_exitcode(status)
     workers = (log_dir / WORKER_POOL_LOG).read_text(errors="replace").count(WORKER_STARTED)
     shutil.rmtree(log_dir, ignore_errors=True)
-    return FlinkRun(child, workers, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
+    return child, Usage(workers, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
 def run_contender(kind: str, input_path: str) -> FlinkRun:
     contender = CONTENDERS[kind]
     flags = ["--input_format", "parquet", *contender.flags]
     if contender.worker_pool:
-        return run_with_worker_pool(kind, input_path, flags)
-    return FlinkRun(run_child("pipeline", input_path, flags), 0, 0.0, 0.0)
+        child, workers = run_with_worker_pool(input_path, flags)
+    else:
+        child, workers = run_child("pipeline", input_path, flags), NO_PROCESSES
+    return FlinkRun(child, workers, reap_orphans())
 
 
 def report(runs: dict[str, list[FlinkRun]], rows: int) -> None:
@@ -123,17 +175,16 @@ def report(runs: dict[str, list[FlinkRun]], rows: int) -> None:
     for kind, kind_runs in runs.items():
         process = statistics.median(r.child.process_seconds for r in kind_runs)
         work = statistics.median(r.child.work_seconds for r in kind_runs)
-        cpu = statistics.median(r.child.cpu_seconds for r in kind_runs)
-        peak = statistics.median(r.child.peak_mib for r in kind_runs)
+        cpu = statistics.median(r.cpu_seconds for r in kind_runs)
+        peak = statistics.median(r.peak_mib for r in kind_runs)
+        orphans = statistics.median(r.orphans.processes for r in kind_runs)
         line = (f"{kind:18s} process {process:7.2f} s ({rows / process:>9,.0f} ticks/s, "
                 f"{base_process / process:4.2f}x {BASELINE})   work {work:7.2f} s ({rows / work:>9,.0f} ticks/s, "
-                f"{base_work / work:4.2f}x)   CPU {cpu:7.2f} s   peak RSS {peak:5.0f} MiB")
+                f"{base_work / work:4.2f}x)   CPU {cpu:7.2f} s   peak RSS {peak:5.0f} MiB   "
+                f"(reaped after the child: {orphans:.0f}")
         if CONTENDERS[kind].worker_pool:
-            workers = statistics.median(r.workers_started for r in kind_runs)
-            pool_peak = statistics.median(r.workers_peak_mib for r in kind_runs)
-            pool_cpu = statistics.median(r.workers_cpu_seconds for r in kind_runs)
-            line += f"   + {workers:.0f} SDK workers: CPU {pool_cpu:.2f} s, largest {pool_peak:.0f} MiB"
-        print(line)
+            line += f"; SDK workers: {statistics.median(r.workers.processes for r in kind_runs):.0f}"
+        print(line + ")")
     print(f"\n(x {BASELINE} is speed: above 1.00 the contender is faster; target flink-p2 >= 1.00x at 10M ticks)")
 
 
@@ -146,6 +197,7 @@ def main() -> None:
                         help=f"which to run ({BASELINE} always runs: it is the baseline)")
     args = parser.parse_args()
     kinds = [BASELINE, *(k for k in args.contenders if k != BASELINE)]
+    become_subreaper()
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-flink-"))
     input_path = scratch / "ticks.parquet"
