@@ -178,7 +178,7 @@ def python_worker_pool(tmp_path) -> Iterator[WorkerPool]:
     try:
         yield WorkerPool(port, log)
     finally:
-        stop_process(pool, "the Python worker pool")
+        stop_process(pool, "the Python worker pool", signal.SIGTERM)  # after SIGINT it can hang on gRPC threads
         for pid in _session_members(pool.pid):  # SDK workers the pool did not reap
             os.kill(pid, signal.SIGKILL)
 
