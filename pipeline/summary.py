@@ -86,6 +86,10 @@ def _row(label: str, text: str) -> str:
 def summarise(result: PipelineResult, complete: bool = True) -> RunSummary:
     """Collect the alphastream counters of a finished (or cancelled) run; ``complete=False``
     for a run stopped before its end (its counters are a lower bound)."""
+    from apache_beam.runners.portability.portable_runner import PipelineResult as PortablePipelineResult
+
+    if isinstance(result, PortablePipelineResult):  # Flink, Prism
+        return RunSummary(_portable_counters(result, complete), complete=complete)
     try:
         query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
     except RecursionError:
@@ -100,3 +104,28 @@ def summarise(result: PipelineResult, complete: bool = True) -> RunSummary:
         value = counter.committed if complete and counter.committed is not None else counter.attempted
         counters[counter.key.metric.name] = counters.get(counter.key.metric.name, 0) + (value or 0)
     return RunSummary(counters, complete=complete)
+
+
+def _portable_counters(result, complete: bool) -> dict[str, int]:
+    """The alphastream counters of a portable runner's job, summed over every report.
+
+    Not ``result.metrics()``: Beam's portable metrics keep one report per (step, counter), and
+    a step the runner copies into several stages (a parse after a Flatten of CSV and JSONL
+    inputs, on Flink) reports once per copy, so all but one copy's counts would be lost. The
+    job service's raw reports are read instead (through the result's job service handle, which
+    ``metrics()`` itself uses).
+    """
+    from apache_beam.metrics import monitoring_infos
+    from apache_beam.portability.api import beam_job_api_pb2
+
+    response = result._job_service.GetJobMetrics(beam_job_api_pb2.GetJobMetricsRequest(job_id=result._job_id))
+    # As above: committed values for a run that ended by itself, attempted ones for a stopped run.
+    reports = response.metrics.committed if complete and response.metrics.committed else response.metrics.attempted
+    counters: dict[str, int] = {}
+    for info in reports:
+        if not (monitoring_infos.is_counter(info) and monitoring_infos.is_user_monitoring_info(info)):
+            continue
+        namespace, name = monitoring_infos.parse_namespace_and_name(info)
+        if namespace == METRICS_NAMESPACE:
+            counters[name] = counters.get(name, 0) + monitoring_infos.extract_metric_result_map_value(info)
+    return counters
