@@ -127,16 +127,21 @@ LAUNCHER_JAR = "launcher.jar"
 _MANIFEST_LINE_BYTES = 72  # the jar manifest format's limit; longer values continue on lines starting with a space
 
 
-def _manifest(main_class: str, class_path: list[str]) -> str:
-    """A jar manifest naming the main class and the classpath (paths relative to the jar)."""
-    lines = ["Manifest-Version: 1.0", f"Main-Class: {main_class}"]
-    header = "Class-Path: " + " ".join(class_path)
-    lines.append(header[:_MANIFEST_LINE_BYTES])
+def _folded(header: str) -> list[str]:
+    """One manifest header as lines of at most 72 bytes, each continuation starting with a space
+    (ASCII: bytes == characters)."""
+    lines = [header[:_MANIFEST_LINE_BYTES]]
     rest = header[_MANIFEST_LINE_BYTES:]
-    while rest:  # ASCII paths: bytes == characters
+    while rest:
         lines.append(" " + rest[:_MANIFEST_LINE_BYTES - 1])
         rest = rest[_MANIFEST_LINE_BYTES - 1:]
-    return "\r\n".join(lines) + "\r\n\r\n"
+    return lines
+
+
+def _manifest(main_class: str, class_path: list[str]) -> str:
+    """A jar manifest naming the main class and the classpath (paths relative to the jar)."""
+    headers = ["Manifest-Version: 1.0", f"Main-Class: {main_class}", "Class-Path: " + " ".join(class_path)]
+    return "\r\n".join(line for header in headers for line in _folded(header)) + "\r\n\r\n"
 
 
 def flink_job_server_jar() -> Path:
@@ -151,9 +156,12 @@ def flink_job_server_jar() -> Path:
     jars = [f"lib/{jar.name}" for jar in sorted(FLINK_JOB_SERVER.lib.glob("*.jar"))]
     manifest = _manifest(FLINK_JOB_SERVER_MAIN, jars)
     if launcher.exists():
-        with zipfile.ZipFile(launcher) as archive:
-            if archive.read("META-INF/MANIFEST.MF").decode() == manifest:
-                return launcher
+        try:
+            with zipfile.ZipFile(launcher) as archive:
+                if archive.read("META-INF/MANIFEST.MF").decode() == manifest:
+                    return launcher
+        except (zipfile.BadZipFile, KeyError):  # not a launcher we wrote: write it anew
+            pass
     partial = launcher.with_suffix(".partial")  # written aside: never a half-written launcher under its name
     with zipfile.ZipFile(partial, "w") as archive:
         archive.writestr("META-INF/MANIFEST.MF", manifest)

@@ -132,13 +132,19 @@ def test_an_up_to_date_launcher_is_kept(fetched_job_server):
     assert (again.st_ino, again.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
 
 
-@pytest.mark.parametrize("change", ["jar added", "jar removed", "launcher of another main class"])
+@pytest.mark.parametrize("change", ["jar added", "jar removed", "launcher of another main class", "not a zip",
+                                    "zip without a manifest"])
 def test_a_launcher_that_no_longer_matches_the_lib_is_rewritten(fetched_job_server, change):
     launcher = flink_job_server_jar()
     if change == "jar added":
         (fetched_job_server / "zz-added-after-the-launcher-1.0.jar").touch()
     elif change == "jar removed":
         (fetched_job_server / FAKE_JARS[0]).unlink()
+    elif change == "not a zip":  # e.g. a write cut short by a full disk
+        launcher.write_bytes(b"PK\x03\x04 truncated")
+    elif change == "zip without a manifest":
+        with zipfile.ZipFile(launcher, "w") as archive:
+            archive.writestr("README.txt", "not a launcher")
     else:
         with zipfile.ZipFile(launcher, "w") as archive:
             archive.writestr(MANIFEST, java_jars._manifest("org.example.OldDriver",
