@@ -3,6 +3,8 @@
     .venv/bin/python bench/bench_flink.py --ticks 2000000 --repeats 3
     .venv/bin/python bench/bench_flink.py --ticks 10000000 --repeats 1
     .venv/bin/python bench/bench_flink.py --ticks 200000 --repeats 1 --contenders local flink-p1   # a quick look
+    .venv/bin/python bench/bench_flink.py --ticks 200000 --contenders flink-p1 -- \
+        --job_server_jvm_properties=-XX:+UseSerialGC      # more flags for the Flink contenders
 
 Every contender is ``python -m pipeline --source files --input_format parquet --no_db`` on the
 same Parquet file, in its own child process (bench_batch's children, so the times, CPU and peak
@@ -102,6 +104,8 @@ class FlinkRun(NamedTuple):
 
 
 def become_subreaper() -> None:
+    """Descendants whose parent exits come to this process, which can then reap them and read
+    their usage (Beam kills the Flink job server at exit without always waiting for it)."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
@@ -149,9 +153,9 @@ def run_with_worker_pool(input_path: str, flags: list[str]) -> tuple[ChildRun, U
     return child, Usage(workers, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
-def run_contender(kind: str, input_path: str) -> FlinkRun:
+def run_contender(kind: str, input_path: str, flink_flags: list[str]) -> FlinkRun:
     contender = CONTENDERS[kind]
-    flags = ["--input_format", "parquet", *contender.flags]
+    flags = ["--input_format", "parquet", *contender.flags, *(flink_flags if kind != BASELINE else [])]
     if contender.worker_pool:
         child, workers = run_with_worker_pool(input_path, flags)
     else:
@@ -195,6 +199,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--contenders", nargs="+", choices=list(CONTENDERS), default=list(CONTENDERS),
                         help=f"which to run ({BASELINE} always runs: it is the baseline)")
+    parser.add_argument("flink_flags", nargs="*", help="more pipeline flags for the Flink contenders, after --")
     args = parser.parse_args()
     kinds = [BASELINE, *(k for k in args.contenders if k != BASELINE)]
     become_subreaper()
@@ -210,7 +215,7 @@ def main() -> None:
     try:
         for _ in range(args.repeats):
             for kind in kinds:
-                runs[kind].append(run_contender(kind, str(input_path)))
+                runs[kind].append(run_contender(kind, str(input_path), args.flink_flags))
                 print(f"  {kind}: {runs[kind][-1].child.process_seconds:.1f} s", flush=True)
         print(f"load average after {os.getloadavg()}\n")
         report(runs, rows)
