@@ -28,6 +28,7 @@ DIRECT_RUNNER_NAMES = {"", "direct", "directrunner"}
 LOCAL_RUNNER_MARKERS = ("direct", "prism")
 # --flink_master values with which Beam's Flink job server runs Flink itself, in its own process.
 FLINK_LOCAL_MASTERS = {"[auto]", "[local]"}
+EMBEDDED_BATCH_JVM_FLAGS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
 
 
 def _runner_name(options: PipelineOptions) -> str:
@@ -125,13 +126,20 @@ def flink_runner(options: PipelineOptions) -> PipelineRunner:
     """Beam's FlinkRunner on the job server ``python -m alphastream.java_jars`` assembles, unless
     ``--flink_job_server_jar`` names one (Beam itself would download a jar Maven Central does not
     serve here). Beam runs the Python steps in this process (LOOPBACK) when Flink is embedded."""
-    from apache_beam.options.pipeline_options import FlinkRunnerOptions
+    from apache_beam.options.pipeline_options import FlinkRunnerOptions, JobServerOptions
     from apache_beam.runners.portability.flink_runner import FlinkRunner
 
     from alphastream.errors import UserFacingError
     from alphastream.java_jars import JarsMissingError, flink_job_server_jar
 
     flink = options.view_as(FlinkRunnerOptions)
+    job_server = options.view_as(JobServerOptions)
+    batch = not options.view_as(StandardOptions).streaming
+    if batch and _flink_master_is_local(options) and not job_server.job_server_jvm_properties:
+        # A batch job on embedded Flink is short and its JVM does little but move elements to the
+        # Python workers: start-up dominates, and a JVM that skips C2 compilation and the
+        # parallel collector starts faster (docs/benchmarks.md, Flink batch).
+        job_server.job_server_jvm_properties = list(EMBEDDED_BATCH_JVM_FLAGS)
     if not flink.flink_job_server_jar:
         try:
             flink.flink_job_server_jar = str(flink_job_server_jar())

@@ -12,6 +12,8 @@ from apache_beam.runners.portability.fn_api_runner import fn_runner
 from pipeline.graph import build_graph
 from pipeline.options import AlphastreamOptions
 from pipeline.runners import (
+    EMBEDDED_BATCH_JVM_FLAGS,
+    flink_runner,
     is_default_direct_runner,
     is_submitted,
     local_runner,
@@ -122,3 +124,19 @@ def test_a_run_keeps_the_garbage_collector_off_the_objects_from_before_it(monkey
     assert main(["--symbols", "2", "--ticks_per_symbol", "200", "--no_db", "--output", str(tmp_path)]) == 0
     assert frozen_during_run and frozen_during_run[0] > frozen_before
     assert gc.get_freeze_count() == frozen_before
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], list(EMBEDDED_BATCH_JVM_FLAGS)),
+    (["--flink_master", "[local]"], list(EMBEDDED_BATCH_JVM_FLAGS)),
+    (["--streaming"], []),  # a long-running job keeps the JVM's defaults
+    (["--flink_master", "jobmanager:8081"], []),  # the cluster runs the job, not this JVM
+    (["--job_server_jvm_properties=-Xmx2g"], ["-Xmx2g"]),  # the user's own flags win
+])
+def test_embedded_flink_batch_starts_its_job_server_jvm_for_a_short_job(flags, expected):
+    from apache_beam.options.pipeline_options import FlinkRunnerOptions, JobServerOptions
+
+    options = PipelineOptions(["--runner", "FlinkRunner", *flags])
+    flink_runner(options)
+    assert options.view_as(JobServerOptions).job_server_jvm_properties == expected
+    assert options.view_as(FlinkRunnerOptions).flink_job_server_jar.endswith("launcher.jar")
