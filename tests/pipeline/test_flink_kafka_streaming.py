@@ -24,7 +24,15 @@ from alphastream.java_jars import JarsMissingError
 from alphastream.local_services import stop_process
 from alphastream.records import BAR_FIELDS
 from pipeline.repair import recompute
-from tests.fixtures.live_stack import INTERVALS, Child, LiveStack, feed_outcome, stored_bars, summary_of_difference
+from tests.fixtures.live_stack import (
+    INTERVALS,
+    Child,
+    LiveStack,
+    feed_outcome,
+    stored_bars,
+    summary_of_difference,
+    wait_for_signal_exit,
+)
 from tests.fixtures.reference import assert_same_bars
 
 pytestmark = pytest.mark.slow
@@ -101,6 +109,9 @@ def flink_kafka_stack(kafka_broker, legacy_read_expansion_service, pg_cluster, t
     stack = FlinkKafkaStack(None, pg_cluster, tmp_path, broker=kafka_broker,
                             expansion_service=legacy_read_expansion_service)
     yield stack
+    for child in stack.children:  # stopped, not killed: the pipeline's exit stops the Flink job server Beam started
+        if child.name == "pipeline" and child.process.poll() is None:
+            wait_for_signal_exit(child, signal.SIGINT, timeout=STOP_TIMEOUT_SECONDS)
     stack.close()
 
 
