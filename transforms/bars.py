@@ -120,6 +120,8 @@ class _WindowedBarDoFn(beam.DoFn):
     def process(self, element: Any, win: Any = beam.DoFn.WindowParam,
                 pane: Any = beam.DoFn.PaneInfoParam) -> Iterator[Any]:
         symbol, acc = element
+        if acc is None:  # an empty pane: Beam fires the on-time and closing panes of a window even with nothing new
+            return
         timing = _BEAM_TIMING.get(pane.timing, PaneTiming.ON_TIME)
         self._panes.inc()
         yield bar_from_accumulator(symbol, self._interval, win.start.micros, acc, timing, pane.index)

@@ -166,3 +166,16 @@ def test_early_firing_delay_must_be_whole_seconds():
     # A fractional delay runs on the DirectRunner but cannot be translated for Dataflow.
     with pytest.raises(ValueError, match="whole number of seconds"):
         PerTickBars(("1m",), 60, 2.5)
+
+
+def test_an_empty_pane_makes_no_bar():
+    """Flink fires a window's closing pane even when nothing came since the last one: the combine
+    then hands on no accumulator, and there is no bar to store (not a crash, not an empty bar)."""
+    from apache_beam.transforms.window import IntervalWindow
+    from apache_beam.utils.windowed_value import PaneInfo, PaneInfoTiming
+
+    from transforms.bars import _WindowedBarDoFn
+
+    closing = PaneInfo(is_first=False, is_last=True, timing=PaneInfoTiming.LATE, index=1, nonspeculative_index=1)
+    window = IntervalWindow(0, 60)
+    assert list(_WindowedBarDoFn("1m").process(("AAPL", None), window, closing)) == []
