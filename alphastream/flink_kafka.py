@@ -10,25 +10,12 @@ expansion service bundle. The rest of the expanded transform still runs in the J
 """
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
-from alphastream.java_jars import (
-    FLINK_JOB_SERVER,
-    FLINK_JOB_SERVER_MAIN,
-    KAFKA_EXPANSION_SERVICE,
-    _manifest,
-)
-from alphastream.local_services import (
-    EXPANSION_SERVICE_LOG,
-    EXPANSION_SERVICE_START_TIMEOUT_SECONDS,
-    Process,
-    accepts_connections,
-    free_port,
-    start_and_wait,
-)
+from alphastream.java_jars import KAFKA_EXPANSION_SERVICE, flink_job_server_jar
 
-# The expansion service option that makes KafkaIO expand into its legacy UnboundedSource read.
+# The expansion service option that makes KafkaIO expand into its legacy UnboundedSource read
+# (alphastream.local_services.start_kafka_services(experiments=...)).
 LEGACY_READ_EXPERIMENT = "use_deprecated_read"
 KAFKA_LAUNCHER_JAR = "launcher-kafka.jar"
 # Jars of the expansion service bundle the job server lacks, by artifact name: KafkaIO and the
@@ -36,7 +23,6 @@ KAFKA_LAUNCHER_JAR = "launcher-kafka.jar"
 # the zstd codec, for topics written with zstd (the job server has lz4 and snappy).
 KAFKA_READER_ARTIFACTS = ("beam-sdks-java-io-kafka", "kafka-clients", "beam-sdks-java-extensions-avro", "avro",
                           "zstd-jni")
-_JVM_FLAGS = ("-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
 
 
 def _artifact_jar(lib: Path, artifact: str) -> Path:
@@ -51,40 +37,6 @@ def flink_kafka_job_server_jar() -> Path:
     """A launcher (manifest only, beside the job server's own) of the cached Flink job server with
     KafkaIO's legacy reader on its classpath, for ``--flink_job_server_jar``. Raises
     JarsMissingError (naming the fetch command) if either bundle is not fetched."""
-    FLINK_JOB_SERVER.classpath()  # each raises if its bundle is not fetched
-    KAFKA_EXPANSION_SERVICE.classpath()
-    relative_kafka_lib = Path("..") / KAFKA_EXPANSION_SERVICE.directory.name / "lib"
-    jars = [f"lib/{jar.name}" for jar in sorted(FLINK_JOB_SERVER.lib.glob("*.jar"))]
-    jars += [str(relative_kafka_lib / _artifact_jar(KAFKA_EXPANSION_SERVICE.lib, artifact).name)
-             for artifact in KAFKA_READER_ARTIFACTS]
-    manifest = _manifest(FLINK_JOB_SERVER_MAIN, jars)
-    launcher = FLINK_JOB_SERVER.directory / KAFKA_LAUNCHER_JAR
-    if launcher.exists():
-        try:
-            with zipfile.ZipFile(launcher) as archive:
-                if archive.read("META-INF/MANIFEST.MF").decode() == manifest:
-                    return launcher
-        except (zipfile.BadZipFile, KeyError):  # not a launcher we wrote: write it anew
-            pass
-    partial = launcher.with_suffix(".partial")  # written aside: never a half-written launcher under its name
-    with zipfile.ZipFile(partial, "w") as archive:
-        archive.writestr("META-INF/MANIFEST.MF", manifest)
-    partial.replace(launcher)
-    return launcher
-
-
-def start_legacy_read_expansion_service(work_dir: Path, worker_pool: str,
-                                        timeout: float = EXPANSION_SERVICE_START_TIMEOUT_SECONDS,
-                                        new_session: bool = False) -> tuple[Process, str]:
-    """Beam's Kafka expansion service expanding ``ReadFromKafka`` into KafkaIO's legacy read (for
-    Flink), its other Java stages in the worker pool at ``worker_pool`` (host:port). Returns
-    (process, "localhost:port") for ``--expansion_service``."""
-    classpath = KAFKA_EXPANSION_SERVICE.classpath()
-    port = free_port()
-    process = start_and_wait(
-        ["java", *_JVM_FLAGS, "-cp", classpath, "org.apache.beam.sdk.expansion.service.ExpansionService",
-         str(port), "--javaClassLookupAllowlistFile=*", "--defaultEnvironmentType=EXTERNAL",
-         f"--defaultEnvironmentConfig={worker_pool}", f"--experiments={LEGACY_READ_EXPERIMENT}"],
-        "the Kafka expansion service (legacy read)", work_dir / EXPANSION_SERVICE_LOG,
-        lambda: accepts_connections(port), timeout, new_session=new_session)
-    return process, f"localhost:{port}"
+    KAFKA_EXPANSION_SERVICE.classpath()  # raises if not fetched
+    reader = [_artifact_jar(KAFKA_EXPANSION_SERVICE.lib, artifact) for artifact in KAFKA_READER_ARTIFACTS]
+    return flink_job_server_jar(extra_jars=reader, name=KAFKA_LAUNCHER_JAR)

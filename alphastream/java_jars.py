@@ -19,6 +19,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 log = logging.getLogger(__name__)
 
@@ -144,16 +145,17 @@ def _manifest(main_class: str, class_path: list[str]) -> str:
     return "\r\n".join(line for header in headers for line in _folded(header)) + "\r\n\r\n"
 
 
-def flink_job_server_jar() -> Path:
+def flink_job_server_jar(extra_jars: Sequence[Path] = (), name: str = LAUNCHER_JAR) -> Path:
     """A one-file launcher of the cached Flink job server for ``--flink_job_server_jar``: Beam's
     FlinkRunner starts ``java -jar`` on one jar, and this one holds only a manifest whose
-    classpath names the bundle's jars. Raises JarsMissingError (naming the fetch command) if the
-    bundle is not fetched."""
+    classpath names the bundle's jars (and ``extra_jars``, under another ``name``). Raises
+    JarsMissingError (naming the fetch command) if the bundle is not fetched."""
     import zipfile
 
     FLINK_JOB_SERVER.classpath()  # raises if not fetched
-    launcher = FLINK_JOB_SERVER.directory / LAUNCHER_JAR
+    launcher = FLINK_JOB_SERVER.directory / name
     jars = [f"lib/{jar.name}" for jar in sorted(FLINK_JOB_SERVER.lib.glob("*.jar"))]
+    jars += [os.path.relpath(jar, FLINK_JOB_SERVER.directory) for jar in extra_jars]
     manifest = _manifest(FLINK_JOB_SERVER_MAIN, jars)
     if launcher.exists():
         try:
@@ -167,6 +169,7 @@ def flink_job_server_jar() -> Path:
         archive.writestr("META-INF/MANIFEST.MF", manifest)
     partial.replace(launcher)
     return launcher
+
 
 # Beam's Prism runner, built from the Go module of the installed Python SDK's version: Python
 # Beam would download a release binary from GitHub, which this network does not serve.

@@ -228,19 +228,21 @@ def start_java_worker_pool(work_dir: Path, timeout: float = EXPANSION_SERVICE_ST
 
 
 def start_kafka_expansion_service(work_dir: Path, timeout: float = EXPANSION_SERVICE_START_TIMEOUT_SECONDS,
-                                  new_session: bool = False, worker_pool: str | None = None
-                                  ) -> tuple[Process, str]:
+                                  new_session: bool = False, worker_pool: str | None = None,
+                                  experiments: Sequence[str] = ()) -> tuple[Process, str]:
     """Beam's Java expansion service with KafkaIO on its classpath, on a free loopback port.
     With ``worker_pool`` (host:port of ``start_java_worker_pool``) the transforms it expands
     run their Java stages there (an EXTERNAL environment); without it, in Beam's Java Docker
-    image. Returns (process, "localhost:port") for ``--expansion_service``."""
+    image. ``experiments`` are Beam experiments for the expansion (``use_deprecated_read`` for
+    Flink: alphastream.flink_kafka). Returns (process, "localhost:port") for ``--expansion_service``."""
     classpath = KAFKA_EXPANSION_SERVICE.classpath()
     port = free_port()
     environment = ([] if worker_pool is None else
                    ["--defaultEnvironmentType=EXTERNAL", f"--defaultEnvironmentConfig={worker_pool}"])
     process = start_and_wait(
         ["java", *_JVM_FLAGS, "-cp", classpath, "org.apache.beam.sdk.expansion.service.ExpansionService",
-         str(port), "--javaClassLookupAllowlistFile=*", *environment],
+         str(port), "--javaClassLookupAllowlistFile=*", *environment,
+         *(f"--experiments={experiment}" for experiment in experiments)],
         "the Kafka expansion service", work_dir / EXPANSION_SERVICE_LOG, lambda: accepts_connections(port), timeout,
         new_session=new_session)
     return process, f"localhost:{port}"
@@ -260,8 +262,9 @@ class KafkaServices:
             stop_process(process, name, signal.SIGTERM)
 
 
-def start_kafka_services(work_dir: Path, new_session: bool = False) -> KafkaServices:
-    """Start the broker, the worker pool and the expansion service (stopping what started if one fails)."""
+def start_kafka_services(work_dir: Path, new_session: bool = False, experiments: Sequence[str] = ()) -> KafkaServices:
+    """Start the broker, the worker pool and the expansion service (stopping what started if one
+    fails); ``experiments``: see start_kafka_expansion_service."""
     processes: list[tuple[Process, str]] = []
     try:
         broker, bootstrap = start_kafka_broker(work_dir, new_session=new_session)
@@ -269,7 +272,8 @@ def start_kafka_services(work_dir: Path, new_session: bool = False) -> KafkaServ
         pool, pool_address = start_java_worker_pool(work_dir, new_session=new_session)
         processes.append((pool, "the Java SDK worker pool"))
         expansion, expansion_address = start_kafka_expansion_service(work_dir, new_session=new_session,
-                                                                     worker_pool=pool_address)
+                                                                     worker_pool=pool_address,
+                                                                     experiments=experiments)
         processes.append((expansion, "the Kafka expansion service"))
     except BaseException:
         KafkaServices("", "", processes).stop()

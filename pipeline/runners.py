@@ -81,6 +81,11 @@ def runs_on_dataflow(options: PipelineOptions) -> bool:
     return "dataflow" in _runner_name(options)
 
 
+def reads_kafka(options: PipelineOptions) -> bool:
+    """A Kafka stream: on Flink its reader runs in the job server (``alphastream.flink_kafka``)."""
+    return bool(options.view_as(StandardOptions).streaming) and options.view_as(AlphastreamOptions).source == "kafka"
+
+
 def local_runner(options: PipelineOptions) -> PipelineRunner:
     """The runner Beam's DirectRunner falls back to without Prism, made the way it makes it; Prism
     for a Kafka stream (the only local runner that runs Beam's Java Kafka reader, unbounded)."""
@@ -125,11 +130,13 @@ def prism_runner(options: PipelineOptions) -> PipelineRunner:
 def flink_runner(options: PipelineOptions) -> PipelineRunner:
     """Beam's FlinkRunner on the job server ``python -m alphastream.java_jars`` assembles, unless
     ``--flink_job_server_jar`` names one (Beam itself would download a jar Maven Central does not
-    serve here). Beam runs the Python steps in this process (LOOPBACK) when Flink is embedded."""
+    serve here; for a Kafka stream, the one with KafkaIO's legacy reader on its classpath). Beam runs
+    the Python steps in this process (LOOPBACK) when Flink is embedded."""
     from apache_beam.options.pipeline_options import FlinkRunnerOptions, JobServerOptions
     from apache_beam.runners.portability.flink_runner import FlinkRunner
 
     from alphastream.errors import UserFacingError
+    from alphastream.flink_kafka import flink_kafka_job_server_jar
     from alphastream.java_jars import JarsMissingError, flink_job_server_jar
 
     flink = options.view_as(FlinkRunnerOptions)
@@ -142,7 +149,8 @@ def flink_runner(options: PipelineOptions) -> PipelineRunner:
         job_server.job_server_jvm_properties = list(EMBEDDED_BATCH_JVM_FLAGS)
     if not flink.flink_job_server_jar:
         try:
-            flink.flink_job_server_jar = str(flink_job_server_jar())
+            flink.flink_job_server_jar = str(flink_kafka_job_server_jar() if reads_kafka(options)
+                                             else flink_job_server_jar())
         except JarsMissingError as err:
             raise UserFacingError(f"--runner FlinkRunner needs Beam's Flink job server: {err}") from None
     return FlinkRunner()

@@ -25,7 +25,7 @@ from apache_beam.io.gcp.pubsub import PubsubMessage, ReadFromPubSub
 
 from alphastream.errors import UserFacingError
 from alphastream.java_jars import FETCH_COMMAND
-from pipeline.runners import runs_on_dataflow
+from pipeline.runners import runs_on_dataflow, runs_on_flink
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,9 @@ AUTO_COMMIT_INTERVAL_MS = 1000
 # ends, and under a steady feed the bundle ends only once the polls have waited this long, so it
 # bounds how long a tick waits before the pipeline sees it.
 KAFKA_POLLING_TIMEOUT_SECONDS = 1
+# On Flink KafkaIO reads through its legacy UnboundedSource (docs/kafka-flink.md), which refuses a
+# consumer polling timeout other than Beam's default.
+BEAM_DEFAULT_POLLING_TIMEOUT_SECONDS = 2
 WAKE_TIMEOUT_SECONDS = 10.0
 CHECK_TIMEOUT_SECONDS = 10.0
 
@@ -196,8 +199,9 @@ class ReadTicksFromKafka(beam.PTransform):
     """
 
     def __init__(self, *, bootstrap_servers: str, topic: str, expansion_service: str | None = None,
-                 consumer_group: str | None = None):
+                 consumer_group: str | None = None, polling_timeout_seconds: int = KAFKA_POLLING_TIMEOUT_SECONDS):
         super().__init__()
+        self.polling_timeout_seconds = polling_timeout_seconds
         if not bootstrap_servers or not topic:
             raise UserFacingError("--source kafka needs --kafka_bootstrap_servers host:port and --kafka_topic NAME "
                              f"(got {bootstrap_servers!r}, {topic!r})")
@@ -214,7 +218,9 @@ class ReadTicksFromKafka(beam.PTransform):
     @classmethod
     def from_options(cls, opts) -> "ReadTicksFromKafka":
         return cls(bootstrap_servers=opts.kafka_bootstrap_servers, topic=opts.kafka_topic,
-                   expansion_service=opts.expansion_service, consumer_group=opts.kafka_consumer_group)
+                   expansion_service=opts.expansion_service, consumer_group=opts.kafka_consumer_group,
+                   polling_timeout_seconds=(BEAM_DEFAULT_POLLING_TIMEOUT_SECONDS if runs_on_flink(opts)
+                                            else KAFKA_POLLING_TIMEOUT_SECONDS))
 
     def kafka_read(self):
         """Beam's ReadFromKafka configured for this source (expanded when applied)."""
@@ -222,7 +228,7 @@ class ReadTicksFromKafka(beam.PTransform):
 
         return ReadFromKafka(consumer_config=self.consumer_config, topics=[self.topic],
                              timestamp_policy=ReadFromKafka.create_time_policy,
-                             consumer_polling_timeout=KAFKA_POLLING_TIMEOUT_SECONDS,
+                             consumer_polling_timeout=self.polling_timeout_seconds,
                              expansion_service=self.expansion_service)
 
     def check_broker(self) -> None:

@@ -9,19 +9,13 @@ same ticks (``pipeline.repair.recompute``). Why the legacy reader: ``alphastream
 """
 from __future__ import annotations
 
-import shutil
 import signal
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from alphastream.flink_kafka import start_legacy_read_expansion_service
-from alphastream.java_jars import JarsMissingError
-from alphastream.local_services import stop_process
 from alphastream.records import BAR_FIELDS
 from pipeline.repair import recompute
 from tests.fixtures.live_stack import (
@@ -45,22 +39,6 @@ PARTITIONS = 2  # fewer than the feed's symbols: a partition may sit idle while 
 SETTLE_SECONDS = 60
 FEED_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 20.0
-
-
-@pytest.fixture(scope="module")
-def legacy_read_expansion_service(java_worker_pool):
-    """A Kafka expansion service whose ReadFromKafka is KafkaIO's legacy read (Flink runs it)."""
-    work_dir = Path(tempfile.mkdtemp(prefix="expansion-service-legacy-"))
-    try:
-        process, address = start_legacy_read_expansion_service(work_dir, java_worker_pool)
-    except JarsMissingError as err:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        pytest.fail(str(err), pytrace=False)
-    try:
-        yield address
-    finally:
-        stop_process(process, "the Kafka expansion service (legacy read)", signal.SIGTERM, timeout=STOP_TIMEOUT_SECONDS)
-        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 @dataclass
