@@ -9,71 +9,24 @@ group the table must equal them again, every bar final (tests/fixtures/live_stac
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
-import pandas as pd
 import pytest
 
-from alphastream.records import BAR_FIELDS
-from pipeline.repair import recompute
 from pipeline.streaming_sources import default_consumer_group
-from tests.fixtures.live_stack import INTERVALS, Child, LiveStack, feed_outcome, stored_bars, summary_of_difference
+from tests.fixtures.kafka_stack import PARTITIONS, KafkaLiveStack
+from tests.fixtures.live_stack import Child, feed_outcome, stored_bars
 from tests.fixtures.reference import assert_same_bars
 
 pytestmark = pytest.mark.slow
 
 RATE = 500
 TICKS = 5_000  # 10 s of feed
-PARTITIONS = 2  # fewer than the feed's symbols: a partition may sit idle while the other moves on
 KILL_AFTER_SECONDS = 5
 DOWN_SECONDS = 3
 # After the feed ends: the last 15 s window closes, plus the 5 s lateness, plus a finaliser pass,
 # plus slack for Prism, two JVMs and a loaded 2-core machine.
 SETTLE_SECONDS = 90
 FEED_TIMEOUT_SECONDS = 90
-
-
-@dataclass
-class KafkaLiveStack(LiveStack):
-    """LiveStack on a Kafka topic instead of a Pub/Sub subscription."""
-
-    broker: object = None  # tests.fixtures.kafka.KafkaBroker
-    expansion_service: str = ""
-    with_archive: bool = True
-
-    def __post_init__(self) -> None:
-        self.topic = self.broker.create_topic("e2e", partitions=PARTITIONS)
-        self.subscription = None  # replaced by the Kafka flags in pipeline_argv
-        self.db_url = self.pg_cluster.new_database()
-        self.archive = self.work_dir / "archive"
-        self.lake = self.work_dir / "lake"
-        self.started_us = time.time_ns() // 1_000
-
-    def pipeline_argv(self) -> list[str]:
-        argv = super().pipeline_argv()
-        source = argv.index("--source")
-        argv[source + 1:source + 4] = ["kafka", "--kafka_bootstrap_servers", self.broker.bootstrap,
-                                       "--kafka_topic", self.topic, "--expansion_service", self.expansion_service]
-        if not self.with_archive:
-            archive = argv.index("--archive")
-            del argv[archive:archive + 2]
-        return argv
-
-    def start_feed(self, rate: int, ticks: int) -> Child:
-        child = Child.start("ingestion", [
-            "-m", "ingestion", "--source", "synthetic", "--rate", str(rate), "--num_symbols", "5",
-            "--max_ticks", str(ticks), "--sink", "kafka", "--bootstrap", self.broker.bootstrap,
-            "--topic", self.topic, "--archive", str(self.archive)])
-        self.children.append(child)
-        return child
-
-    def batch_bars(self) -> pd.DataFrame:
-        """The batch bars of every archived tick (what ``python -m pipeline repair`` would write)."""
-        end_us = time.time_ns() // 1_000
-        result = recompute(str(self.archive), self.started_us - 3_600_000_000, end_us, INTERVALS, now_us=end_us)
-        assert result.ticks_read == TICKS, result.line()  # the archive holds every tick the feed published
-        frame = pd.DataFrame(result.bars, columns=list(BAR_FIELDS))
-        return frame.sort_values(["interval", "symbol", "bucket_start_us"]).reset_index(drop=True)
 
 
 @pytest.fixture
@@ -103,19 +56,7 @@ def test_streaming_bars_from_kafka_equal_the_batch_bars_of_the_same_ticks(kafka_
     pipeline = stack.start_pipeline()
     feed = stack.start_feed(RATE, TICKS)
     finish_feed(feed)
-    expected = stack.batch_bars()
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while True:
-        stored = stored_bars(stack.db_url)
-        try:
-            assert_same_bars(stored, expected)
-            break
-        except AssertionError as err:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{err}\n{summary_of_difference(stored, expected)}\n"
-                                     f"{pipeline.log[-4000:]}") from None
-        time.sleep(1)
-    assert pipeline.process.poll() is None, pipeline.log
+    stack.wait_for_streaming_bars(pipeline, TICKS, SETTLE_SECONDS)
 
 
 def test_pipeline_killed_and_restarted_with_the_same_group_leaves_every_bar_exact(kafka_stack):
@@ -129,7 +70,7 @@ def test_pipeline_killed_and_restarted_with_the_same_group_leaves_every_bar_exac
     finish_feed(feed)
     stack.wait_for_exact_bars(SETTLE_SECONDS)
     assert restarted.process.poll() is None, restarted.log
-    assert_same_bars(stored_bars(stack.db_url), stack.batch_bars())  # batch bars == the pandas reference's
+    assert_same_bars(stored_bars(stack.db_url), stack.batch_bars(TICKS))  # batch bars == the pandas reference's
     committed, ends = committed_and_end_offsets(stack.broker.bootstrap, stack.topic)
     assert committed == ends and sum(ends) > 0  # the group read, and committed, every record
 
