@@ -241,9 +241,25 @@ def run_here(pipeline: beam.Pipeline, opts: AlphastreamOptions, streaming: bool,
         if streaming:
             with finalizing(opts, db_url):
                 return _run_streaming(pipeline, opts)
-        result = pipeline.run()
-        result.wait_until_finish()
+        with _sigterm_exits_cleanly():
+            result = pipeline.run()
+            result.wait_until_finish()
         return result, True
+
+
+@contextlib.contextmanager
+def _sigterm_exits_cleanly():
+    """A batch run stopped by SIGTERM exits through Python (SystemExit), not at once: Beam stops
+    the processes it started (Flink's job server JVM) only in its exit handlers."""
+    def on_sigterm(signum, _frame):
+        log.warning("%s: stopping the batch run", signal.Signals(signum).name)
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def print_summary(result: PipelineResult, finished: bool, elapsed: float, opts: AlphastreamOptions,

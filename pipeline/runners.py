@@ -133,11 +133,11 @@ def flink_runner(options: PipelineOptions) -> PipelineRunner:
     serve here; for a Kafka stream, the one with KafkaIO's legacy reader on its classpath). Beam runs
     the Python steps in this process (LOOPBACK) when Flink is embedded."""
     from apache_beam.options.pipeline_options import FlinkRunnerOptions, JobServerOptions
-    from apache_beam.runners.portability.flink_runner import FlinkRunner
 
     from alphastream.errors import UserFacingError
     from alphastream.flink_kafka import flink_kafka_job_server_jar
     from alphastream.java_jars import JarsMissingError, flink_job_server_jar
+    from pipeline.flink_job_server import FlinkRunner
 
     flink = options.view_as(FlinkRunnerOptions)
     job_server = options.view_as(JobServerOptions)

@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
@@ -37,6 +38,9 @@ SYMBOLS, TICKS_PER_SYMBOL = 3, 400
 PARALLELISM = 2
 FLINK = ["--runner", "FlinkRunner", "--parallelism", str(PARALLELISM)]
 RUN_SECONDS = 300
+JOB_RUNNING_SECONDS = 3  # after the job server is up: the job is then being submitted or running
+STOP_SECONDS = 30
+JVM_EXIT_SECONDS = 7
 # slf4j-simple, the job server's logger, takes its log file from a system property, which the JVM
 # Beam starts reads from JAVA_TOOL_OPTIONS (Beam relays the job server's output at INFO only,
 # below what `python -m pipeline` logs).
@@ -234,3 +238,28 @@ def test_flink_without_its_job_server_names_the_fetch_command(monkeypatch, tmp_p
              "--symbols", "1", "--ticks_per_symbol", "10"])
     assert "Flink job server" in str(refused.value)
     assert not (tmp_path / "lake").exists()
+
+
+def test_a_terminated_flink_run_stops_its_job_server(tmp_path):
+    """SIGTERM (a scheduler's stop, `kill`) while the job runs: the command exits and the job
+    server JVM Beam started for it goes too (Beam stops it only in Python's exit handlers)."""
+    command = [sys.executable, "-m", "pipeline", "--runner", "FlinkRunner", "--no_db", "--output",
+               str(tmp_path / "lake"), "--symbols", "20", "--ticks_per_symbol", "200000"]
+    with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          start_new_session=True) as child:
+        try:
+            assert child.stdout is not None
+            for line in child.stdout:  # the job server is up once Beam says so
+                if "Really starting service" in line:
+                    break
+            time.sleep(JOB_RUNNING_SECONDS)
+            assert child.poll() is None, "the run ended before it could be stopped"
+            child.send_signal(signal.SIGTERM)
+            code = child.wait(STOP_SECONDS)
+            time.sleep(JVM_EXIT_SECONDS)  # Beam's stop: SIGINT, then up to 5 s before a kill
+            left = _session_members(child.pid)
+        finally:
+            for pid in _session_members(child.pid):
+                os.kill(pid, signal.SIGKILL)
+    assert not left, f"left running after SIGTERM (exit code {code}): {left}"
+    assert code == 128 + signal.SIGTERM
