@@ -8,6 +8,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh" --test
 cd "$ROOT"
-# Kafka broker and Beam's Kafka expansion service jars from Maven Central, cached in ~/.cache.
+# Kafka broker, Beam's Kafka expansion service and Flink job server jars from Maven Central, and
+# Beam's Prism runner (go install), cached in ~/.cache.
 .venv/bin/python -m alphastream.java_jars
 exec .venv/bin/python -m pytest "$@"
