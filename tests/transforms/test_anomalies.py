@@ -183,6 +183,20 @@ def seeded_series(seed: int, symbols: int = 3, minutes: int = 150) -> list[Bar]:
     return bars
 
 
+def stamped(b: Bar) -> TimestampedValue:
+    """A bar as the windowed chain emits it: stamped with its window's last microsecond."""
+    return TimestampedValue(b, Timestamp(micros=b.bucket_start_us + MINUTE - 1))
+
+
+def detect_streaming(stream: TestStream, params: DetectorParams = PARAMS) -> list:
+    """The streaming detector over ``stream`` (bars), its detections."""
+    options = TestPipeline().options
+    options.view_as(StandardOptions).streaming = True
+    with TestPipeline(options=options) as p:
+        got = Collected(p | stream | DetectAnomalies("1m", params, streaming=True))
+    return got.items
+
+
 def streaming_detect(on_time: list[Bar], seed: int, params: DetectorParams = PARAMS, *,
                      extra_late: list[Bar] = ()) -> list:
     """The streaming detector over ``on_time`` bars arriving shuffled within each watermark step
@@ -191,7 +205,6 @@ def streaming_detect(on_time: list[Bar], seed: int, params: DetectorParams = PAR
     by_minute: dict[int, list[Bar]] = {}
     for b in on_time:
         by_minute.setdefault((b.bucket_start_us - T0) // MINUTE, []).append(b)
-    stamped = lambda b: TimestampedValue(b, Timestamp(micros=b.bucket_start_us + MINUTE - 1))  # noqa: E731
     stream = TestStream(coder=beam.coders.registry.get_coder(Bar))
     last = max(by_minute)
     step = 0
@@ -212,12 +225,7 @@ def streaming_detect(on_time: list[Bar], seed: int, params: DetectorParams = PAR
         step += width
     if extra_late:
         stream = stream.add_elements([stamped(b) for b in extra_late])
-    stream = stream.advance_watermark_to_infinity()
-    options = TestPipeline().options
-    options.view_as(StandardOptions).streaming = True
-    with TestPipeline(options=options) as p:
-        got = Collected(p | stream | DetectAnomalies("1m", params, streaming=True))
-    return got.items
+    return detect_streaming(stream.advance_watermark_to_infinity(), params)
 
 
 def batch_detect(bars: list[Bar], params: DetectorParams = PARAMS) -> list:
@@ -249,7 +257,6 @@ def streaming_detect_behind(bars: list[Bar], seed: int, params: DetectorParams =
     (pane 0). They arrive in small batches in bucket order, out of order within a batch, each
     batch followed by its corrections (LATE pane 1, different values) before the next."""
     rng = random.Random(seed)
-    stamped = lambda b: TimestampedValue(b, Timestamp(micros=b.bucket_start_us + MINUTE - 1))  # noqa: E731
     horizon = max(b.bucket_start_us for b in bars) + 10 * MINUTE
     stream = TestStream(coder=beam.coders.registry.get_coder(Bar)).advance_watermark_to(Timestamp(micros=horizon))
     ordered = sorted(bars, key=lambda b: b.bucket_start_us)
@@ -264,12 +271,7 @@ def streaming_detect_behind(bars: list[Bar], seed: int, params: DetectorParams =
                   .advance_watermark_to(Timestamp(micros=horizon + tick * 1000)))  # TestStream: whole ms
         corrections = [b._replace(timing=PaneTiming.LATE.value, pane_index=1, close=b.close * 3) for b in batch]
         stream = stream.add_elements([stamped(b) for b in corrections])
-    stream = stream.advance_watermark_to_infinity()
-    options = TestPipeline().options
-    options.view_as(StandardOptions).streaming = True
-    with TestPipeline(options=options) as p:
-        got = Collected(p | stream | DetectAnomalies("1m", params, streaming=True))
-    return got.items
+    return detect_streaming(stream.advance_watermark_to_infinity(), params)
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -286,22 +288,18 @@ def test_of_two_panes_of_a_bucket_waiting_together_the_later_is_judged():
     closes = walk(60, seed=9)
     series = [bar(m, c) for m, c in enumerate(closes)]
     jumped = series[50]._replace(close=series[50].close * 1.2, timing=PaneTiming.LATE.value, pane_index=1)
-    stamped = lambda b: TimestampedValue(b, Timestamp(micros=b.bucket_start_us + MINUTE - 1))  # noqa: E731
     stream = (TestStream(coder=beam.coders.registry.get_coder(Bar))
               .add_elements([stamped(b) for b in series[:51]])
               .add_elements([stamped(jumped)])
               .add_elements([stamped(b) for b in series[51:]])
               .advance_watermark_to(Timestamp(micros=T0 + 60 * MINUTE))
               .advance_watermark_to_infinity())
-    options = TestPipeline().options
-    options.view_as(StandardOptions).streaming = True
-    with TestPipeline(options=options) as p:
-        got = Collected(p | stream | DetectAnomalies("1m", PARAMS, streaming=True))
+    got = detect_streaming(stream)
     expected = batch_detect(series[:50] + [jumped._replace(timing=PaneTiming.ON_TIME.value, pane_index=0)]
                             + series[51:])
     assert 50 in kinds_at(expected)  # the correction is an outlier, the on-time pane is not
     assert 50 not in kinds_at(batch_detect(series))
-    assert sorted(got.items) == sorted(expected)
+    assert sorted(got) == sorted(expected)
 
 
 # --- the synthetic market's labelled anomalies ------------------------------------------
