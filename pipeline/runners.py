@@ -82,18 +82,19 @@ def runs_on_dataflow(options: PipelineOptions) -> bool:
 
 
 def reads_kafka(options: PipelineOptions) -> bool:
-    """A Kafka stream: on Flink its reader runs in the job server (``alphastream.flink_kafka``)."""
+    """A Kafka stream: locally it needs Prism, on Flink a job server that can run its reader
+    (``alphastream.flink_kafka``)."""
     return bool(options.view_as(StandardOptions).streaming) and options.view_as(AlphastreamOptions).source == "kafka"
 
 
 def local_runner(options: PipelineOptions) -> PipelineRunner:
     """The runner Beam's DirectRunner falls back to without Prism, made the way it makes it; Prism
     for a Kafka stream (the only local runner that runs Beam's Java Kafka reader, unbounded)."""
-    streaming = options.view_as(StandardOptions).streaming
-    source = options.view_as(AlphastreamOptions).source
-    if streaming and source == "kafka":
+    if reads_kafka(options):
         return prism_runner(options)
-    if streaming and source == "pubsub":  # Pub/Sub's Python IO runs on the BundleBasedDirectRunner only
+    streaming = options.view_as(StandardOptions).streaming
+    # Pub/Sub's Python IO runs on the BundleBasedDirectRunner only.
+    if streaming and options.view_as(AlphastreamOptions).source == "pubsub":
         from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 
         from pipeline.trigger_hold_fix import release_holds_after_on_time_pane
