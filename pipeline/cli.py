@@ -41,6 +41,8 @@ examples:
       --db_url postgresql://user:pass@host:5432/alphastream
   # recompute the bars of an hour from the tick archive, stored as final
   {PROG} repair --archive data/lake --start 2024-05-01T14:00 --end 2024-05-01T15:00
+  # back-fill Parquet files on Flink (embedded here; --flink_master host:8081 for a cluster)
+  {PROG} --runner FlinkRunner --parallelism 2 --source files --input 'ticks/*.parquet' --no_db
   # build a Dataflow job without submitting it
   {PROG} --runner DataflowRunner --project P --region us-central1 \\
       --temp_location gs://B/tmp --setup_file ./setup.py --dry_run True
