@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -208,6 +209,29 @@ def start_kafka_broker(work_dir: Path, timeout: float = KAFKA_START_TIMEOUT_SECO
 EXPANSION_SERVICE_START_TIMEOUT_SECONDS = 60.0
 EXPANSION_SERVICE_LOG = "expansion-service.log"
 JAVA_WORKER_POOL_LOG = "java-worker-pool.log"
+PYTHON_WORKER_POOL_START_TIMEOUT_SECONDS = 60.0
+PYTHON_WORKER_POOL_LOG = "python-worker-pool.log"
+PYTHON_WORKER_STARTED = "Starting worker with command"  # what the pool logs for each SDK worker it starts
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def start_python_worker_pool(work_dir: Path, timeout: float = PYTHON_WORKER_POOL_START_TIMEOUT_SECONDS,
+                             new_session: bool = False) -> tuple[Process, int]:
+    """Beam's Python SDK worker pool on a free loopback port, for ``--environment_type EXTERNAL
+    --environment_config localhost:PORT``: it starts one SDK worker process per request (per
+    Flink task slot), where LOOPBACK keeps every Python step in the launching process. Logs to
+    ``work_dir/PYTHON_WORKER_POOL_LOG``. Stop it with SIGTERM: after SIGINT it can hang on its
+    gRPC threads. Returns (process, port)."""
+    port = free_port()
+    # The pool starts each worker as `python -c ...` from PATH: it must be this interpreter, with
+    # the pipeline's modules importable.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "PYTHONPATH": str(_REPO)}
+    process = start_and_wait(
+        [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", "--service_port", str(port)],
+        "the Python worker pool", work_dir / PYTHON_WORKER_POOL_LOG, lambda: accepts_connections(port), timeout,
+        new_session=new_session, env=env)
+    return process, port
 
 
 def start_java_worker_pool(work_dir: Path, timeout: float = EXPANSION_SERVICE_START_TIMEOUT_SECONDS,

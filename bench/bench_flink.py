@@ -48,18 +48,14 @@ from typing import NamedTuple
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from alphastream.local_services import accepts_connections, free_port, start_and_wait  # noqa: E402
+from alphastream.local_services import (  # noqa: E402
+    PYTHON_WORKER_POOL_LOG,
+    PYTHON_WORKER_STARTED,
+    start_python_worker_pool,
+)
 from bench.bench_batch import ChildRun, load_bars, make_input, run_child  # noqa: E402
 
 FLINK = ["--runner", "FlinkRunner"]
-# Beam's worker pool starts each SDK worker as `python -c ...` from PATH: it must be this venv's
-# Python, and the pipeline's modules must be importable in it.
-WORKER_ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-              "PYTHONPATH": str(REPO)}
-WORKER_POOL_START_SECONDS = 60.0
-WORKER_POOL_LOG = "python-worker-pool.log"
-# The line the pool logs for each SDK worker process it starts.
-WORKER_STARTED = "Starting worker with command"
 
 
 class Contender(NamedTuple):
@@ -134,21 +130,17 @@ def reap_orphans() -> Usage:
 def run_with_worker_pool(input_path: str, flags: list[str]) -> tuple[ChildRun, Usage]:
     """Start a Python worker pool, run the contender against it, then stop the pool and measure it."""
     log_dir = Path(tempfile.mkdtemp(prefix="bench-flink-pool-"))
-    port = free_port()
-    pool = start_and_wait([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", "--service_port",
-                           str(port)], "the Python worker pool", log_dir / WORKER_POOL_LOG,
-                          lambda: accepts_connections(port), WORKER_POOL_START_SECONDS, env=WORKER_ENV)
+    pool, port = start_python_worker_pool(log_dir)
     try:
         child = run_child("pipeline", input_path, [*flags, "--environment_type", "EXTERNAL",
                                                    "--environment_config", f"localhost:{port}"])
     finally:
-        # SIGTERM, not Ctrl-C: after Ctrl-C the pool can hang on its gRPC threads. The job has
-        # ended, so the pool has stopped and reaped its SDK workers; wait4 (not Popen.wait) gives
-        # its peak RSS, which counts theirs.
+        # SIGTERM (start_python_worker_pool). The job has ended, so the pool has stopped and
+        # reaped its SDK workers; wait4 (not Popen.wait) gives its peak RSS, which counts theirs.
         pool.send_signal(signal.SIGTERM)
         _, status, usage = os.wait4(pool.pid, 0)
         pool.returncode = os.waitstatus_to_exitcode(status)
-    workers = (log_dir / WORKER_POOL_LOG).read_text(errors="replace").count(WORKER_STARTED)
+    workers = (log_dir / PYTHON_WORKER_POOL_LOG).read_text(errors="replace").count(PYTHON_WORKER_STARTED)
     shutil.rmtree(log_dir, ignore_errors=True)
     return child, Usage(workers, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 

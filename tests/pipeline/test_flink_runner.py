@@ -25,7 +25,12 @@ import pytest
 
 from alphastream import java_jars
 from alphastream.errors import UserFacingError
-from alphastream.local_services import accepts_connections, free_port, start_and_wait, stop_process
+from alphastream.local_services import (
+    PYTHON_WORKER_POOL_LOG,
+    PYTHON_WORKER_STARTED,
+    start_python_worker_pool,
+    stop_process,
+)
 from alphastream.synthetic import MarketSpec, market_ticks
 from pipeline.__main__ import run
 from tests.fixtures.lake import lake_bars
@@ -52,13 +57,6 @@ BAD_ROW_REASONS = ["bad_json", "bad_json", "bad_price", "bad_size", "bad_symbol"
 # The bars table's columns a run decides (updated_at is the write's clock).
 BAR_COLUMNS = ["symbol", "interval", "bucket_start_us", "open", "high", "low", "close", "volume", "vwap",
                "trades", "timing", "pane_index", "revision"]
-# Beam's worker pool starts each SDK worker as `python -c ...` from PATH: it must be this venv's
-# Python, with the pipeline's modules importable.
-WORKER_ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-              "PYTHONPATH": str(REPO)}
-WORKER_POOL_START_SECONDS = 60.0
-WORKER_POOL_LOG = "python-worker-pool.log"
-WORKER_STARTED = "Starting worker with command"  # what the pool logs for each SDK worker it starts
 DEAD_LETTER_COLUMNS = ["reason", "detail", "raw", "origin"]  # seen_at is the read time for unparsable rows
 
 
@@ -175,14 +173,11 @@ class WorkerPool(NamedTuple):
 def python_worker_pool(tmp_path) -> Iterator[WorkerPool]:
     """Beam's Python worker pool, which starts an SDK worker process for each Flink task slot
     (``--environment_type EXTERNAL``); stopped, with its workers, at the end."""
-    port, log = free_port(), tmp_path / WORKER_POOL_LOG
-    pool = start_and_wait([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", "--service_port",
-                           str(port)], "the Python worker pool", log, lambda: accepts_connections(port),
-                          WORKER_POOL_START_SECONDS, new_session=True, env=WORKER_ENV)
+    pool, port = start_python_worker_pool(tmp_path, new_session=True)
     try:
-        yield WorkerPool(port, log)
+        yield WorkerPool(port, tmp_path / PYTHON_WORKER_POOL_LOG)
     finally:
-        stop_process(pool, "the Python worker pool", signal.SIGTERM)  # after SIGINT it can hang on gRPC threads
+        stop_process(pool, "the Python worker pool", signal.SIGTERM)
         for pid in _session_members(pool.pid):  # SDK workers the pool did not reap
             os.kill(pid, signal.SIGKILL)
 
@@ -225,7 +220,7 @@ def test_flink_runs_the_files_pipeline_into_postgres_like_the_local_runner(envir
     assert {(index, PARALLELISM) for index in range(1, PARALLELISM + 1)} <= running, \
         f"Flink ran no task on {PARALLELISM} slots: {sorted(running)}"
     if environment == "worker pool":
-        started = pool.log.read_text(errors="replace").count(WORKER_STARTED)
+        started = pool.log.read_text(errors="replace").count(PYTHON_WORKER_STARTED)
         assert started >= PARALLELISM, f"the pool started {started} SDK worker processes"
 
 
