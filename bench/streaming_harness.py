@@ -221,7 +221,8 @@ def database(work: Path, db_url: str | None = None) -> Iterator[str]:
 
 
 def _start_pipeline(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str], threading.Thread]:
-    """``python -m pipeline --streaming ARGS``, once it logged that it reads; (process, its log)."""
+    """``python -m pipeline --streaming ARGS``, once it logged that it reads; (process, its output
+    so far, the thread collecting it: join it after the process ends to have the whole output)."""
     # One stream: the log (stderr) and the run summary with the counters (stdout).
     process = subprocess.Popen([sys.executable, "-m", "pipeline", "--streaming", *args], cwd=REPO, env=env,
                                stderr=subprocess.STDOUT, stdout=subprocess.PIPE, text=True)
