@@ -5,7 +5,9 @@ accounting rules: every tick read is either unique (turned into bars), a duplica
 letter; and every dead letter reached the lake, the ticks' and the rows a database sink could
 not store (``sink_failed``, the dead-letter table's own included). A stopped streaming run
 cannot prove them (its counters miss what was in flight): the summary says "unknown" there,
-and the finaliser (``--archive``) or ``python -m pipeline repair`` makes the bars exact.
+and the finaliser (``--archive``) or ``python -m pipeline repair`` makes the bars exact. A stopped
+Flink streaming run has no counters at all (``NO_METRICS_OF_STOPPED_RUN``): the summary says so
+rather than print zeros.
 """
 from __future__ import annotations
 
@@ -89,7 +91,7 @@ def summarise(result: PipelineResult, complete: bool = True) -> RunSummary:
     from apache_beam.runners.portability.portable_runner import PipelineResult as PortablePipelineResult
 
     if isinstance(result, PortablePipelineResult):  # Flink, Prism
-        return RunSummary(_portable_counters(result, complete), complete=complete)
+        return portable_summary(_job_metrics(result), complete)
     try:
         query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
     except RecursionError:
@@ -106,8 +108,16 @@ def summarise(result: PipelineResult, complete: bool = True) -> RunSummary:
     return RunSummary(counters, complete=complete)
 
 
-def _portable_counters(result, complete: bool) -> dict[str, int]:
-    """The alphastream counters of a portable runner's job, summed over every report.
+# Beam's job service takes a Flink job's metrics from Flink's execute(), which returns only when
+# the job ends by itself; a streaming job stopped by cancel() never does, so the job service has
+# no metrics for it at any time, before or after the cancel (Prism reports them while it runs).
+NO_METRICS_OF_STOPPED_RUN = ("the runner reported none for this stopped streaming run (Beam's Flink job service "
+                             "reports a streaming job's counters only when the job ends by itself, never after a "
+                             "stop); what the run wrote is in the lake and the database")
+
+
+def _job_metrics(result):
+    """The job service's GetJobMetricsResponse for a portable runner's job.
 
     Not ``result.metrics()``: Beam's portable metrics keep one report per (step, counter), and
     a step the runner copies into several stages (a parse after a Flatten of CSV and JSONL
@@ -115,11 +125,20 @@ def _portable_counters(result, complete: bool) -> dict[str, int]:
     job service's raw reports are read instead (through the result's job service handle, which
     ``metrics()`` itself uses).
     """
-    from apache_beam.metrics import monitoring_infos
     from apache_beam.portability.api import beam_job_api_pb2
 
-    response = result._job_service.GetJobMetrics(beam_job_api_pb2.GetJobMetricsRequest(job_id=result._job_id))
-    # As above: committed values for a run that ended by itself, attempted ones for a stopped run.
+    return result._job_service.GetJobMetrics(beam_job_api_pb2.GetJobMetricsRequest(job_id=result._job_id))
+
+
+def portable_summary(response, complete: bool) -> RunSummary:
+    """The summary from a portable runner's GetJobMetricsResponse: the alphastream counters summed
+    over every report, or, for a stopped run whose runner reported nothing at all, unavailable
+    (zeros would read as a run that read nothing)."""
+    from apache_beam.metrics import monitoring_infos
+
+    if not complete and not response.metrics.attempted and not response.metrics.committed:
+        return RunSummary(unavailable=NO_METRICS_OF_STOPPED_RUN, complete=False)
+    # As in summarise: committed values for a run that ended by itself, attempted ones for a stopped run.
     reports = response.metrics.committed if complete and response.metrics.committed else response.metrics.attempted
     counters: dict[str, int] = {}
     for info in reports:
@@ -128,4 +147,4 @@ def _portable_counters(result, complete: bool) -> dict[str, int]:
         namespace, name = monitoring_infos.parse_namespace_and_name(info)
         if namespace == METRICS_NAMESPACE:
             counters[name] = counters.get(name, 0) + monitoring_infos.extract_metric_result_map_value(info)
-    return counters
+    return RunSummary(counters, complete=complete)

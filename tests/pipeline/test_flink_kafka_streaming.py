@@ -6,6 +6,8 @@ that JVM, the rest of the Kafka transform in the Java worker pool, the Python st
 
 The ground truth is the feed's tick archive: the streaming bars must equal the batch bars of the
 same ticks (``pipeline.repair.recompute``). Why the legacy reader: ``alphastream.flink_kafka``.
+Stopped, the run's summary says its counters are unavailable (Beam's Flink job service has none
+for a cancelled streaming job: ``pipeline.summary.NO_METRICS_OF_STOPPED_RUN``), not zeros.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import signal
 
 import pytest
 
+from pipeline.summary import NO_METRICS_OF_STOPPED_RUN
 from tests.fixtures.kafka_stack import KafkaLiveStack
 from tests.fixtures.live_stack import feed_outcome, wait_for_signal_exit
 
@@ -49,3 +52,7 @@ def test_streaming_bars_from_kafka_on_flink_equal_the_batch_bars_of_the_same_tic
     outcome = feed_outcome(feed)
     assert outcome["published"] == TICKS and outcome["failed"] == 0, outcome
     stack.wait_for_streaming_bars(pipeline, TICKS, SETTLE_SECONDS)
+    assert wait_for_signal_exit(pipeline, signal.SIGINT, timeout=STOP_TIMEOUT_SECONDS) == 0, pipeline.log[-4000:]
+    summary = pipeline.log[pipeline.log.rindex("alphastream run finished"):]
+    assert NO_METRICS_OF_STOPPED_RUN in summary, summary
+    assert "ticks read" not in summary, summary  # zeros would read as a run that read nothing
