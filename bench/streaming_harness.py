@@ -143,7 +143,11 @@ class BarWatch:
         self._thread.join()
 
     def first_delays(self) -> list[float]:
-        return [seen - window_end for (_, window_end), seen in self.first_seen.items()]
+        # list() copies the items in one step, while the polling thread may be adding rows.
+        return [seen - window_end for (_, window_end), seen in list(self.first_seen.items())]
+
+    def largest_delay(self) -> float:
+        return max(self.first_delays(), default=0.0)
 
     def final_delays(self) -> list[float]:
         return [seen - window_end for (_, window_end), (_, seen) in self.completed.items()]
@@ -158,17 +162,21 @@ def bar_stats(db_url: str, interval: str) -> tuple[int, dict[str, int]]:
     return int(ticks), timings
 
 
-def wait_for_drain(db_url: str, interval: str, published: int) -> None:
+def wait_for_drain(db_url: str, interval: str, published: int, lag: Callable[[], float]) -> None:
     """Until every tick is in a bar, or (once bars arrive) none arrived for longer than the allowed
-    lateness, or the drain timeout."""
-    deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
-    last, still_since = -1, time.monotonic()
+    lateness, or the drain timeout. Called when the feed ends: its last window closes up to one
+    interval later, and its bar comes about as late after that as the others did (``lag``: the
+    largest window end -> bar delay so far), so quiet counts from then at the earliest."""
+    started = time.monotonic()
+    deadline = started + DRAIN_TIMEOUT_SECONDS
+    last, still_since = -1, started
     while time.monotonic() < deadline:
         ticks, _ = bar_stats(db_url, interval)
         if ticks != last:
             last, still_since = ticks, time.monotonic()
+        quiet_since = max(still_since, started + interval_seconds(interval) + lag())
         # Quiet counts only once bars arrive: a loaded pipeline may still be catching up on the first.
-        if ticks >= published or (ticks > 0 and time.monotonic() - still_since > DRAIN_QUIET_SECONDS):
+        if ticks >= published or (ticks > 0 and time.monotonic() - quiet_since > DRAIN_QUIET_SECONDS):
             return
         time.sleep(DRAIN_POLL_SECONDS)
 
@@ -273,7 +281,7 @@ def measure_run(args: argparse.Namespace, db_url: str, env: dict[str, str], *, s
         with beside_feed(), BarWatch(db_url, args.interval) as watch:
             timeout = args.seconds * FEED_TIMEOUT_FACTOR + FEED_TIMEOUT_SLACK_SECONDS
             published, publish_seconds = _run_feed([*sink, *_feed_args(args)], env, timeout, feed)
-            wait_for_drain(db_url, args.interval, published)
+            wait_for_drain(db_url, args.interval, published, watch.largest_delay)
             after_drain()
             if process.poll() is not None:  # a pipeline that died mid-run would pass for a slow one
                 raise RuntimeError(f"pipeline exited ({process.returncode}) during the run:\n"
