@@ -5,9 +5,10 @@ accounting rules: every tick read is either unique (turned into bars), a duplica
 letter; and every dead letter reached the lake, the ticks' and the rows a database sink could
 not store (``sink_failed``, the dead-letter table's own included). A stopped streaming run
 cannot prove them (its counters miss what was in flight): the summary says "unknown" there,
-and the finaliser (``--archive``) or ``python -m pipeline repair`` makes the bars exact. A stopped
-Flink streaming run has no counters at all (``NO_METRICS_OF_STOPPED_RUN``): the summary says so
-rather than print zeros.
+and the finaliser (``--archive``) or ``python -m pipeline repair`` makes the bars exact. Beam's
+job service has no counters at all for a stopped Flink streaming run: they are read from Flink's
+REST API instead (``flink_rest_counters``, where the result names it), and where that fails too
+the summary says they are unavailable (``NO_METRICS_OF_STOPPED_RUN``) rather than print zeros.
 """
 from __future__ import annotations
 
@@ -91,7 +92,13 @@ def summarise(result: PipelineResult, complete: bool = True) -> RunSummary:
     from apache_beam.runners.portability.portable_runner import PipelineResult as PortablePipelineResult
 
     if isinstance(result, PortablePipelineResult):  # Flink, Prism
-        return portable_summary(_job_metrics(result), complete)
+        summary = portable_summary(_job_metrics(result), complete)
+        rest_address = getattr(result, "flink_rest_address", lambda: None)()  # pipeline.flink_job_server
+        if summary.unavailable and rest_address:
+            counters = flink_rest_counters(rest_address, _flink_job_name(result._job_id))
+            if counters:
+                return RunSummary(counters, complete=False)
+        return summary
     try:
         query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
     except RecursionError:
@@ -148,3 +155,64 @@ def portable_summary(response, complete: bool) -> RunSummary:
         if namespace == METRICS_NAMESPACE:
             counters[name] = counters.get(name, 0) + monitoring_infos.extract_metric_result_map_value(info)
     return RunSummary(counters, complete=complete)
+
+
+# Flink's REST API serves each operator's metrics from a store it refreshes in the background (at
+# most every 10 s by default): the first ask after a while finds it empty or half filled.
+FLINK_REST_TIMEOUT_SECONDS = 5.0
+FLINK_METRICS_WAIT_SECONDS = 15.0
+_FLINK_METRICS_POLL_SECONDS = 0.5
+
+
+def _flink_job_name(job_id: str) -> str:
+    """The Flink job name of a Beam job service invocation id (``<job name>_<uuid>``)."""
+    return job_id.rsplit("_", 1)[0]
+
+
+def _counter_name(flink_metric_id: str) -> str:
+    return flink_metric_id.rsplit(".", 1)[-1]
+
+
+def _get_json(url: str):
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=FLINK_REST_TIMEOUT_SECONDS) as response:
+        return json.loads(response.read())
+
+
+def flink_rest_counters(rest_address: str, job_name: str) -> dict[str, int]:
+    """The alphastream counters of the running Flink job ``job_name``, as Flink's REST API reports
+    them (each operator's counters, summed over its subtasks and over operators): a lower bound,
+    like any stopped run's. Empty if the job or its counters cannot be read."""
+    import time
+    import urllib.error
+    import urllib.parse
+
+    prefix = f"{METRICS_NAMESPACE}_"
+    deadline = time.monotonic() + FLINK_METRICS_WAIT_SECONDS
+    try:
+        # Whatever its state: Beam's cancel ends the job service's wait, not always the Flink job.
+        jobs = [job for job in _get_json(f"{rest_address}/jobs/overview")["jobs"] if job["name"] == job_name]
+        if not jobs:
+            return {}
+        job = max(jobs, key=lambda job: job["start-time"])["jid"]
+        vertices = [f"{rest_address}/jobs/{job}/vertices/{vertex['id']}/subtasks/metrics"
+                    for vertex in _get_json(f"{rest_address}/jobs/{job}")["vertices"]]
+        # Until the store holds every operator: a fetch the first ask started may still be filling it.
+        while True:
+            listed = {vertex: [metric["id"] for metric in _get_json(vertex)] for vertex in vertices}
+            if all(listed.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(_FLINK_METRICS_POLL_SECONDS)
+        counters: dict[str, int] = {}
+        for vertex, ids in listed.items():
+            # A metric id is "<operator>.<namespace>_<counter>".
+            ours = [metric_id for metric_id in ids if _counter_name(metric_id).startswith(prefix)]
+            if ours:
+                for metric in _get_json(f"{vertex}?get={urllib.parse.quote(','.join(ours), safe=',')}"):
+                    name = _counter_name(metric["id"]).removeprefix(prefix)
+                    counters[name] = counters.get(name, 0) + int(metric["sum"])
+        return counters
+    except (urllib.error.URLError, OSError, KeyError, ValueError):
+        return {}

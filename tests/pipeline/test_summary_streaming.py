@@ -4,8 +4,9 @@ no counters at all for it (Flink) is not summarised as a run that read nothing."
 from apache_beam.metrics import monitoring_infos
 from apache_beam.portability.api import beam_job_api_pb2
 
+from alphastream.local_services import free_port
 from alphastream.records import METRICS_NAMESPACE
-from pipeline.summary import SINK_ROWS_FAILED, RunSummary, portable_summary
+from pipeline.summary import SINK_ROWS_FAILED, RunSummary, flink_rest_counters, portable_summary
 
 BALANCED = {"ticks_read": 100, "ticks_unique": 90, "ticks_duplicate": 5, "ticks_dead_lettered": 5,
             "lake_deadletter_rows": 5, SINK_ROWS_FAILED: 0}
@@ -51,3 +52,7 @@ def test_a_stopped_run_whose_runner_reported_no_metrics_says_so_rather_than_prin
 def test_a_finished_run_without_reports_still_counts_zero():
     summary = portable_summary(beam_job_api_pb2.GetJobMetricsResponse(), complete=True)
     assert summary.unavailable is None and summary.accounted
+
+
+def test_no_counters_when_flinks_rest_api_does_not_answer():
+    assert flink_rest_counters(f"http://127.0.0.1:{free_port()}", "BeamApp-x") == {}
