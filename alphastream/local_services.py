@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alphastream.java_jars import KAFKA_BROKER, KAFKA_EXPANSION_SERVICE
+from alphastream.java_jars import KAFKA_BROKER, KAFKA_EXPANSION_SERVICE, flink_job_server_jar
 
 PUBSUB_EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
 PUBSUB_EMULATOR_LOG = "pubsub-emulator.log"
@@ -232,6 +232,27 @@ def start_python_worker_pool(work_dir: Path, timeout: float = PYTHON_WORKER_POOL
         "the Python worker pool", work_dir / PYTHON_WORKER_POOL_LOG, lambda: accepts_connections(port), timeout,
         new_session=new_session, env=env)
     return process, port
+
+
+FLINK_JOB_SERVER_LOG = "flink-job-server.log"
+FLINK_JOB_SERVER_START_TIMEOUT_SECONDS = 90.0
+
+
+def start_flink_job_server(work_dir: Path, flink_master: str = "[local]",
+                           timeout: float = FLINK_JOB_SERVER_START_TIMEOUT_SECONDS,
+                           new_session: bool = False) -> tuple[Process, str]:
+    """The Flink job server ``python -m alphastream.java_jars`` assembles, started once and kept
+    running, for ``--runner FlinkRunner --job_endpoint localhost:PORT``: each job then skips the
+    job server's JVM start (with ``[local]``, the server still starts an embedded Flink per job).
+    Beam's FlinkRunner otherwise starts one per pipeline run. Logs to
+    ``work_dir/FLINK_JOB_SERVER_LOG``; returns (process, "localhost:port")."""
+    port = free_port()
+    command = ["java", "-jar", str(flink_job_server_jar()), "--flink-master", flink_master,
+               "--job-port", str(port), "--artifact-port", "0", "--expansion-port", "0",
+               "--artifacts-dir", str(work_dir / "artifacts")]
+    process = start_and_wait(command, "the Flink job server", work_dir / FLINK_JOB_SERVER_LOG,
+                             lambda: accepts_connections(port), timeout, new_session=new_session)
+    return process, f"localhost:{port}"
 
 
 def start_java_worker_pool(work_dir: Path, timeout: float = EXPANSION_SERVICE_START_TIMEOUT_SECONDS,

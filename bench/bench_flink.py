@@ -17,7 +17,13 @@ RSS mean what they mean there):
   here before the run, and ``--sdk_worker_parallelism 2``: two SDK worker processes, one per task
   slot. This is the headline parallelism-2 figure;
 - ``flink-p2-loopback``: ``--parallelism 2`` on LOOPBACK: two Flink task slots, but every Python
-  step still in one process.
+  step still in one process;
+- ``flink-p1-started`` and ``flink-p2-started``: as ``flink-p1`` and ``flink-p2``, but through a
+  job server started here once, before the first run, and kept running
+  (``--job_endpoint``, ``alphastream.local_services.start_flink_job_server``), as a Flink user
+  would keep one: no job server JVM start per run (the server still starts an embedded Flink per
+  job). Its CPU is counted per run (the change of its CPU time over the run), its peak RSS is
+  its peak since it started.
 
 The target (issue 13): Flink batch at least as fast as the local runner at 10M ticks with
 parallelism 2, i.e. ``flink-p2`` speed >= 1.0x ``local``. The parent checks every contender
@@ -40,6 +46,7 @@ import os
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -51,7 +58,9 @@ sys.path.insert(0, str(REPO))
 from alphastream.local_services import (  # noqa: E402
     PYTHON_WORKER_POOL_LOG,
     PYTHON_WORKER_STARTED,
+    start_flink_job_server,
     start_python_worker_pool,
+    stop_process,
 )
 from bench.bench_batch import ChildRun, load_bars, make_input, run_child  # noqa: E402
 
@@ -61,6 +70,7 @@ FLINK = ["--runner", "FlinkRunner"]
 class Contender(NamedTuple):
     flags: list[str]
     worker_pool: bool  # runs its Python steps in SDK workers of a pool started for the run
+    started_job_server: bool = False  # submits to the job server started before the runs
 
 
 CONTENDERS = {
@@ -68,6 +78,8 @@ CONTENDERS = {
     "flink-p1": Contender([*FLINK, "--parallelism", "1"], False),
     "flink-p2": Contender([*FLINK, "--parallelism", "2", "--sdk_worker_parallelism", "2"], True),
     "flink-p2-loopback": Contender([*FLINK, "--parallelism", "2"], False),
+    "flink-p1-started": Contender([*FLINK, "--parallelism", "1"], False, True),
+    "flink-p2-started": Contender([*FLINK, "--parallelism", "2", "--sdk_worker_parallelism", "2"], True, True),
 }
 BASELINE = "local"
 
@@ -89,14 +101,37 @@ class FlinkRun(NamedTuple):
     child: ChildRun
     workers: Usage  # the worker pool's SDK workers (processes: how many it started)
     orphans: Usage  # what the child left running when it exited: the Flink job server
+    job_server: Usage = NO_PROCESSES  # the started job server's share of the run
 
     @property
     def cpu_seconds(self) -> float:
-        return self.child.cpu_seconds + self.workers.cpu_seconds + self.orphans.cpu_seconds
+        return sum(part.cpu_seconds for part in (self.child, self.workers, self.orphans, self.job_server))
 
     @property
     def peak_mib(self) -> float:
-        return max(self.child.peak_mib, self.workers.peak_mib, self.orphans.peak_mib)
+        return max(part.peak_mib for part in (self.child, self.workers, self.orphans, self.job_server))
+
+
+class StartedJobServer(NamedTuple):
+    process: subprocess.Popen[bytes]
+    endpoint: str
+
+    def usage_since(self, cpu_before: float) -> Usage:
+        return Usage(1, process_cpu_seconds(self.process.pid) - cpu_before, process_peak_mib(self.process.pid))
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process, from /proc (fields 14 and 15 of its stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_peak_mib(pid: int) -> float:
+    """A running process's peak RSS so far (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def become_subreaper() -> None:
@@ -115,11 +150,12 @@ def _parent_pid(proc_dir: Path) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[1])  # the field after the (command name) and state
 
 
-def reap_orphans() -> Usage:
-    """Wait for every process re-parented to this one (none of ours is running between runs) and
-    sum their usage."""
+def reap_orphans(keep: int | None = None) -> Usage:
+    """Wait for every process re-parented to this one (none of ours is running between runs, but
+    ``keep``, the started job server) and sum their usage."""
     me = os.getpid()
-    orphans = [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _parent_pid(d) == me]
+    orphans = [int(d.name) for d in Path("/proc").iterdir()
+               if d.name.isdigit() and _parent_pid(d) == me and int(d.name) != keep]
     cpu, peak = 0.0, 0.0
     for pid in orphans:
         _, _, usage = os.wait4(pid, 0)
@@ -145,14 +181,37 @@ def run_with_worker_pool(input_path: str, flags: list[str]) -> tuple[ChildRun, U
     return child, Usage(workers, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
-def run_contender(kind: str, input_path: str, flink_flags: list[str]) -> FlinkRun:
+def run_contender(kind: str, input_path: str, flink_flags: list[str],
+                  job_server: StartedJobServer | None = None) -> FlinkRun:
     contender = CONTENDERS[kind]
     flags = ["--input_format", "parquet", *contender.flags, *(flink_flags if kind != BASELINE else [])]
+    if contender.started_job_server:
+        assert job_server is not None
+        flags += ["--job_endpoint", job_server.endpoint]
+        cpu_before = process_cpu_seconds(job_server.process.pid)
     if contender.worker_pool:
         child, workers = run_with_worker_pool(input_path, flags)
     else:
         child, workers = run_child("pipeline", input_path, flags), NO_PROCESSES
-    return FlinkRun(child, workers, reap_orphans())
+    server = job_server.usage_since(cpu_before) if contender.started_job_server and job_server else NO_PROCESSES
+    return FlinkRun(child, workers, reap_orphans(keep=job_server.process.pid if job_server else None), server)
+
+
+WARM_UP_TICKS = 100_000
+
+
+def start_job_server(scratch: Path, symbols: int) -> StartedJobServer:
+    """The job server the ``-started`` contenders submit to, after one untimed job on a small
+    input: a job server kept running has compiled its hot code before the runs that count."""
+    process, endpoint = start_flink_job_server(scratch)
+    job_server = StartedJobServer(process, endpoint)
+    warm_up_input = scratch / "warm-up.parquet"
+    make_input(WARM_UP_TICKS, symbols, warm_up_input)
+    warm_up = run_contender("flink-p1-started", str(warm_up_input), [], job_server)
+    shutil.rmtree(warm_up.child.out_dir, ignore_errors=True)
+    print(f"job server started at {endpoint}, warmed up with {WARM_UP_TICKS:,} ticks "
+          f"({warm_up.child.process_seconds:.1f} s)", flush=True)
+    return job_server
 
 
 def report(runs: dict[str, list[FlinkRun]], rows: int) -> None:
@@ -204,14 +263,19 @@ def main() -> None:
           f"{args.repeats} repeats each, medians\n", flush=True)
 
     runs: dict[str, list[FlinkRun]] = {kind: [] for kind in kinds}
+    job_server = None
     try:
+        if any(CONTENDERS[kind].started_job_server for kind in kinds):
+            job_server = start_job_server(scratch, args.symbols)
         for _ in range(args.repeats):
             for kind in kinds:
-                runs[kind].append(run_contender(kind, str(input_path), args.flink_flags))
+                runs[kind].append(run_contender(kind, str(input_path), args.flink_flags, job_server))
                 print(f"  {kind}: {runs[kind][-1].child.process_seconds:.1f} s", flush=True)
         print(f"load average after {os.getloadavg()}\n")
         report(runs, rows)
     finally:
+        if job_server is not None:
+            stop_process(job_server.process, "the Flink job server", signal.SIGTERM)
         # The input and every child's lake are scratch: a 10M-tick run leaves a lot of disk otherwise.
         for path in [str(scratch), *(r.child.out_dir for kind_runs in runs.values() for r in kind_runs)]:
             shutil.rmtree(path, ignore_errors=True)
