@@ -26,8 +26,10 @@ import pytest
 from alphastream import java_jars
 from alphastream.errors import UserFacingError
 from alphastream.local_services import (
+    FLINK_JOB_SERVER_LOG,
     PYTHON_WORKER_POOL_LOG,
     PYTHON_WORKER_STARTED,
+    start_flink_job_server,
     start_python_worker_pool,
     stop_process,
 )
@@ -182,20 +184,43 @@ def python_worker_pool(tmp_path) -> Iterator[WorkerPool]:
             os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.parametrize("environment", ["loopback", "worker pool"])
+class StartedJobServer(NamedTuple):
+    endpoint: str
+    log: Path
+    process: subprocess.Popen[bytes]
+
+
+@pytest.fixture
+def started_job_server(tmp_path) -> Iterator[StartedJobServer]:
+    """The assembled job server started before the run and kept running (``--job_endpoint``)."""
+    process, endpoint = start_flink_job_server(tmp_path, new_session=True)
+    try:
+        yield StartedJobServer(endpoint, tmp_path / FLINK_JOB_SERVER_LOG, process)
+    finally:
+        stop_process(process, "the Flink job server", signal.SIGTERM)
+
+
+@pytest.mark.parametrize("environment", ["loopback", "worker pool", "started job server"])
 def test_flink_runs_the_files_pipeline_into_postgres_like_the_local_runner(environment, local_run, pg_cluster,
                                                                            tmp_path, request):
     """Flink embedded in the job server on two task slots, the Python steps either in the
     launching process (LOOPBACK, what `--runner FlinkRunner` does by default) or in one SDK
-    worker process per slot, writing to PostgreSQL side by side."""
+    worker process per slot, writing to PostgreSQL side by side; or the job submitted to a job
+    server started beforehand, which outlives the run for the next one."""
     flags = [*local_run.flags, *FLINK]
+    db_url, lake, job_server_log = pg_cluster.new_database(), tmp_path / "lake", tmp_path / JOB_SERVER_LOG
+    env = {**os.environ, "JAVA_TOOL_OPTIONS": f"-Dorg.slf4j.simpleLogger.logFile={job_server_log}"}
     if environment == "worker pool":
         pool = request.getfixturevalue("python_worker_pool")
         flags += ["--environment_type", "EXTERNAL", "--environment_config", f"localhost:{pool.port}",
                   "--sdk_worker_parallelism", str(PARALLELISM)]
-    db_url, lake, job_server_log = pg_cluster.new_database(), tmp_path / "lake", tmp_path / JOB_SERVER_LOG
-    env = {**os.environ, "JAVA_TOOL_OPTIONS": f"-Dorg.slf4j.simpleLogger.logFile={job_server_log}"}
+    if environment == "started job server":
+        server = request.getfixturevalue("started_job_server")
+        flags += ["--job_endpoint", server.endpoint]
+        job_server_log, env = server.log, None
     out = run_pipeline([*flags, "--db_url", db_url, "--output", str(lake)], env)
+    if environment == "started job server":
+        assert server.process.poll() is None, "the started job server stopped with the run"
 
     good = local_run.good
     unique = good.drop_duplicates(["source", "trade_id"])
