@@ -8,9 +8,11 @@ API's pydantic models and the Parquet writer follow the field lists below, and
 This module imports nothing from Beam, so the API (which never imports Beam) can use it too.
 Times are integers: microseconds since the Unix epoch, UTC. Integers make equality exact,
 which the batch-vs-streaming and pandas comparisons rely on.
-"""
-from __future__ import annotations
 
+No ``from __future__ import annotations`` here: Beam reads the field annotations to infer the
+schemas, and strings would make every field Python's catch-all type, which a Java runner cannot
+decode (tests/transforms/test_schemas.py).
+"""
 import enum
 from typing import NamedTuple
 
