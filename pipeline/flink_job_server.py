@@ -13,6 +13,8 @@ for a Kafka stream, still reading the topic and committing the consumer group's 
 """
 from __future__ import annotations
 
+import logging
+import re
 import shutil
 from typing import Any
 
@@ -30,7 +32,33 @@ def with_parent_death_signal(command: list[str]) -> list[str]:
     return [setpriv, "--pdeathsig", PARENT_DEATH_SIGNAL, "--", *command] if setpriv else command
 
 
+# What Flink's embedded cluster logs once its REST API listens (the port is a free one it picked).
+_REST_ENDPOINT_LINE = re.compile(r"Rest endpoint listening at (\S+)")
+
+
+class _RestEndpointFilter(logging.Filter):
+    """Notes where the embedded Flink's REST API listens, from the job server's output (which
+    Beam logs line by line at INFO); passes on only warnings and errors, as before."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.address: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = _REST_ENDPOINT_LINE.search(record.getMessage())
+        if match:
+            self.address = f"http://{match[1]}"
+        return record.levelno >= logging.WARNING
+
+
 class _FlinkJarJobServer(flink_runner.FlinkJarJobServer):  # type: ignore[misc]
+    def __init__(self, options: Any) -> None:
+        super().__init__(options)
+        self._log_filter = _RestEndpointFilter()
+
+    def rest_address(self) -> str | None:
+        return self._log_filter.address
+
     def subprocess_cmd_and_endpoint(self) -> tuple[list[str], str]:
         command, endpoint = super().subprocess_cmd_and_endpoint()
         return with_parent_death_signal(command), endpoint
@@ -43,8 +71,25 @@ class _FlinkJarJobServer(flink_runner.FlinkJarJobServer):  # type: ignore[misc]
 
 
 class FlinkRunner(flink_runner.FlinkRunner):  # type: ignore[misc]
+    """Its results carry ``flink_rest_address()``: where the Flink cluster's REST API answers (the
+    embedded one's once it started, else --flink_master), for the run summary of a stopped
+    streaming job, whose counters Beam's job service never reports (pipeline.summary)."""
+
     def default_job_server(self, options: Any) -> Any:
         server = super().default_job_server(options)
         if isinstance(server, job_server.StopOnExitJobServer):  # the local job server Beam starts (not an uber jar)
-            return job_server.StopOnExitJobServer(_FlinkJarJobServer(options))
+            self._local_job_server = _FlinkJarJobServer(options)
+            return job_server.StopOnExitJobServer(self._local_job_server)
         return server
+
+    def run_pipeline(self, pipeline: Any, options: Any) -> Any:
+        from apache_beam.options.pipeline_options import FlinkRunnerOptions
+
+        result = super().run_pipeline(pipeline, options)
+        master = options.view_as(FlinkRunnerOptions).flink_master  # default_job_server added its http scheme
+        local = getattr(self, "_local_job_server", None)
+        if master not in flink_runner.MAGIC_HOST_NAMES:
+            result.flink_rest_address = lambda: master  # a cluster's JobManager serves the REST API
+        elif local is not None:
+            result.flink_rest_address = local.rest_address
+        return result

@@ -12,14 +12,13 @@ the windows the kill cut), and the group has committed every record.
 """
 from __future__ import annotations
 
-import signal
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures import kafka_stack
 from tests.fixtures.kafka_stack import KafkaLiveStack
-from tests.fixtures.live_stack import Child, feed_outcome, stored_bars, wait_for_signal_exit
+from tests.fixtures.live_stack import Child, feed_outcome, stored_bars, wait_until
 from tests.fixtures.reference import assert_same_bars
 from tests.pipeline.test_kafka_end_to_end import committed_and_end_offsets
 
@@ -33,20 +32,13 @@ JVM_EXIT_SECONDS = 15
 # plus slack for Flink, three JVMs and a loaded 2-core machine.
 SETTLE_SECONDS = 120
 FEED_TIMEOUT_SECONDS = 120
-STOP_TIMEOUT_SECONDS = 20.0
 CATCH_UP_SECONDS = 60
 
 
 @pytest.fixture
 def flink_kafka_stack(kafka_broker, legacy_read_expansion_service, pg_cluster, tmp_path):
-    stack = KafkaLiveStack(None, pg_cluster, tmp_path, broker=kafka_broker,
-                           expansion_service=legacy_read_expansion_service, with_archive=True,
-                           runner_flags=("--runner", "FlinkRunner"))
-    yield stack
-    for child in stack.children:  # stopped, not killed: the pipeline's exit stops the Flink job server Beam started
-        if child.name == "pipeline" and child.process.poll() is None:
-            wait_for_signal_exit(child, signal.SIGINT, timeout=STOP_TIMEOUT_SECONDS)
-    stack.close()
+    yield from kafka_stack.flink_kafka_stack(kafka_broker, legacy_read_expansion_service, pg_cluster, tmp_path,
+                                             with_archive=True)
 
 
 def child_pids(pid: int) -> list[int]:
@@ -60,13 +52,6 @@ def child_pids(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             children.append(int(stat.parent.name))
     return children
-
-
-def wait_until(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not (done := condition()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return bool(done)
 
 
 def alive(pid: int) -> bool:
