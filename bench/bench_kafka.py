@@ -14,9 +14,7 @@ runner ``--kafka_runners`` names: a local KRaft broker (a new 2-partition topic 
 - ``flink``: ``--runner FlinkRunner``, an embedded Flink 1.19 in the assembled job server;
   KafkaIO's legacy reader runs in the job server's JVM, so this runner gets an expansion service
   of its own started with ``use_deprecated_read`` (alphastream.flink_kafka), the rest of the Kafka
-  transform in the Java worker pool, the Python steps in LOOPBACK. It runs with
-  ``--no-fill_gaps``: with gap filling the job fails on Flink (``varint overflow`` decoding the
-  gap filler's keyed bars), so its figures are for the graph without that step.
+  transform in the Java worker pool, the Python steps in LOOPBACK.
 
 The broker and the Java worker pool are shared. Every contender is measured from the database
 the same way (BarWatch: window end -> row first visible, and -> row complete). Kafka needs no
@@ -78,7 +76,7 @@ class KafkaRunner:
 
 KAFKA_RUNNERS = {
     "prism": KafkaRunner(()),  # pipeline.runners' choice for a Kafka stream
-    "flink": KafkaRunner(("--runner", "FlinkRunner", "--no-fill_gaps"), (LEGACY_READ_EXPERIMENT,)),
+    "flink": KafkaRunner(("--runner", "FlinkRunner"), (LEGACY_READ_EXPERIMENT,)),
 }
 
 
