@@ -170,9 +170,9 @@ def _add_sink_args(parser: argparse.ArgumentParser) -> None:
                           "JSON array (1: one tick object each). Batching is what lets a local pipeline keep "
                           f"up; at most {MAX_TICKS_PER_MESSAGE} (default {PublishSettings.ticks_per_message}).")
     out.add_argument("--heartbeat_seconds", type=float, default=PublishSettings.heartbeat_seconds,
-                     help="Pub/Sub: send an empty batch after this many idle seconds so readers' watermarks "
-                          "advance while the feed is quiet; 0 disables "
-                          f"(default {PublishSettings.heartbeat_seconds:g}).")
+                     help="After this many seconds without a message, send a heartbeat (an empty batch; Kafka: "
+                          "one record to every partition of the topic) so readers' watermarks advance while the "
+                          f"feed is quiet; 0 disables (default {PublishSettings.heartbeat_seconds:g}).")
     out.add_argument("--flush_timeout", type=_positive_float, default=DEFAULT_FLUSH_TIMEOUT_SECONDS,
                      help=f"At shutdown, wait at most this many seconds for outstanding publishes "
                           f"(default {DEFAULT_FLUSH_TIMEOUT_SECONDS:.0f}).")
@@ -286,10 +286,16 @@ def _bus_sink(args: argparse.Namespace) -> Sink:
         linger_ms = int(args.batch_max_latency * 1000)
         return KafkaSink(args.topic, kafka_config(args.bootstrap, linger_ms=linger_ms,
                                                   batch_max_messages=args.batch_max_messages),
-                         ticks_per_record=args.ticks_per_message, max_latency=args.batch_max_latency)
+                         ticks_per_record=args.ticks_per_message, max_latency=args.batch_max_latency,
+                         heartbeat_seconds=_heartbeat_seconds(args))
     from ingestion.sinks.pubsub import PubSubSink
 
     settings = PublishSettings(batch_max_messages=args.batch_max_messages, batch_max_bytes=args.batch_max_bytes,
                                batch_max_latency=args.batch_max_latency, ticks_per_message=args.ticks_per_message,
-                               heartbeat_seconds=args.heartbeat_seconds if args.heartbeat_seconds > 0 else None)
+                               heartbeat_seconds=_heartbeat_seconds(args))
     return PubSubSink(args.topic, settings, create_topic=args.create_topic)
+
+
+def _heartbeat_seconds(args: argparse.Namespace) -> float | None:
+    """--heartbeat_seconds for the sinks: None (no heartbeats) for 0 or less."""
+    return args.heartbeat_seconds if args.heartbeat_seconds > 0 else None

@@ -6,17 +6,30 @@ in order on one partition; record timestamp (CreateTime) = the (earliest) tick's
 milliseconds, which is what the pipeline's ReadFromKafka stamps elements with. The producer is
 idempotent with acks=all (no duplicates from its own retries) and batches with linger.ms; every
 delivery report is counted, its latency observed and each failure logged.
+
+Heartbeats: the pipeline reads with KafkaIO's create-time policy, under which a partition's
+watermark moves only when the reader gets a record from it, so once the whole topic is idle (the
+feed stopped, a quiet market) the watermark stops a few seconds after the last tick, and the
+windows after it (gap-fill bars included) wait for the next record. So when nothing was produced
+for ``heartbeat_seconds`` the sink produces a heartbeat, the wire format's empty batch ``[]``
+stamped with the wall clock, to every partition of the topic (the partition count comes from the
+broker's metadata, re-read now and then so that added partitions get heartbeats too). The
+pipeline parses a heartbeat into no ticks. A lost heartbeat loses no tick: it is counted apart
+(``heartbeats_failed``) and the next heartbeat does its job.
 """
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import threading
+import time
 from typing import Sequence
 
 from alphastream.records import Tick
-from alphastream.wire import encode_batch, encode_tick
+from alphastream.wire import encode_batch, encode_heartbeat, encode_tick
 from ingestion.sinks.base import Sink
+from ingestion.sinks.pubsub import DEFAULT_HEARTBEAT_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +38,10 @@ log = logging.getLogger(__name__)
 DEFAULT_TICKS_PER_RECORD = 1000
 DEFAULT_MAX_LATENCY_SECONDS = 0.05
 _LOGGED_VALUE_BYTES = 200  # enough of a failed record's value to find the tick
+# How often an idle sink re-reads the topic's partition count (partitions can be added, never removed).
+PARTITIONS_REFRESH_SECONDS = 30.0
+# A metadata request blocks the flusher thread, which also sends pending ticks: keep it short.
+METADATA_TIMEOUT_SECONDS = 2.0
 
 
 def kafka_config(bootstrap: str, client_id: str = "alphastream-ingestion", linger_ms: int = 50,
@@ -47,16 +64,31 @@ def kafka_record(ticks: Sequence[Tick]) -> tuple[bytes, bytes, list[tuple[str, b
     """(key, value, headers, timestamp in epoch ms) of one symbol's ticks: one tick object, or a
     batch array stamped with its earliest tick (the wire format's rules)."""
     body, attributes = encode_tick(ticks[0]) if len(ticks) == 1 else encode_batch(ticks)
-    headers = [(name, value.encode("utf-8")) for name, value in attributes.items()]
-    return ticks[0].symbol.encode("utf-8"), body, headers, min(t.ts_us for t in ticks) // 1000
+    return ticks[0].symbol.encode("utf-8"), body, _headers(attributes), min(t.ts_us for t in ticks) // 1000
+
+
+def heartbeat_record(now_us: int) -> tuple[bytes, list[tuple[str, bytes]], int]:
+    """(value, headers, timestamp in epoch ms) of a heartbeat sent at ``now_us``: an empty batch."""
+    body, attributes = encode_heartbeat(now_us)
+    return body, _headers(attributes), now_us // 1000
+
+
+def _headers(attributes: dict[str, str]) -> list[tuple[str, bytes]]:
+    return [(name, value.encode("utf-8")) for name, value in attributes.items()]
 
 
 class KafkaSink(Sink):
     """Ticks -> Kafka records, up to ``ticks_per_record`` of one symbol per record, a record sent
-    when full or at most ``max_latency`` seconds after its first tick."""
+    when full or at most ``max_latency`` seconds after its first tick; a heartbeat to every
+    partition after ``heartbeat_seconds`` without a record (None or 0: no heartbeats).
+
+    ``heartbeats`` counts the heartbeat records the broker confirmed, ``heartbeats_failed`` those
+    it did not; neither is a tick count (``submitted``, ``published``, ``failed``).
+    """
 
     def __init__(self, topic: str, config: dict, ticks_per_record: int = DEFAULT_TICKS_PER_RECORD,
-                 max_latency: float = DEFAULT_MAX_LATENCY_SECONDS):
+                 max_latency: float = DEFAULT_MAX_LATENCY_SECONDS,
+                 heartbeat_seconds: float | None = DEFAULT_HEARTBEAT_SECONDS):
         super().__init__()
         from confluent_kafka import Producer  # optional dependency: the [kafka] extra
 
@@ -65,11 +97,19 @@ class KafkaSink(Sink):
         if ticks_per_record < 1 or max_latency <= 0:
             raise ValueError("ticks_per_record must be >= 1 and max_latency > 0 "
                              f"(got {ticks_per_record}, {max_latency})")
+        if heartbeat_seconds is not None and (heartbeat_seconds < 0 or not math.isfinite(heartbeat_seconds)):
+            raise ValueError(f"heartbeat_seconds must be > 0, or 0/None for no heartbeats (got {heartbeat_seconds})")
         self.topic = topic
         self.ticks_per_record, self.max_latency = ticks_per_record, max_latency
+        self.heartbeat_seconds = heartbeat_seconds or None
+        self.heartbeats = 0
+        self.heartbeats_failed = 0
         self._producer = Producer(config)
         self._pending: dict[str, list[Tick]] = {}  # symbol -> ticks not yet in a record
         self._pending_lock = threading.Lock()
+        self._last_produced = time.monotonic()  # a tick record or a round of heartbeats
+        self._partitions = 0  # the topic's partition count, as last read from the broker
+        self._partitions_read_at = -math.inf
         self._stopping = threading.Event()
         self._flusher = threading.Thread(target=self._flush_periodically, name="kafka-sink-flusher", daemon=True)
         self._flusher.start()
@@ -88,8 +128,19 @@ class KafkaSink(Sink):
         log.error("kafka delivery to %s failed for %d ticks keyed %r (value %r): %s", self.topic, ticks,
                   message.key(), (message.value() or b"")[:_LOGGED_VALUE_BYTES], error)
 
+    def _on_heartbeat_delivery(self, error, message) -> None:
+        with self._lock:
+            if error is None:
+                self.heartbeats += 1
+            else:
+                self.heartbeats_failed += 1
+        if error is not None:
+            log.info("heartbeat to %s partition %s not delivered (no tick lost; the next heartbeat or tick "
+                     "moves the pipeline's watermark on): %s", self.topic, message.partition(), error)
+
     def _produce(self, ticks: Sequence[Tick]) -> None:
         key, value, headers, timestamp_ms = kafka_record(ticks)
+        self._last_produced = time.monotonic()
         while True:
             try:
                 self._producer.produce(self.topic, value=value, key=key, headers=headers, timestamp=timestamp_ms,
@@ -105,9 +156,60 @@ class KafkaSink(Sink):
             self._produce(ticks)
         self._producer.poll(0)
 
+    def _partition_count(self) -> int:
+        """The topic's partition count, re-read from the broker at most every PARTITIONS_REFRESH_SECONDS
+        (the last count, possibly 0, if the broker does not answer)."""
+        from confluent_kafka import KafkaException
+
+        now = time.monotonic()
+        if now - self._partitions_read_at < PARTITIONS_REFRESH_SECONDS:
+            return self._partitions
+        self._partitions_read_at = now
+        try:
+            topic = self._producer.list_topics(self.topic, timeout=METADATA_TIMEOUT_SECONDS).topics.get(self.topic)
+        except KafkaException as err:
+            log.info("no partition count for %s (%s): heartbeats go to the %d partitions known", self.topic,
+                     err, self._partitions)
+            return self._partitions
+        if topic is None or topic.error is not None or not topic.partitions:
+            log.info("no partitions for %s in the broker's metadata (%s): heartbeats go to the %d known",
+                     self.topic, None if topic is None else topic.error, self._partitions)
+            return self._partitions
+        self._partitions = max(self._partitions, len(topic.partitions))
+        return self._partitions
+
+    def _send_heartbeats(self) -> None:
+        """One heartbeat record to every partition, stamped now."""
+        self._last_produced = time.monotonic()
+        value, headers, timestamp_ms = heartbeat_record(time.time_ns() // 1000)
+        for partition in range(self._partition_count()):
+            try:
+                self._producer.produce(self.topic, value=value, partition=partition, headers=headers,
+                                       timestamp=timestamp_ms, on_delivery=self._on_heartbeat_delivery)
+            except BufferError:  # the queue is full of records still to deliver: they move the watermark
+                return
+        self._producer.poll(0)
+
     def _flush_periodically(self) -> None:
-        while not self._stopping.wait(self.max_latency):
-            self._flush_pending()
+        """Send pending ticks every max_latency; a round of heartbeats once nothing was produced
+        for heartbeat_seconds."""
+        next_flush = time.monotonic() + self.max_latency
+        while True:
+            heartbeat_due = (math.inf if self.heartbeat_seconds is None
+                             else self._last_produced + self.heartbeat_seconds)
+            if self._stopping.wait(max(0.0, min(next_flush, heartbeat_due) - time.monotonic())):
+                return
+            now = time.monotonic()
+            idle = self._idle(now)
+            if now >= next_flush or idle:  # pending ticks first: a heartbeat must not overtake them
+                self._flush_pending()
+                next_flush = now + self.max_latency
+            if idle and self._idle(time.monotonic()):
+                self._send_heartbeats()
+
+    def _idle(self, now: float) -> bool:
+        """Whether heartbeats are due: nothing produced for heartbeat_seconds."""
+        return self.heartbeat_seconds is not None and now - self._last_produced >= self.heartbeat_seconds
 
     def publish(self, tick: Tick) -> None:
         with self._pending_lock:
