@@ -16,6 +16,7 @@ from alphastream.records import Tick
 from alphastream.wire import HEARTBEAT_ID_PREFIX, ID_ATTRIBUTE, TIMESTAMP_ATTRIBUTE, rfc3339_millis
 from ingestion.sinks import kafka as kafka_sink
 from ingestion.sinks.kafka import KafkaSink, kafka_config
+from ingestion.sinks.pubsub import DEFAULT_HEARTBEAT_SECONDS
 from pipeline.streaming_sources import KAFKA_ORIGIN_PREFIX
 from tests.fixtures.beam import Collected
 from tests.fixtures.live_stack import wait_until
@@ -184,3 +185,17 @@ def test_the_pipeline_reads_a_heartbeat_record_as_no_ticks_and_no_dead_letter(ka
         got_letters = Collected(parsed[DEAD_LETTERS], "Letters")
     assert [t for _, ticks in got_ticks.items for t in ticks] == [tick]
     assert got_letters.items == []
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], DEFAULT_HEARTBEAT_SECONDS), (["--heartbeat_seconds", "0.5"], 0.5),
+                                                (["--heartbeat_seconds", "0"], None)])
+def test_the_cli_flag_sets_the_kafka_sinks_heartbeats(kafka_broker, flag, expected):
+    from ingestion.cli import build_parser, build_sink
+
+    args = build_parser().parse_args(["--source", "synthetic", "--sink", "kafka", "--bootstrap",
+                                      kafka_broker.bootstrap, "--topic", "cli-heartbeats", *flag])
+    sink = build_sink(args)
+    try:
+        assert isinstance(sink, KafkaSink) and sink.heartbeat_seconds == expected
+    finally:
+        sink.close(timeout=10)
