@@ -81,6 +81,16 @@ def to_ticks(rows) -> list[Tick]:
     return [Tick(symbol, T0 + offset, price, size, f"t{trade}", "feed") for symbol, offset, price, size, trade in rows]
 
 
+def one_delivery_per_trade(rows):
+    """The rows without a trade's later deliveries. Delivered twice in different messages, a trade
+    keeps its first delivery in streaming and its smallest in batch (transforms.batch_bars):
+    equal only when deliveries come together. The fill tests compare fills, not that rule."""
+    first = {}
+    for row in rows:
+        first.setdefault((row[0], row[4]), row)  # (symbol, trade number): the trade's identity here
+    return list(first.values())
+
+
 def run_batch(ticks: list[Tick], policy: FillPolicy, group_us: int = DAY_US) -> list[Bar]:
     with TestPipeline() as p:
         got = Collected(p | beam.Create([ticks_to_table(ticks)], reshuffle=False) | BatchBars(INTERVALS)
@@ -139,7 +149,7 @@ def test_batch_fills_equal_a_pandas_reindex_and_forward_fill(rows, max_gap_secon
 @given(tick_rows, st.sampled_from([60, 600]))
 def test_streaming_fills_equal_batch_fills(rows, max_gap_seconds):
     # Ticks end 40 minutes after T0 and fills at most 10 minutes later: all inside the batch day.
-    ticks = to_ticks(rows)
+    ticks = to_ticks(one_delivery_per_trade(rows))
     policy = FillPolicy(max_gap_seconds)
     batch = run_batch(ticks, policy)
     streamed = last_panes(run_streaming(ticks, policy))
