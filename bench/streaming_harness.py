@@ -189,6 +189,10 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_rate: float) -> N
     parser.add_argument("--interval", default=DEFAULT_INTERVAL, help="Bar interval of the pipeline.")
     parser.add_argument("--symbols", type=int, default=20, help="Synthetic symbols.")
     parser.add_argument("--repeats", type=int, default=1, help="Runs; medians are reported.")
+    parser.add_argument("--diagnose", metavar="DIR", default=None,
+                        help="The feed archives its ticks under DIR, and a run whose bars do not hold exactly the "
+                             "ticks published writes each bar that differs from the batch bars of the archive to "
+                             "DIR/run-<time>.csv (off by default: archiving costs the feed CPU).")
 
 
 def _pipeline_args(args: argparse.Namespace, db_url: str) -> list[str]:
@@ -276,11 +280,14 @@ def measure_run(args: argparse.Namespace, db_url: str, env: dict[str, str], *, s
     pipeline stops before the watch does, so every write it made is seen."""
     with psycopg.connect(db_url) as conn:
         conn.execute("TRUNCATE bars, dead_letters, anomalies")
+    started_us = time.time_ns() // 1_000
+    archive = Path(args.diagnose) / f"archive-{started_us}" if args.diagnose else None
     process, log, collector = _start_pipeline([*source, *_pipeline_args(args, db_url)], env)
     try:
         with beside_feed(), BarWatch(db_url, args.interval) as watch:
             timeout = args.seconds * FEED_TIMEOUT_FACTOR + FEED_TIMEOUT_SLACK_SECONDS
-            published, publish_seconds = _run_feed([*sink, *_feed_args(args)], env, timeout, feed)
+            archiving = ["--archive", str(archive)] if archive else []
+            published, publish_seconds = _run_feed([*sink, *_feed_args(args), *archiving], env, timeout, feed)
             wait_for_drain(db_url, args.interval, published, watch.largest_delay)
             after_drain()
             if process.poll() is not None:  # a pipeline that died mid-run would pass for a slow one
@@ -290,8 +297,39 @@ def measure_run(args: argparse.Namespace, db_url: str, env: dict[str, str], *, s
     finally:
         stop_process(process, "pipeline")
     collector.join(LOG_DRAIN_TIMEOUT_SECONDS)  # the summary is the output's last lines
-    return RunResult(published, publish_seconds, *bar_stats(db_url, args.interval), watch.first_delays(),
-                     watch.final_delays(), _counters("".join(log)))
+    in_bars, timings = bar_stats(db_url, args.interval)
+    if archive and in_bars != published:
+        differences = write_bar_differences(db_url, args.interval, archive, started_us)
+        print(f"bars differing from the archive's batch bars: {differences}", flush=True)
+    return RunResult(published, publish_seconds, in_bars, timings, watch.first_delays(), watch.final_delays(),
+                     _counters("".join(log)))
+
+
+def write_bar_differences(db_url: str, interval: str, archive: Path, started_us: int) -> Path:
+    """The bars of ``interval`` whose trades or volume differ between the table and the batch bars
+    of the archived ticks (``pipeline.repair.recompute``), with the stored pane: a CSV beside the
+    archive. Where a count mismatch comes from (one window or many, which panes) starts here."""
+    import pandas as pd
+
+    from alphastream.records import BAR_FIELDS
+    from pipeline.repair import recompute
+
+    now_us = time.time_ns() // 1_000
+    key = ["symbol", "bucket_start_us"]
+    truth = pd.DataFrame(recompute(str(archive), started_us, now_us, (interval,), now_us=now_us).bars,
+                         columns=list(BAR_FIELDS))
+    truth = truth[truth["interval"] == interval][[*key, "trades", "volume"]]
+    with psycopg.connect(db_url) as conn:
+        stored = pd.DataFrame(conn.execute(
+            "SELECT symbol, (extract(epoch FROM bucket_start) * 1000000)::bigint, trades, volume, timing, pane_index, "
+            "revision, updated_at FROM bars WHERE interval = %s", (interval,)).fetchall(),
+            columns=[*key, "trades", "volume", "timing", "pane_index", "revision", "updated_at"])
+    both = truth.merge(stored, on=key, how="outer", suffixes=("_archive", "_table"))
+    differing = both[(both["trades_archive"] != both["trades_table"])
+                     | (both["volume_archive"] != both["volume_table"])]
+    out = archive.parent / f"run-{started_us}.csv"
+    differing.sort_values(key).to_csv(out, index=False)
+    return out
 
 
 def _counters(pipeline_output: str) -> dict[str, int]:
