@@ -17,8 +17,8 @@ runner ``--kafka_runners`` names: a local KRaft broker (a new 2-partition topic 
   transform in the Java worker pool, the Python steps in LOOPBACK.
 
 The broker and the Java worker pool are shared. Every contender is measured from the database
-the same way (BarWatch: window end -> row first visible, and -> row complete). Kafka needs no
-heartbeats: an idle partition's watermark follows the wall clock.
+the same way (BarWatch: window end -> row first visible, and -> row complete). The feed's Kafka
+sink sends heartbeats when idle (ingestion.sinks.kafka); the pipeline reads them as no ticks.
 
     .venv/bin/python bench/bench_kafka.py --rate 10000 --seconds 30 --repeats 3
     .venv/bin/python bench/bench_kafka.py --rate 10000 --seconds 30 --repeats 3 --kafka_runners prism flink

@@ -192,7 +192,9 @@ class ReadTicksFromKafka(beam.PTransform):
     Records are timestamped with their Kafka CreateTime (the producer sets it to the tick's
     event time). KafkaIO's create-time policy holds each partition's watermark at its latest
     record time and, once a partition is caught up (idle), advances it to the wall clock, so a
-    quiet partition does not hold bars back. The consumer commits the offsets it has polled to
+    quiet partition does not hold bars back; the feed's heartbeats (ingestion.sinks.kafka) also
+    give every partition a record at least every ``--heartbeat_seconds`` while the topic is idle.
+    The consumer commits the offsets it has polled to
     ``consumer_group`` every second, and a restart with the same group resumes from them (a new
     group starts at the earliest retained record). A value may be one tick or a JSON array of
     ticks, as on Pub/Sub.

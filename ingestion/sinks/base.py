@@ -8,6 +8,10 @@ from typing import Callable
 
 from alphastream.records import Tick
 
+# With nothing sent for this long, a sink sends a heartbeat (an empty batch stamped now), so the
+# pipeline's watermark moves on while the feed is quiet (--heartbeat_seconds).
+DEFAULT_HEARTBEAT_SECONDS = 1.0
+
 
 class Sink(abc.ABC):
     """Publishes ticks asynchronously; counts what the broker confirmed and what failed.

@@ -28,8 +28,7 @@ from typing import Sequence
 
 from alphastream.records import Tick
 from alphastream.wire import encode_batch, encode_heartbeat, encode_tick
-from ingestion.sinks.base import Sink
-from ingestion.sinks.pubsub import DEFAULT_HEARTBEAT_SECONDS
+from ingestion.sinks.base import DEFAULT_HEARTBEAT_SECONDS, Sink
 
 log = logging.getLogger(__name__)
 

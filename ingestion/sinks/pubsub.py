@@ -34,7 +34,7 @@ from google.cloud.pubsub_v1.types import BatchSettings, LimitExceededBehavior, P
 from alphastream.records import Tick
 from alphastream.wire import encode_batch, encode_heartbeat, encode_tick
 from ingestion.backoff import Backoff
-from ingestion.sinks.base import Sink
+from ingestion.sinks.base import DEFAULT_HEARTBEAT_SECONDS, Sink
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,6 @@ MAX_MESSAGES_PER_PUBLISH = 1000
 # A tick is about 110 bytes of JSON: even this many stay far below Pub/Sub's 10 MB message limit.
 MAX_TICKS_PER_MESSAGE = 10_000
 DEFAULT_TICKS_PER_MESSAGE = 1000
-DEFAULT_HEARTBEAT_SECONDS = 1.0
 # Errors worth retrying: the server or the network, not the request.
 TRANSIENT_ERRORS = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.Aborted,
                     gexc.TooManyRequests, gexc.Unknown, gexc.Cancelled)

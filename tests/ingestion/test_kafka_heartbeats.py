@@ -15,8 +15,8 @@ from apache_beam.transforms.window import TimestampedValue
 from alphastream.records import Tick
 from alphastream.wire import HEARTBEAT_ID_PREFIX, ID_ATTRIBUTE, TIMESTAMP_ATTRIBUTE, rfc3339_millis
 from ingestion.sinks import kafka as kafka_sink
+from ingestion.sinks.base import DEFAULT_HEARTBEAT_SECONDS
 from ingestion.sinks.kafka import KafkaSink, kafka_config
-from ingestion.sinks.pubsub import DEFAULT_HEARTBEAT_SECONDS
 from pipeline.streaming_sources import KAFKA_ORIGIN_PREFIX
 from tests.fixtures.beam import Collected
 from tests.fixtures.live_stack import wait_until
