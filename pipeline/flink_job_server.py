@@ -10,6 +10,10 @@ for a Kafka stream, still reading the topic and committing the consumer group's 
 - A pipeline process killed outright (SIGKILL, the OOM killer) runs no exit handler. On Linux the
   JVM is started through util-linux's ``setpriv --pdeathsig TERM``, so the kernel sends it SIGTERM
   when the pipeline process dies, however it dies; the JVM's shutdown hooks then stop Flink.
+
+Its results also say where Flink's REST API answers (``flink_rest_address``): Beam's job service
+reports no counters for a stopped streaming job, and the run summary reads them there instead
+(``pipeline.summary.flink_rest_counters``).
 """
 from __future__ import annotations
 
