@@ -8,9 +8,9 @@ idempotent with acks=all (no duplicates from its own retries) and batches with l
 delivery report is counted, its latency observed and each failure logged.
 
 Heartbeats: the pipeline reads with KafkaIO's create-time policy, under which a partition's
-watermark moves only when the reader gets a record from it, so once the whole topic is idle (the
-feed stopped, a quiet market) the watermark stops a few seconds after the last tick, and the
-windows after it (gap-fill bars included) wait for the next record. So when nothing was produced
+watermark follows its records; once the whole topic is idle (the feed stopped, a quiet market)
+only KafkaIO's idle rule moves it, later and less steadily (docs/kafka-flink.md has the
+measurements), and the windows after the last tick (gap-fill bars included) wait for it. So when nothing was produced
 for ``heartbeat_seconds`` the sink produces a heartbeat, the wire format's empty batch ``[]``
 stamped with the wall clock, to every partition of the topic (the partition count comes from the
 broker's metadata, re-read now and then so that added partitions get heartbeats too). The
