@@ -44,6 +44,19 @@ class EmulatorError(RuntimeError):
     """The emulator (or local server) is not installed, or did not start."""
 
 
+def _parent_pid(proc_dir: Path) -> int | None:
+    try:
+        stat = (proc_dir / "stat").read_text()
+    except OSError:  # the process is gone
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])  # the field after the (command name) and state
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``, running or not yet reaped (from /proc)."""
+    return [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _parent_pid(d) == pid]
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -301,6 +314,16 @@ class KafkaServices:
     bootstrap: str
     expansion_service: str
     processes: list[tuple[Process, str]]
+    worker_pool: str = ""  # host:port of the Java worker pool
+
+    def add_expansion_service(self, work_dir: Path, experiments: Sequence[str]) -> str:
+        """Another expansion service on the same worker pool, with other ``experiments`` (Flink's
+        legacy Kafka read beside Prism's splittable one), stopped with the rest; its address.
+        ``work_dir`` must be another folder than the first one's (each logs to EXPANSION_SERVICE_LOG)."""
+        process, address = start_kafka_expansion_service(work_dir, worker_pool=self.worker_pool,
+                                                         experiments=experiments)
+        self.processes.append((process, f"the Kafka expansion service {' '.join(experiments)}".rstrip()))
+        return address
 
     def stop(self) -> None:
         for process, name in reversed(self.processes):
@@ -323,4 +346,4 @@ def start_kafka_services(work_dir: Path, new_session: bool = False, experiments:
     except BaseException:
         KafkaServices("", "", processes).stop()
         raise
-    return KafkaServices(bootstrap, expansion_address, processes)
+    return KafkaServices(bootstrap, expansion_address, processes, pool_address)

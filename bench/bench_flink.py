@@ -58,6 +58,7 @@ sys.path.insert(0, str(REPO))
 from alphastream.local_services import (  # noqa: E402
     PYTHON_WORKER_POOL_LOG,
     PYTHON_WORKER_STARTED,
+    child_pids,
     start_flink_job_server,
     start_python_worker_pool,
     stop_process,
@@ -142,20 +143,10 @@ def become_subreaper() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
 
 
-def _parent_pid(proc_dir: Path) -> int | None:
-    try:
-        stat = (proc_dir / "stat").read_text()
-    except OSError:  # the process is gone
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[1])  # the field after the (command name) and state
-
-
 def reap_orphans(keep: int | None = None) -> Usage:
     """Wait for every process re-parented to this one (none of ours is running between runs, but
     ``keep``, the started job server) and sum their usage."""
-    me = os.getpid()
-    orphans = [int(d.name) for d in Path("/proc").iterdir()
-               if d.name.isdigit() and _parent_pid(d) == me and int(d.name) != keep]
+    orphans = [pid for pid in child_pids(os.getpid()) if pid != keep]
     cpu, peak = 0.0, 0.0
     for pid in orphans:
         _, _, usage = os.wait4(pid, 0)

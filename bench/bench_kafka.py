@@ -41,13 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from alphastream.flink_kafka import LEGACY_READ_EXPERIMENT  # noqa: E402
-from alphastream.local_services import (  # noqa: E402
-    KafkaServices,
-    start_java_worker_pool,
-    start_kafka_broker,
-    start_kafka_expansion_service,
-    stop_process,
-)
+from alphastream.local_services import KafkaServices, start_kafka_services, stop_process  # noqa: E402
 from bench.bench_streaming import run_once  # noqa: E402
 from bench.streaming_harness import (  # noqa: E402
     TARGET_P99_SECONDS,
@@ -83,21 +77,14 @@ KAFKA_RUNNERS = {
 def start_services(work: Path, runners: list[str]) -> tuple[KafkaServices, dict[str, str]]:
     """One broker and one Java worker pool, and an expansion service per set of experiments the
     ``runners`` need: (the services, to stop; runner -> its expansion service address)."""
-    services = KafkaServices("", "", [])
+    experiment_sets = list(dict.fromkeys(KAFKA_RUNNERS[runner].experiments for runner in runners))
+    services = start_kafka_services(work, experiments=experiment_sets[0])
+    by_experiments = {experiment_sets[0]: services.expansion_service}
     try:
-        broker, services.bootstrap = start_kafka_broker(work)
-        services.processes.append((broker, "the Kafka broker"))
-        pool, pool_address = start_java_worker_pool(work)
-        services.processes.append((pool, "the Java SDK worker pool"))
-        by_experiments: dict[tuple[str, ...], str] = {}
-        for runner in runners:
-            experiments = KAFKA_RUNNERS[runner].experiments
-            if experiments not in by_experiments:
-                folder = work / f"expansion-{len(by_experiments)}"  # each service logs into its own folder
-                folder.mkdir()
-                process, by_experiments[experiments] = start_kafka_expansion_service(
-                    folder, worker_pool=pool_address, experiments=experiments)
-                services.processes.append((process, f"the Kafka expansion service {experiments or ''}".rstrip()))
+        for index, experiments in enumerate(experiment_sets[1:], start=1):
+            folder = work / f"expansion-{index}"  # each service logs into its own folder
+            folder.mkdir()
+            by_experiments[experiments] = services.add_expansion_service(folder, experiments)
     except BaseException:
         services.stop()
         raise

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from alphastream.local_services import child_pids
 from tests.fixtures import kafka_stack
 from tests.fixtures.kafka_stack import KafkaLiveStack
 from tests.fixtures.live_stack import Child, feed_outcome, stored_bars, wait_until
@@ -39,19 +40,6 @@ CATCH_UP_SECONDS = 60
 def flink_kafka_stack(kafka_broker, legacy_read_expansion_service, pg_cluster, tmp_path):
     yield from kafka_stack.flink_kafka_stack(kafka_broker, legacy_read_expansion_service, pg_cluster, tmp_path,
                                              with_archive=True)
-
-
-def child_pids(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (the Flink job server's JVM, for a pipeline)."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended while listed
-            continue
-        if int(fields[1]) == pid:
-            children.append(int(stat.parent.name))
-    return children
 
 
 def alive(pid: int) -> bool:
