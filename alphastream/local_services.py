@@ -253,14 +253,15 @@ FLINK_JOB_SERVER_START_TIMEOUT_SECONDS = 90.0
 
 def start_flink_job_server(work_dir: Path, flink_master: str = "[local]",
                            timeout: float = FLINK_JOB_SERVER_START_TIMEOUT_SECONDS,
-                           new_session: bool = False) -> tuple[Process, str]:
+                           new_session: bool = False, jvm_flags: Sequence[str] = ()) -> tuple[Process, str]:
     """The Flink job server ``python -m alphastream.java_jars`` assembles, started once and kept
     running, for ``--runner FlinkRunner --job_endpoint localhost:PORT``: each job then skips the
     job server's JVM start (with ``[local]``, the server still starts an embedded Flink per job).
-    Beam's FlinkRunner otherwise starts one per pipeline run. Logs to
+    Beam's FlinkRunner otherwise starts one per pipeline run. ``jvm_flags`` go before ``-jar``
+    (e.g. pipeline.runners.EMBEDDED_BATCH_JVM_FLAGS for a server that runs batch jobs). Logs to
     ``work_dir/FLINK_JOB_SERVER_LOG``; returns (process, "localhost:port")."""
     port = free_port()
-    command = ["java", "-jar", str(flink_job_server_jar()), "--flink-master", flink_master,
+    command = ["java", *jvm_flags, "-jar", str(flink_job_server_jar()), "--flink-master", flink_master,
                "--job-port", str(port), "--artifact-port", "0", "--expansion-port", "0",
                "--artifacts-dir", str(work_dir / "artifacts")]
     process = start_and_wait(command, "the Flink job server", work_dir / FLINK_JOB_SERVER_LOG,
