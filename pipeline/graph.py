@@ -20,11 +20,12 @@ from alphastream.sessions import SessionMap, parse_exchange_map
 from alphastream.synthetic import MarketSpec
 from pipeline.options import AlphastreamOptions, dedup_horizon_seconds
 from pipeline.outputs import ComputedBars, GraphOutputs, write_outputs
+from pipeline.runners import runs_on_flink
 from pipeline.sources import ReadLiveSyntheticMarket, ReadSyntheticMarket, ReadTickFiles
 from transforms.batch_bars import BatchBars
 from transforms.beam_types import PColl
 from transforms.parse import DEAD_LETTERS, TICKS, NowFn, ParseTicks
-from transforms.tick_batches import DEDUP_BUCKET_US, BarsFromTickBatches, DedupTickBatches, ParseTickBatches
+from transforms.tick_batches import DEDUP_BUCKET_US, BarsFromTickBatches, DedupTickBatches, Forget, ParseTickBatches
 from transforms.tick_tables import ValidateTickTables, ticks_to_table
 from transforms.validation import ValidationPolicy
 
@@ -55,7 +56,9 @@ def streaming_bars(p: beam.Pipeline, opts: AlphastreamOptions, now_us: NowFn) ->
     payloads = read_stream(p, opts)
     parsed = payloads | "ParseTicks" >> ParseTickBatches(now_us, _default_source(opts), _policy(opts),
                                                          DEDUP_BUCKET_US)
-    unique = parsed[TICKS] | "DedupTrades" >> DedupTickBatches(DEDUP_BUCKET_US, dedup_horizon_seconds(opts))
+    # On Flink a pending timer holds back the watermark of the bar windows after dedup.
+    forget = Forget.SLOTS if runs_on_flink(opts) else Forget.TIMER
+    unique = parsed[TICKS] | "DedupTrades" >> DedupTickBatches(DEDUP_BUCKET_US, dedup_horizon_seconds(opts), forget)
     bars = unique | "Bars" >> BarsFromTickBatches(opts.intervals, opts.allowed_lateness, opts.early_firing_seconds,
                                                   session_map(opts))
     # Tick records are ungrouped only when stored (the DirectRunner computes every branch,

@@ -30,6 +30,7 @@ chain (transforms.bars.WindowedBars), so the trigger machinery sees one element 
 # Beam's functions carry no annotations; calling them is the point of this module.
 from __future__ import annotations
 
+import enum
 import functools
 import json
 from typing import Any, Iterable, Iterator
@@ -186,38 +187,63 @@ _FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
 _KEPT_STATE, _FORGET_TIMER = beam.DoFn.StateParam(_KEPT), beam.DoFn.TimerParam(_FORGET)
 
 
-class _KeptDeliveriesDoFn(beam.DoFn):
-    def __init__(self, bucket_us: int, horizon_seconds: int):
-        self._bucket_us = bucket_us
-        self._horizon = Duration(seconds=horizon_seconds)
+def _parse_kept(text: str) -> dict[str, str]:
+    return dict(line.split(_FIELD, 1) for line in text.split(_LINE)) if text else {}
+
+
+def _kept_text(kept: dict[str, str]) -> str:
+    return _LINE.join(f"{identity}{_FIELD}{text}" for identity, text in kept.items())
+
+
+def first_deliveries(kept: dict[str, str], ticks: Iterable[Tick]) -> tuple[list[Tick], int]:
+    """(the kept delivery of each trade new to ``kept``, which it adds them to; how many of
+    ``ticks`` disagree with their trade's kept delivery)."""
+    arrived: dict[str, list[Tick]] = {}
+    for tick in ticks:
+        arrived.setdefault(_identity_text(tick), []).append(tick)
+    fresh, conflicting = [], 0
+    for identity, deliveries in arrived.items():
+        if identity in kept:  # kept from an earlier message: it stays, whatever the rule prefers
+            earlier = _parse_delivery(kept[identity])
+        else:
+            best = min(deliveries, key=delivery)
+            earlier = delivery(best)
+            kept[identity] = _delivery_text(best)
+            fresh.append(best)
+        conflicting += sum(delivery(t) != earlier for t in deliveries)
+    return fresh, conflicting
+
+
+class _DedupCounters:
+    def __init__(self) -> None:
         self._duplicates = Metrics.counter(METRICS_NAMESPACE, "ticks_duplicate")
         self._conflicting = Metrics.counter(METRICS_NAMESPACE, "ticks_conflicting")
         self._unique = Metrics.counter(METRICS_NAMESPACE, "ticks_unique")
 
+    def count(self, arrived: int, fresh: int, conflicting: int) -> None:
+        self._unique.inc(fresh)
+        # Conflicting deliveries are duplicates too (read = unique + duplicates + dead-lettered).
+        self._duplicates.inc(arrived - fresh)
+        self._conflicting.inc(conflicting)
+
+
+class _KeptDeliveriesDoFn(beam.DoFn):
+    """((symbol, bucket), [Tick]) -> (symbol, [new kept deliveries]); a timer forgets the bucket's
+    trades once the watermark passes its end + the horizon."""
+
+    def __init__(self, bucket_us: int, horizon_seconds: int):
+        self._bucket_us = bucket_us
+        self._horizon = Duration(seconds=horizon_seconds)
+        self._counters = _DedupCounters()
+
     def process(self, element: Any, kept_state: Any = _KEPT_STATE, forget: Any = _FORGET_TIMER) -> Iterator[Any]:
         (symbol, bucket), ticks = element
-        stored = kept_state.read()
-        kept = dict(line.split(_FIELD, 1) for line in stored.split(_LINE)) if stored else {}
-        arrived: dict[str, list[Tick]] = {}
-        for tick in ticks:
-            arrived.setdefault(_identity_text(tick), []).append(tick)
-        fresh, conflicting = [], 0
-        for identity, deliveries in arrived.items():
-            if identity in kept:  # kept from an earlier message: it stays, whatever the rule prefers
-                earlier = _parse_delivery(kept[identity])
-            else:
-                best = min(deliveries, key=delivery)
-                earlier = delivery(best)
-                kept[identity] = _delivery_text(best)
-                fresh.append(best)
-            conflicting += sum(delivery(t) != earlier for t in deliveries)
+        kept = _parse_kept(kept_state.read())
+        fresh, conflicting = first_deliveries(kept, ticks)
         if fresh:
-            kept_state.write(_LINE.join(f"{identity}{_FIELD}{text}" for identity, text in kept.items()))
+            kept_state.write(_kept_text(kept))
         forget.set(Timestamp(micros=bucket + self._bucket_us) + self._horizon)
-        self._unique.inc(len(fresh))
-        # Conflicting deliveries are duplicates too (read = unique + duplicates + dead-lettered).
-        self._duplicates.inc(len(ticks) - len(fresh))
-        self._conflicting.inc(conflicting)
+        self._counters.count(len(ticks), len(fresh), conflicting)
         if fresh:
             yield symbol, fresh
 
@@ -226,16 +252,67 @@ class _KeptDeliveriesDoFn(beam.DoFn):
         kept_state.clear()
 
 
+def slot_count(bucket_us: int, horizon_seconds: int) -> int:
+    """Slots per symbol for SLOTS dedup: twice the buckets that end within the horizon, so a
+    bucket is forgotten only after the symbol's ticks have moved on by at least twice the horizon
+    in event time (the watermark lags the newest tick; the timer waits for the watermark)."""
+    return 2 * -(-(horizon_seconds * 1_000_000 + bucket_us) // bucket_us)
+
+
+class _SlotKeptDeliveriesDoFn(beam.DoFn):
+    """((symbol, slot), (bucket, [Tick])) -> (symbol, [new kept deliveries]), with no timer. A slot
+    holds one bucket's trades: a later bucket of the slot replaces them, and the ticks of an
+    earlier one (its trades already forgotten) all count as new, as after the timer fired."""
+
+    def __init__(self) -> None:
+        self._counters = _DedupCounters()
+
+    def process(self, element: Any, kept_state: Any = _KEPT_STATE) -> Iterator[Any]:
+        (symbol, _), (bucket, ticks) = element
+        stored_bucket, _, stored = (kept_state.read() or "").partition(_LINE)
+        held = int(stored_bucket) if stored_bucket else None
+        if held is not None and held > bucket:
+            fresh, conflicting = first_deliveries({}, ticks)  # forgotten: nothing to compare with
+        else:
+            kept = _parse_kept(stored) if held == bucket else {}
+            fresh, conflicting = first_deliveries(kept, ticks)
+            if fresh:
+                kept_state.write(f"{bucket}{_LINE}{_kept_text(kept)}")
+        self._counters.count(len(ticks), len(fresh), conflicting)
+        if fresh:
+            yield symbol, fresh
+
+
+class Forget(enum.Enum):
+    """How DedupTickBatches forgets a bucket's trades after the horizon."""
+
+    TIMER = "timer"  # an event-time timer per bucket, at its end + the horizon
+    # Per symbol a ring of slot_count() slots, each holding one bucket's trades until a later
+    # bucket takes the slot: no timer. For Flink, where a pending timer holds the step's output
+    # watermark back, and with it every bar window after it (docs/kafka-flink.md).
+    SLOTS = "slots"
+
+
 class DedupTickBatches(Transform):
     """((symbol, bucket), [Tick]) -> (symbol, [kept delivery of each trade new to its group])."""
 
-    def __init__(self, bucket_us: int, horizon_seconds: int):
+    def __init__(self, bucket_us: int, horizon_seconds: int, forget: Forget = Forget.TIMER):
         super().__init__()
+        self._bucket_us, self._forget = bucket_us, forget
+        self._slots = slot_count(bucket_us, horizon_seconds)
         self._fn = _KeptDeliveriesDoFn(bucket_us, horizon_seconds)
 
     def expand(self, groups: PColl) -> PColl:
-        kept: PColl = groups | "FirstDeliveries" >> beam.ParDo(self._fn)
-        return kept
+        if self._forget is Forget.TIMER:
+            kept: PColl = groups | "FirstDeliveries" >> beam.ParDo(self._fn)
+            return kept
+        bucket_us, slots = self._bucket_us, self._slots
+        by_slot: PColl = (
+            groups
+            | "KeyBySlot" >> beam.Map(lambda group: ((group[0][0], group[0][1] // bucket_us % slots),
+                                                     (group[0][1], group[1])))
+            | "FirstDeliveriesInSlots" >> beam.ParDo(_SlotKeptDeliveriesDoFn()))
+        return by_slot
 
 
 class _PartialBarsOfGroupDoFn(beam.DoFn):

@@ -1,13 +1,15 @@
 """transforms.tick_batches with TestStream: message batches -> parse -> dedup -> bars, equal to
 the pandas oracle with duplicates across messages, out-of-order ticks, heartbeats, late data
 and malformed items; the panes are on time, then late; conflicting deliveries of a trade
-resolve within a message and are counted across messages."""
+resolve within a message and are counted across messages. Dedup runs both ways of forgetting
+(Forget.TIMER, and Forget.SLOTS as on Flink)."""
 from __future__ import annotations
 
 import json
 import random
 
 import pandas as pd
+import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.testing.test_pipeline import TestPipeline
@@ -19,7 +21,14 @@ from alphastream.records import PaneTiming, Tick
 from tests.fixtures.beam import Collected
 from tests.fixtures.reference import assert_same_bars, bars_frame, pandas_bars
 from transforms.parse import DEAD_LETTERS, TICKS
-from transforms.tick_batches import DEDUP_BUCKET_US, BarsFromTickBatches, DedupTickBatches, ParseTickBatches
+from transforms.tick_batches import (
+    DEDUP_BUCKET_US,
+    BarsFromTickBatches,
+    DedupTickBatches,
+    Forget,
+    ParseTickBatches,
+    slot_count,
+)
 from transforms.validation import ValidationPolicy
 
 T0 = 1_704_205_800_000_000  # 2024-01-02 14:30:00 UTC
@@ -36,12 +45,15 @@ def message(ticks: list[Tick] | list[dict]) -> TimestampedValue:
     return TimestampedValue((ORIGIN, json.dumps(items).encode()), Timestamp(micros=earliest // 1000 * 1000))
 
 
-def run(events: TestStream, lateness: int = 10, counters: dict | None = None):
+HORIZON_S = 60
+
+
+def run(events: TestStream, lateness: int = 10, counters: dict | None = None, forget: Forget = Forget.TIMER):
     """(bars, dead letters); ``counters``, if given, receives the run's counters by name."""
     p = TestPipeline()
     p.options.view_as(StandardOptions).streaming = True
     parsed = p | events | ParseTickBatches(lambda: NOW_US, "pubsub", ValidationPolicy(), DEDUP_BUCKET_US)
-    bars = (parsed[TICKS] | DedupTickBatches(DEDUP_BUCKET_US, horizon_seconds=60)
+    bars = (parsed[TICKS] | DedupTickBatches(DEDUP_BUCKET_US, horizon_seconds=HORIZON_S, forget=forget)
             | BarsFromTickBatches(INTERVALS, lateness, 0))
     got_bars, got_letters = Collected(bars, "Bars"), Collected(parsed[DEAD_LETTERS], "Letters")
     result = p.run()
@@ -62,7 +74,8 @@ def final_bars(bars) -> pd.DataFrame:
     return bars_frame(list(best.values()))
 
 
-def test_batches_with_duplicates_and_disorder_give_the_pandas_bars():
+@pytest.mark.parametrize("forget", list(Forget))
+def test_batches_with_duplicates_and_disorder_give_the_pandas_bars(forget):
     rng = random.Random(11)
     ticks = [Tick(rng.choice(["AAPL", "MSFT"]), T0 + rng.randrange(9 * SEC), round(rng.uniform(99, 101), 2),
                   float(rng.randint(0, 9)), f"t{i}", "feed") for i in range(300)]
@@ -74,14 +87,15 @@ def test_batches_with_duplicates_and_disorder_give_the_pandas_bars():
     events.add_elements([TimestampedValue((ORIGIN, b"[]"), Timestamp(micros=T0 + 9 * SEC))])  # heartbeat
     events.advance_watermark_to_infinity()
 
-    bars, letters = run(events)
+    bars, letters = run(events, forget=forget)
 
     assert letters == []
     assert {b.timing for b in bars} == {PaneTiming.ON_TIME.value}
     assert_same_bars(final_bars(bars), pandas_bars(pd.DataFrame([t._asdict() for t in ticks]), INTERVALS))
 
 
-def test_late_batches_update_bars_and_malformed_items_are_dead_lettered():
+@pytest.mark.parametrize("forget", list(Forget))
+def test_late_batches_update_bars_and_malformed_items_are_dead_lettered(forget):
     on_time = [Tick("AAPL", T0 + i * 100_000, 100.0 + i, 1.0, f"a{i}", "feed") for i in range(5)]
     late = [Tick("AAPL", T0 + 700_000, 90.0, 2.0, "late-1", "feed")]
     bad_items = [{"symbol": "AAPL", "ts_us": T0 + 1, "price": -5, "size": 1, "trade_id": "neg", "source": "feed"},
@@ -97,7 +111,7 @@ def test_late_batches_update_bars_and_malformed_items_are_dead_lettered():
               .add_elements([message(late)])
               .advance_watermark_to_infinity())
 
-    bars, letters = run(events)
+    bars, letters = run(events, forget=forget)
 
     one_second = sorted((b for b in bars if b.interval == "1s"), key=lambda b: b.pane_index)
     assert [(b.timing, b.trades, b.low) for b in one_second] == [
@@ -108,7 +122,8 @@ def test_late_batches_update_bars_and_malformed_items_are_dead_lettered():
     assert "before its message's event time" in before.detail and json.loads(before.raw)["trade_id"] == "before-message"
 
 
-def test_conflicting_deliveries_resolve_in_a_message_and_later_ones_leave_the_bars_alone():
+@pytest.mark.parametrize("forget", list(Forget))
+def test_conflicting_deliveries_resolve_in_a_message_and_later_ones_leave_the_bars_alone(forget):
     kept = Tick("AAPL", T0 + 900_000, 100.0, 2.0, "t1", "feed")
     next_bucket = kept._replace(ts_us=T0 + 1_200_000, price=99.0)  # later: in the next dedup bucket
     dearer = kept._replace(price=101.0)
@@ -118,7 +133,7 @@ def test_conflicting_deliveries_resolve_in_a_message_and_later_ones_leave_the_ba
                 ("MSFT", "1s", T0, 1, 7.0, 2.0), ("MSFT", "5s", T0, 1, 7.0, 2.0)]
 
     def bars_of(events, counters=None):
-        bars, letters = run(events.advance_watermark_to_infinity(), counters=counters)
+        bars, letters = run(events.advance_watermark_to_infinity(), counters=counters, forget=forget)
         assert letters == []
         return sorted((b.symbol, b.interval, b.bucket_start_us, b.trades, b.low, b.volume)
                       for b in final_bars(bars).itertuples())
@@ -150,3 +165,37 @@ def test_hostile_message_bodies_become_dead_letters_with_their_bytes_kept():
     dead = letters.items
     assert sorted(letter.raw[:6] for letter in dead) == ["[[[[[[", "\\xff\\x"]
     assert {letter.reason for letter in dead} == {"bad_json"}
+
+
+def test_slots_forget_a_bucket_only_once_a_bucket_a_ring_later_takes_its_slot():
+    slots = slot_count(DEDUP_BUCKET_US, HORIZON_S)
+    assert slots == 2 * (HORIZON_S + 1)  # twice the buckets ending within the horizon
+    t1 = Tick("AAPL", T0 + 500_000, 100.0, 1.0, "t1", "feed")
+    other_slot = t1._replace(ts_us=T0 + (slots - 1) * SEC + 500_000, trade_id="t-other-slot")
+    same_slot = t1._replace(ts_us=T0 + slots * SEC + 500_000, trade_id="t-same-slot")
+    events = TestStream()
+    for ticks in ([t1], [other_slot], [t1], [same_slot], [t1], [same_slot]):
+        events.add_elements([message(ticks)])
+
+    bars, letters = run(events.advance_watermark_to_infinity(), forget=Forget.SLOTS)
+
+    trades = {(b.bucket_start_us - T0) // SEC: b.trades for b in final_bars(bars).itertuples() if b.interval == "1s"}
+    # t1's redelivery after a bucket of another slot is a duplicate; after the bucket a ring
+    # later took t1's slot, t1 is forgotten and counts again, as after the timer fired; that
+    # later bucket's own redelivery is still a duplicate.
+    assert letters == []
+    assert trades == {0: 2, slots - 1: 1, slots: 1}
+
+
+def test_the_timer_keeps_a_bucket_until_the_watermark_passes_it():
+    slots = slot_count(DEDUP_BUCKET_US, HORIZON_S)
+    t1 = Tick("AAPL", T0 + 500_000, 100.0, 1.0, "t1", "feed")
+    same_slot = t1._replace(ts_us=T0 + slots * SEC + 500_000, trade_id="t-same-slot")
+    events = TestStream()
+    for ticks in ([t1], [same_slot], [t1]):
+        events.add_elements([message(ticks)])
+
+    bars, _ = run(events.advance_watermark_to_infinity(), forget=Forget.TIMER)
+
+    trades = {(b.bucket_start_us - T0) // SEC: b.trades for b in final_bars(bars).itertuples() if b.interval == "1s"}
+    assert trades == {0: 1, slots: 1}  # the watermark never passed t1's bucket + horizon
