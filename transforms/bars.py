@@ -95,6 +95,33 @@ class OhlcvCombineFn(beam.CombineFn):
         return accumulator
 
 
+class DistinctPartialsCombineFn(beam.CombineFn):
+    """Partial bars -> one partial bar, each distinct partial counted once: a partial bar that a
+    runner hands to the window twice does not count twice (seen on Prism under load,
+    docs/kafka-flink.md). Distinct partials are never equal: dedup puts each trade in one partial
+    bar per bucket, and a partial carries its first and last trade and its sums. The accumulator
+    holds the window's partials, which the local runners keep for its panes anyway."""
+
+    def __init__(self) -> None:  # typed, so typed code may construct it
+        super().__init__()  # type: ignore[no-untyped-call]  # Beam's CombineFn has no annotations
+
+    def create_accumulator(self) -> set[OhlcvAccumulator]:
+        return set()
+
+    def add_input(self, partials: set[OhlcvAccumulator], partial: OhlcvAccumulator) -> set[OhlcvAccumulator]:
+        partials.add(partial)
+        return partials
+
+    def merge_accumulators(self, accumulators: Iterable[set[OhlcvAccumulator]]) -> set[OhlcvAccumulator]:
+        merged: set[OhlcvAccumulator] = set()
+        for partials in accumulators:
+            merged |= partials
+        return merged
+
+    def extract_output(self, partials: set[OhlcvAccumulator]) -> OhlcvAccumulator | None:
+        return merge_all(sorted(partials))  # sorted: the float sums do not depend on set order
+
+
 def bar_from_accumulator(
     symbol: str, interval: str, bucket_start_us: int, acc: OhlcvAccumulator, timing: PaneTiming, pane_index: int
 ) -> Bar:
@@ -173,7 +200,7 @@ class WindowedBars(Transform):
                 trigger=self._trigger(),
                 accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
                 allowed_lateness=Duration(seconds=self._lateness))
-            | f"Combine{interval}" >> beam.CombinePerKey(OhlcvCombineFn())
+            | f"Combine{interval}" >> beam.CombinePerKey(DistinctPartialsCombineFn())
             | f"ToBar{interval}" >> beam.ParDo(_WindowedBarDoFn(interval)).with_output_types(Bar)
             # Each bar carries its bucket and pane now; one common windowing lets the
             # intervals be flattened, and every pane passes straight on to the sinks.

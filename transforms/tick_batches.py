@@ -14,7 +14,8 @@ gets. Here the unit is a message (a batch of ticks, see ``alphastream.wire``) an
 Trades and their deliveries follow transforms.trade_identity. The parser resolves each trade's
 deliveries within a message to the kept one and puts them all in the kept delivery's
 (symbol, 1-second bucket) group. Dedup remembers, per group, each trade's kept delivery; a timer
-forgets them ``horizon`` after the bucket ends. A later delivery of a remembered trade is a
+forgets them ``horizon`` after the bucket ends (or, on Flink, a later bucket taking the group's
+slot does: ``Forget``). A later delivery of a remembered trade is a
 duplicate, and if it disagrees with the kept one it is also counted as ``ticks_conflicting``
 instead of changing the bars. Emitted bars cannot be retracted here, so a later delivery the
 rule would prefer, or one at another time (another bucket), leaves the result dependent on

@@ -1,6 +1,7 @@
 """The windowed bar chain (transforms.bars.WindowedBars, fed per tick) and per-tick dedup with
-TestStream: on-time, early, late, too-late, out-of-order and duplicate ticks, and the
-OhlcvCombineFn's algebra checked directly."""
+TestStream: on-time, early, late, too-late, out-of-order and duplicate ticks, and the algebra of
+OhlcvCombineFn and DistinctPartialsCombineFn checked directly; partial bars a runner hands to a
+window twice count once."""
 import itertools
 import math
 import random
@@ -18,7 +19,15 @@ from hypothesis import strategies as st
 
 from alphastream.records import PaneTiming, Tick
 from tests.fixtures.per_tick import PerTickBars, PerTickDedup
-from transforms.bars import OhlcvCombineFn, bar_from_accumulator, merge_two, tick_accumulator
+from transforms.bars import (
+    DistinctPartialsCombineFn,
+    OhlcvCombineFn,
+    bar_from_accumulator,
+    merge_all,
+    merge_two,
+    tick_accumulator,
+)
+from transforms.tick_batches import BarsFromTickBatches
 
 T0 = 1_704_205_800_000_000  # 2024-01-02 14:30:00 UTC, a minute boundary
 SEC = 1_000_000
@@ -89,6 +98,46 @@ def test_vwap_is_finite_and_within_low_and_high_however_merged(trades, rng):
                                               OhlcvCombineFn().merge_accumulators(accs[cut:])])
     bar = bar_from_accumulator("AAPL", "1m", T0, acc, PaneTiming.ON_TIME, 0)
     assert math.isfinite(bar.vwap) and bar.low <= bar.vwap <= bar.high, bar
+
+
+def test_distinct_partials_count_a_repeated_partial_once_however_merged():
+    partials = [merge_all(tick_accumulator(tick(i + j * 0.1, 100 + j, trade_id=f"t{i}-{j}")) for j in range(3))
+                for i in range(8)]
+    fn = DistinctPartialsCombineFn()
+    expected = OhlcvCombineFn().merge_accumulators(sorted(partials))
+    rng = random.Random(5)
+    for _ in range(20):
+        delivered = partials + rng.sample(partials, 3)  # three handed over twice
+        rng.shuffle(delivered)
+        cut = rng.randint(1, len(delivered) - 1)
+        halves = []
+        for part in (delivered[:cut], delivered[cut:]):
+            acc = fn.create_accumulator()
+            for partial in part:
+                acc = fn.add_input(acc, partial)
+            halves.append(acc)
+        merged = fn.extract_output(fn.merge_accumulators(halves))
+        assert merged == expected and merged.trades == 24
+    assert fn.extract_output(fn.create_accumulator()) is None
+
+
+def test_a_partial_bar_handed_to_its_window_twice_counts_once_on_time_and_late():
+    """As when a runner re-delivers an element after dedup: the same (symbol, [kept ticks])
+    twice, in the on-time pane and again after it fired."""
+    first = (tick(1, 100.0, size=2, trade_id="a"), tick(2, 101.0, size=3, trade_id="b"))
+    late = (tick(3, 99.0, size=1, trade_id="c"),)
+    stream = (TestStream().advance_watermark_to(Timestamp(micros=T0))
+              .add_elements([TimestampedValue(("AAPL", list(first)), Timestamp(micros=T0 + SEC))] * 2)
+              .advance_watermark_to(Timestamp(micros=T0 + 61 * SEC))
+              .add_elements([TimestampedValue(("AAPL", list(first)), Timestamp(micros=T0 + SEC))])
+              .add_elements([TimestampedValue(("AAPL", list(late)), Timestamp(micros=T0 + 3 * SEC))])
+              .advance_watermark_to_infinity())
+    with streaming_pipeline() as p:
+        bars = p | stream | BarsFromTickBatches(("1m",), 120, 0)
+        assert_that(bars | beam.Map(lambda b: (b.timing, b.trades, b.volume, b.open, b.close)), equal_to([
+            (PaneTiming.ON_TIME.value, 2, 5.0, 100.0, 101.0),
+            (PaneTiming.LATE.value, 2, 5.0, 100.0, 101.0),  # the repeat alone: nothing new
+            (PaneTiming.LATE.value, 3, 6.0, 100.0, 99.0)]))
 
 
 # --- PerTickBars with TestStream -----------------------------------------------------

@@ -173,18 +173,21 @@ def test_slots_forget_a_bucket_only_once_a_bucket_a_ring_later_takes_its_slot():
     t1 = Tick("AAPL", T0 + 500_000, 100.0, 1.0, "t1", "feed")
     other_slot = t1._replace(ts_us=T0 + (slots - 1) * SEC + 500_000, trade_id="t-other-slot")
     same_slot = t1._replace(ts_us=T0 + slots * SEC + 500_000, trade_id="t-same-slot")
+    # Each redelivery of t1 comes with a new trade of its bucket, so that a counted t1 makes a
+    # partial bar of its own (the bars count a partial bar handed over twice once).
+    t2, t3 = t1._replace(trade_id="t2"), t1._replace(trade_id="t3")
     events = TestStream()
-    for ticks in ([t1], [other_slot], [t1], [same_slot], [t1], [same_slot]):
+    for ticks in ([t1], [other_slot], [t1, t2], [same_slot], [t1, t3], [same_slot]):
         events.add_elements([message(ticks)])
 
     bars, letters = run(events.advance_watermark_to_infinity(), forget=Forget.SLOTS)
 
     trades = {(b.bucket_start_us - T0) // SEC: b.trades for b in final_bars(bars).itertuples() if b.interval == "1s"}
-    # t1's redelivery after a bucket of another slot is a duplicate; after the bucket a ring
-    # later took t1's slot, t1 is forgotten and counts again, as after the timer fired; that
-    # later bucket's own redelivery is still a duplicate.
+    # t1's redelivery after a bucket of another slot is a duplicate (t1, t2); after the bucket a
+    # ring later took t1's slot, t1 is forgotten and counts again with t3, as after the timer
+    # fired; that later bucket's own redelivery is still a duplicate.
     assert letters == []
-    assert trades == {0: 2, slots - 1: 1, slots: 1}
+    assert trades == {0: 4, slots - 1: 1, slots: 1}
 
 
 def test_the_timer_keeps_a_bucket_until_the_watermark_passes_it():
@@ -192,10 +195,10 @@ def test_the_timer_keeps_a_bucket_until_the_watermark_passes_it():
     t1 = Tick("AAPL", T0 + 500_000, 100.0, 1.0, "t1", "feed")
     same_slot = t1._replace(ts_us=T0 + slots * SEC + 500_000, trade_id="t-same-slot")
     events = TestStream()
-    for ticks in ([t1], [same_slot], [t1]):
+    for ticks in ([t1], [same_slot], [t1, t1._replace(trade_id="t2")]):
         events.add_elements([message(ticks)])
 
     bars, _ = run(events.advance_watermark_to_infinity(), forget=Forget.TIMER)
 
     trades = {(b.bucket_start_us - T0) // SEC: b.trades for b in final_bars(bars).itertuples() if b.interval == "1s"}
-    assert trades == {0: 1, slots: 1}  # the watermark never passed t1's bucket + horizon
+    assert trades == {0: 2, slots: 1}  # t1 once: the watermark never passed its bucket + horizon
