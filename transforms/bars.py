@@ -100,7 +100,8 @@ class DistinctPartialsCombineFn(beam.CombineFn):
     runner hands to the window twice does not count twice (seen on Prism under load,
     docs/kafka-flink.md). Distinct partials are never equal: dedup puts each trade in one partial
     bar per bucket, and a partial carries its first and last trade and its sums. The accumulator
-    holds the window's partials, which the local runners keep for its panes anyway."""
+    holds the window's partials until the window expires: the local runners keep them for its
+    panes anyway, and where a runner lifts the combine its state holds them."""
 
     def __init__(self) -> None:  # typed, so typed code may construct it
         super().__init__()  # type: ignore[no-untyped-call]  # Beam's CombineFn has no annotations
