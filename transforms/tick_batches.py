@@ -299,15 +299,14 @@ class DedupTickBatches(Transform):
 
     def __init__(self, bucket_us: int, horizon_seconds: int, forget: Forget = Forget.TIMER):
         super().__init__()
-        self._bucket_us, self._forget = bucket_us, forget
-        self._slots = slot_count(bucket_us, horizon_seconds)
-        self._fn = _KeptDeliveriesDoFn(bucket_us, horizon_seconds)
+        self._bucket_us, self._horizon_seconds, self._forget = bucket_us, horizon_seconds, forget
 
     def expand(self, groups: PColl) -> PColl:
         if self._forget is Forget.TIMER:
-            kept: PColl = groups | "FirstDeliveries" >> beam.ParDo(self._fn)
+            kept: PColl = groups | "FirstDeliveries" >> beam.ParDo(
+                _KeptDeliveriesDoFn(self._bucket_us, self._horizon_seconds))
             return kept
-        bucket_us, slots = self._bucket_us, self._slots
+        bucket_us, slots = self._bucket_us, slot_count(self._bucket_us, self._horizon_seconds)
         by_slot: PColl = (
             groups
             | "KeyBySlot" >> beam.Map(lambda group: ((group[0][0], group[0][1] // bucket_us % slots),
